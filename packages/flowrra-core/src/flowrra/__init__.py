@@ -1,0 +1,92 @@
+"""Flowrra: an asyncio task queue.
+
+::
+
+    from flowrra import Flowrra
+
+    app = Flowrra.from_urls()          # embedded: in-memory broker and result store
+
+    @app.task()
+    async def send_email(to: str) -> dict[str, str]:
+        ...
+
+    async with app:
+        task_id = await app.submit(send_email, "user@example.com")
+        result = await app.wait_for_result(task_id, timeout=10)
+"""
+
+from flowrra._version import __version__
+from flowrra.app import Flowrra
+from flowrra.backends.base import BaseResultBackend
+from flowrra.backends.memory import InMemoryBackend, MemoryBackend
+from flowrra.brokers.memory import MemoryBroker
+from flowrra.compat import AsyncTaskExecutor
+from flowrra.config import BackendConfig, BrokerConfig, Config, ExecutorConfig
+from flowrra.events import TaskEvent
+from flowrra.exceptions import (
+    BackendError,
+    BrokerError,
+    ConfigError,
+    ExecutorNotRunningError,
+    FlowrraError,
+    NotRunningError,
+    PluginConflictError,
+    PluginError,
+    PluginNotFoundError,
+    ResultTimeoutError,
+    SerializationError,
+    TaskNotFoundError,
+    TaskNotRegisteredError,
+    TaskRegistrationError,
+    TaskTimeoutError,
+    UnknownTaskError,
+)
+from flowrra.executors import CPUExecutor, IOExecutor
+from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.registry import TaskCall, TaskHandle, TaskRegistry
+from flowrra.retry import RetryPolicy
+from flowrra.task import Task, TaskMessage, TaskResult, TaskStatus
+
+__all__ = [
+    "AsyncTaskExecutor",
+    "BackendConfig",
+    "BackendError",
+    "BaseResultBackend",
+    "Broker",
+    "BrokerConfig",
+    "BrokerError",
+    "CPUExecutor",
+    "Config",
+    "ConfigError",
+    "Executor",
+    "ExecutorConfig",
+    "ExecutorNotRunningError",
+    "Flowrra",
+    "FlowrraError",
+    "IOExecutor",
+    "InMemoryBackend",
+    "MemoryBackend",
+    "MemoryBroker",
+    "NotRunningError",
+    "PluginConflictError",
+    "PluginError",
+    "PluginNotFoundError",
+    "ResultBackend",
+    "ResultTimeoutError",
+    "RetryPolicy",
+    "SerializationError",
+    "Task",
+    "TaskCall",
+    "TaskEvent",
+    "TaskHandle",
+    "TaskMessage",
+    "TaskNotFoundError",
+    "TaskNotRegisteredError",
+    "TaskRegistrationError",
+    "TaskRegistry",
+    "TaskResult",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "UnknownTaskError",
+    "__version__",
+]

@@ -1,0 +1,346 @@
+"""``Flowrra``: the application object users hold. It wires configuration, the task
+registry, the broker, the result backend, the executors and the worker, and delegates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from flowrra.backends.memory import MemoryBackend
+from flowrra.brokers.memory import MemoryBroker
+from flowrra.config import BackendConfig, BrokerConfig, Config
+from flowrra.events import EventHub
+from flowrra.exceptions import NotRunningError, ResultTimeoutError, UnknownTaskError
+from flowrra.executors.cpu import CPUExecutor
+from flowrra.executors.io import IOExecutor
+from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
+from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
+from flowrra.retry import RetryPolicy
+from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
+from flowrra.worker import Worker
+
+__all__ = ["Flowrra"]
+
+logger = logging.getLogger("flowrra.app")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MEMORY = "memory"
+_PENDING = TaskStatus.PENDING
+_fromtimestamp = datetime.fromtimestamp
+
+
+def _make_broker(config: Config) -> Broker:
+    broker_config = config.broker or BrokerConfig()
+    if scheme_of(broker_config.url) == _MEMORY:
+        return MemoryBroker(max_queue_size=config.executor.max_queue_size)
+    factory = find_plugin(BROKERS, scheme_of(broker_config.url))
+    broker: Broker = factory(broker_config)
+    return broker
+
+
+def _make_backend(config: Config) -> ResultBackend:
+    backend_config = config.backend or BackendConfig()
+    if scheme_of(backend_config.url) == _MEMORY:
+        return MemoryBackend(max_entries=backend_config.max_entries, ttl=backend_config.ttl)
+    factory = find_plugin(BACKENDS, scheme_of(backend_config.url))
+    backend: ResultBackend = factory(backend_config)
+    return backend
+
+
+class Flowrra:
+    """An app: register tasks with :meth:`task`, queue them with :meth:`submit`, run them
+    with :meth:`start` (or ``async with app:``), read outcomes with :meth:`wait_for_result`.
+
+    ``broker``, ``backend``, ``io_executor`` and ``cpu_executor`` override what ``config``
+    would build; each must satisfy its protocol in :mod:`flowrra.protocols`.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        broker: Broker | None = None,
+        backend: ResultBackend | None = None,
+        io_executor: Executor | None = None,
+        cpu_executor: Executor | None = None,
+    ) -> None:
+        self.config = config or Config()
+        executor_config = self.config.executor
+        self.registry = TaskRegistry()
+        self.events = EventHub()
+        self.broker: Broker = broker if broker is not None else _make_broker(self.config)
+        self.backend: ResultBackend = backend if backend is not None else _make_backend(self.config)
+        self.worker = Worker(
+            self.registry,
+            self.broker,
+            self.backend,
+            io_executor or IOExecutor(executor_config.num_workers),
+            cpu_executor or CPUExecutor(executor_config.cpu_workers),
+            self.events,
+        )
+        self._connected = False
+        self._connect_lock: asyncio.Lock | None = None
+        self._startup: list[Callable[[], Awaitable[None]]] = []
+        self._shutdown: list[Callable[[], Awaitable[None]]] = []
+
+    @classmethod
+    def from_urls(cls, broker: str | None = None, backend: str | None = None) -> Flowrra:
+        """An app on the given broker and backend URLs; ``None`` means in-memory."""
+        return cls(
+            Config(
+                broker=BrokerConfig(url=broker) if broker else None,
+                backend=BackendConfig(url=backend) if backend else None,
+            )
+        )
+
+    # -- registration --------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> TaskHandle[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        cpu_bound: bool = False,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_jitter: bool = False,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        cpu_bound: bool = False,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_jitter: bool = False,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        timeout: float | None = None,
+    ) -> TaskHandle[P, R] | Callable[[Callable[P, R]], TaskHandle[P, R]]:
+        """Register a task: ``async def`` for I/O work, plain ``def`` with
+        ``cpu_bound=True`` for CPU work (run in a process pool).
+
+        ``max_retries`` / ``retry_delay`` default to the app's ``ExecutorConfig``; the delay
+        before retry *n* is ``retry_delay * 2**(n-1)``, capped at ``retry_max_delay``
+        (default 300 s), randomised if ``retry_jitter``. Only exceptions in ``retry_on`` are
+        retried. ``timeout`` bounds each attempt's run time in seconds.
+        """
+        defaults = self.config.executor
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        delay = defaults.retry_delay if retry_delay is None else retry_delay
+        options = TaskOptions(
+            cpu_bound=cpu_bound,
+            retry=RetryPolicy(
+                max_retries=defaults.max_retries if max_retries is None else max_retries,
+                delay=delay,
+                max_delay=max(
+                    defaults.retry_max_delay if retry_max_delay is None else retry_max_delay,
+                    delay,
+                ),
+                jitter=retry_jitter,
+                retry_on=retry_on,
+            ),
+            timeout=timeout,
+        )
+
+        def register(func: Callable[P, R]) -> TaskHandle[P, R]:
+            task_name = name or getattr(func, "__name__", None) or repr(func)
+            return self.registry.register(TaskHandle(func, task_name, options, self))
+
+        return register if fn is None else register(fn)
+
+    def on_startup(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Register a coroutine function to run after the app starts (e.g. to submit
+        the first tasks of a ``flowrra worker`` process)."""
+        self._startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Register a coroutine function to run when the app begins to stop."""
+        self._shutdown.append(fn)
+        return fn
+
+    # -- submitting ----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        task_func: TaskHandle[Any, Any] | Callable[..., Any] | str,
+        *args: Any,
+        priority: int = 0,
+        delay: float | None = None,
+        eta: datetime | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Queue a registered task (its handle, function or name); returns the task id.
+
+        ``priority``: lower runs first (default 0). ``delay`` (seconds) or ``eta`` (aware
+        datetime): not before then. A task whose own parameters are named ``priority``,
+        ``delay`` or ``eta`` is submitted with ``handle.with_options(...).submit(...)``.
+        Before :meth:`start`, the task waits in the queue.
+        """
+        name = self.registry.resolve(task_func)
+        due = None if delay is None and eta is None else eta_from(delay, eta)
+        return await self._enqueue(name, args, kwargs, priority, due)
+
+    async def _enqueue(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+    ) -> str:
+        if not self._connected:
+            await self._connect()
+        if priority.__class__ is not int:
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        task_id = new_task_id()
+        now = time.time()
+        message = TaskMessage(task_id, name, args, kwargs, priority, 0, eta, now)
+        pending = TaskResult(
+            task_id,
+            _PENDING,
+            name,
+            None,
+            None,
+            _fromtimestamp(now, UTC),
+            None,
+            None,
+            0,
+            args,
+            kwargs,
+            None,
+            priority,
+        )
+        # Recorded before it is queued, so a worker's RUNNING can never be overwritten.
+        await self.worker.record(pending)
+        try:
+            await self.broker.enqueue(message)
+        except BaseException as exc:
+            pending.status = TaskStatus.FAILED
+            pending.error = f"NotQueued: {type(exc).__name__}: {exc}"
+            pending.finished_at = _fromtimestamp(time.time(), UTC)
+            await self.backend.store(task_id, pending)
+            raise
+        return task_id
+
+    async def _connect(self) -> None:
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if not self._connected:
+                await self.broker.connect()
+                await self.backend.connect()
+                self._connected = True
+
+    # -- results -------------------------------------------------------------------------
+
+    async def get_result(self, task_id: str) -> TaskResult | None:
+        """The task's latest record (PENDING, RUNNING, RETRYING, SUCCESS or FAILED), or
+        ``None`` for an id the backend does not know. Never waits."""
+        if not self._connected:
+            await self._connect()
+        return await self.backend.get(task_id)
+
+    async def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """Wait until the task completes (SUCCESS or FAILED) and return its result.
+
+        Raises :class:`UnknownTaskError` for an id the backend does not know,
+        :class:`ResultTimeoutError` (a ``TimeoutError``) when ``timeout`` seconds pass (the
+        task keeps running), and :class:`NotRunningError` when the app runs embedded and was
+        never started, so the wait could never end.
+        """
+        if not self._connected:
+            await self._connect()
+        current = await self.backend.get(task_id)
+        if current is None:
+            raise UnknownTaskError(task_id)
+        if current.is_complete:
+            return current
+        if not self.broker.durable and not self.worker.is_running:
+            raise NotRunningError()
+        try:
+            return await self.backend.wait_for(task_id, timeout)
+        except TimeoutError as exc:
+            if isinstance(exc, ResultTimeoutError):
+                raise
+            raise ResultTimeoutError(task_id, timeout or 0.0) from None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers. Idempotent."""
+        if self.worker.is_running:
+            return
+        await self._connect()
+        await self.worker.start()
+        logger.info(
+            "flowrra started: %d I/O slots, %d CPU processes, %d tasks registered",
+            self.worker.io_executor.concurrency,
+            self.worker.cpu_executor.concurrency,
+            len(self.registry),
+        )
+        for hook in self._startup:
+            await hook()
+
+    async def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop the workers. With ``wait``, running (and, embedded, queued) tasks get up to
+        ``timeout`` seconds to finish; see the worker docs for what happens to the rest."""
+        if not self.worker.is_running:
+            return
+        for hook in self._shutdown:
+            await hook()
+        await self.worker.stop(wait=wait, timeout=timeout)
+        if self._connected:
+            await self.broker.close()
+            await self.backend.close()
+            self._connected = False
+            self._connect_lock = None
+
+    @property
+    def is_running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self.worker.is_running
+
+    def pending_count(self) -> int:
+        """Tasks queued and not yet taken by a worker (as known to this process)."""
+        return self.broker.pending_count()
+
+    async def __aenter__(self) -> Flowrra:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- extensions ----------------------------------------------------------------------
+
+    def create_scheduler(self, *args: Any, **kwargs: Any) -> Any:
+        """Build the scheduler of ``flowrra-scheduler`` bound to this app."""
+        return find_plugin(EXTENSIONS, "scheduler")(self, *args, **kwargs)

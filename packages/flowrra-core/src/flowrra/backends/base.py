@@ -1,0 +1,54 @@
+"""A base class for result backends (the import path flowrra 0.1.8 documented).
+
+Subclass it and implement ``store``, ``get`` and ``wait_for``; the rest has working
+defaults. A backend does not have to subclass it: any object satisfying
+:class:`flowrra.protocols.ResultBackend` will do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from flowrra.exceptions import BackendError
+from flowrra.task import TaskResult, TaskStatus
+
+__all__ = ["BaseResultBackend"]
+
+
+class BaseResultBackend(ABC):
+    """Stores each task's latest :class:`TaskResult`; see ``ResultBackend`` for the contract."""
+
+    async def connect(self) -> None:
+        """Open connections. The default has none to open."""
+
+    async def close(self) -> None:
+        """Release connections. The default has none to release."""
+
+    @abstractmethod
+    async def store(self, task_id: str, result: TaskResult) -> None:
+        """Record ``result`` as the latest state of ``task_id``."""
+
+    @abstractmethod
+    async def get(self, task_id: str) -> TaskResult | None:
+        """The latest record for ``task_id``, or ``None``."""
+
+    @abstractmethod
+    async def wait_for(self, task_id: str, timeout: float | None) -> TaskResult:
+        """Wait until ``task_id`` is complete; raise ``TimeoutError`` after ``timeout``."""
+
+    async def list(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[TaskResult]:
+        """Recent records, newest first. Backends that cannot list say so."""
+        raise BackendError(f"{type(self).__name__} cannot list results")
+
+    async def list_by_status(
+        self, status: TaskStatus, limit: int | None = None, offset: int = 0
+    ) -> list[TaskResult]:
+        """flowrra 0.1.8's listing call, kept: ``list(status=...)``."""
+        return await self.list(status=status, limit=limit or 1_000_000, offset=offset)

@@ -1,0 +1,164 @@
+"""The embedded broker: two heaps in this process.
+
+``_ready`` holds due messages ordered by ``(priority, sequence)``, so lower priority numbers
+come first and equal priorities keep submit order; ``_delayed`` holds messages with a future
+``eta`` ordered by due time, moved to ``_ready`` when due. Nothing is encoded, but arguments
+are checked against the JSON wire format so an app behaves the same on a durable broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from flowrra.serialization import ensure_encodable
+from flowrra.task import TaskMessage
+
+__all__ = ["MemoryBroker"]
+
+
+class MemoryBroker:
+    """In-process priority queue with due times. Not durable: it lives and dies with the app.
+
+    ``max_queue_size`` (0 = unbounded) bounds queued messages: ``enqueue`` waits for room
+    (back-pressure on producers); retries and released messages are never held back.
+    """
+
+    durable = False
+    lease_seconds: float | None = None
+
+    def __init__(self, max_queue_size: int = 0, dead_letter_limit: int = 1000) -> None:
+        self.max_queue_size = max_queue_size
+        self._ready: list[tuple[int, int, TaskMessage]] = []
+        self._delayed: list[tuple[float, int, TaskMessage]] = []
+        self._seq = itertools.count()
+        self._available: asyncio.Event | None = None
+        self._space: asyncio.Event | None = None
+        self._consumers_waiting = 0
+        self._producers_waiting = 0
+        #: Messages that could never run, with the reason (newest last).
+        self.dead_letters: deque[tuple[TaskMessage, str]] = deque(maxlen=dead_letter_limit)
+
+    # Events are made per connect() so that one app object can be started in several event
+    # loops one after another (asyncio.Event binds to the loop that first waits on it).
+    async def connect(self) -> None:
+        self._available = asyncio.Event()
+        self._space = asyncio.Event()
+
+    async def close(self) -> None:
+        self._available = None
+        self._space = None
+
+    def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
+        if self._available is None or self._space is None:
+            self._available = asyncio.Event()
+            self._space = asyncio.Event()
+        return self._available, self._space
+
+    def _push(self, message: TaskMessage) -> None:
+        eta = message.eta
+        if eta is not None and eta > time.time():
+            heapq.heappush(self._delayed, (eta, next(self._seq), message))
+        else:
+            heapq.heappush(self._ready, (message.priority, next(self._seq), message))
+        if self._consumers_waiting:
+            self._events()[0].set()
+
+    @staticmethod
+    def _check(message: TaskMessage) -> None:
+        if message.args:
+            ensure_encodable(message.args, f"the arguments of task {message.name!r}")
+        if message.kwargs:
+            ensure_encodable(message.kwargs, f"the keyword arguments of task {message.name!r}")
+
+    async def enqueue(self, message: TaskMessage) -> None:
+        self._check(message)
+        if self.max_queue_size and self.pending_count() >= self.max_queue_size:
+            await self._wait_for_space()
+        self._push(message)
+
+    async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
+        for message in messages:
+            self._check(message)
+        for message in messages:
+            if self.max_queue_size and self.pending_count() >= self.max_queue_size:
+                await self._wait_for_space()
+            self._push(message)
+
+    async def _wait_for_space(self) -> None:
+        space = self._events()[1]
+        while self.pending_count() >= self.max_queue_size:
+            space.clear()
+            self._producers_waiting += 1
+            try:
+                await space.wait()
+            finally:
+                self._producers_waiting -= 1
+
+    def _promote_due(self) -> None:
+        now = time.time()
+        delayed, ready = self._delayed, self._ready
+        while delayed and delayed[0][0] <= now:
+            _, seq, message = heapq.heappop(delayed)
+            heapq.heappush(ready, (message.priority, seq, message))
+
+    async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._delayed:
+                self._promote_due()
+            ready = self._ready
+            if ready:
+                pop = heapq.heappop
+                out = [pop(ready)[2]]
+                while ready and len(out) < max_messages:
+                    out.append(pop(ready)[2])
+                if self._producers_waiting:
+                    self._events()[1].set()
+                return out
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return []
+            if self._delayed:
+                wait = min(wait, max(self._delayed[0][0] - time.time(), 0.0))
+            available = self._events()[0]
+            available.clear()
+            self._consumers_waiting += 1
+            try:
+                async with asyncio.timeout(wait):
+                    await available.wait()
+            except TimeoutError:
+                pass
+            finally:
+                self._consumers_waiting -= 1
+
+    async def ack(self, message: TaskMessage) -> None:
+        """Nothing to settle: a reserved message already left the queue."""
+
+    async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
+        self._push(retry)
+
+    async def release(self, messages: Sequence[TaskMessage]) -> None:
+        for message in messages:
+            self._push(message)
+
+    async def dead_letter(self, message: TaskMessage, reason: str) -> None:
+        self.dead_letters.append((message, reason))
+
+    async def extend(self, messages: Sequence[TaskMessage]) -> None:
+        """No leases in memory."""
+
+    async def purge(self) -> list[TaskMessage]:
+        messages = [entry[2] for entry in self._ready] + [entry[2] for entry in self._delayed]
+        self._ready.clear()
+        self._delayed.clear()
+        if self._producers_waiting:
+            self._events()[1].set()
+        return messages
+
+    def pending_count(self) -> int:
+        return len(self._ready) + len(self._delayed)

@@ -1,0 +1,186 @@
+"""The ``flowrra`` command.
+
+``flowrra worker module:app`` runs an app's workers until SIGTERM or SIGINT, then drains:
+running tasks get ``--grace`` seconds to finish (a second signal stops at once).
+``flowrra demo`` runs the embedded demo. Plugins add sub-commands through the ``flowrra.cli``
+entry-point group: each entry point is a function taking the ``argparse`` sub-parsers object
+and adding its parsers, with ``set_defaults(func=handler)`` where ``handler(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flowrra._version import __version__
+from flowrra.plugins import CLI, find_plugin, plugins_in
+
+__all__ = ["load_app", "main"]
+
+logger = logging.getLogger("flowrra.cli")
+
+
+class CommandError(Exception):
+    """A user mistake on the command line; printed without a traceback, exit status 2."""
+
+
+def load_app(spec: str) -> Any:
+    """Import ``module:attribute`` (``module`` alone means ``module:app``), with the current
+    directory importable, as ``uvicorn`` and ``celery`` do."""
+    from flowrra.app import Flowrra
+
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name:
+        raise CommandError(f"expected 'module:app', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CommandError(f"cannot import module {module_name!r} (from {spec!r})") from exc
+        raise
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(target, Flowrra):
+        raise CommandError(f"{spec!r} is a {type(target).__name__}, not a Flowrra app")
+    return target
+
+
+async def run_worker(app: Any, grace: float) -> None:
+    """Start ``app``, wait for SIGTERM/SIGINT, then stop it gracefully; a second signal
+    stops it at once."""
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    force = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if not stop_requested.is_set():
+            logger.info(
+                "%s received: finishing running tasks (up to %ss); send it again to stop at once",
+                signal.Signals(signum).name,
+                grace,
+            )
+            stop_requested.set()
+        else:
+            logger.warning("second signal: stopping now")
+            force.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await app.start()
+    logger.info(
+        "worker ready (pid %d); tasks: %s",
+        os.getpid(),
+        ", ".join(sorted(h.name for h in app.registry)) or "none",
+    )
+    await stop_requested.wait()
+    graceful = asyncio.create_task(app.stop(wait=True, timeout=grace))
+    forced = asyncio.create_task(force.wait())
+    await asyncio.wait({graceful, forced}, return_when=asyncio.FIRST_COMPLETED)
+    if not graceful.done():
+        graceful.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await graceful
+        await app.stop(wait=False)
+    forced.cancel()
+    logger.info("worker stopped after %d tasks", app.worker.processed)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    if args.concurrency is not None:
+        app.worker.io_executor.concurrency = args.concurrency
+    if args.cpu_workers is not None:
+        app.worker.cpu_executor.concurrency = args.cpu_workers
+    asyncio.run(run_worker(app, args.grace))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from flowrra.demo import run_demo
+
+    if args.log_level == "INFO":  # the demo prints its own story; keep the log for errors
+        logging.getLogger("flowrra").setLevel(logging.ERROR)
+    asyncio.run(run_demo())
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowrra", description="Flowrra task queue.")
+    parser.add_argument("--version", action="version", version=f"flowrra {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run an app's workers until SIGTERM/SIGINT")
+    worker.add_argument("app", help="the app to run, as module:attribute (e.g. tasks:app)")
+    worker.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positive_int,
+        help="I/O tasks run at once (default: the app's num_workers)",
+    )
+    worker.add_argument(
+        "--cpu-workers",
+        type=_positive_int,
+        help="processes for CPU-bound tasks (default: the app's cpu_workers)",
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running tasks get to finish after SIGTERM (default 30)",
+    )
+    worker.set_defaults(func=_cmd_worker)
+
+    demo = commands.add_parser("demo", help="run the embedded demo")
+    demo.set_defaults(func=_cmd_demo)
+
+    for name in sorted(plugins_in(CLI)):
+        try:
+            find_plugin(CLI, name)(commands)
+        except Exception as exc:
+            logger.warning("the %r commands are unavailable: %s", name, exc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except CommandError as exc:
+        print(f"flowrra: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

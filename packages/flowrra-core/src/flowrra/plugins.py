@@ -1,0 +1,110 @@
+"""Finding plugins: built-ins first, then entry points, then an error that says what to install.
+
+Groups (see DESIGN.md): ``flowrra.brokers`` and ``flowrra.result_backends`` map a URL scheme
+to a factory taking the ``BrokerConfig`` / ``BackendConfig``; ``flowrra.schedule_stores``
+maps a scheme to a schedule store; ``flowrra.extensions`` maps a name to what
+``app.create_<name>()`` builds; ``flowrra.cli`` maps a name to a function adding ``flowrra``
+sub-commands. Two distributions claiming one name in a group is an error, not a silent pick.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+from urllib.parse import urlsplit
+
+from flowrra.exceptions import PluginConflictError, PluginError, PluginNotFoundError
+
+__all__ = [
+    "BACKENDS",
+    "BROKERS",
+    "CLI",
+    "EXTENSIONS",
+    "SCHEDULE_STORES",
+    "find_plugin",
+    "plugins_in",
+    "scheme_of",
+]
+
+BROKERS = "flowrra.brokers"
+BACKENDS = "flowrra.result_backends"
+SCHEDULE_STORES = "flowrra.schedule_stores"
+EXTENSIONS = "flowrra.extensions"
+CLI = "flowrra.cli"
+
+# Which distribution provides a well-known name, for the "pip install ..." hint.
+_PROVIDERS: dict[tuple[str, str], str] = {
+    **{
+        (group, scheme): "flowrra-redis"
+        for group in (BROKERS, BACKENDS)
+        for scheme in ("redis", "rediss", "unix")
+    },
+    (SCHEDULE_STORES, "sqlite"): "flowrra-scheduler",
+    (SCHEDULE_STORES, "postgresql"): "flowrra-scheduler[postgresql]",
+    (SCHEDULE_STORES, "postgres"): "flowrra-scheduler[postgresql]",
+    (SCHEDULE_STORES, "mysql"): "flowrra-scheduler[mysql]",
+    (EXTENSIONS, "scheduler"): "flowrra-scheduler",
+    (CLI, "scheduler"): "flowrra-scheduler",
+}
+
+_WHAT = {
+    BROKERS: "broker",
+    BACKENDS: "result backend",
+    SCHEDULE_STORES: "schedule store",
+    EXTENSIONS: "extension",
+    CLI: "command",
+}
+
+
+def scheme_of(url: str) -> str:
+    """The lower-cased scheme of ``url`` (``'redis'`` for ``'redis://host/0'``)."""
+    return urlsplit(url).scheme.lower()
+
+
+@functools.cache
+def plugins_in(group: str) -> dict[str, list[EntryPoint]]:
+    """Every entry point of ``group`` by name (cached; call ``plugins_in.cache_clear()``
+    after installing a distribution at run time)."""
+    found: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, []).append(ep)
+    return found
+
+
+def _distribution(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return str(dist.name) if dist is not None else ep.value
+
+
+def find_plugin(group: str, name: str) -> Callable[..., Any]:
+    """Load the object registered as ``name`` in ``group``.
+
+    Raises :class:`PluginNotFoundError` (naming the package to install),
+    :class:`PluginConflictError` when two distributions claim the name, and
+    :class:`PluginError` when the plugin fails to import.
+    """
+    what = _WHAT.get(group, "plugin")
+    candidates = plugins_in(group).get(name, [])
+    distinct = {ep.value: ep for ep in candidates}
+    if not distinct:
+        provider = _PROVIDERS.get((group, name))
+        hint = (
+            f"install it with `pip install {provider}`"
+            if provider
+            else f"install a package that registers {name!r} in the entry-point group {group!r}"
+        )
+        raise PluginNotFoundError(f"no {what} plugin for {name!r} is installed: {hint}")
+    if len(distinct) > 1:
+        owners = ", ".join(sorted(f"{_distribution(ep)} ({ep.value})" for ep in distinct.values()))
+        raise PluginConflictError(
+            f"several installed distributions register the {what} {name!r} in {group!r}: "
+            f"{owners}; uninstall all but one"
+        )
+    ep = next(iter(distinct.values()))
+    try:
+        loaded: Callable[..., Any] = ep.load()
+    except Exception as exc:
+        raise PluginError(f"the {what} plugin {name!r} ({ep.value}) failed to load: {exc}") from exc
+    return loaded

@@ -1,0 +1,145 @@
+"""The surface a plugin implements: :class:`Broker`, :class:`ResultBackend`, :class:`Executor`.
+
+Plugins register factories under the entry-point groups ``flowrra.brokers`` and
+``flowrra.result_backends`` (name = URL scheme); a factory takes the
+:class:`~flowrra.config.BrokerConfig` / :class:`~flowrra.config.BackendConfig` and returns
+an object satisfying the protocol. Instances can also be passed straight to
+``Flowrra(broker=..., backend=...)``. ``flowrra.testing`` holds the contract suites every
+implementation's tests should subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from flowrra.task import TaskMessage, TaskResult, TaskStatus
+
+if TYPE_CHECKING:
+    from flowrra.registry import TaskHandle
+
+__all__ = ["Broker", "Executor", "ResultBackend"]
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Carries task messages from producers to workers.
+
+    Obligations:
+
+    - **Order**: ``reserve`` returns due messages lowest ``priority`` first, FIFO among
+      equal priorities. A message whose ``eta`` is in the future is not returned before it.
+    - **Delivery**: a reserved message is either ``ack``-ed (settled), ``requeue``-d with a
+      due time (retry), ``release``-d (handed back for immediate redelivery) or
+      ``dead_letter``-ed. A durable broker redelivers what a dead worker held once its lease
+      expires; ``extend`` renews leases of messages still running.
+    - **Cancellation**: ``reserve`` may be cancelled while it waits; no message is lost.
+    - ``durable`` is True when queued messages outlive this process. A worker stopping on a
+      non-durable broker drains the queue first; on a durable one it stops reserving and
+      releases what it holds.
+    - ``lease_seconds`` is the lease length, or ``None`` if messages have no lease.
+    """
+
+    durable: bool
+    lease_seconds: float | None
+
+    async def connect(self) -> None:
+        """Open connections; called once before first use by ``app.start()``/``submit``."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def enqueue(self, message: TaskMessage) -> None:
+        """Store one message. Raises ``SerializationError`` if its arguments cannot be
+        encoded and ``BrokerError`` if it could not be stored; never reports success for a
+        message that was not stored."""
+
+    async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
+        """Store several messages, in one round trip where the broker can."""
+
+    async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
+        """Take up to ``max_messages`` due messages, waiting up to ``timeout`` seconds for
+        the first; returns ``[]`` on timeout."""
+
+    async def ack(self, message: TaskMessage) -> None:
+        """Settle a reserved message: it will not be delivered again."""
+
+    async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
+        """Settle ``message`` and enqueue ``retry`` (its next attempt, with a due time)
+        atomically, bypassing any queue-size bound."""
+
+    async def release(self, messages: Sequence[TaskMessage]) -> None:
+        """Hand reserved messages back, unfinished, for immediate redelivery."""
+
+    async def dead_letter(self, message: TaskMessage, reason: str) -> None:
+        """Settle a message that can never run, keeping it (and ``reason``) for inspection."""
+
+    async def extend(self, messages: Sequence[TaskMessage]) -> None:
+        """Renew the leases of reserved messages that are still running."""
+
+    async def purge(self) -> list[TaskMessage]:
+        """Remove and return every queued message, due or delayed."""
+
+    def pending_count(self) -> int:
+        """Messages queued and not reserved, as known to this process."""
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Keeps each task's latest :class:`~flowrra.task.TaskResult` by id.
+
+    Obligations: ``store`` replaces the record; storing a complete result (SUCCESS or
+    FAILED) wakes every ``wait_for`` on that id, in this process or another. ``wait_for``
+    is woken by a notification, never by sleep-polling, and arms it before checking what
+    is stored, so a result landing in between is not missed. ``store`` raises
+    ``SerializationError`` for a result it cannot encode.
+    """
+
+    async def connect(self) -> None:
+        """Open connections; called once before first use."""
+
+    async def close(self) -> None:
+        """Release connections and wake nobody."""
+
+    async def store(self, task_id: str, result: TaskResult) -> None:
+        """Record ``result`` as the task's latest state."""
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        """The latest record for ``task_id``, or ``None`` if there is none."""
+
+    async def wait_for(self, task_id: str, timeout: float | None) -> TaskResult:
+        """Wait until the task is complete; raises ``TimeoutError`` after ``timeout``."""
+
+    async def list(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[TaskResult]:
+        """Recent records, newest submitted first, optionally filtered."""
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a task's function. Flowrra ships an I/O executor (the event loop) and a CPU
+    executor (a process pool); pass your own to ``Flowrra(io_executor=..., cpu_executor=...)``.
+
+    ``concurrency`` is how many tasks it runs at once; the worker never hands it more.
+    ``run`` may be cancelled (task timeout, shutdown): an executor that cannot stop the work
+    (a process pool) lets it finish in the background and drops the outcome.
+    """
+
+    concurrency: int
+
+    async def start(self) -> None:
+        """Acquire resources (a process pool)."""
+
+    async def stop(self, wait: bool) -> None:
+        """Release resources; with ``wait``, let running work finish first."""
+
+    async def run(
+        self, task: TaskHandle[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run the task's function with these arguments and return what it returns."""

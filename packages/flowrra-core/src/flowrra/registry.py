@@ -1,0 +1,216 @@
+"""Task registration: name → function and its options, and the typed handle users hold.
+
+``@app.task()`` returns a :class:`TaskHandle`. It keeps the function's signature for type
+checkers (``ParamSpec``): calling it runs the function directly, and
+``await handle.submit(...)`` enqueues it with arguments checked by mypy at the call site.
+``handle.with_options(priority=1, delay=5).submit(...)`` sets per-call options without
+colliding with the task's own keyword arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+
+from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
+from flowrra.retry import RetryPolicy
+
+__all__ = ["TaskCall", "TaskHandle", "TaskOptions", "TaskRegistry", "eta_from"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How a registered task runs: where (I/O loop or process pool), retries, time limit."""
+
+    cpu_bound: bool = False
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+
+
+class _Submitter(Protocol):
+    async def _enqueue(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+    ) -> str: ...
+
+
+def eta_from(delay: float | None, eta: datetime | None) -> float | None:
+    """The Unix due time for a ``delay`` in seconds or an aware ``eta`` datetime."""
+    if delay is not None and eta is not None:
+        raise ValueError("give either delay= or eta=, not both")
+    if delay is not None:
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0 seconds, got {delay}")
+        return time.time() + delay
+    if eta is not None:
+        if eta.tzinfo is None:
+            raise ValueError(
+                "eta must be a timezone-aware datetime, e.g. datetime.now(UTC) + timedelta(...)"
+            )
+        return eta.timestamp()
+    return None
+
+
+class TaskCall(Generic[P]):
+    """A task with per-call options bound; ``await call.submit(*args, **kwargs)``."""
+
+    __slots__ = ("_eta", "_handle", "_priority")
+
+    def __init__(self, handle: TaskHandle[P, Any], priority: int, eta: float | None) -> None:
+        self._handle = handle
+        self._priority = priority
+        self._eta = eta
+
+    async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Enqueue the task with these options; returns the task id."""
+        return await self._handle._submitter._enqueue(
+            self._handle.name, args, kwargs, self._priority, self._eta
+        )
+
+
+class TaskHandle(Generic[P, R]):
+    """A registered task. Call it to run the function here and now; ``submit`` to queue it."""
+
+    def __init__(
+        self, fn: Callable[P, R], name: str, options: TaskOptions, submitter: _Submitter
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self._submitter = submitter
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Enqueue the task at priority 0, to run now; returns the task id."""
+        return await self._submitter._enqueue(self.name, args, kwargs, 0, None)
+
+    def with_options(
+        self, *, priority: int = 0, delay: float | None = None, eta: datetime | None = None
+    ) -> TaskCall[P]:
+        """Bind per-call options: ``priority`` (lower runs first), and a due time given as
+        ``delay`` seconds from now or an aware ``eta`` datetime."""
+        return TaskCall(self, priority, eta_from(delay, eta))
+
+    # Attribute names flowrra 0.1.8 set on decorated functions.
+    @property
+    def task_name(self) -> str:
+        return self.name
+
+    @property
+    def cpu_bound(self) -> bool:
+        return self.options.cpu_bound
+
+    @property
+    def max_retries(self) -> int:
+        return self.options.retry.max_retries
+
+    @property
+    def retry_delay(self) -> float:
+        return self.options.retry.delay
+
+    def __repr__(self) -> str:
+        kind = "cpu" if self.options.cpu_bound else "io"
+        return f"<TaskHandle {self.name!r} ({kind})>"
+
+
+def check_callable(fn: Callable[..., Any], name: str, cpu_bound: bool) -> None:
+    """Reject at decoration time what could never run as asked."""
+    if not callable(fn):
+        raise TaskRegistrationError(f"@task() needs a function, got {fn!r}")
+    is_async = inspect.iscoroutinefunction(fn)
+    if cpu_bound:
+        if is_async:
+            raise TaskRegistrationError(
+                f"task {name!r} is `async def` but cpu_bound=True: CPU tasks run in a process "
+                "pool and must be plain `def` functions; drop cpu_bound for an I/O task"
+            )
+        qualname = getattr(fn, "__qualname__", "")
+        if "<lambda>" in qualname or "<locals>" in qualname or not hasattr(fn, "__module__"):
+            raise TaskRegistrationError(
+                f"task {name!r} is a lambda or nested function: CPU tasks run in other "
+                "processes, which import them by name, so define them at module level"
+            )
+    elif not is_async:
+        raise TaskRegistrationError(
+            f"task {name!r} is a plain function: make it `async def` for an I/O task, or "
+            "register it with @app.task(cpu_bound=True) to run it in the process pool"
+        )
+
+
+class TaskRegistry:
+    """Name → :class:`TaskHandle`. One per app; every worker of the app has the same."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, TaskHandle[Any, Any]] = {}
+        self._by_function: dict[Any, TaskHandle[Any, Any]] = {}
+
+    def register(self, handle: TaskHandle[P, R]) -> TaskHandle[P, R]:
+        """Add a task; a second, different function under the same name is an error."""
+        check_callable(handle.fn, handle.name, handle.options.cpu_bound)
+        existing = self._by_name.get(handle.name)
+        if existing is not None and existing.fn is not handle.fn:
+            raise TaskRegistrationError(
+                f"a task named {handle.name!r} is already registered "
+                f"({existing.fn.__module__}.{existing.fn.__qualname__}); pass name= to tell "
+                "them apart"
+            )
+        self._by_name[handle.name] = handle
+        self._by_function[handle.fn] = handle
+        return handle
+
+    def get(self, name: str) -> TaskHandle[Any, Any] | None:
+        """The task registered under ``name``, or ``None``."""
+        return self._by_name.get(name)
+
+    def resolve(self, task: TaskHandle[Any, Any] | Callable[..., Any] | str) -> str:
+        """The registered name of a handle, a decorated function, or a name."""
+        if isinstance(task, str):
+            if task in self._by_name:
+                return task
+            raise TaskNotRegisteredError(task)
+        if isinstance(task, TaskHandle):
+            if self._by_name.get(task.name) is task:
+                return task.name
+            raise TaskNotRegisteredError(task.name)
+        handle = self._by_function.get(task)
+        if handle is None:
+            raise TaskNotRegisteredError(getattr(task, "__qualname__", repr(task)))
+        return handle.name
+
+    def get_or_raise(self, name: str) -> TaskHandle[Any, Any]:
+        """The task registered under ``name``; raises :class:`TaskNotRegisteredError`."""
+        handle = self._by_name.get(name)
+        if handle is None:
+            raise TaskNotRegisteredError(name)
+        return handle
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[TaskHandle[Any, Any]]:
+        return iter(list(self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    @property
+    def has_cpu_tasks(self) -> bool:
+        """True if any registered task runs in the process pool."""
+        return any(h.options.cpu_bound for h in self._by_name.values())

@@ -1,0 +1,49 @@
+"""Retry policy: how many retries, and how long to wait before each one.
+
+The delay before retry *n* (1-based) is ``delay * 2 ** (n - 1)``, capped at ``max_delay``.
+With ``jitter`` the delay is drawn uniformly from ``[d/2, d]`` so that many tasks failing
+together do not retry in lock-step. A retry never sleeps in a worker: the worker re-enqueues
+the message with a due time and its slot moves on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from flowrra.exceptions import ConfigError
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failing task is retried."""
+
+    max_retries: int = 3
+    delay: float = 1.0
+    max_delay: float = 300.0
+    jitter: bool = False
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.delay < 0:
+            raise ConfigError(f"retry_delay must be >= 0, got {self.delay}")
+        if self.max_delay < self.delay:
+            raise ConfigError(
+                f"retry_max_delay ({self.max_delay}) must be >= retry_delay ({self.delay})"
+            )
+
+    def should_retry(self, retries_done: int, exc: BaseException) -> bool:
+        """True if a task that has been retried ``retries_done`` times and just raised
+        ``exc`` gets another attempt."""
+        return retries_done < self.max_retries and isinstance(exc, self.retry_on)
+
+    def delay_for(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        delay: float = min(self.delay * 2 ** (retry_number - 1), self.max_delay)
+        if self.jitter:
+            delay = random.uniform(delay / 2, delay)
+        return delay

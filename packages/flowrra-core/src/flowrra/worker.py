@@ -1,0 +1,455 @@
+"""The engine loop: reserve → execute → settle → record. The same loop runs embedded in an
+app and in ``flowrra worker``.
+
+Concurrency comes from *slots*: ``io_executor.concurrency`` coroutines each take one
+message at a time and run it. Only one slot at a time waits on the broker (the others wait for it
+to bring work); it reserves as many messages as there are idle slots (never more, so a
+worker does not hoard work other workers could run) into a local buffer that every slot
+drains. A slot whose task does not suspend goes straight on to the next message. A CPU-bound message is handed
+to one of ``cpu_executor.concurrency`` lanes through a small queue, so CPU work never holds
+an I/O slot while it runs.
+
+Settling: success → record SUCCESS, ack. Failure with retries left → record RETRYING, then
+``requeue`` the next attempt with a due time (no slot sleeps). Failure for good → record
+FAILED, ack. A message naming an unknown task is dead-lettered and recorded FAILED.
+
+Stopping: on a durable broker the worker stops reserving, lets running tasks finish within
+the grace period, and releases whatever it still holds for immediate redelivery. On the
+in-memory broker, which dies with the process, it first drains the queue; tasks left at the
+deadline (and retries not yet due) are recorded FAILED so no waiter hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from flowrra.events import EventHub, TaskEvent
+from flowrra.exceptions import SerializationError
+from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.registry import TaskHandle, TaskRegistry
+from flowrra.task import TaskMessage, TaskResult, TaskStatus
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("flowrra.worker")
+
+_RUNNING = TaskStatus.RUNNING
+_SUCCESS = TaskStatus.SUCCESS
+_FAILED = TaskStatus.FAILED
+_RETRYING = TaskStatus.RETRYING
+_fromtimestamp = datetime.fromtimestamp
+
+
+def _utc(ts: float) -> datetime:
+    return _fromtimestamp(ts, UTC)
+
+
+class Worker:
+    """Runs the tasks of ``registry`` that ``broker`` delivers; records to ``backend``."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        broker: Broker,
+        backend: ResultBackend,
+        io_executor: Executor,
+        cpu_executor: Executor,
+        events: EventHub,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.broker = broker
+        self.backend = backend
+        self.io_executor = io_executor
+        self.cpu_executor = cpu_executor
+        self.events = events
+        self.poll_interval = poll_interval
+        #: Tasks settled (succeeded, failed for good, or sent to retry) since start.
+        self.processed = 0
+        self._running = False
+        self._stopping = False
+        self._slots: list[asyncio.Task[None]] = []
+        self._lanes: list[asyncio.Task[None]] = []
+        self._lease_keeper: asyncio.Task[None] | None = None
+        self._buffer: deque[TaskMessage] = deque()
+        self._in_flight: dict[str, TaskMessage] = {}
+        self._busy = 0
+        self._fetcher: asyncio.Task[Any] | None = None
+        self._idle: list[asyncio.Future[None]] = []
+        self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage] | None]
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        await self.io_executor.start()
+        await self.cpu_executor.start()
+        self._stopping = False
+        self._buffer.clear()
+        self._busy = 0
+        self._idle = []
+        self._cpu_queue = asyncio.Queue(self.cpu_executor.concurrency)
+        self._slots = [
+            asyncio.create_task(self._io_slot(), name=f"flowrra-slot-{n}")
+            for n in range(self.io_executor.concurrency)
+        ]
+        self._lanes = [
+            asyncio.create_task(self._cpu_lane(), name=f"flowrra-cpu-lane-{n}")
+            for n in range(self.cpu_executor.concurrency)
+        ]
+        if self.broker.lease_seconds:
+            self._lease_keeper = asyncio.create_task(self._keep_leases(self.broker.lease_seconds))
+        self._running = True
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _next_message(self) -> TaskMessage | None:
+        buffer = self._buffer
+        while not buffer:
+            if self._fetcher is not None:
+                # Another slot is waiting on the broker; wait for it to bring work.
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._idle.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in self._idle:
+                        self._idle.remove(waiter)
+                continue
+            if self._stopping:
+                if self.broker.durable:
+                    return None
+                batch = await self.broker.reserve(self._wanted(), 0)
+                if not batch:
+                    return None
+            else:
+                self._fetcher = asyncio.current_task()
+                try:
+                    batch = await self.broker.reserve(self._wanted(), self.poll_interval)
+                finally:
+                    self._fetcher = None
+                    self._wake_idle()
+            in_flight = self._in_flight
+            for message in batch:
+                in_flight[message.id] = message
+            buffer.extend(batch)
+        return buffer.popleft()
+
+    def _wake_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wanted(self) -> int:
+        return max(1, self.io_executor.concurrency - self._busy - len(self._buffer))
+
+    async def _io_slot(self) -> None:
+        while True:
+            try:
+                message = await self._next_message()
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if self._stopping and me is not None and me.uncancel() == 0:
+                    return  # stop() woke the slot waiting on the broker
+                raise
+            if message is None:
+                return
+            self._busy += 1
+            try:
+                handle = self.registry.get(message.name)
+                if handle is not None and handle.options.cpu_bound:
+                    await self._cpu_queue.put((handle, message))
+                else:
+                    await self._process(handle, message, self.io_executor)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("task %s[%s]: could not be settled", message.name, message.id)
+            finally:
+                self._busy -= 1
+
+    async def _cpu_lane(self) -> None:
+        queue = self._cpu_queue
+        while True:
+            item = await queue.get()
+            try:
+                if item is None:
+                    return
+                handle, message = item
+                try:
+                    await self._process(handle, message, self.cpu_executor)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("task %s[%s]: could not be settled", message.name, message.id)
+            finally:
+                queue.task_done()
+
+    async def _process(
+        self, handle: TaskHandle[Any, Any] | None, message: TaskMessage, executor: Executor
+    ) -> None:
+        if handle is None:
+            await self._reject(message)
+            return
+        started = time.time()
+        submitted_at = _fromtimestamp(message.submitted_at, UTC) if message.submitted_at else None
+        started_at = _fromtimestamp(started, UTC)
+        await self.record(
+            TaskResult(
+                message.id,
+                _RUNNING,
+                message.name,
+                None,
+                None,
+                submitted_at,
+                started_at,
+                None,
+                message.attempt,
+                message.args,
+                message.kwargs,
+                None,
+                message.priority,
+            )
+        )
+        timeout = handle.options.timeout
+        try:
+            if timeout is None:
+                value = await executor.run(handle, message.args, message.kwargs)
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    value = await executor.run(handle, message.args, message.kwargs)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise  # shutdown: stop() settles what is left in flight
+            await self._fail(
+                handle,
+                message,
+                submitted_at,
+                started,
+                asyncio.CancelledError("the task cancelled itself"),
+            )
+        except Exception as exc:
+            if timeout is not None and deadline.expired():
+                exc = TaskTimeoutExpired(f"task exceeded its timeout of {timeout}s", exc)
+            await self._fail(handle, message, submitted_at, started, exc)
+        else:
+            result = TaskResult(
+                message.id,
+                _SUCCESS,
+                message.name,
+                value,
+                None,
+                submitted_at,
+                started_at,
+                _fromtimestamp(time.time(), UTC),
+                message.attempt,
+                message.args,
+                message.kwargs,
+                None,
+                message.priority,
+            )
+            try:
+                await self.record(result)
+            except SerializationError as exc:
+                result.status = _FAILED
+                result.result = None
+                result.error = f"SerializationError: {exc}"
+                await self.record(result)
+            self._settled(message)
+            await self.broker.ack(message)
+
+    async def _fail(
+        self,
+        handle: TaskHandle[Any, Any],
+        message: TaskMessage,
+        submitted_at: Any,
+        started: float,
+        exc: BaseException,
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
+        policy = handle.options.retry
+        retries = message.attempt
+        if policy.should_retry(retries, exc):
+            delay = policy.delay_for(retries + 1)
+            logger.info(
+                "task %s[%s] failed (%s); retry %d in %.3gs",
+                message.name,
+                message.id,
+                error,
+                retries + 1,
+                delay,
+            )
+            await self.record(
+                TaskResult(
+                    message.id,
+                    _RETRYING,
+                    message.name,
+                    None,
+                    error,
+                    submitted_at,
+                    _utc(started),
+                    None,
+                    retries,
+                    message.args,
+                    message.kwargs,
+                    trace,
+                    message.priority,
+                ),
+                retry_in=delay,
+            )
+            self._settled(message)
+            await self.broker.requeue(message, message.next_attempt(time.time() + delay))
+            return
+        logger.warning(
+            "task %s[%s] failed after %d retries: %s", message.name, message.id, retries, error
+        )
+        await self.record(
+            TaskResult(
+                message.id,
+                _FAILED,
+                message.name,
+                None,
+                error,
+                submitted_at,
+                _utc(started),
+                _utc(time.time()),
+                retries,
+                message.args,
+                message.kwargs,
+                trace,
+                message.priority,
+            )
+        )
+        self._settled(message)
+        await self.broker.ack(message)
+
+    async def _reject(self, message: TaskMessage) -> None:
+        reason = (
+            f"task {message.name!r} is not registered in this worker: decorate it with "
+            "@app.task() in a module the worker imports"
+        )
+        logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
+        self._settled(message)
+        await self.broker.dead_letter(message, reason)
+        now = _utc(time.time())
+        await self.record(
+            TaskResult(
+                message.id,
+                _FAILED,
+                message.name,
+                None,
+                f"TaskNotRegisteredError: {reason}",
+                None,
+                None,
+                now,
+                message.attempt,
+                message.args,
+                message.kwargs,
+                None,
+                message.priority,
+            )
+        )
+
+    def _settled(self, message: TaskMessage) -> None:
+        self._in_flight.pop(message.id, None)
+        self.processed += 1
+
+    async def record(self, result: TaskResult, retry_in: float | None = None) -> None:
+        """Store ``result`` and publish its event (``submit`` records PENDING with it)."""
+        await self.backend.store(result.task_id, result)
+        if self.events.active:
+            self.events.publish(TaskEvent.from_result(result, retry_in))
+
+    async def _keep_leases(self, lease_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(lease_seconds / 3)
+            if self._in_flight:
+                try:
+                    await self.broker.extend(list(self._in_flight.values()))
+                except Exception:
+                    logger.exception("could not extend task leases")
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop; see the module docstring for what happens to queued and running tasks."""
+        if not self._running:
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+        self._wake_idle()
+        if wait:
+            await asyncio.wait(self._slots, timeout=max(deadline - loop.time(), 0))
+            if all(slot.done() for slot in self._slots):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                        await self._cpu_queue.join()
+        tasks = [*self._slots, *self._lanes]
+        if self._lease_keeper is not None:
+            tasks.append(self._lease_keeper)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._slots, self._lanes, self._lease_keeper = [], [], None
+        await self._settle_leftovers()
+        self._buffer.clear()
+        await self.io_executor.stop(wait)
+        await self.cpu_executor.stop(wait)
+        self._running = False
+
+    async def _settle_leftovers(self) -> None:
+        held = list(self._in_flight.values())
+        self._in_flight.clear()
+        if self.broker.durable:
+            if held:
+                logger.info("releasing %d unfinished tasks for redelivery", len(held))
+                await self.broker.release(held)
+            return
+        lost = held + await self.broker.purge()
+        if lost:
+            logger.warning(
+                "%d tasks did not run before the app stopped; recorded FAILED", len(lost)
+            )
+        now = _utc(time.time())
+        for message in lost:
+            await self.record(
+                TaskResult(
+                    message.id,
+                    _FAILED,
+                    message.name,
+                    None,
+                    "Cancelled: the app stopped before this task finished",
+                    _utc(message.submitted_at),
+                    None,
+                    now,
+                    message.attempt,
+                    message.args,
+                    message.kwargs,
+                    None,
+                    message.priority,
+                )
+            )
+
+
+class TaskTimeoutExpired(TimeoutError):
+    """A task ran past its ``timeout``; recorded as its error."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
