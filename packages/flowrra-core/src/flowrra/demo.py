@@ -129,6 +129,6 @@ async def run_demo() -> None:
         for task_id in blockers:
             await app.wait_for_result(task_id, timeout=10)
         finished = [await app.wait_for_result(task_id, timeout=10) for task_id in order]
-        ran = sorted(finished, key=lambda r: r.started_at or 0)  # type: ignore[arg-type,return-value]
+        ran = sorted(finished, key=lambda r: r.started_at or 0)
         print("   started in order: " + ", ".join(str(r.result) for r in ran))
     print(f"\nDone in {time.monotonic() - started:.2f}s.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
@@ -30,7 +30,7 @@ class TaskOptions:
     """How a registered task runs: where (I/O loop or process pool), retries, time limit."""
 
     cpu_bound: bool = False
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
 
 

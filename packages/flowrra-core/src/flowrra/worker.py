@@ -5,9 +5,9 @@ Concurrency comes from *slots*: ``io_executor.concurrency`` coroutines each take
 message at a time and run it. Only one slot at a time waits on the broker (the others wait for it
 to bring work); it reserves as many messages as there are idle slots (never more, so a
 worker does not hoard work other workers could run) into a local buffer that every slot
-drains. A slot whose task does not suspend goes straight on to the next message. A CPU-bound message is handed
-to one of ``cpu_executor.concurrency`` lanes through a small queue, so CPU work never holds
-an I/O slot while it runs.
+drains. A slot whose task does not suspend goes straight on to the next message. A
+CPU-bound message is handed to one of ``cpu_executor.concurrency`` lanes through a small
+queue, so CPU work never holds an I/O slot while it runs.
 
 Settling: success → record SUCCESS, ack. Failure with retries left → record RETRYING, then
 ``requeue`` the next attempt with a due time (no slot sleeps). Failure for good → record

@@ -7,6 +7,7 @@ defaults. A backend does not have to subclass it: any object satisfying
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 
 from flowrra.exceptions import BackendError
@@ -49,6 +50,6 @@ class BaseResultBackend(ABC):
 
     async def list_by_status(
         self, status: TaskStatus, limit: int | None = None, offset: int = 0
-    ) -> list[TaskResult]:
+    ) -> builtins.list[TaskResult]:
         """flowrra 0.1.8's listing call, kept: ``list(status=...)``."""
         return await self.list(status=status, limit=limit or 1_000_000, offset=offset)
