@@ -1,0 +1,97 @@
+"""The `flowrra` console script, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import flowrra
+
+APPS = Path(__file__).parent / "apps"
+# The console script installed beside the interpreter running the tests.
+FLOWRRA = str(Path(sys.executable).with_name("flowrra"))
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([FLOWRRA, *args], capture_output=True, text=True, timeout=120,
+                          **kwargs)
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"flowrra {flowrra.__version__}"
+
+
+def test_bad_app_path_is_a_clear_error() -> None:
+    for spec, message in (("no_such_module:app", "cannot import module"),
+                          ("drain_app:missing", "has no attribute"),
+                          ("cpu_tasks:whoami", "not a Flowrra app")):
+        done = run("worker", spec, cwd=APPS, env={**os.environ, "DRAIN_OUT": "/dev/null"})
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_worker_drains_in_flight_tasks_on_sigterm(tmp_path: Path) -> None:
+    out = tmp_path / "done.txt"
+    ready = Path(str(out) + ".ready")
+    env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": "10"}
+    proc = subprocess.Popen([FLOWRRA, "worker", "drain_app:app", "--grace", "30"], cwd=APPS,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "worker never became ready"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        done_at_signal = len(out.read_text().split()) if out.exists() else 0
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert done_at_signal < 10, "the test must signal before the work is done"
+    assert sorted(int(x) for x in out.read_text().split()) == list(range(10)), output
+    assert "SIGTERM received" in output
+
+
+def test_second_signal_stops_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "done.txt"
+    ready = Path(str(out) + ".ready")
+    env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": "200"}
+    proc = subprocess.Popen([FLOWRRA, "worker", "drain_app:app"], cwd=APPS, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "second signal" in output
+    assert len(out.read_text().split()) < 200
+
+
+def test_demo_runs_everything_it_promises() -> None:
+    done = run("demo")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "count_primes" in text and "ran in pid" in text
+    assert "will retry" in text and "flaky_payment: success after 2 retries" in text
+    assert "broken_export: failed" in text
+    assert "started in order: priority 0, priority 1, priority 5, priority 10" in text
+
+
+def test_python_dash_m_and_plugin_commands() -> None:
+    done = subprocess.run([sys.executable, "-m", "flowrra", "plugin-hello", "there"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "hello there"

@@ -1,0 +1,376 @@
+"""The engine's behaviour: order, retries, concurrency, CPU processes, timeouts, stopping,
+bounds and events. Timing appears only as loose lower bounds and orderings, never as
+performance claims."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flowrra import Flowrra, MemoryBackend, MemoryBroker, TaskEvent, TaskStatus
+
+sys.path.insert(0, str(Path(__file__).parent / "apps"))
+
+
+async def test_priority_order_under_load(make_app) -> None:
+    app = make_app(num_workers=1, max_queue_size=0)
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    @app.task()
+    async def blocker() -> None:
+        await gate.wait()
+
+    @app.task()
+    async def record(i: int) -> None:
+        order.append(i)
+
+    await app.start()
+    first = await app.submit(blocker)
+    while (await app.get_result(first)).status is not TaskStatus.RUNNING:  # type: ignore[union-attr]
+        await asyncio.sleep(0.005)
+    rng = random.Random(7)
+    priorities = [rng.randint(-5, 5) for _ in range(500)]
+    ids = [await app.submit(record, i, priority=p) for i, p in enumerate(priorities)]
+    assert app.pending_count() == 500
+    gate.set()
+    for task_id in ids:
+        await app.wait_for_result(task_id, timeout=10)
+    expected = sorted(range(500), key=lambda i: (priorities[i], i))
+    assert order == expected
+
+
+async def test_retries_back_off_exponentially(make_app) -> None:
+    app = make_app()
+    attempts: list[float] = []
+
+    @app.task(max_retries=3, retry_delay=0.1)
+    async def always_fails() -> None:
+        attempts.append(time.monotonic())
+        raise ConnectionError("down")
+
+    await app.start()
+    result = await app.wait_for_result(await app.submit(always_fails), timeout=10)
+    assert result.status is TaskStatus.FAILED and result.retries == 3
+    assert result.error == "ConnectionError: down" and "ConnectionError" in result.traceback
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert len(gaps) == 3
+    for gap, expected in zip(gaps, (0.1, 0.2, 0.4), strict=True):
+        assert expected - 0.01 <= gap < expected + 1.0, gaps
+    assert gaps[0] < gaps[1] < gaps[2]
+
+
+async def test_retry_succeeds_and_only_listed_exceptions_retry(make_app) -> None:
+    app = make_app()
+    calls = {"flaky": 0, "fatal": 0}
+
+    @app.task(max_retries=5, retry_delay=0.01)
+    async def flaky() -> str:
+        calls["flaky"] += 1
+        if calls["flaky"] < 3:
+            raise TimeoutError("slow upstream")
+        return "ok"
+
+    @app.task(max_retries=5, retry_delay=0.01, retry_on=(ConnectionError,))
+    async def fatal() -> None:
+        calls["fatal"] += 1
+        raise KeyError("bad input")
+
+    await app.start()
+    ok = await app.wait_for_result(await app.submit(flaky), timeout=5)
+    bad = await app.wait_for_result(await app.submit(fatal), timeout=5)
+    assert (ok.status, ok.retries, ok.result) == (TaskStatus.SUCCESS, 2, "ok")
+    assert (bad.status, bad.retries, calls["fatal"]) == (TaskStatus.FAILED, 0, 1)
+
+
+async def test_a_retry_waiting_for_its_due_time_holds_no_slot(make_app) -> None:
+    app = make_app(num_workers=1)
+    done_at: dict[str, float] = {}
+    tries = {"n": 0}
+
+    @app.task(max_retries=1, retry_delay=0.5)
+    async def fails_once() -> None:
+        tries["n"] += 1
+        if tries["n"] == 1:
+            raise RuntimeError("first try fails")
+        done_at["retried"] = time.monotonic()
+
+    @app.task()
+    async def quick() -> None:
+        done_at["quick"] = time.monotonic()
+
+    await app.start()
+    retried = await app.submit(fails_once)
+    await asyncio.sleep(0.05)
+    quick_id = await app.submit(quick)
+    await app.wait_for_result(quick_id, timeout=5)
+    assert (await app.get_result(retried)).status is TaskStatus.RETRYING  # type: ignore[union-attr]
+    await app.wait_for_result(retried, timeout=5)
+    assert done_at["quick"] < done_at["retried"]
+
+
+async def test_io_tasks_run_num_workers_at_a_time(make_app) -> None:
+    app = make_app(num_workers=5)
+    running = 0
+    peak = 0
+
+    @app.task()
+    async def io_bound() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.1)
+        running -= 1
+
+    await app.start()
+    ids = [await app.submit(io_bound) for _ in range(20)]
+    for task_id in ids:
+        await app.wait_for_result(task_id, timeout=10)
+    assert peak == 5
+
+
+async def test_cpu_tasks_run_in_other_processes_cpu_workers_at_a_time() -> None:
+    import cpu_tasks
+
+    app = cpu_tasks.app
+    async with app:
+        pids = {(await app.wait_for_result(await app.submit(cpu_tasks.whoami), timeout=30)).result
+                for _ in range(3)}
+        assert os.getpid() not in pids
+        ids = [await app.submit(cpu_tasks.occupy, 0.4) for _ in range(6)]
+        spans = [(await app.wait_for_result(t, timeout=60)).result for t in ids]
+        squares = [await cpu_tasks.square.submit(n) for n in range(5)]
+        assert [(await app.wait_for_result(t, timeout=30)).result for t in squares] == [
+            0, 1, 4, 9, 16]
+    assert all(span is not None for span in spans)
+    assert {int(pid) for _, _, pid in spans} - {os.getpid()}
+    events = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans],
+                    key=lambda x: (x[0], x[1]))
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    assert peak == 2, f"cpu_workers=2 but {peak} CPU tasks overlapped"
+
+
+async def test_cpu_task_timeout_is_recorded() -> None:
+    import cpu_tasks
+
+    async with cpu_tasks.app:
+        result = await cpu_tasks.app.wait_for_result(
+            await cpu_tasks.too_slow.submit(), timeout=30)
+    assert result.status is TaskStatus.FAILED
+    assert "timeout of 0.3s" in (result.error or "")
+
+
+async def test_io_task_timeout_cancels_it(make_app) -> None:
+    app = make_app()
+    reached_end = False
+    cancelled = asyncio.Event()
+
+    @app.task(timeout=0.1, max_retries=0)
+    async def hangs() -> None:
+        nonlocal reached_end
+        try:
+            await asyncio.sleep(10)
+            reached_end = True
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await app.start()
+    result = await app.wait_for_result(await app.submit(hangs), timeout=5)
+    assert result.status is TaskStatus.FAILED
+    assert result.error is not None and "timeout of 0.1s" in result.error
+    assert cancelled.is_set() and not reached_end
+
+
+async def test_graceful_stop_drains_queued_and_running_tasks() -> None:
+    app = Flowrra()
+    finished: list[int] = []
+
+    @app.task()
+    async def work(i: int) -> int:
+        await asyncio.sleep(0.05)
+        finished.append(i)
+        return i
+
+    await app.start()
+    ids = [await app.submit(work, i) for i in range(20)]
+    await app.stop(wait=True, timeout=10)
+    assert sorted(finished) == list(range(20))
+    results = [await app.backend.get(t) for t in ids]
+    assert all(r is not None and r.status is TaskStatus.SUCCESS for r in results)
+
+
+async def test_stop_timeout_fails_what_could_not_finish_so_no_waiter_hangs() -> None:
+    app = Flowrra()
+
+    @app.task()
+    async def forever() -> None:
+        await asyncio.sleep(60)
+
+    @app.task(max_retries=1, retry_delay=30)
+    async def fails() -> None:
+        raise RuntimeError("x")
+
+    await app.start()
+    running = await app.submit(forever)
+    retrying = await app.submit(fails)
+    waiter = asyncio.create_task(app.backend.wait_for(running, None))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await app.stop(wait=True, timeout=0.3)
+    assert time.monotonic() - started < 5
+    for task_id in (running, retrying):
+        result = await app.backend.get(task_id)
+        assert result is not None and result.status is TaskStatus.FAILED
+        assert "Cancelled" in (result.error or "")
+    assert (await asyncio.wait_for(waiter, 2)).status is TaskStatus.FAILED
+
+
+class DurableMemoryBroker(MemoryBroker):
+    """A memory broker that claims durability, to exercise the release-on-stop path."""
+
+    durable = True
+
+
+async def test_stop_on_durable_broker_releases_unfinished_tasks() -> None:
+    broker = DurableMemoryBroker()
+    app = Flowrra(broker=broker)
+    started = asyncio.Event()
+
+    @app.task()
+    async def long_job() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    await app.start()
+    task_id = await app.submit(long_job)
+    await started.wait()
+    await app.stop(wait=True, timeout=0.2)
+    requeued = await broker.purge()
+    assert [m.id for m in requeued] == [task_id]
+
+
+async def test_unknown_task_message_is_dead_lettered_and_worker_survives(make_app) -> None:
+    from flowrra.task import TaskMessage
+
+    app = make_app()
+
+    @app.task()
+    async def fine() -> str:
+        return "still working"
+
+    await app.start()
+    ghost = TaskMessage("ghost-1", "no_such_task", (), {}, 0, 0, None, time.time())
+    await app.broker.enqueue(ghost)
+    result = None
+    for _ in range(100):
+        result = await app.get_result("ghost-1")
+        if result is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert result is not None and result.status is TaskStatus.FAILED
+    assert "not registered" in (result.error or "")
+    assert [m.id for m, _ in app.broker.dead_letters] == ["ghost-1"]
+    assert (await app.wait_for_result(await app.submit(fine), timeout=5)).result == (
+        "still working")
+
+
+async def test_memory_store_is_bounded_by_count_and_age() -> None:
+    app = Flowrra(backend=MemoryBackend(max_entries=50))
+
+    @app.task()
+    async def noop(i: int) -> int:
+        return i
+
+    async with app:
+        ids = [await app.submit(noop, i) for i in range(500)]
+        await app.wait_for_result(ids[-1], timeout=10)
+    backend = app.backend
+    assert isinstance(backend, MemoryBackend)
+    assert len(backend) == 50
+    assert await backend.get(ids[0]) is None
+    assert (await backend.get(ids[-1])) is not None
+
+    aging = MemoryBackend(max_entries=None, ttl=0.2)
+    app2 = Flowrra(backend=aging)
+
+    @app2.task()
+    async def noop2() -> None: ...
+
+    async with app2:
+        old = await app2.submit(noop2)
+        await app2.wait_for_result(old, timeout=5)
+        await asyncio.sleep(0.3)
+        new = await app2.submit(noop2)
+        await app2.wait_for_result(new, timeout=5)
+        assert await app2.get_result(old) is None
+        assert len(aging) == 1
+
+
+async def test_running_tasks_are_never_evicted() -> None:
+    app = Flowrra(backend=MemoryBackend(max_entries=5))
+    gate = asyncio.Event()
+
+    @app.task()
+    async def held() -> str:
+        await gate.wait()
+        return "kept"
+
+    @app.task()
+    async def noop() -> None: ...
+
+    async with app:
+        long_id = await app.submit(held)
+        for _ in range(50):
+            await app.wait_for_result(await app.submit(noop), timeout=5)
+        gate.set()
+        assert (await app.wait_for_result(long_id, timeout=5)).result == "kept"
+
+
+async def test_events_tell_each_status_change(make_app) -> None:
+    app = make_app()
+    seen: list[TaskEvent] = []
+    app.events.add_listener(seen.append)
+    calls = {"n": 0}
+
+    @app.task(max_retries=1, retry_delay=0.01)
+    async def once_flaky() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("first")
+
+    await app.start()
+    async with app.events.subscribe() as stream:
+        task_id = await app.submit(once_flaky)
+        await app.wait_for_result(task_id, timeout=5)
+        streamed = [await asyncio.wait_for(anext(stream), 1) for _ in range(5)]
+    statuses = [e.status for e in seen if e.task_id == task_id]
+    assert statuses == [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RETRYING,
+                        TaskStatus.RUNNING, TaskStatus.SUCCESS]
+    assert [e.status for e in streamed] == statuses
+    retrying = next(e for e in seen if e.status is TaskStatus.RETRYING)
+    assert retrying.retry_in == pytest.approx(0.01) and retrying.error == "ValueError: first"
+
+
+async def test_bounded_queue_applies_back_pressure(make_app) -> None:
+    app = make_app(num_workers=1, max_queue_size=3)
+
+    @app.task()
+    async def noop() -> None: ...
+
+    for _ in range(3):
+        await app.submit(noop)
+    blocked = asyncio.create_task(app.submit(noop))
+    await asyncio.sleep(0.05)
+    assert not blocked.done() and app.pending_count() == 3
+    await app.start()
+    await asyncio.wait_for(blocked, 5)

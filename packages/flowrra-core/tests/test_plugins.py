@@ -1,0 +1,107 @@
+"""Plugins are found through entry points: a real distribution installed in the test
+environment (tests/plugin_dist, installed by `nox -s tests`), and injected entry points for
+the conflict case."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, distribution
+
+import pytest
+
+from flowrra import (
+    BrokerConfig,
+    Flowrra,
+    PluginConflictError,
+    PluginNotFoundError,
+    TaskStatus,
+)
+from flowrra import plugins as plugins_module
+
+
+def _require_test_plugin() -> None:
+    try:
+        distribution("flowrra-test-plugin")
+    except Exception:
+        pytest.fail("flowrra-test-plugin is not installed: `nox -s tests` installs "
+                    "packages/flowrra-core/tests/plugin_dist; or pip install it yourself")
+
+
+async def test_installed_plugin_is_found_by_url_scheme() -> None:
+    _require_test_plugin()
+    from flowrra_test_plugin import RecordingBackend, RecordingBroker
+
+    app = Flowrra.from_urls(broker="testmem://queue-host/3", backend="TESTMEM://results")
+    assert isinstance(app.broker, RecordingBroker)
+    assert app.broker.config.url == "testmem://queue-host/3"
+    assert isinstance(app.backend, RecordingBackend)
+
+    @app.task()
+    async def hello(name: str) -> str:
+        return f"hi {name}"
+
+    async with app:
+        result = await app.wait_for_result(await app.submit(hello, "plugin"), timeout=5)
+    assert result.status is TaskStatus.SUCCESS and result.result == "hi plugin"
+
+
+def test_known_scheme_without_its_plugin_names_the_package() -> None:
+    with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-redis"):
+        Flowrra.from_urls(broker="redis://localhost:6379/0")
+    with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-redis"):
+        Flowrra.from_urls(backend="rediss://localhost:6379/1")
+
+
+def test_unknown_scheme_names_the_entry_point_group() -> None:
+    with pytest.raises(PluginNotFoundError, match=r"'flowrra\.brokers'"):
+        Flowrra.from_urls(broker="carrier-pigeon://coop")
+
+
+def test_create_scheduler_without_the_package_says_what_to_install() -> None:
+    app = Flowrra()
+    with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-scheduler"):
+        app.create_scheduler()
+
+
+def test_two_distributions_claiming_one_scheme_is_an_error(monkeypatch) -> None:
+    injected = [
+        EntryPoint("twin", "pkg_one:make", "flowrra.brokers"),
+        EntryPoint("twin", "pkg_two:make", "flowrra.brokers"),
+    ]
+
+    def fake_entry_points(*, group: str) -> list[EntryPoint]:
+        return [ep for ep in injected if ep.group == group]
+
+    monkeypatch.setattr(plugins_module, "entry_points", fake_entry_points)
+    plugins_module.plugins_in.cache_clear()
+    try:
+        with pytest.raises(PluginConflictError, match="pkg_one:make.*pkg_two:make"):
+            Flowrra.from_urls(broker="twin://x")
+    finally:
+        plugins_module.plugins_in.cache_clear()
+
+
+def test_injected_entry_point_factory_gets_the_config(monkeypatch) -> None:
+    built: list[BrokerConfig] = []
+
+    def fake_entry_points(*, group: str) -> list[EntryPoint]:
+        if group != "flowrra.brokers":
+            return []
+        return [EntryPoint("spy", f"{__name__}:spy_factory", group)]
+
+    monkeypatch.setattr(plugins_module, "entry_points", fake_entry_points)
+    monkeypatch.setattr(__import__(__name__), "BUILT", built, raising=False)
+    plugins_module.plugins_in.cache_clear()
+    try:
+        app = Flowrra.from_urls(broker="spy://h:1/2")
+    finally:
+        plugins_module.plugins_in.cache_clear()
+    assert built and built[0].url == "spy://h:1/2" and app.broker is not None
+
+
+def spy_factory(config: BrokerConfig):  # type: ignore[no-untyped-def]
+    from flowrra import MemoryBroker
+
+    import sys
+
+    sys.modules[__name__].BUILT.append(config)  # type: ignore[attr-defined]
+    return MemoryBroker()
