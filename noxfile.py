@@ -61,11 +61,11 @@ def tests(session: nox.Session) -> None:
     _install_packages(session, *(f"./packages/{name}[test]" for name in PACKAGES))
     session.install(f"./{TEST_PLUGIN}")
     # Reinstall from the working tree each run, even if the version did not change.
-    session.install("--no-deps", "--force-reinstall", *[f"./packages/{n}" for n in PACKAGES],
-                    f"./{TEST_PLUGIN}")
+    session.install(
+        "--no-deps", "--force-reinstall", *[f"./packages/{n}" for n in PACKAGES], f"./{TEST_PLUGIN}"
+    )
     for name in PACKAGES:
-        session.run("pytest", f"packages/{name}/tests", "-p", "no:cacheprovider",
-                    *session.posargs)
+        session.run("pytest", f"packages/{name}/tests", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

@@ -62,8 +62,10 @@ async def test_submit_by_name_keywords_and_typed_handle(make_app) -> None:
     by_kwargs = await app.submit(my_task, arg1="b", arg2=2)
     by_handle = await my_task.submit("c", 3)
     with_options = await my_task.with_options(priority=3).submit("d", arg2=4)
-    values = [(await app.wait_for_result(t, timeout=5)).result
-              for t in (by_name, by_kwargs, by_handle, with_options)]
+    values = [
+        (await app.wait_for_result(t, timeout=5)).result
+        for t in (by_name, by_kwargs, by_handle, with_options)
+    ]
     assert values == ["a-1", "b-2", "c-3", "d-4"]
     assert await my_task("direct", 0) == "direct-0"
 
@@ -232,8 +234,21 @@ async def test_delay_and_eta(make_app) -> None:
 
 async def test_task_result_dict_round_trip() -> None:
     now = datetime.now(UTC)
-    original = TaskResult("id1", TaskStatus.FAILED, "t", None, "ValueError: x", now, now, now, 2,
-                          (1, "a"), {"k": [1]}, "Traceback...", 3)
+    original = TaskResult(
+        "id1",
+        TaskStatus.FAILED,
+        "t",
+        None,
+        "ValueError: x",
+        now,
+        now,
+        now,
+        2,
+        (1, "a"),
+        {"k": [1]},
+        "Traceback...",
+        3,
+    )
     data = original.to_dict()
     assert data["status"] == "failed" and data["submitted_at"] == now.isoformat()
     assert TaskResult.from_dict(data) == original
@@ -294,18 +309,27 @@ def test_executor_config_defaults_apply_to_tasks_that_set_none() -> None:
 
 def test_config_defaults_and_validation() -> None:
     ex = ExecutorConfig()
-    assert (ex.num_workers, ex.io_workers, ex.cpu_workers, ex.max_queue_size, ex.max_retries,
-            ex.retry_delay) == (4, 4, None, 1000, 3, 1.0)
+    assert (
+        ex.num_workers,
+        ex.io_workers,
+        ex.cpu_workers,
+        ex.max_queue_size,
+        ex.max_retries,
+        ex.retry_delay,
+    ) == (4, 4, None, 1000, 3, 1.0)
     assert ExecutorConfig(io_workers=9).num_workers == 9
     b = BrokerConfig(url="redis://localhost:6379/0")
     assert (b.max_connections, b.socket_timeout, b.retry_on_timeout) == (50, 5.0, True)
     k = BackendConfig(url="redis://localhost:6379/1")
-    assert (k.ttl, k.max_connections, k.socket_timeout, k.retry_on_timeout) == (
-        None, 50, 5.0, True)
+    assert (k.ttl, k.max_connections, k.socket_timeout, k.retry_on_timeout) == (None, 50, 5.0, True)
     assert Config().broker is None and Config().backend is None
-    for bad in (lambda: ExecutorConfig(num_workers=0), lambda: BackendConfig(url="x", ttl=0),
-                lambda: BrokerConfig(url="localhost"), lambda: ExecutorConfig(retry_delay=-1),
-                lambda: ExecutorConfig(num_workers=2, io_workers=3)):
+    for bad in (
+        lambda: ExecutorConfig(num_workers=0),
+        lambda: BackendConfig(url="x", ttl=0),
+        lambda: BrokerConfig(url="localhost"),
+        lambda: ExecutorConfig(retry_delay=-1),
+        lambda: ExecutorConfig(num_workers=2, io_workers=3),
+    ):
         with pytest.raises(ConfigError):
             bad()
 
@@ -336,15 +360,47 @@ def test_config_from_env() -> None:
 
 def test_public_names_are_pinned() -> None:
     assert set(flowrra.__all__) == {
-        "AsyncTaskExecutor", "BackendConfig", "BackendError", "BaseResultBackend", "Broker",
-        "BrokerConfig", "BrokerError", "CPUExecutor", "Config", "ConfigError", "Executor",
-        "ExecutorConfig", "ExecutorNotRunningError", "Flowrra", "FlowrraError", "IOExecutor",
-        "InMemoryBackend", "MemoryBackend", "MemoryBroker", "NotRunningError",
-        "PluginConflictError", "PluginError", "PluginNotFoundError", "ResultBackend",
-        "ResultTimeoutError", "RetryPolicy", "SerializationError", "Task", "TaskCall",
-        "TaskEvent", "TaskHandle", "TaskMessage", "TaskNotFoundError", "TaskNotRegisteredError",
-        "TaskRegistrationError", "TaskRegistry", "TaskResult", "TaskStatus", "TaskTimeoutError",
-        "UnknownTaskError", "__version__",
+        "AsyncTaskExecutor",
+        "BackendConfig",
+        "BackendError",
+        "BaseResultBackend",
+        "Broker",
+        "BrokerConfig",
+        "BrokerError",
+        "CPUExecutor",
+        "Config",
+        "ConfigError",
+        "Executor",
+        "ExecutorConfig",
+        "ExecutorNotRunningError",
+        "Flowrra",
+        "FlowrraError",
+        "IOExecutor",
+        "InMemoryBackend",
+        "MemoryBackend",
+        "MemoryBroker",
+        "NotRunningError",
+        "PluginConflictError",
+        "PluginError",
+        "PluginNotFoundError",
+        "ResultBackend",
+        "ResultTimeoutError",
+        "RetryPolicy",
+        "SerializationError",
+        "Task",
+        "TaskCall",
+        "TaskEvent",
+        "TaskHandle",
+        "TaskMessage",
+        "TaskNotFoundError",
+        "TaskNotRegisteredError",
+        "TaskRegistrationError",
+        "TaskRegistry",
+        "TaskResult",
+        "TaskStatus",
+        "TaskTimeoutError",
+        "UnknownTaskError",
+        "__version__",
     }
     for name in flowrra.__all__:
         assert hasattr(flowrra, name), name

@@ -17,8 +17,7 @@ FLOWRRA = str(Path(sys.executable).with_name("flowrra"))
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([FLOWRRA, *args], capture_output=True, text=True, timeout=120,
-                          **kwargs)
+    return subprocess.run([FLOWRRA, *args], capture_output=True, text=True, timeout=120, **kwargs)
 
 
 def test_version() -> None:
@@ -27,9 +26,11 @@ def test_version() -> None:
 
 
 def test_bad_app_path_is_a_clear_error() -> None:
-    for spec, message in (("no_such_module:app", "cannot import module"),
-                          ("drain_app:missing", "has no attribute"),
-                          ("cpu_tasks:whoami", "not a Flowrra app")):
+    for spec, message in (
+        ("no_such_module:app", "cannot import module"),
+        ("drain_app:missing", "has no attribute"),
+        ("cpu_tasks:whoami", "not a Flowrra app"),
+    ):
         done = run("worker", spec, cwd=APPS, env={**os.environ, "DRAIN_OUT": "/dev/null"})
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
@@ -39,8 +40,14 @@ def test_worker_drains_in_flight_tasks_on_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "done.txt"
     ready = Path(str(out) + ".ready")
     env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": "10"}
-    proc = subprocess.Popen([FLOWRRA, "worker", "drain_app:app", "--grace", "30"], cwd=APPS,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [FLOWRRA, "worker", "drain_app:app", "--grace", "30"],
+        cwd=APPS,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -62,8 +69,14 @@ def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     out = tmp_path / "done.txt"
     ready = Path(str(out) + ".ready")
     env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": "200"}
-    proc = subprocess.Popen([FLOWRRA, "worker", "drain_app:app"], cwd=APPS, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [FLOWRRA, "worker", "drain_app:app"],
+        cwd=APPS,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -91,7 +104,11 @@ def test_demo_runs_everything_it_promises() -> None:
 
 
 def test_python_dash_m_and_plugin_commands() -> None:
-    done = subprocess.run([sys.executable, "-m", "flowrra", "plugin-hello", "there"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowrra", "plugin-hello", "there"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "hello there"

@@ -5,6 +5,7 @@ performance claims."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import sys
@@ -59,7 +60,7 @@ async def test_retries_back_off_exponentially(make_app) -> None:
     result = await app.wait_for_result(await app.submit(always_fails), timeout=10)
     assert result.status is TaskStatus.FAILED and result.retries == 3
     assert result.error == "ConnectionError: down" and "ConnectionError" in result.traceback
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(gaps) == 3
     for gap, expected in zip(gaps, (0.1, 0.2, 0.4), strict=True):
         assert expected - 0.01 <= gap < expected + 1.0, gaps
@@ -140,18 +141,26 @@ async def test_cpu_tasks_run_in_other_processes_cpu_workers_at_a_time() -> None:
 
     app = cpu_tasks.app
     async with app:
-        pids = {(await app.wait_for_result(await app.submit(cpu_tasks.whoami), timeout=30)).result
-                for _ in range(3)}
+        pids = {
+            (await app.wait_for_result(await app.submit(cpu_tasks.whoami), timeout=30)).result
+            for _ in range(3)
+        }
         assert os.getpid() not in pids
         ids = [await app.submit(cpu_tasks.occupy, 0.4) for _ in range(6)]
         spans = [(await app.wait_for_result(t, timeout=60)).result for t in ids]
         squares = [await cpu_tasks.square.submit(n) for n in range(5)]
         assert [(await app.wait_for_result(t, timeout=30)).result for t in squares] == [
-            0, 1, 4, 9, 16]
+            0,
+            1,
+            4,
+            9,
+            16,
+        ]
     assert all(span is not None for span in spans)
     assert {int(pid) for _, _, pid in spans} - {os.getpid()}
-    events = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans],
-                    key=lambda x: (x[0], x[1]))
+    events = sorted(
+        [(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans], key=lambda x: (x[0], x[1])
+    )
     level = peak = 0
     for _, delta in events:
         level += delta
@@ -163,8 +172,7 @@ async def test_cpu_task_timeout_is_recorded() -> None:
     import cpu_tasks
 
     async with cpu_tasks.app:
-        result = await cpu_tasks.app.wait_for_result(
-            await cpu_tasks.too_slow.submit(), timeout=30)
+        result = await cpu_tasks.app.wait_for_result(await cpu_tasks.too_slow.submit(), timeout=30)
     assert result.status is TaskStatus.FAILED
     assert "timeout of 0.3s" in (result.error or "")
 
@@ -281,7 +289,8 @@ async def test_unknown_task_message_is_dead_lettered_and_worker_survives(make_ap
     assert "not registered" in (result.error or "")
     assert [m.id for m, _ in app.broker.dead_letters] == ["ghost-1"]
     assert (await app.wait_for_result(await app.submit(fine), timeout=5)).result == (
-        "still working")
+        "still working"
+    )
 
 
 async def test_memory_store_is_bounded_by_count_and_age() -> None:
@@ -354,8 +363,13 @@ async def test_events_tell_each_status_change(make_app) -> None:
         await app.wait_for_result(task_id, timeout=5)
         streamed = [await asyncio.wait_for(anext(stream), 1) for _ in range(5)]
     statuses = [e.status for e in seen if e.task_id == task_id]
-    assert statuses == [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RETRYING,
-                        TaskStatus.RUNNING, TaskStatus.SUCCESS]
+    assert statuses == [
+        TaskStatus.PENDING,
+        TaskStatus.RUNNING,
+        TaskStatus.RETRYING,
+        TaskStatus.RUNNING,
+        TaskStatus.SUCCESS,
+    ]
     assert [e.status for e in streamed] == statuses
     retrying = next(e for e in seen if e.status is TaskStatus.RETRYING)
     assert retrying.retry_in == pytest.approx(0.01) and retrying.error == "ValueError: first"

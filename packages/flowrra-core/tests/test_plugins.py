@@ -11,6 +11,7 @@ import pytest
 from flowrra import (
     BrokerConfig,
     Flowrra,
+    MemoryBroker,
     PluginConflictError,
     PluginNotFoundError,
     TaskStatus,
@@ -22,8 +23,10 @@ def _require_test_plugin() -> None:
     try:
         distribution("flowrra-test-plugin")
     except Exception:
-        pytest.fail("flowrra-test-plugin is not installed: `nox -s tests` installs "
-                    "packages/flowrra-core/tests/plugin_dist; or pip install it yourself")
+        pytest.fail(
+            "flowrra-test-plugin is not installed: `nox -s tests` installs "
+            "packages/flowrra-core/tests/plugin_dist; or pip install it yourself"
+        )
 
 
 async def test_installed_plugin_is_found_by_url_scheme() -> None:
@@ -74,34 +77,32 @@ def test_two_distributions_claiming_one_scheme_is_an_error(monkeypatch) -> None:
     monkeypatch.setattr(plugins_module, "entry_points", fake_entry_points)
     plugins_module.plugins_in.cache_clear()
     try:
-        with pytest.raises(PluginConflictError, match="pkg_one:make.*pkg_two:make"):
+        with pytest.raises(PluginConflictError, match=r"pkg_one:make.*pkg_two:make"):
             Flowrra.from_urls(broker="twin://x")
     finally:
         plugins_module.plugins_in.cache_clear()
 
 
-def test_injected_entry_point_factory_gets_the_config(monkeypatch) -> None:
-    built: list[BrokerConfig] = []
+BUILT: list[BrokerConfig] = []
 
+
+def spy_factory(config: BrokerConfig) -> MemoryBroker:
+    BUILT.append(config)
+    return MemoryBroker()
+
+
+def test_injected_entry_point_factory_gets_the_config(monkeypatch) -> None:
     def fake_entry_points(*, group: str) -> list[EntryPoint]:
         if group != "flowrra.brokers":
             return []
         return [EntryPoint("spy", f"{__name__}:spy_factory", group)]
 
     monkeypatch.setattr(plugins_module, "entry_points", fake_entry_points)
-    monkeypatch.setattr(__import__(__name__), "BUILT", built, raising=False)
     plugins_module.plugins_in.cache_clear()
+    BUILT.clear()
     try:
         app = Flowrra.from_urls(broker="spy://h:1/2")
     finally:
         plugins_module.plugins_in.cache_clear()
-    assert built and built[0].url == "spy://h:1/2" and app.broker is not None
-
-
-def spy_factory(config: BrokerConfig):  # type: ignore[no-untyped-def]
-    from flowrra import MemoryBroker
-
-    import sys
-
-    sys.modules[__name__].BUILT.append(config)  # type: ignore[attr-defined]
-    return MemoryBroker()
+    assert [c.url for c in BUILT] == ["spy://h:1/2"]
+    assert isinstance(app.broker, MemoryBroker)

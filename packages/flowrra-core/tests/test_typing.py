@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mypy import api
 
-SNIPPET = '''
+SNIPPET = """
 from flowrra import Flowrra
 
 app = Flowrra()
@@ -22,7 +22,7 @@ async def main() -> None:
     await send_email.submit(42)
     await send_email.submit("c@example.com", retry=3)
     reveal_type(send_email)
-'''
+"""
 
 
 def test_mypy_checks_submit_arguments(tmp_path: Path) -> None:

@@ -34,8 +34,9 @@ from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
 __all__ = ["BrokerContract", "ResultBackendContract", "message"]
 
 
-def message(name: str = "job", *args: Any, priority: int = 0, eta: float | None = None,
-            **kwargs: Any) -> TaskMessage:
+def message(
+    name: str = "job", *args: Any, priority: int = 0, eta: float | None = None, **kwargs: Any
+) -> TaskMessage:
     """A fresh message for tests."""
     return TaskMessage(new_task_id(), name, args, kwargs, priority, 0, eta, time.time())
 
@@ -58,7 +59,13 @@ class BrokerContract:
         await broker.enqueue(sent)
         [got] = await _drain(broker, 1)
         assert (got.id, got.name, list(got.args), got.kwargs, got.priority, got.attempt) == (
-            sent.id, "add", [1, "two", [3]], {"key": {"a": None}}, 4, 0)
+            sent.id,
+            "add",
+            [1, "two", [3]],
+            {"key": {"a": None}},
+            4,
+            0,
+        )
 
     async def test_lower_priority_number_first_and_fifo_within_priority(
         self, broker: Broker
@@ -133,9 +140,7 @@ class BrokerContract:
         await broker.dead_letter(got, "cannot run")
         assert await broker.reserve(1, 0.1) == []
 
-    async def test_unencodable_arguments_are_rejected_and_not_queued(
-        self, broker: Broker
-    ) -> None:
+    async def test_unencodable_arguments_are_rejected_and_not_queued(self, broker: Broker) -> None:
         with pytest.raises(SerializationError):
             await broker.enqueue(message("bad", object()))
         assert broker.pending_count() == 0
@@ -163,8 +168,16 @@ class BrokerContract:
 
 def _result(task_id: str, status: TaskStatus, value: Any = None) -> TaskResult:
     now = datetime.now(UTC)
-    return TaskResult(task_id, status, "job", value, None, now, now,
-                      now if status in (TaskStatus.SUCCESS, TaskStatus.FAILED) else None)
+    return TaskResult(
+        task_id,
+        status,
+        "job",
+        value,
+        None,
+        now,
+        now,
+        now if status in (TaskStatus.SUCCESS, TaskStatus.FAILED) else None,
+    )
 
 
 class ResultBackendContract:
