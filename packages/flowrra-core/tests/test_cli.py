@@ -36,24 +36,32 @@ def test_bad_app_path_is_a_clear_error() -> None:
         assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_worker_drains_in_flight_tasks_on_sigterm(tmp_path: Path) -> None:
-    out = tmp_path / "done.txt"
+def start_drain_worker(out: Path, count: int, *args: str) -> subprocess.Popen[str]:
+    """Start `flowrra worker drain_app:app` and return once it has queued its work."""
     ready = Path(str(out) + ".ready")
-    env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": "10"}
+    env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": str(count)}
     proc = subprocess.Popen(
-        [FLOWRRA, "worker", "drain_app:app", "--grace", "30"],
+        [FLOWRRA, "worker", "drain_app:app", *args],
         cwd=APPS,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"worker never became ready:\n{output}")
+        time.sleep(0.02)
+    return proc
+
+
+def test_worker_drains_in_flight_tasks_on_sigterm(tmp_path: Path) -> None:
+    out = tmp_path / "done.txt"
+    proc = start_drain_worker(out, 10, "--grace", "30")
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "worker never became ready"
-            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         done_at_signal = len(out.read_text().split()) if out.exists() else 0
         output, _ = proc.communicate(timeout=60)
@@ -67,21 +75,8 @@ def test_worker_drains_in_flight_tasks_on_sigterm(tmp_path: Path) -> None:
 
 def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     out = tmp_path / "done.txt"
-    ready = Path(str(out) + ".ready")
-    env = {**os.environ, "DRAIN_OUT": str(out), "DRAIN_COUNT": "200"}
-    proc = subprocess.Popen(
-        [FLOWRRA, "worker", "drain_app:app"],
-        cwd=APPS,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_drain_worker(out, 200)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
