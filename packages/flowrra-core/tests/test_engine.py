@@ -388,3 +388,40 @@ async def test_bounded_queue_applies_back_pressure(make_app) -> None:
     assert not blocked.done() and app.pending_count() == 3
     await app.start()
     await asyncio.wait_for(blocked, 5)
+
+
+async def test_delayed_tasks_do_not_fill_the_bounded_queue(make_app) -> None:
+    app = make_app(num_workers=1, max_queue_size=2)
+
+    @app.task()
+    async def noop() -> None: ...
+
+    await app.start()
+    for _ in range(5):
+        await asyncio.wait_for(app.submit(noop, delay=60), 1)
+    now = await asyncio.wait_for(app.submit(noop), 1)
+    assert (await app.wait_for_result(now, timeout=5)).status is TaskStatus.SUCCESS
+
+
+async def test_shutdown_hooks_run_once_even_when_stop_is_repeated(make_app) -> None:
+    app = make_app()
+    calls: list[str] = []
+
+    @app.on_shutdown
+    async def bye() -> None:
+        calls.append("bye")
+
+    @app.task()
+    async def forever() -> None:
+        await asyncio.sleep(60)
+
+    await app.start()
+    await app.submit(forever)
+    await asyncio.sleep(0.05)
+    first = asyncio.create_task(app.stop(wait=True, timeout=5))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    await app.stop(wait=False)
+    assert calls == ["bye"]
+    assert not app.is_running

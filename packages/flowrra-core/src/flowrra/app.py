@@ -88,6 +88,7 @@ class Flowrra:
             self.events,
         )
         self._connected = False
+        self._stopping = False
         self._connect_lock: asyncio.Lock | None = None
         self._startup: list[Callable[[], Awaitable[None]]] = []
         self._shutdown: list[Callable[[], Awaitable[None]]] = []
@@ -241,7 +242,7 @@ class Flowrra:
             pending.status = TaskStatus.FAILED
             pending.error = f"NotQueued: {type(exc).__name__}: {exc}"
             pending.finished_at = _fromtimestamp(time.time(), UTC)
-            await self.backend.store(task_id, pending)
+            await self.worker.record(pending)
             raise
         return task_id
 
@@ -309,14 +310,17 @@ class Flowrra:
         ``timeout`` seconds to finish; see the worker docs for what happens to the rest."""
         if not self.worker.is_running:
             return
-        for hook in self._shutdown:
-            await hook()
+        if not self._stopping:
+            self._stopping = True
+            for hook in self._shutdown:
+                await hook()
         await self.worker.stop(wait=wait, timeout=timeout)
         if self._connected:
             await self.broker.close()
             await self.backend.close()
             self._connected = False
             self._connect_lock = None
+        self._stopping = False
 
     @property
     def is_running(self) -> bool:

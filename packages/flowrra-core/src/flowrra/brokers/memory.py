@@ -24,8 +24,9 @@ __all__ = ["MemoryBroker"]
 class MemoryBroker:
     """In-process priority queue with due times. Not durable: it lives and dies with the app.
 
-    ``max_queue_size`` (0 = unbounded) bounds queued messages: ``enqueue`` waits for room
-    (back-pressure on producers); retries and released messages are never held back.
+    ``max_queue_size`` (0 = unbounded) bounds the messages due now: ``enqueue`` waits for
+    room (back-pressure on producers). Delayed messages do not count, and retries and
+    released messages are never held back.
     """
 
     durable = False
@@ -77,7 +78,7 @@ class MemoryBroker:
 
     async def enqueue(self, message: TaskMessage) -> None:
         self._check(message)
-        if self.max_queue_size and self.pending_count() >= self.max_queue_size:
+        if self.max_queue_size and len(self._ready) >= self.max_queue_size:
             await self._wait_for_space()
         self._push(message)
 
@@ -85,13 +86,13 @@ class MemoryBroker:
         for message in messages:
             self._check(message)
         for message in messages:
-            if self.max_queue_size and self.pending_count() >= self.max_queue_size:
+            if self.max_queue_size and len(self._ready) >= self.max_queue_size:
                 await self._wait_for_space()
             self._push(message)
 
     async def _wait_for_space(self) -> None:
         space = self._events()[1]
-        while self.pending_count() >= self.max_queue_size:
+        while len(self._ready) >= self.max_queue_size:
             space.clear()
             self._producers_waiting += 1
             try:
