@@ -34,7 +34,7 @@ from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.protocols import Broker, Executor, ResultBackend
 from flowrra.registry import TaskHandle, TaskRegistry
-from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.task import TaskMessage, TaskResult, TaskStatus, utc_from_timestamp
 
 __all__ = ["Worker"]
 
@@ -44,11 +44,7 @@ _RUNNING = TaskStatus.RUNNING
 _SUCCESS = TaskStatus.SUCCESS
 _FAILED = TaskStatus.FAILED
 _RETRYING = TaskStatus.RETRYING
-_fromtimestamp = datetime.fromtimestamp
-
-
-def _utc(ts: float) -> datetime:
-    return _fromtimestamp(ts, UTC)
+_fromtimestamp = datetime.fromtimestamp  # the hot path calls it directly
 
 
 class Worker:
@@ -83,7 +79,7 @@ class Worker:
         self._busy = 0
         self._fetcher: asyncio.Task[Any] | None = None
         self._idle: list[asyncio.Future[None]] = []
-        self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage] | None]
+        self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage]]
 
     @property
     def is_running(self) -> bool:
@@ -182,11 +178,8 @@ class Worker:
     async def _cpu_lane(self) -> None:
         queue = self._cpu_queue
         while True:
-            item = await queue.get()
+            handle, message = await queue.get()
             try:
-                if item is None:
-                    return
-                handle, message = item
                 try:
                     await self._process(handle, message, self.cpu_executor)
                 except asyncio.CancelledError:
@@ -300,7 +293,7 @@ class Worker:
                     None,
                     error,
                     submitted_at,
-                    _utc(started),
+                    utc_from_timestamp(started),
                     None,
                     retries,
                     message.args,
@@ -324,8 +317,8 @@ class Worker:
                 None,
                 error,
                 submitted_at,
-                _utc(started),
-                _utc(time.time()),
+                utc_from_timestamp(started),
+                utc_from_timestamp(time.time()),
                 retries,
                 message.args,
                 message.kwargs,
@@ -344,7 +337,7 @@ class Worker:
         logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
         self._settled(message)
         await self.broker.dead_letter(message, reason)
-        now = _utc(time.time())
+        now = utc_from_timestamp(time.time())
         await self.record(
             TaskResult(
                 message.id,
@@ -426,7 +419,7 @@ class Worker:
             logger.warning(
                 "%d tasks did not run before the app stopped; recorded FAILED", len(lost)
             )
-        now = _utc(time.time())
+        now = utc_from_timestamp(time.time())
         for message in lost:
             await self.record(
                 TaskResult(
@@ -435,7 +428,7 @@ class Worker:
                     message.name,
                     None,
                     "Cancelled: the app stopped before this task finished",
-                    _utc(message.submitted_at),
+                    utc_from_timestamp(message.submitted_at),
                     None,
                     now,
                     message.attempt,
