@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import os
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -28,6 +29,7 @@ from flowrra import (
 )
 from flowrra.backends.base import BaseResultBackend
 from flowrra.task import TaskResult as TaskResultFromTaskModule
+from flowrra.task import new_task_id
 
 
 async def test_readme_quick_start_round_trip() -> None:
@@ -253,6 +255,40 @@ async def test_task_result_dict_round_trip() -> None:
     assert data["status"] == "failed" and data["submitted_at"] == now.isoformat()
     assert TaskResult.from_dict(data) == original
     assert TaskResultFromTaskModule is TaskResult
+
+
+def test_task_result_timestamps_take_datetimes_or_unix_seconds() -> None:
+    when = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
+    other_zone = when.astimezone(timezone(timedelta(hours=-5)))
+    by_datetime = TaskResult("a", TaskStatus.PENDING, submitted_at=other_zone)
+    by_seconds = TaskResult("a", TaskStatus.PENDING, submitted_at=when.timestamp())
+    assert by_datetime == by_seconds
+    assert by_datetime.submitted_at == when and by_datetime.submitted_at.tzinfo is UTC
+    assert by_datetime.submitted_ts == when.timestamp()
+    assert by_datetime.started_at is None and by_datetime.finished_at is None
+    by_seconds.finished_at = when + timedelta(seconds=2)
+    assert by_seconds.finished_ts == when.timestamp() + 2
+    assert by_seconds != by_datetime
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TaskResult("a", TaskStatus.PENDING, started_at=datetime(2026, 1, 1))
+    with pytest.raises(TypeError, match="datetime, Unix seconds or None"):
+        TaskResult("a", TaskStatus.PENDING, started_at="2026-01-01")  # type: ignore[arg-type]
+    assert "status=TaskStatus.PENDING" in repr(by_datetime)
+
+
+def test_task_ids_are_unique_in_forked_children() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child writes the id it draws first, then leaves at once
+        os.write(write_end, new_task_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child_id = os.read(read_end, 64).decode()
+    os.close(read_end)
+    parent_id = new_task_id()
+    assert len(child_id) == len(parent_id) == 32
+    assert child_id != parent_id
 
 
 async def test_async_task_executor_alias_and_custom_backend_base_class() -> None:

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -35,7 +35,6 @@ R = TypeVar("R")
 
 _MEMORY = "memory"
 _PENDING = TaskStatus.PENDING
-_fromtimestamp = datetime.fromtimestamp
 
 
 def _make_broker(config: Config) -> Broker:
@@ -225,7 +224,7 @@ class Flowrra:
             name,
             None,
             None,
-            _fromtimestamp(now, UTC),
+            now,
             None,
             None,
             0,
@@ -235,13 +234,16 @@ class Flowrra:
             priority,
         )
         # Recorded before it is queued, so a worker's RUNNING can never be overwritten.
-        await self.worker.record(pending)
+        # (Worker.record inlined: this is the hot path.)
+        await self.backend.store(task_id, pending)
+        if self.events.active:
+            self.worker.publish(pending)
         try:
             await self.broker.enqueue(message)
         except BaseException as exc:
             pending.status = TaskStatus.FAILED
             pending.error = f"NotQueued: {type(exc).__name__}: {exc}"
-            pending.finished_at = _fromtimestamp(time.time(), UTC)
+            pending.finished_ts = time.time()
             await self.worker.record(pending)
             raise
         return task_id
@@ -277,7 +279,8 @@ class Flowrra:
         current = await self.backend.get(task_id)
         if current is None:
             raise UnknownTaskError(task_id)
-        if current.is_complete:
+        status = current.status
+        if status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
             return current
         if not self.broker.durable and not self.worker.is_running:
             raise NotRunningError()

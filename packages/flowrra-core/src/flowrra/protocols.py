@@ -10,7 +10,7 @@ implementation's tests should subclass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
@@ -139,7 +139,8 @@ class Executor(Protocol):
     async def stop(self, wait: bool) -> None:
         """Release resources; with ``wait``, let running work finish first."""
 
-    async def run(
+    def run(
         self, task: TaskHandle[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Run the task's function with these arguments and return what it returns."""
+    ) -> Awaitable[Any]:
+        """Run the task's function with these arguments; the awaitable gives what it
+        returns. An ``async def run`` satisfies this too."""

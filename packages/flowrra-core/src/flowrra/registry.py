@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
@@ -160,6 +161,8 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, TaskHandle[Any, Any]] = {}
         self._by_function: dict[Any, TaskHandle[Any, Any]] = {}
+        #: A live read-only view of name → handle (a C-level lookup for the worker loop).
+        self.by_name: Mapping[str, TaskHandle[Any, Any]] = MappingProxyType(self._by_name)
 
     def register(self, handle: TaskHandle[P, R]) -> TaskHandle[P, R]:
         """Add a task; a second, different function under the same name is an error."""
@@ -181,14 +184,14 @@ class TaskRegistry:
 
     def resolve(self, task: TaskHandle[Any, Any] | Callable[..., Any] | str) -> str:
         """The registered name of a handle, a decorated function, or a name."""
-        if isinstance(task, str):
-            if task in self._by_name:
-                return task
-            raise TaskNotRegisteredError(task)
         if isinstance(task, TaskHandle):
             if self._by_name.get(task.name) is task:
                 return task.name
             raise TaskNotRegisteredError(task.name)
+        if isinstance(task, str):
+            if task in self._by_name:
+                return task
+            raise TaskNotRegisteredError(task)
         handle = self._by_function.get(task)
         if handle is None:
             raise TaskNotRegisteredError(getattr(task, "__qualname__", repr(task)))

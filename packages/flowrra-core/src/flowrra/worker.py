@@ -27,14 +27,13 @@ import logging
 import time
 import traceback
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.protocols import Broker, Executor, ResultBackend
 from flowrra.registry import TaskHandle, TaskRegistry
-from flowrra.task import TaskMessage, TaskResult, TaskStatus, utc_from_timestamp
+from flowrra.task import TaskMessage, TaskResult, TaskStatus
 
 __all__ = ["Worker"]
 
@@ -44,7 +43,6 @@ _RUNNING = TaskStatus.RUNNING
 _SUCCESS = TaskStatus.SUCCESS
 _FAILED = TaskStatus.FAILED
 _RETRYING = TaskStatus.RETRYING
-_fromtimestamp = datetime.fromtimestamp  # the hot path calls it directly
 
 
 class Worker:
@@ -151,9 +149,11 @@ class Worker:
         return max(1, self.io_executor.concurrency - self._busy - len(self._buffer))
 
     async def _io_slot(self) -> None:
+        buffer = self._buffer
         while True:
             try:
-                message = await self._next_message()
+                # A batch already reserved is taken without a call into the fetch path.
+                message = buffer.popleft() if buffer else await self._next_message()
             except asyncio.CancelledError:
                 me = asyncio.current_task()
                 if self._stopping and me is not None and me.uncancel() == 0:
@@ -163,7 +163,7 @@ class Worker:
                 return
             self._busy += 1
             try:
-                handle = self.registry.get(message.name)
+                handle = self.registry.by_name.get(message.name)
                 if handle is not None and handle.options.cpu_bound:
                     await self._cpu_queue.put((handle, message))
                 else:
@@ -196,25 +196,26 @@ class Worker:
             await self._reject(message)
             return
         started = time.time()
-        submitted_at = _fromtimestamp(message.submitted_at, UTC) if message.submitted_at else None
-        started_at = _fromtimestamp(started, UTC)
-        await self.record(
-            TaskResult(
-                message.id,
-                _RUNNING,
-                message.name,
-                None,
-                None,
-                submitted_at,
-                started_at,
-                None,
-                message.attempt,
-                message.args,
-                message.kwargs,
-                None,
-                message.priority,
-            )
+        submitted_at = message.submitted_at or None
+        # record() inlined on the hot path (RUNNING here, SUCCESS below): a coroutine less.
+        running = TaskResult(
+            message.id,
+            _RUNNING,
+            message.name,
+            None,
+            None,
+            submitted_at,
+            started,
+            None,
+            message.attempt,
+            message.args,
+            message.kwargs,
+            None,
+            message.priority,
         )
+        await self.backend.store(message.id, running)
+        if self.events.active:
+            self.publish(running)
         timeout = handle.options.timeout
         try:
             if timeout is None:
@@ -245,8 +246,8 @@ class Worker:
                 value,
                 None,
                 submitted_at,
-                started_at,
-                _fromtimestamp(time.time(), UTC),
+                started,
+                time.time(),
                 message.attempt,
                 message.args,
                 message.kwargs,
@@ -254,20 +255,23 @@ class Worker:
                 message.priority,
             )
             try:
-                await self.record(result)
+                await self.backend.store(message.id, result)
             except SerializationError as exc:
                 result.status = _FAILED
                 result.result = None
                 result.error = f"SerializationError: {exc}"
-                await self.record(result)
-            self._settled(message)
+                await self.backend.store(message.id, result)
+            if self.events.active:
+                self.publish(result)
+            self._in_flight.pop(message.id, None)
+            self.processed += 1
             await self.broker.ack(message)
 
     async def _fail(
         self,
         handle: TaskHandle[Any, Any],
         message: TaskMessage,
-        submitted_at: Any,
+        submitted_at: float | None,
         started: float,
         exc: BaseException,
     ) -> None:
@@ -293,7 +297,7 @@ class Worker:
                     None,
                     error,
                     submitted_at,
-                    utc_from_timestamp(started),
+                    started,
                     None,
                     retries,
                     message.args,
@@ -317,8 +321,8 @@ class Worker:
                 None,
                 error,
                 submitted_at,
-                utc_from_timestamp(started),
-                utc_from_timestamp(time.time()),
+                started,
+                time.time(),
                 retries,
                 message.args,
                 message.kwargs,
@@ -337,7 +341,7 @@ class Worker:
         logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
         self._settled(message)
         await self.broker.dead_letter(message, reason)
-        now = utc_from_timestamp(time.time())
+        now = time.time()
         await self.record(
             TaskResult(
                 message.id,
@@ -361,10 +365,17 @@ class Worker:
         self.processed += 1
 
     async def record(self, result: TaskResult, retry_in: float | None = None) -> None:
-        """Store ``result`` and publish its event (``submit`` records PENDING with it)."""
+        """Store ``result`` and publish its event (``submit`` records PENDING with it).
+
+        The hot paths (PENDING in submit, RUNNING and SUCCESS here) inline these two steps.
+        """
         await self.backend.store(result.task_id, result)
         if self.events.active:
-            self.events.publish(TaskEvent.from_result(result, retry_in))
+            self.publish(result, retry_in)
+
+    def publish(self, result: TaskResult, retry_in: float | None = None) -> None:
+        """Tell the event listeners about ``result``'s new status."""
+        self.events.publish(TaskEvent.from_result(result, retry_in))
 
     async def _keep_leases(self, lease_seconds: float) -> None:
         while True:
@@ -419,7 +430,7 @@ class Worker:
             logger.warning(
                 "%d tasks did not run before the app stopped; recorded FAILED", len(lost)
             )
-        now = utc_from_timestamp(time.time())
+        now = time.time()
         for message in lost:
             await self.record(
                 TaskResult(
@@ -428,7 +439,7 @@ class Worker:
                     message.name,
                     None,
                     "Cancelled: the app stopped before this task finished",
-                    utc_from_timestamp(message.submitted_at),
+                    message.submitted_at or None,
                     None,
                     now,
                     message.attempt,

@@ -20,7 +20,9 @@ from flowrra.task import TaskResult, TaskStatus
 
 __all__ = ["InMemoryBackend", "MemoryBackend"]
 
-_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+_SUCCESS = TaskStatus.SUCCESS
+_FAILED = TaskStatus.FAILED
+_monotonic = time.monotonic
 DEFAULT_MAX_ENTRIES = 100_000
 
 
@@ -44,16 +46,20 @@ class MemoryBackend(BaseResultBackend):
         self._waiters: dict[str, list[asyncio.Future[TaskResult]]] = {}
 
     async def store(self, task_id: str, result: TaskResult) -> None:
-        if result.status not in _COMPLETE:
+        status = result.status
+        if status is _SUCCESS:
+            if result.result is not None:
+                ensure_encodable(result.result, f"the result of task {result.task_name!r}")
+        elif status is not _FAILED:
             self._live[task_id] = result
             return
-        if result.status is TaskStatus.SUCCESS:
-            ensure_encodable(result.result, f"the result of task {result.task_name!r}")
         self._live.pop(task_id, None)
         done = self._done
-        done[task_id] = (time.monotonic(), result)
-        done.move_to_end(task_id)
-        self._evict()
+        if task_id in done:
+            done.move_to_end(task_id)
+        done[task_id] = (_monotonic(), result)
+        if (self.max_entries is not None and len(done) > self.max_entries) or self.ttl is not None:
+            self._evict()
         waiters = self._waiters.pop(task_id, None)
         if waiters:
             for future in waiters:
@@ -84,7 +90,7 @@ class MemoryBackend(BaseResultBackend):
 
     async def wait_for(self, task_id: str, timeout: float | None) -> TaskResult:
         current = await self.get(task_id)
-        if current is not None and current.status in _COMPLETE:
+        if current is not None and current.is_complete:
             return current
         future: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(future)
@@ -114,9 +120,7 @@ class MemoryBackend(BaseResultBackend):
             records = [r for r in records if r.status is status]
         if task_name is not None:
             records = [r for r in records if r.task_name == task_name]
-        records.sort(
-            key=lambda r: r.submitted_at.timestamp() if r.submitted_at else 0.0, reverse=True
-        )
+        records.sort(key=lambda r: r.submitted_ts or 0.0, reverse=True)
         return records[offset : offset + limit]
 
     async def delete(self, task_id: str) -> bool:

@@ -66,8 +66,8 @@ class MemoryBroker:
             heapq.heappush(self._delayed, (eta, next(self._seq), message))
         else:
             heapq.heappush(self._ready, (message.priority, next(self._seq), message))
-        if self._consumers_waiting:
-            self._events()[0].set()
+        if self._consumers_waiting and self._available is not None:
+            self._available.set()
 
     @staticmethod
     def _check(message: TaskMessage) -> None:
@@ -77,10 +77,17 @@ class MemoryBroker:
             ensure_encodable(message.kwargs, f"the keyword arguments of task {message.name!r}")
 
     async def enqueue(self, message: TaskMessage) -> None:
-        self._check(message)
+        if message.args or message.kwargs:
+            self._check(message)
         if self.max_queue_size and len(self._ready) >= self.max_queue_size:
             await self._wait_for_space()
-        self._push(message)
+        if message.eta is not None:
+            self._push(message)
+            return
+        # _push's due-now branch, inlined: this is every plain submit.
+        heapq.heappush(self._ready, (message.priority, next(self._seq), message))
+        if self._consumers_waiting and self._available is not None:
+            self._available.set()
 
     async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
         for message in messages:
