@@ -110,6 +110,61 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def read_status(app: Any) -> dict[str, Any]:
+    """Queue depths and live workers of ``app``'s broker, as ``flowrra status`` shows them.
+
+    Brokers shared between processes (see :class:`flowrra.protocols.WorkerDirectory`) give
+    live counts and the workers whose heartbeat is current; the in-memory broker only
+    knows this process, so it reports its own queue and no workers.
+    """
+    from flowrra.protocols import WorkerDirectory
+
+    broker = app.broker
+    await broker.connect()
+    try:
+        if isinstance(broker, WorkerDirectory):
+            depths = await broker.queue_depths()
+            workers = await broker.workers()
+        else:
+            depths = {"queued": broker.pending_count()}
+            workers = []
+    finally:
+        await broker.close()
+    return {"broker": repr(broker), "queues": depths, "workers": workers}
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    import time
+
+    lines = [f"broker: {status['broker']}", "queues:"]
+    lines += [f"  {name:<8} {count:>10,}" for name, count in status["queues"].items()]
+    workers = status["workers"]
+    lines.append(f"workers alive: {len(workers)}")
+    now = time.time()
+    for w in sorted(workers, key=lambda w: str(w.get("id"))):
+        started = w.get("started")
+        up = f"{now - started:,.0f}s" if isinstance(started, int | float) else "?"
+        lines.append(
+            f"  {w.get('id')}  host={w.get('host')} pid={w.get('pid')} "
+            f"concurrency={w.get('concurrency')} busy={w.get('busy')} "
+            f"processed={w.get('processed')} up={up}"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    app = load_app(args.app)
+    try:
+        status = asyncio.run(read_status(app))
+    except Exception as exc:
+        print(f"flowrra: error: cannot read the broker's status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2) if args.json else _format_status(status))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from flowrra.demo import run_demo
 
@@ -154,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds running tasks get to finish after SIGTERM (default 30)",
     )
     worker.set_defaults(func=_cmd_worker)
+
+    status = commands.add_parser("status", help="print queue depths and live workers")
+    status.add_argument("app", help="the app, as module:attribute (e.g. tasks:app)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=_cmd_status)
 
     demo = commands.add_parser("demo", help="run the embedded demo")
     demo.set_defaults(func=_cmd_demo)

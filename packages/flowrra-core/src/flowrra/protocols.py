@@ -18,7 +18,7 @@ from flowrra.task import TaskMessage, TaskResult, TaskStatus
 if TYPE_CHECKING:
     from flowrra.registry import TaskHandle
 
-__all__ = ["Broker", "Executor", "ResultBackend"]
+__all__ = ["Broker", "Executor", "ResultBackend", "WorkerDirectory"]
 
 
 @runtime_checkable
@@ -144,3 +144,26 @@ class Executor(Protocol):
     ) -> Awaitable[Any]:
         """Run the task's function with these arguments; the awaitable gives what it
         returns. An ``async def run`` satisfies this too."""
+
+
+@runtime_checkable
+class WorkerDirectory(Protocol):
+    """What a broker shared by several processes offers monitors (optional).
+
+    A worker whose broker has these methods announces itself every few seconds, so
+    ``flowrra status`` and the web UI in another process see which workers are alive, and
+    how deep the queues are.
+    """
+
+    async def announce(self, info: dict[str, Any], ttl: float) -> None:
+        """Record a worker's heartbeat (``id``, ``host``, ``pid``, ``concurrency``,
+        ``started``, ``processed``...); it counts as alive for ``ttl`` seconds."""
+
+    async def retire(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly."""
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Workers alive now, each as it last announced itself."""
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Live message counts by state (``queued``, ``delayed``, ``leased``, ``dead``)."""

@@ -244,6 +244,8 @@ class TaskMessage:
     retry. ``eta``: Unix time before which the message must not run (``None``: now).
     ``submitted_at``: Unix time of the original submit. Brokers may attach their own
     delivery data (a lease token, the raw bytes) in ``receipt``; it never travels.
+    ``undeliverable``: set by a broker that could not decode what it delivered (the
+    reason); the worker dead-letters such a message and records it FAILED if it has an id.
     """
 
     __slots__ = (
@@ -256,6 +258,7 @@ class TaskMessage:
         "priority",
         "receipt",
         "submitted_at",
+        "undeliverable",
     )
 
     def __init__(
@@ -278,6 +281,7 @@ class TaskMessage:
         self.eta = eta
         self.submitted_at = submitted_at
         self.receipt: Any = None
+        self.undeliverable: str | None = None
 
     def next_attempt(self, eta: float) -> TaskMessage:
         """The message for the next retry, due at ``eta``."""

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import traceback
 from collections import deque
@@ -31,13 +33,15 @@ from typing import Any
 
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
-from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.protocols import Broker, Executor, ResultBackend, WorkerDirectory
 from flowrra.registry import TaskHandle, TaskRegistry
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger("flowrra.worker")
+
+_HOST = socket.gethostname()
 
 _RUNNING = TaskStatus.RUNNING
 _SUCCESS = TaskStatus.SUCCESS
@@ -57,6 +61,7 @@ class Worker:
         cpu_executor: Executor,
         events: EventHub,
         poll_interval: float = 1.0,
+        heartbeat_interval: float = 5.0,
     ) -> None:
         self.registry = registry
         self.broker = broker
@@ -72,9 +77,15 @@ class Worker:
         self._slots: list[asyncio.Task[None]] = []
         self._lanes: list[asyncio.Task[None]] = []
         self._lease_keeper: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        #: Unique per worker process: host, pid and a random suffix.
+        self.worker_id = f"{_HOST}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.heartbeat_interval = heartbeat_interval
+        self.started_at: float | None = None
         self._buffer: deque[TaskMessage] = deque()
         self._in_flight: dict[str, TaskMessage] = {}
         self._busy = 0
+        self._reserve_failures = 0
         self._fetcher: asyncio.Task[Any] | None = None
         self._idle: list[asyncio.Future[None]] = []
         self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage]]
@@ -103,6 +114,9 @@ class Worker:
         ]
         if self.broker.lease_seconds:
             self._lease_keeper = asyncio.create_task(self._keep_leases(self.broker.lease_seconds))
+        self.started_at = time.time()
+        if isinstance(self.broker, WorkerDirectory):
+            self._heartbeat = asyncio.create_task(self._beat(self.broker))
         self._running = True
 
     # -- the loop ------------------------------------------------------------------------
@@ -130,6 +144,10 @@ class Worker:
                 self._fetcher = asyncio.current_task()
                 try:
                     batch = await self.broker.reserve(self._wanted(), self.poll_interval)
+                    self._reserve_failures = 0
+                except Exception:
+                    batch = []
+                    await self._back_off()
                 finally:
                     self._fetcher = None
                     self._wake_idle()
@@ -138,6 +156,19 @@ class Worker:
                 in_flight[message.id] = message
             buffer.extend(batch)
         return buffer.popleft()
+
+    async def _back_off(self) -> None:
+        """The broker failed to deliver (a dropped connection, a restarting server): wait,
+        longer each time up to 10 s, and let the caller try again. Workers outlive outages."""
+        self._reserve_failures += 1
+        delay = min(0.1 * 2 ** (self._reserve_failures - 1), 10.0)
+        logger.warning(
+            "could not reserve tasks (attempt %d); retrying in %.1fs",
+            self._reserve_failures,
+            delay,
+            exc_info=self._reserve_failures == 1,
+        )
+        await asyncio.sleep(delay)
 
     def _wake_idle(self) -> None:
         idle, self._idle = self._idle, []
@@ -171,7 +202,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("task %s[%s]: could not be settled", message.name, message.id)
+                self._unsettled(message)
             finally:
                 self._busy -= 1
 
@@ -185,14 +216,14 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    logger.exception("task %s[%s]: could not be settled", message.name, message.id)
+                    self._unsettled(message)
             finally:
                 queue.task_done()
 
     async def _process(
         self, handle: TaskHandle[Any, Any] | None, message: TaskMessage, executor: Executor
     ) -> None:
-        if handle is None:
+        if handle is None or message.undeliverable is not None:
             await self._reject(message)
             return
         started = time.time()
@@ -334,13 +365,20 @@ class Worker:
         await self.broker.ack(message)
 
     async def _reject(self, message: TaskMessage) -> None:
-        reason = (
-            f"task {message.name!r} is not registered in this worker: decorate it with "
-            "@app.task() in a module the worker imports"
-        )
+        if message.undeliverable is not None:
+            error = "UndeliverableMessage"
+            reason = message.undeliverable
+        else:
+            error = "TaskNotRegisteredError"
+            reason = (
+                f"task {message.name!r} is not registered in this worker: decorate it with "
+                "@app.task() in a module the worker imports"
+            )
         logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
         self._settled(message)
         await self.broker.dead_letter(message, reason)
+        if not message.id:
+            return  # nothing to record it under
         now = time.time()
         await self.record(
             TaskResult(
@@ -348,7 +386,7 @@ class Worker:
                 _FAILED,
                 message.name,
                 None,
-                f"TaskNotRegisteredError: {reason}",
+                f"{error}: {reason}",
                 None,
                 None,
                 now,
@@ -359,6 +397,17 @@ class Worker:
                 message.priority,
             )
         )
+
+    def _unsettled(self, message: TaskMessage) -> None:
+        """Settling ``message`` failed (its broker or backend is unreachable): stop renewing
+        its lease, so a durable broker delivers it again once the lease expires."""
+        logger.exception(
+            "task %s[%s]: could not be settled; it will be delivered again when its lease "
+            "expires (durable brokers)",
+            message.name,
+            message.id,
+        )
+        self._in_flight.pop(message.id, None)
 
     def _settled(self, message: TaskMessage) -> None:
         self._in_flight.pop(message.id, None)
@@ -386,6 +435,29 @@ class Worker:
                 except Exception:
                     logger.exception("could not extend task leases")
 
+    def describe(self) -> dict[str, Any]:
+        """This worker as its heartbeat announces it (see :class:`WorkerDirectory`)."""
+        return {
+            "id": self.worker_id,
+            "host": _HOST,
+            "pid": os.getpid(),
+            "concurrency": self.io_executor.concurrency,
+            "cpu_workers": self.cpu_executor.concurrency,
+            "started": self.started_at,
+            "processed": self.processed,
+            "busy": self._busy,
+            "tasks": sorted(handle.name for handle in self.registry),
+            "at": time.time(),
+        }
+
+    async def _beat(self, directory: WorkerDirectory) -> None:
+        while True:
+            try:
+                await directory.announce(self.describe(), self.heartbeat_interval * 3)
+            except Exception:
+                logger.warning("could not send the worker heartbeat", exc_info=True)
+            await asyncio.sleep(self.heartbeat_interval)
+
     # -- stopping ------------------------------------------------------------------------
 
     async def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
@@ -405,13 +477,21 @@ class Worker:
                     async with asyncio.timeout(max(deadline - loop.time(), 0)):
                         await self._cpu_queue.join()
         tasks = [*self._slots, *self._lanes]
-        if self._lease_keeper is not None:
-            tasks.append(self._lease_keeper)
+        for extra in (self._lease_keeper, self._heartbeat):
+            if extra is not None:
+                tasks.append(extra)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._slots, self._lanes, self._lease_keeper = [], [], None
         await self._settle_leftovers()
+        if self._heartbeat is not None:
+            self._heartbeat = None
+            if isinstance(self.broker, WorkerDirectory):
+                try:
+                    await self.broker.retire(self.worker_id)
+                except Exception:
+                    logger.warning("could not remove this worker's heartbeat", exc_info=True)
         self._buffer.clear()
         await self.io_executor.stop(wait)
         await self.cpu_executor.stop(wait)

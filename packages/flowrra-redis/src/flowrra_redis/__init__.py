@@ -1,0 +1,34 @@
+"""Flowrra on Redis: the broker and the result backend for ``redis://``, ``rediss://`` and
+``unix://`` URLs, found by ``flowrra-core`` through entry points.
+
+    app = Flowrra.from_urls(broker="redis://localhost:6379/0",
+                            backend="redis://localhost:6379/1")
+"""
+
+from __future__ import annotations
+
+from flowrra.config import BackendConfig, BrokerConfig
+from flowrra_redis._version import __version__
+from flowrra_redis.backend import RedisBackend
+from flowrra_redis.broker import RedisBroker, priority_key
+from flowrra_redis.connection import Keys
+
+__all__ = [
+    "Keys",
+    "RedisBackend",
+    "RedisBroker",
+    "__version__",
+    "make_backend",
+    "make_broker",
+    "priority_key",
+]
+
+
+def make_broker(config: BrokerConfig) -> RedisBroker:
+    """Entry point of the ``flowrra.brokers`` group."""
+    return RedisBroker.from_config(config)
+
+
+def make_backend(config: BackendConfig) -> RedisBackend:
+    """Entry point of the ``flowrra.result_backends`` group."""
+    return RedisBackend.from_config(config)

@@ -1,0 +1,387 @@
+"""The Redis result backend: records with a TTL, completions announced over pub/sub.
+
+Each store is one Lua script: it writes the record (``result:<id>``, JSON, with the TTL),
+publishes the status change on the ``events`` channel for monitors and, when the task is
+complete, publishes the record on the ``done`` channel. ``wait_for`` never polls: each
+process keeps ONE pub/sub connection subscribed to ``done`` and hands each completion to
+the futures waiting for that id. A waiter registers its future first and only then reads
+the stored record, so a completion that lands in between is never missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+from flowrra.backends.base import BaseResultBackend
+from flowrra.config import BackendConfig
+from flowrra.exceptions import BackendError, SerializationError
+from flowrra.task import TaskResult, TaskStatus
+from flowrra_redis.connection import (
+    DEFAULT_PREFIX,
+    UNAVAILABLE,
+    Keys,
+    connect_client,
+    describe_url,
+    prefix_from_url,
+    text,
+    unavailable,
+)
+
+__all__ = ["DEFAULT_TTL", "RedisBackend", "decode_result", "encode_result"]
+
+logger = logging.getLogger("flowrra.redis.backend")
+
+#: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
+DEFAULT_TTL = 86_400
+#: Completed records up to this size travel in the ``done`` notification itself; larger
+#: ones are announced by id and read with GET.
+INLINE_LIMIT = 64 * 1024
+#: Most task ids kept in the index that ``list`` reads (oldest dropped first).
+INDEX_LIMIT = 100_000
+
+_STATUS = {status.value: status for status in TaskStatus}
+_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+
+# KEYS: record, index ; ARGV: body, ttl ms, status, submitted (score), event, done channel,
+# events channel, notification ('' if not complete), index limit
+_STORE = """
+if ARGV[3] == 'pending' then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    redis.call('ZADD', KEYS[2], ARGV[4], string.match(KEYS[1], ':result:(.*)$'))
+    if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[9]) then
+      redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[9]) - 1)
+    end
+  end
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('PUBLISH', ARGV[7], ARGV[5])
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[8]) end
+return 1
+"""
+
+
+def encode_result(result: TaskResult) -> str:
+    """A record as compact JSON (timestamps as Unix seconds); raises SerializationError."""
+    try:
+        return json.dumps(
+            [
+                result.task_id,
+                result.status.value,
+                result.task_name,
+                result.result,
+                result.error,
+                result.submitted_ts,
+                result.started_ts,
+                result.finished_ts,
+                result.retries,
+                result.args,
+                result.kwargs,
+                result.traceback,
+                result.priority,
+            ],
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"the result of task {result.task_name!r} cannot be encoded as JSON ({exc})"
+        ) from exc
+
+
+def decode_result(data: bytes | str) -> TaskResult:
+    """The inverse of :func:`encode_result`."""
+    (tid, status, name, value, error, sub, start, fin, retries, args, kwargs, tb, prio) = (
+        json.loads(data)
+    )
+    return TaskResult(
+        tid,
+        _STATUS[status],
+        name,
+        value,
+        error,
+        sub,
+        start,
+        fin,
+        retries,
+        tuple(args),
+        kwargs,
+        tb,
+        prio,
+    )
+
+
+def _event(result: TaskResult) -> str:
+    at = result.finished_ts or result.started_ts or result.submitted_ts
+    return json.dumps(
+        {
+            "task_id": result.task_id,
+            "task_name": result.task_name,
+            "status": result.status.value,
+            "retries": result.retries,
+            "at": at,
+            "error": result.error,
+        },
+        separators=(",", ":"),
+    )
+
+
+class RedisBackend(BaseResultBackend):
+    """A :class:`flowrra.protocols.ResultBackend` on Redis.
+
+    ``ttl``: seconds each record is kept (default one day); set again at every status
+    change. ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
+    URL).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        ttl: float | None = None,
+        prefix: str | None = None,
+        max_connections: int = 50,
+        socket_timeout: float = 5.0,
+        retry_on_timeout: bool = True,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be > 0 seconds or None, got {ttl}")
+        self.url = url
+        self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
+        self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
+        self._options = {
+            "max_connections": max_connections,
+            "socket_timeout": socket_timeout,
+            "retry_on_timeout": retry_on_timeout,
+        }
+        self._client = client
+        self._script: Any = None
+        self._waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Event | None = None
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> RedisBackend:
+        return cls(
+            config.url,
+            ttl=config.ttl,
+            max_connections=config.max_connections,
+            socket_timeout=config.socket_timeout,
+            retry_on_timeout=config.retry_on_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = connect_client(self.url, **self._options)  # type: ignore[arg-type]
+        return self._client
+
+    async def connect(self) -> None:
+        self._script = self.client.register_script(_STORE)
+        try:
+            await self.client.ping()
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot connect the backend", exc) from exc
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+            self._subscribed = None
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        self._waiters.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def store(self, task_id: str, result: TaskResult) -> None:
+        body = encode_result(result)
+        complete = result.status in _COMPLETE
+        if complete:
+            notification = f"{task_id}|{body}" if len(body) <= INLINE_LIMIT else task_id
+        else:
+            notification = ""
+        if self._script is None:
+            self._script = self.client.register_script(_STORE)
+        k = self.keys
+        try:
+            await self._script(
+                keys=[k.result(task_id), k.results_index],
+                args=[
+                    body,
+                    int(self.ttl * 1000),
+                    result.status.value,
+                    result.submitted_ts or time.time(),
+                    _event(result),
+                    k.done,
+                    k.events,
+                    notification,
+                    INDEX_LIMIT,
+                ],
+            )
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        try:
+            data = await self.client.get(self.keys.result(task_id))
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot read a result", exc) from exc
+        return None if data is None else decode_result(data)
+
+    async def wait_for(self, task_id: str, timeout: float | None) -> TaskResult:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        await self._ensure_listener()
+        while True:
+            future: asyncio.Future[TaskResult | None] = loop.create_future()
+            self._waiters.setdefault(task_id, []).append(future)
+            try:
+                # Armed before reading: a completion published from here on resolves it.
+                current = await self.get(task_id)
+                if current is not None and current.status in _COMPLETE:
+                    return current
+                remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+                async with asyncio.timeout(remaining):
+                    delivered = await future
+                if delivered is not None:
+                    return delivered
+                # None: a large record announced by id, or the listener reconnected; read.
+            finally:
+                self._forget(task_id, future)
+
+    def _forget(self, task_id: str, future: asyncio.Future[TaskResult | None]) -> None:
+        futures = self._waiters.get(task_id)
+        if futures is not None:
+            with contextlib.suppress(ValueError):
+                futures.remove(future)
+            if not futures:
+                del self._waiters[task_id]
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._subscribed = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(), name="flowrra-redis-results")
+        assert self._subscribed is not None
+        waiting = asyncio.ensure_future(self._subscribed.wait())
+        done, _ = await asyncio.wait({waiting, self._listener}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting not in done:
+            waiting.cancel()
+            self._listener.result()  # raises why it stopped
+
+    async def _listen(self) -> None:
+        """The one subscriber of this process: resolves waiters from ``done``; reconnects
+        with backoff and, after a reconnect, wakes every waiter to re-read its record."""
+        failures = 0
+        while True:
+            pubsub: PubSub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.done)
+                assert self._subscribed is not None
+                if failures:
+                    self._wake_all()  # completions may have been missed while down
+                failures = 0
+                self._subscribed.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message["type"] == "message":
+                        self._deliver(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except UNAVAILABLE as exc:
+                failures += 1
+                if self._subscribed is not None and not self._subscribed.is_set() and failures > 3:
+                    raise unavailable(
+                        BackendError, self.url, "cannot subscribe to results", exc
+                    ) from exc
+                delay = min(0.1 * 2 ** (failures - 1), 5.0)
+                logger.warning("result subscription lost (%s); reconnecting in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _deliver(self, data: bytes) -> None:
+        bar = data.find(b"|")
+        task_id = (data if bar < 0 else data[:bar]).decode()
+        futures = self._waiters.get(task_id)
+        if not futures:
+            return
+        record = None
+        if bar >= 0:
+            try:
+                record = decode_result(data[bar + 1 :])
+            except (ValueError, TypeError, KeyError):
+                logger.warning("undecodable completion for task %s; reading it instead", task_id)
+        for future in futures:
+            if not future.done():
+                future.set_result(record)
+
+    def _wake_all(self) -> None:
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+
+    async def list(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[TaskResult]:
+        client = self.client
+        k = self.keys
+        wanted = offset + limit
+        found: list[TaskResult] = []
+        start, chunk = 0, max(wanted * 2, 200)
+        try:
+            while len(found) < wanted:
+                ids = await client.zrevrange(k.results_index, start, start + chunk - 1)
+                if not ids:
+                    break
+                start += chunk
+                bodies = await client.mget([k.result(text(i)) for i in ids])
+                for body in bodies:
+                    if body is None:
+                        continue
+                    record = decode_result(body)
+                    if status is not None and record.status is not status:
+                        continue
+                    if task_name is not None and record.task_name != task_name:
+                        continue
+                    found.append(record)
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot list results", exc) from exc
+        return found[offset:wanted]
+
+    async def delete(self, task_id: str) -> bool:
+        """Forget a task's record; True if there was one."""
+        k = self.keys
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(k.result(task_id))
+            pipe.zrem(k.results_index, task_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)

@@ -1,0 +1,384 @@
+"""The Redis broker: durable, leased, prioritised delivery shared by many workers.
+
+Layout (all keys under one hash-tagged prefix, see :class:`~flowrra_redis.connection.Keys`):
+
+* ``queue``: a ZSET whose members all score 0. A member is ``<priority key><sequence>|<JSON
+  message>``: the priority key orders any Python int as text (lower first), the 16-digit
+  sequence keeps submit order within a priority, so ``ZPOPMIN`` gives exactly the in-memory
+  broker's order.
+* ``delayed``: messages with a future due time (retries, ``delay=``/``eta=``), scored by it;
+  moved into ``queue`` by the next reserve after they are due, so a retry's due time lives in
+  Redis and survives every worker restart.
+* ``leased``: reserved messages scored by their lease expiry. ``ack`` removes one; a worker
+  extends its leases while tasks run; any reserve puts expired ones back in ``queue``, which
+  is how the tasks of a worker that died (SIGKILL, lost machine) are delivered again.
+* ``wake``: a short list a worker with nothing to do blocks on (``BLPOP``); enqueues push a
+  token, so an idle worker reacts at once instead of polling.
+* ``dead``: dead letters with their reason.
+
+Nothing read from Redis is unpickled: messages are JSON, and a member that does not decode
+is dead-lettered with the reason (the worker records FAILED where the id can be read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from flowrra.config import BrokerConfig
+from flowrra.exceptions import BrokerError
+from flowrra.serialization import dumps
+from flowrra.task import TaskMessage
+from flowrra_redis import scripts
+from flowrra_redis.connection import (
+    DEFAULT_PREFIX,
+    UNAVAILABLE,
+    Keys,
+    connect_client,
+    describe_url,
+    prefix_from_url,
+    text,
+    unavailable,
+)
+
+__all__ = ["RedisBroker", "priority_key"]
+
+logger = logging.getLogger("flowrra.redis.broker")
+
+_COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
+
+
+def priority_key(priority: int) -> str:
+    """``priority`` as text that sorts like the number, for any Python int.
+
+    Non-negative: ``p`` + 4 hex digits of length + hex digits. Negative: ``n`` + the
+    length and digits complemented, so a larger magnitude sorts first. ``n`` < ``p``.
+    """
+    if priority >= 0:
+        digits = format(priority, "x")
+        return f"p{len(digits):04x}{digits}"
+    digits = format(-priority, "x")
+    if len(digits) > 0xFFFF:
+        raise ValueError("priority is too large to order")
+    return f"n{0xFFFF - len(digits):04x}{digits.translate(_COMPLEMENT)}"
+
+
+def _body(message: TaskMessage) -> str:
+    return dumps(message.to_dict())
+
+
+class RedisBroker:
+    """A :class:`flowrra.protocols.Broker` on Redis. Build it from a URL with
+    ``Flowrra.from_urls(broker="redis://host:6379/0")`` or from a :class:`BrokerConfig`.
+
+    ``lease_seconds``: how long a reservation lasts without renewal (the worker renews it
+    every third of that while the task runs); a dead worker's tasks come back after it.
+    ``prefix``: key prefix (a Redis Cluster hash tag is added), also settable with
+    ``?prefix=`` in the URL or ``BrokerConfig.queue_key``.
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        lease_seconds: float = 30.0,
+        max_connections: int = 50,
+        socket_timeout: float = 5.0,
+        retry_on_timeout: bool = True,
+        dead_letter_limit: int = 10_000,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+        self.url = url
+        self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
+        self.lease_seconds: float | None = lease_seconds
+        self.dead_letter_limit = dead_letter_limit
+        self._options = {
+            "max_connections": max_connections,
+            "socket_timeout": socket_timeout,
+            "retry_on_timeout": retry_on_timeout,
+        }
+        self._client = client
+        self._blocking: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._depth = 0
+        self._next_due: float | None = None
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig) -> RedisBroker:
+        return cls(
+            config.url,
+            prefix=config.queue_key,
+            max_connections=config.max_connections,
+            socket_timeout=config.socket_timeout,
+            retry_on_timeout=config.retry_on_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
+
+    # -- connections ---------------------------------------------------------------------
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = connect_client(self.url, **self._options)  # type: ignore[arg-type]
+        return self._client
+
+    async def connect(self) -> None:
+        client = self.client
+        for name in ("ENQUEUE", "RESERVE", "ACK", "EXTEND", "RELEASE", "DEAD_LETTER"):
+            self._scripts[name] = client.register_script(getattr(scripts, name))
+        try:
+            await client.ping()
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, "cannot connect the broker", exc) from exc
+
+    async def close(self) -> None:
+        for client in (self._blocking, self._client):
+            if client is not None:
+                await client.aclose()
+        self._blocking = None
+        self._client = None
+
+    async def _run(self, name: str, keys: list[str], args: list[Any], what: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            await self.connect()
+            script = self._scripts[name]
+        try:
+            return await script(keys=keys, args=args)
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, what, exc) from exc
+
+    # -- producing -----------------------------------------------------------------------
+
+    async def enqueue(self, message: TaskMessage) -> None:
+        await self.enqueue_many((message,))
+
+    async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
+        if not messages:
+            return
+        args: list[Any] = [time.time(), ""]
+        for message in messages:
+            args += [
+                priority_key(message.priority),
+                "" if message.eta is None else repr(message.eta),
+                _body(message),
+            ]
+        k = self.keys
+        self._depth = int(
+            await self._run(
+                "ENQUEUE",
+                [k.queue, k.sequence, k.wake, k.delayed, k.leased],
+                args,
+                "cannot enqueue",
+            )
+        )
+
+    # -- consuming -----------------------------------------------------------------------
+
+    async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
+        deadline = time.monotonic() + timeout
+        k = self.keys
+        while True:
+            now = time.time()
+            assert self.lease_seconds is not None
+            members, depth, next_due, expired = await self._run(
+                "RESERVE",
+                [k.queue, k.delayed, k.leased, k.sequence],
+                [now, now + self.lease_seconds, max(0, max_messages)],
+                "cannot reserve",
+            )
+            self._depth = int(depth)
+            self._next_due = float(next_due) if next_due else None
+            if expired:
+                logger.warning("%d expired leases put back in the queue for redelivery", expired)
+            if members:
+                return [self._decode(member) for member in members]
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return []
+            if self._next_due is not None:
+                wait = min(wait, max(self._next_due - time.time(), 0.0) + 0.001)
+            await self._wait_for_work(wait)
+
+    async def _wait_for_work(self, wait: float) -> None:
+        """Block until a producer pushes a wake token, or ``wait`` seconds pass."""
+        if wait < 0.01:
+            await asyncio.sleep(wait)
+            return
+        if self._blocking is None:
+            options = dict(self._options)
+            options["socket_timeout"] = max(float(options["socket_timeout"] or 0), 0) + 60.0
+            options["max_connections"] = 2
+            self._blocking = connect_client(self.url, **options)  # type: ignore[arg-type]
+        try:
+            # BLPOP takes a float timeout (seconds) since Redis 6.
+            await self._blocking.blpop([self.keys.wake], timeout=min(wait, 30.0))
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, "cannot wait for work", exc) from exc
+
+    def _decode(self, member: bytes) -> TaskMessage:
+        raw = member.decode("utf-8", errors="replace")
+        bar = raw.find("|")
+        try:
+            if bar < 0:
+                raise ValueError("no '|' separating the order key from the message")
+            data = json.loads(raw[bar + 1 :])
+            if not isinstance(data, dict):
+                raise TypeError("the message is not a JSON object")
+            message = TaskMessage.from_dict(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            message = TaskMessage(_id_in(raw), "")
+            message.undeliverable = f"malformed message: {type(exc).__name__}: {exc}"
+        message.receipt = member
+        return message
+
+    async def ack(self, message: TaskMessage) -> None:
+        await self._run("ACK", [self.keys.leased], [message.receipt], "cannot ack")
+
+    async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
+        k = self.keys
+        self._depth = int(
+            await self._run(
+                "ENQUEUE",
+                [k.queue, k.sequence, k.wake, k.delayed, k.leased],
+                [
+                    time.time(),
+                    message.receipt or "",
+                    priority_key(retry.priority),
+                    "" if retry.eta is None else repr(retry.eta),
+                    _body(retry),
+                ],
+                "cannot requeue",
+            )
+        )
+
+    async def release(self, messages: Sequence[TaskMessage]) -> None:
+        receipts = [m.receipt for m in messages if m.receipt is not None]
+        if receipts:
+            k = self.keys
+            await self._run("RELEASE", [k.leased, k.queue, k.wake], receipts, "cannot release")
+
+    async def dead_letter(self, message: TaskMessage, reason: str) -> None:
+        raw = message.receipt
+        entry = {
+            "reason": reason,
+            "at": time.time(),
+            "id": message.id or None,
+            "name": message.name or None,
+            "raw": raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw,
+        }
+        await self._run(
+            "DEAD_LETTER",
+            [self.keys.leased, self.keys.dead],
+            [raw or "", json.dumps(entry), self.dead_letter_limit],
+            "cannot dead-letter",
+        )
+
+    async def extend(self, messages: Sequence[TaskMessage]) -> None:
+        receipts = [m.receipt for m in messages if m.receipt is not None]
+        if receipts and self.lease_seconds:
+            await self._run(
+                "EXTEND",
+                [self.keys.leased],
+                [time.time() + self.lease_seconds, *receipts],
+                "cannot extend leases",
+            )
+
+    async def purge(self) -> list[TaskMessage]:
+        """Remove every queued and delayed message (not the leased ones); returns them."""
+        k = self.keys
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.zrange(k.queue, 0, -1)
+                pipe.zrange(k.delayed, 0, -1)
+                pipe.delete(k.queue, k.delayed)
+                queued, delayed, _ = await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, "cannot purge", exc) from exc
+        self._depth = 0
+        return [self._decode(m) for m in [*queued, *delayed]]
+
+    def pending_count(self) -> int:
+        """Messages due in the queue when this process last talked to it (a cached depth:
+        this call is synchronous). :meth:`queue_depths` asks Redis."""
+        return self._depth
+
+    # -- monitoring ----------------------------------------------------------------------
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Live counts: ``queued`` (due now), ``delayed``, ``leased`` (running or held by a
+        worker), ``dead`` (dead letters kept)."""
+        k = self.keys
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zcard(k.queue)
+                pipe.zcard(k.delayed)
+                pipe.zcard(k.leased)
+                pipe.llen(k.dead)
+                queued, delayed, leased, dead = await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, "cannot read queue depths", exc) from exc
+        self._depth = int(queued)
+        return {"queued": queued, "delayed": delayed, "leased": leased, "dead": dead}
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters: ``reason``, ``at``, ``id``, ``name`` and ``raw``."""
+        entries = await self.client.lrange(self.keys.dead, 0, max(limit, 1) - 1)
+        return [json.loads(e) for e in entries]
+
+    async def announce(self, info: dict[str, Any], ttl: float) -> None:
+        """Record a worker's heartbeat; it counts as alive for ``ttl`` seconds."""
+        k = self.keys
+        worker_id = str(info["id"])
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(k.worker(worker_id), json.dumps(info), px=int(ttl * 1000))
+                pipe.zadd(k.workers, {worker_id: time.time() + ttl})
+                await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, "cannot send a heartbeat", exc) from exc
+
+    async def retire(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly."""
+        k = self.keys
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(k.worker(worker_id))
+            pipe.zrem(k.workers, worker_id)
+            await pipe.execute()
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Workers whose heartbeat has not expired, each as it announced itself."""
+        k = self.keys
+        now = time.time()
+        client = self.client
+        await client.zremrangebyscore(k.workers, "-inf", now)
+        ids = [text(i) for i in await client.zrange(k.workers, 0, -1)]
+        if not ids:
+            return []
+        details = await client.mget([k.worker(i) for i in ids])
+        return [json.loads(d) for d in details if d is not None]
+
+
+def _id_in(raw: str) -> str:
+    """The task id of a malformed member, if one can be read (for its FAILED record)."""
+    start = raw.find('"id":')
+    if start < 0:
+        return ""
+    rest = raw[start + 5 :].lstrip()
+    if not rest.startswith('"'):
+        return ""
+    end = rest.find('"', 1)
+    return rest[1:end] if end > 0 else ""

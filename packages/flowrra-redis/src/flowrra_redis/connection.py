@@ -1,0 +1,188 @@
+"""Clients, key names and error translation shared by the broker and the backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from flowrra.exceptions import FlowrraError
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Keys",
+    "connect_client",
+    "describe_url",
+    "unavailable",
+]
+
+logger = logging.getLogger("flowrra.redis")
+
+DEFAULT_PREFIX = "flowrra"
+
+#: Errors that mean "the server could not be reached or answered too late".
+UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+T = TypeVar("T")
+
+
+def describe_url(url: str) -> str:
+    """``url`` without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def prefix_from_url(url: str) -> str | None:
+    """The ``?prefix=`` query parameter of ``url``, if it has one."""
+    values = parse_qs(urlsplit(url).query).get("prefix")
+    return values[-1] if values else None
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key and channel Flowrra uses, under one prefix.
+
+    The prefix is wrapped in a Redis Cluster hash tag (``{flowrra}``) unless it already
+    holds one, so every key of one app hashes to the same slot and each Lua script, which
+    touches several of them, runs on Redis Cluster as well as on a single server.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def base(self) -> str:
+        p = self.prefix
+        return p if "{" in p and "}" in p else "{" + p + "}"
+
+    @property
+    def queue(self) -> str:
+        """ZSET of due messages; all scores 0, members sort by priority, then sequence."""
+        return f"{self.base}:queue"
+
+    @property
+    def delayed(self) -> str:
+        """ZSET of messages waiting for their due time (score: Unix seconds)."""
+        return f"{self.base}:delayed"
+
+    @property
+    def leased(self) -> str:
+        """ZSET of reserved messages (score: Unix seconds when the lease expires)."""
+        return f"{self.base}:leased"
+
+    @property
+    def sequence(self) -> str:
+        """Counter giving each queued message its FIFO position."""
+        return f"{self.base}:seq"
+
+    @property
+    def wake(self) -> str:
+        """List a worker blocks on when the queue is empty; producers push a token."""
+        return f"{self.base}:wake"
+
+    @property
+    def dead(self) -> str:
+        """List of dead-lettered messages with their reason (newest first)."""
+        return f"{self.base}:dead"
+
+    @property
+    def workers(self) -> str:
+        """ZSET of worker ids (score: heartbeat expiry); details in :meth:`worker`."""
+        return f"{self.base}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.base}:worker:{worker_id}"
+
+    def result(self, task_id: str) -> str:
+        return f"{self.base}:result:{task_id}"
+
+    @property
+    def results_index(self) -> str:
+        """ZSET of task ids by submit time, for listing recent results."""
+        return f"{self.base}:results"
+
+    @property
+    def events(self) -> str:
+        """Pub/sub channel: every task status change, for monitors."""
+        return f"{self.base}:events"
+
+    @property
+    def done(self) -> str:
+        """Pub/sub channel: completed results, for ``wait_for_result``."""
+        return f"{self.base}:done"
+
+
+def connect_client(
+    url: str,
+    *,
+    max_connections: int,
+    socket_timeout: float | None,
+    retry_on_timeout: bool,
+    retries: int = 3,
+) -> aioredis.Redis:
+    """A redis-py asyncio client for ``url`` (``redis://``, ``rediss://`` or ``unix://``,
+    with user, password, db and TLS options in the URL).
+
+    Failed commands are retried ``retries`` times with jittered exponential backoff on a
+    dropped connection (and on a timeout when ``retry_on_timeout``) before the error
+    reaches the caller.
+    """
+    errors: tuple[type[redis_errors.RedisError], ...] = (redis_errors.ConnectionError,)
+    if retry_on_timeout:
+        errors += (redis_errors.TimeoutError,)
+    clean = _without_flowrra_params(url)
+    return aioredis.Redis.from_url(
+        clean,
+        max_connections=max_connections,
+        socket_timeout=socket_timeout or None,
+        socket_connect_timeout=socket_timeout or None,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries, errors),
+        retry_on_error=list(errors),
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+def _without_flowrra_params(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [q for q in parts.query.split("&") if q and not q.startswith("prefix=")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+
+
+def unavailable(
+    error_type: type[FlowrraError], url: str, what: str, exc: BaseException
+) -> FlowrraError:
+    """The FlowrraError to raise when Redis at ``url`` could not be reached."""
+    return error_type(
+        f"{what}: Redis at {describe_url(url)} is unavailable ({type(exc).__name__}: {exc}); "
+        "check that the server is running and the URL is right"
+    )
+
+
+async def guarded(
+    error_type: type[FlowrraError], url: str, what: str, call: Callable[[], Awaitable[T]]
+) -> T:
+    """Run ``call``; a connection failure (after the client's retries) becomes
+    ``error_type`` with a message naming the server, never the password."""
+    try:
+        return await call()
+    except UNAVAILABLE as exc:
+        raise unavailable(error_type, url, what, exc) from exc
+
+
+def text(value: Any) -> str:
+    """A Redis reply (bytes) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,117 @@
+"""The Lua scripts that make each broker operation atomic on the Redis server.
+
+Message layout (see :mod:`flowrra_redis.broker`): a queued message is the ZSET member
+``<priority key><16-digit sequence>|<JSON body>`` with score 0 in ``queue``, so ZPOPMIN
+returns the lowest priority first and, within a priority, the oldest. A delayed message is
+``<priority key>|<JSON body>`` scored by its due time; it gets its sequence number when it
+becomes due. A reserved message keeps its queue member in ``leased``, scored by the lease
+expiry, so an expired lease puts exactly that member back.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ACK", "DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
+
+# KEYS: queue, sequence, wake, delayed, leased
+# ARGV: now, leased member to remove ('' for none), then (priority key, eta or '', body)*
+# Returns the queue length.
+ENQUEUE = """
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[5], ARGV[2]) end
+local due = 0
+for i = 3, #ARGV, 3 do
+  local eta = ARGV[i + 1]
+  if eta ~= '' and tonumber(eta) > now then
+    redis.call('ZADD', KEYS[4], eta, ARGV[i] .. '|' .. ARGV[i + 2])
+  else
+    local seq = redis.call('INCR', KEYS[2])
+    redis.call('ZADD', KEYS[1], 0, ARGV[i] .. string.format('%016.0f', seq) .. '|' .. ARGV[i + 2])
+    due = due + 1
+  end
+end
+if due > 0 then
+  local tokens = {}
+  for i = 1, math.min(due, 16) do tokens[i] = '1' end
+  redis.call('RPUSH', KEYS[3], unpack(tokens))
+  redis.call('LTRIM', KEYS[3], -64, -1)
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+
+# KEYS: queue, delayed, leased, sequence
+# ARGV: now, lease expiry, max messages
+# Moves due delayed messages and expired leases into the queue, then pops up to ARGV[3]
+# members into ``leased``. Returns {members, queue length after, next delayed due or '',
+# how many expired leases were put back}.
+RESERVE = """
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, m in ipairs(due) do
+  local bar = string.find(m, '|', 1, true)
+  if bar then
+    local seq = redis.call('INCR', KEYS[4])
+    redis.call('ZADD', KEYS[1], 0,
+      string.sub(m, 1, bar - 1) .. string.format('%016.0f', seq) .. string.sub(m, bar))
+  else
+    redis.call('ZADD', KEYS[1], 0, m)
+  end
+  redis.call('ZREM', KEYS[2], m)
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+for _, m in ipairs(expired) do
+  redis.call('ZREM', KEYS[3], m)
+  redis.call('ZADD', KEYS[1], 0, m)
+end
+local out = {}
+local n = tonumber(ARGV[3])
+if n > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], n)
+  for i = 1, #popped, 2 do
+    redis.call('ZADD', KEYS[3], ARGV[2], popped[i])
+    out[#out + 1] = popped[i]
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local next_due = ''
+if #nxt > 0 then next_due = nxt[2] end
+return {out, redis.call('ZCARD', KEYS[1]), next_due, #expired}
+"""
+
+# KEYS: leased ; ARGV: member. Settles a reservation.
+ACK = """
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# KEYS: leased ; ARGV: new expiry, member* . Renews leases still held (XX: never re-adds
+# one that expired and was handed to another worker).
+EXTEND = """
+local n = 0
+for i = 2, #ARGV do
+  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[i])
+end
+return n
+"""
+
+# KEYS: leased, queue, wake ; ARGV: member* . Hands reservations back for redelivery now.
+RELEASE = """
+local n = 0
+for i = 1, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], 0, ARGV[i])
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('LTRIM', KEYS[3], -64, -1)
+end
+return n
+"""
+
+# KEYS: leased, dead ; ARGV: member, entry (JSON), max entries kept
+DEAD_LETTER = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
