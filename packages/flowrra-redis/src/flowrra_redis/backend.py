@@ -54,14 +54,15 @@ _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 # events channel, notification ('' if not complete), index limit
 _STORE = """
 if ARGV[3] == 'pending' then
-  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    redis.call('ZADD', KEYS[2], ARGV[4], string.match(KEYS[1], ':result:(.*)$'))
-    if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[9]) then
-      redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[9]) - 1)
-    end
-  end
+  -- NX: a PENDING never overwrites what a worker already recorded
+  redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if redis.call('ZADD', KEYS[2], 'NX', ARGV[4], string.match(KEYS[1], ':result:(.*)$')) == 1 then
+  if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[9]) then
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[9]) - 1)
+  end
 end
 redis.call('PUBLISH', ARGV[7], ARGV[5])
 if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[8]) end

@@ -312,8 +312,8 @@ class RedisBroker:
         return [self._decode(m) for m in [*queued, *delayed]]
 
     def pending_count(self) -> int:
-        """Messages due in the queue when this process last talked to it (a cached depth:
-        this call is synchronous). :meth:`queue_depths` asks Redis."""
+        """Messages waiting (due and delayed) when this process last talked to the queue:
+        a cached figure, since this call is synchronous. :meth:`queue_depths` asks Redis."""
         return self._depth
 
     # -- monitoring ----------------------------------------------------------------------
@@ -331,7 +331,7 @@ class RedisBroker:
                 queued, delayed, leased, dead = await pipe.execute()
         except UNAVAILABLE as exc:
             raise unavailable(BrokerError, self.url, "cannot read queue depths", exc) from exc
-        self._depth = int(queued)
+        self._depth = int(queued) + int(delayed)
         return {"queued": queued, "delayed": delayed, "leased": leased, "dead": dead}
 
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:

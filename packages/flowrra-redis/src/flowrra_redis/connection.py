@@ -142,9 +142,12 @@ def connect_client(
     if retry_on_timeout:
         errors += (redis_errors.TimeoutError,)
     clean = _without_flowrra_params(url)
-    return aioredis.Redis.from_url(
+    # A blocking pool: past max_connections a command waits for a free connection (up to
+    # the socket timeout) instead of failing at once, as the default pool does.
+    pool = aioredis.BlockingConnectionPool.from_url(
         clean,
         max_connections=max_connections,
+        timeout=socket_timeout or None,
         socket_timeout=socket_timeout or None,
         socket_connect_timeout=socket_timeout or None,
         retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries, errors),
@@ -152,6 +155,7 @@ def connect_client(
         health_check_interval=30,
         decode_responses=False,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _without_flowrra_params(url: str) -> str:

@@ -14,7 +14,7 @@ __all__ = ["ACK", "DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
 
 # KEYS: queue, sequence, wake, delayed, leased
 # ARGV: now, leased member to remove ('' for none), then (priority key, eta or '', body)*
-# Returns the queue length.
+# Returns how many messages wait (due and delayed).
 ENQUEUE = """
 local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[5], ARGV[2]) end
@@ -35,13 +35,13 @@ if due > 0 then
   redis.call('RPUSH', KEYS[3], unpack(tokens))
   redis.call('LTRIM', KEYS[3], -64, -1)
 end
-return redis.call('ZCARD', KEYS[1])
+return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 """
 
 # KEYS: queue, delayed, leased, sequence
 # ARGV: now, lease expiry, max messages
 # Moves due delayed messages and expired leases into the queue, then pops up to ARGV[3]
-# members into ``leased``. Returns {members, queue length after, next delayed due or '',
+# members into ``leased``. Returns {members, messages waiting (due and delayed), next delayed due or '',
 # how many expired leases were put back}.
 RESERVE = """
 local now = tonumber(ARGV[1])
@@ -74,7 +74,7 @@ end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local next_due = ''
 if #nxt > 0 then next_due = nxt[2] end
-return {out, redis.call('ZCARD', KEYS[1]), next_due, #expired}
+return {out, redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), next_due, #expired}
 """
 
 # KEYS: leased ; ARGV: member. Settles a reservation.

@@ -1,0 +1,18 @@
+"""saq: ``saq saq_app.settings``. saq keeps its queue and job records (results included) in
+one database (12)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench_urls import BROKER_URL
+from saq import Queue
+
+queue = Queue.from_url(BROKER_URL)
+
+
+async def noop(ctx: dict[str, Any]) -> None:  # saq passes its context first
+    return None
+
+
+settings = {"queue": queue, "functions": [noop]}

@@ -1,0 +1,129 @@
+"""Fixtures of the Redis tests: a real server (``FLOWRRA_TEST_REDIS_URL``, default the local
+one, database 9), a fresh key prefix per test, and worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flowrra_redis import RedisBackend, RedisBroker
+
+from flowrra import Flowrra
+
+REDIS_URL = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+APPS = Path(__file__).parent / "apps"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.ConnectionError as exc:
+        message = f"Redis at {REDIS_URL} is unreachable: {exc}"
+        if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return REDIS_URL
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(sync_redis: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    yield name
+    for pattern in (f"{{{name}}}*", f"{name}:*"):
+        keys = list(sync_redis.scan_iter(match=pattern, count=1000))
+        if keys:
+            sync_redis.delete(*keys)
+
+
+@pytest.fixture
+def make_app(redis_url: str, prefix: str) -> Iterator[Callable[..., Flowrra]]:
+    def build(lease_seconds: float = 30.0) -> Flowrra:
+        return Flowrra(
+            broker=RedisBroker(redis_url, prefix=prefix, lease_seconds=lease_seconds),
+            backend=RedisBackend(redis_url, prefix=prefix),
+        )
+
+    yield build
+
+
+@pytest.fixture
+async def producer(make_app: Callable[..., Flowrra]) -> AsyncIterator[Flowrra]:
+    """An app that submits and waits but runs nothing (it is never started)."""
+    app = make_app()
+    from apps import redis_app  # the same task names as the workers
+
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    yield app
+    await app.broker.close()
+    await app.backend.close()
+
+
+class Workers:
+    """Starts ``flowrra worker redis_app:app`` processes and stops them at the end."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self.env = {
+            **os.environ,
+            "FLOWRRA_TEST_REDIS_URL": redis_url,
+            "FLOWRRA_TEST_PREFIX": prefix,
+            "PYTHONPATH": str(APPS),
+        }
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, *extra: str, lease: float = 30.0, url: str | None = None) -> subprocess.Popen[str]:
+        env = {**self.env, "FLOWRRA_TEST_LEASE": str(lease)}
+        if url is not None:
+            env["FLOWRRA_TEST_REDIS_URL"] = url
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowrra", "worker", "redis_app:app", *extra],
+            cwd=APPS,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
+    pool = Workers(redis_url, prefix)
+    yield pool
+    pool.stop_all()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    os.environ.setdefault("FLOWRRA_TEST_REDIS_URL", REDIS_URL)
+    os.environ.setdefault("FLOWRRA_TEST_PREFIX", "t-import")

@@ -1,0 +1,237 @@
+"""The broker and backend contracts of flowrra-core, on a real Redis server, plus what
+only Redis has: ordering of any int priority, leases, dead letters, TTLs, one pub/sub
+connection per process, and clear errors when the server is down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from flowrra_redis import RedisBackend, RedisBroker, priority_key
+
+from flowrra import BrokerError, Flowrra, TaskStatus
+from flowrra.task import TaskResult, new_task_id
+from flowrra.testing import BrokerContract, ResultBackendContract, message
+
+
+async def recorded(app: Flowrra, task_id: str, timeout: float = 10.0) -> TaskResult:
+    """The record of a task that was put in the queue behind the app's back (so it has no
+    PENDING record to wait on), once the worker has written one."""
+    deadline = time.monotonic() + timeout
+    while (result := await app.get_result(task_id)) is None:
+        assert time.monotonic() < deadline, f"no record for {task_id}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+class TestRedisBrokerContract(BrokerContract):
+    @pytest.fixture
+    async def broker(self, redis_url: str, prefix: str) -> AsyncIterator[RedisBroker]:
+        broker = RedisBroker(redis_url, prefix=prefix)
+        await broker.connect()
+        yield broker
+        await broker.close()
+
+
+class TestRedisBackendContract(ResultBackendContract):
+    @pytest.fixture
+    async def backend(self, redis_url: str, prefix: str) -> AsyncIterator[RedisBackend]:
+        backend = RedisBackend(redis_url, prefix=prefix)
+        await backend.connect()
+        yield backend
+        await backend.close()
+
+
+def test_priority_key_sorts_like_the_numbers() -> None:
+    rng = random.Random(7)
+    numbers = [0, 1, -1, 15, 16, -15, -16, 2**53 + 1, -(2**70), 2**200, *range(-40, 40)]
+    numbers += [rng.randint(-(2**90), 2**90) for _ in range(500)]
+    assert sorted(numbers, key=priority_key) == sorted(numbers)
+
+
+async def test_any_int_priority_orders_as_in_memory(redis_url: str, prefix: str) -> None:
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    priorities = [5, -(2**64), 0, 2**63, -3, 0, 5, 10**30, -3]
+    sent = [message("p", i, priority=p) for i, p in enumerate(priorities)]
+    await broker.enqueue_many(sent)
+    got = await broker.reserve(len(sent), 1.0)
+    expected = sorted(sent, key=lambda m: (m.priority, m.args[0]))
+    assert [m.id for m in got] == [m.id for m in expected]
+    await broker.close()
+
+
+async def test_expired_lease_is_delivered_again(redis_url: str, prefix: str) -> None:
+    dying = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
+    other = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
+    await dying.connect()
+    await other.connect()
+    sent = message("job", 1)
+    await dying.enqueue(sent)
+    [held] = await dying.reserve(1, 1.0)  # its worker "dies" without acking
+    assert await other.reserve(1, 0.1) == []  # leased: nobody else gets it meanwhile
+    await asyncio.sleep(0.6)
+    [again] = await other.reserve(1, 1.0)
+    assert again.id == held.id == sent.id
+    await other.ack(again)
+    assert (await other.queue_depths())["leased"] == 0
+    await dying.close()
+    await other.close()
+
+
+async def test_extend_keeps_the_lease(redis_url: str, prefix: str) -> None:
+    holder = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
+    other = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
+    await holder.connect()
+    await other.connect()
+    await holder.enqueue(message("long"))
+    held = await holder.reserve(1, 1.0)
+    for _ in range(4):
+        await asyncio.sleep(0.25)
+        await holder.extend(held)
+    assert await other.reserve(1, 0.05) == []
+    await holder.close()
+    await other.close()
+
+
+async def test_garbage_in_the_queue_is_dead_lettered_and_recorded(
+    make_app: object, prefix: str, sync_redis: redis.Redis
+) -> None:
+    app: Flowrra = make_app()  # type: ignore[operator]
+
+    @app.task()
+    async def fine() -> str:
+        return "fine"
+
+    broker = app.broker
+    assert isinstance(broker, RedisBroker)
+    queue = broker.keys.queue
+    task_id = new_task_id()
+    sync_redis.zadd(queue, {b"\xff\x00 not a message at all": 0})
+    sync_redis.zadd(queue, {f'p00010000000000000001|{{"id":"{task_id}","name":': 0})
+    async with app:
+        result = await recorded(app, task_id)
+        assert result.status is TaskStatus.FAILED
+        assert result.error is not None and result.error.startswith("UndeliverableMessage")
+        ok = await app.wait_for_result(await app.submit(fine), timeout=10)
+        assert ok.result == "fine"  # the worker lived on
+    dead = await broker.dead_letters()
+    await broker.close()
+    assert len(dead) == 2
+    assert all(d["reason"].startswith("malformed message") for d in dead)
+    assert {d["id"] for d in dead} == {task_id, None}
+
+
+async def test_unknown_task_is_dead_lettered(make_app: object) -> None:
+    app: Flowrra = make_app()  # type: ignore[operator]
+    broker = app.broker
+    assert isinstance(broker, RedisBroker)
+    await broker.connect()
+    stray = message("nobody.registered.this")
+    await app.backend.connect()
+    await broker.enqueue(stray)
+    async with app:
+        result = await recorded(app, stray.id)
+    assert result.status is TaskStatus.FAILED
+    assert result.error is not None and "not registered" in result.error
+    assert [d["id"] for d in await broker.dead_letters()] == [stray.id]
+
+
+async def test_results_carry_the_ttl(redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix, ttl=120)
+    await backend.connect()
+    task_id = new_task_id()
+    await backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, "x", 1, None, time.time()))
+    ttl_ms = sync_redis.pttl(backend.keys.result(task_id))
+    assert 110_000 < ttl_ms <= 120_000
+    await backend.close()
+
+
+async def test_one_subscription_serves_every_waiter(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix)
+    writer = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    await writer.connect()
+    ids = [new_task_id() for _ in range(50)]
+    for task_id in ids:
+        await writer.store(task_id, TaskResult(task_id, TaskStatus.PENDING, "x"))
+    waits = [asyncio.create_task(backend.wait_for(task_id, 10)) for task_id in ids]
+    await asyncio.sleep(0.2)
+    [(_, subscribers)] = sync_redis.pubsub_numsub(backend.keys.done)
+    assert subscribers == 1
+    for n, task_id in enumerate(ids):
+        await writer.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, "x", n))
+    results = await asyncio.gather(*waits)
+    assert [r.result for r in results] == list(range(50))
+    await backend.close()
+    await writer.close()
+
+
+async def test_a_completion_between_subscribe_and_read_is_not_missed(
+    redis_url: str, prefix: str
+) -> None:
+    """Completions land while waiters are being armed; every waiter returns."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    writer = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    await writer.connect()
+    for _ in range(100):
+        task_id = new_task_id()
+        await writer.store(task_id, TaskResult(task_id, TaskStatus.PENDING, "x"))
+        done = TaskResult(task_id, TaskStatus.SUCCESS, "x", 1)
+        got, _ = await asyncio.gather(backend.wait_for(task_id, 5), writer.store(task_id, done))
+        assert got.result == 1
+    await backend.close()
+    await writer.close()
+
+
+async def test_submit_to_a_server_that_is_down_raises_clearly() -> None:
+    url = "redis://user:s3cret@127.0.0.1:1/0"  # nothing listens on port 1
+    app = Flowrra.from_urls(broker=url, backend=url)
+
+    @app.task()
+    async def nothing() -> None:
+        return None
+
+    with pytest.raises(BrokerError) as caught:
+        await app.submit(nothing)
+    text = str(caught.value)
+    assert "127.0.0.1" in text and "unavailable" in text
+    assert "s3cret" not in text
+
+
+def test_urls_pick_the_redis_plugins(redis_url: str) -> None:
+    for scheme_url in ("redis://h:1/2", "rediss://u:p@h:1/0", "unix:///tmp/redis.sock?db=1"):
+        app = Flowrra.from_urls(broker=scheme_url, backend=scheme_url)
+        assert isinstance(app.broker, RedisBroker) and isinstance(app.backend, RedisBackend)
+    app = Flowrra.from_urls(broker="redis://h:1/0?prefix=shop", backend="redis://h:1/1?prefix=shop")
+    assert isinstance(app.broker, RedisBroker) and app.broker.keys.queue == "{shop}:queue"
+
+
+def test_keys_share_one_cluster_hash_slot() -> None:
+    broker = RedisBroker("redis://h:1/0", prefix="orders")
+    backend = RedisBackend("redis://h:1/0", prefix="orders")
+    keys = [broker.keys.queue, broker.keys.delayed, broker.keys.leased, broker.keys.sequence]
+    keys += [broker.keys.wake, broker.keys.dead, backend.keys.result("x")]
+    assert all(k.startswith("{orders}:") for k in keys)
+    assert RedisBroker("redis://h:1/0", prefix="{t}:app").keys.queue == "{t}:app:queue"
+
+
+async def test_dead_letter_entries_are_json(make_app: object, sync_redis: redis.Redis) -> None:
+    app: Flowrra = make_app()  # type: ignore[operator]
+    broker = app.broker
+    assert isinstance(broker, RedisBroker)
+    await broker.connect()
+    await broker.enqueue(message("x"))
+    [got] = await broker.reserve(1, 1)
+    await broker.dead_letter(got, "because")
+    [raw] = sync_redis.lrange(broker.keys.dead, 0, -1)
+    assert json.loads(raw)["reason"] == "because"
+    await broker.close()
