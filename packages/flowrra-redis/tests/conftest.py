@@ -53,14 +53,14 @@ def prefix(sync_redis: redis.Redis) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_app(redis_url: str, prefix: str) -> Iterator[Callable[..., Flowrra]]:
+def make_app(redis_url: str, prefix: str) -> Callable[..., Flowrra]:
     def build(lease_seconds: float = 30.0) -> Flowrra:
         return Flowrra(
             broker=RedisBroker(redis_url, prefix=prefix, lease_seconds=lease_seconds),
             backend=RedisBackend(redis_url, prefix=prefix),
         )
 
-    yield build
+    return build
 
 
 @pytest.fixture
@@ -88,7 +88,9 @@ class Workers:
         }
         self.procs: list[subprocess.Popen[str]] = []
 
-    def start(self, *extra: str, lease: float = 30.0, url: str | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *extra: str, lease: float = 30.0, url: str | None = None
+    ) -> subprocess.Popen[str]:
         env = {**self.env, "FLOWRRA_TEST_LEASE": str(lease)}
         if url is not None:
             env["FLOWRRA_TEST_REDIS_URL"] = url

@@ -41,8 +41,8 @@ return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 # KEYS: queue, delayed, leased, sequence
 # ARGV: now, lease expiry, max messages
 # Moves due delayed messages and expired leases into the queue, then pops up to ARGV[3]
-# members into ``leased``. Returns {members, messages waiting (due and delayed), next delayed due or '',
-# how many expired leases were put back}.
+# members into ``leased``. Returns {members, messages waiting (due and delayed),
+# next delayed due or '', how many expired leases were put back}.
 RESERVE = """
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
