@@ -75,6 +75,14 @@ def _dist_version(*names: str) -> str:
     return "?"
 
 
+def _installed(name: str) -> bool:
+    try:
+        version(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def _default(func: Any, name: str) -> Any:
     """The default of parameter ``name`` of ``func`` (to state settings, not assume them)."""
     import inspect
@@ -269,7 +277,6 @@ class FlowrraAdapter(Adapter):
             "concurrency": getattr(executor, "concurrency", "?"),
             "producer": "app.producer()" if hasattr(self.app, "producer") else "plain submit",
             "result wait": "app.wait_for_result",
-            "batch": self.batch_api,
         }
 
     async def open(self) -> None:
@@ -829,7 +836,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50, help="warm-up round trips")
     parser.add_argument("--timeout", type=float, default=5.0, help="round-trip timeout, s")
     parser.add_argument(
-        "--max-lost", type=_positive, default=20, help="stop the latency loop after this many"
+        "--max-lost", type=_positive, default=100, help="stop the latency loop after this many"
     )
     parser.add_argument(
         "--check", action="store_true", help="only import and connect; print version, settings"
@@ -850,6 +857,7 @@ def main(argv: list[str] | None = None) -> None:
         "version": bench.adapter.version,
         "settings": bench.adapter.settings,
         "batch_api": bench.adapter.batch_api,
+        "hiredis": _dist_version("hiredis") if _installed("hiredis") else None,
         "python": platform.python_version(),
         "executable": sys.executable,
     }

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from flowrra.backends.base import store_many
 from flowrra.backends.memory import MemoryBackend
 from flowrra.brokers.memory import MemoryBroker
 from flowrra.config import BackendConfig, BrokerConfig, Config
@@ -23,6 +24,7 @@ from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_o
 from flowrra.protocols import Broker, Executor, ResultBackend
 from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
 from flowrra.retry import RetryPolicy
+from flowrra.serialization import ensure_encodable
 from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
 from flowrra.worker import Worker
 
@@ -241,12 +243,97 @@ class Flowrra:
         try:
             await self.broker.enqueue(message)
         except BaseException as exc:
-            pending.status = TaskStatus.FAILED
-            pending.error = f"NotQueued: {type(exc).__name__}: {exc}"
-            pending.finished_ts = time.time()
-            await self.worker.record(pending)
+            await self._not_queued([pending], exc)
             raise
         return task_id
+
+    async def submit_many(
+        self,
+        task_func: TaskHandle[Any, Any] | Callable[..., Any] | str,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        priority: int = 0,
+        delay: float | None = None,
+        eta: datetime | None = None,
+    ) -> list[str]:
+        """Queue one task many times, in one round trip to the backend and one to the
+        broker where they can; returns the task ids in order.
+
+        Each item of ``calls`` is the positional arguments of one call (a tuple or list)
+        or its keyword arguments (a dict). ``priority``, ``delay`` and ``eta`` apply to all.
+        """
+        name = self.registry.resolve(task_func)
+        due = None if delay is None and eta is None else eta_from(delay, eta)
+        if priority.__class__ is not int:
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        if not self._connected:
+            await self._connect()
+        now = time.time()
+        messages: list[TaskMessage] = []
+        pending: list[TaskResult] = []
+        for call in calls:
+            if isinstance(call, Mapping):
+                args: tuple[Any, ...] = ()
+                kwargs = dict(call)
+            elif isinstance(call, tuple | list):
+                args, kwargs = tuple(call), {}
+            else:
+                raise TypeError(
+                    "each call is a tuple of positional arguments or a dict of keyword "
+                    f"arguments, got {call!r}"
+                )
+            task_id = new_task_id()
+            messages.append(TaskMessage(task_id, name, args, kwargs, priority, 0, due, now))
+            pending.append(
+                TaskResult(
+                    task_id,
+                    _PENDING,
+                    name,
+                    None,
+                    None,
+                    now,
+                    None,
+                    None,
+                    0,
+                    args,
+                    kwargs,
+                    None,
+                    priority,
+                )
+            )
+        if not messages:
+            return []
+        for message in messages:  # fail before anything is stored, as submit does
+            if message.args:
+                ensure_encodable(message.args, f"the arguments of task {name!r}")
+            if message.kwargs:
+                ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+        await store_many(self.backend, pending)
+        if self.events.active:
+            for record in pending:
+                self.worker.publish(record)
+        try:
+            await self.broker.enqueue_many(messages)
+        except BaseException as exc:
+            await self._not_queued(pending, exc)
+            raise
+        return [message.id for message in messages]
+
+    async def _not_queued(self, pending: list[TaskResult], exc: BaseException) -> None:
+        """The broker refused: mark these records FAILED (best effort; the caller raises)."""
+        finished = time.time()
+        for record in pending:
+            record.status = TaskStatus.FAILED
+            record.error = f"NotQueued: {type(exc).__name__}: {exc}"
+            record.finished_ts = finished
+        try:
+            await store_many(self.backend, pending)
+        except Exception:
+            logger.warning("could not record %d tasks as not queued", len(pending), exc_info=True)
+            return
+        if self.events.active:
+            for record in pending:
+                self.worker.publish(record)
 
     async def _connect(self) -> None:
         if self._connect_lock is None:

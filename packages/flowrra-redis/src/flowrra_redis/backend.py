@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -214,33 +215,47 @@ class RedisBackend(BaseResultBackend):
 
     # -- writing -------------------------------------------------------------------------
 
+    async def store_many(self, results: Sequence[TaskResult]) -> None:
+        """Store several records in one round trip (a pipeline of the store script)."""
+        if self._script is None:
+            self._script = self.client.register_script(_STORE)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for result in results:
+                    keys, args = self._store_call(result.task_id, result)
+                    await self._script(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot store results", exc) from exc
+
     async def store(self, task_id: str, result: TaskResult) -> None:
+        if self._script is None:
+            self._script = self.client.register_script(_STORE)
+        keys, args = self._store_call(task_id, result)
+        try:
+            await self._script(keys=keys, args=args)
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
+
+    def _store_call(self, task_id: str, result: TaskResult) -> tuple[list[str], list[Any]]:
         body = encode_result(result)
         complete = result.status in _COMPLETE
         if complete:
             notification = f"{task_id}|{body}" if len(body) <= INLINE_LIMIT else task_id
         else:
             notification = ""
-        if self._script is None:
-            self._script = self.client.register_script(_STORE)
         k = self.keys
-        try:
-            await self._script(
-                keys=[k.result(task_id), k.results_index],
-                args=[
-                    body,
-                    int(self.ttl * 1000),
-                    result.status.value,
-                    result.submitted_ts or time.time(),
-                    _event(result),
-                    k.done,
-                    k.events,
-                    notification,
-                    INDEX_LIMIT,
-                ],
-            )
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
+        return [k.result(task_id), k.results_index], [
+            body,
+            int(self.ttl * 1000),
+            result.status.value,
+            result.submitted_ts or time.time(),
+            _event(result),
+            k.done,
+            k.events,
+            notification,
+            INDEX_LIMIT,
+        ]
 
     # -- reading -------------------------------------------------------------------------
 

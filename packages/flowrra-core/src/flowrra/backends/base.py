@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from flowrra.exceptions import BackendError
 from flowrra.task import TaskResult, TaskStatus
 
-__all__ = ["BaseResultBackend"]
+if TYPE_CHECKING:
+    from flowrra.protocols import ResultBackend
+
+__all__ = ["BaseResultBackend", "store_many"]
 
 
 class BaseResultBackend(ABC):
@@ -53,3 +58,14 @@ class BaseResultBackend(ABC):
     ) -> builtins.list[TaskResult]:
         """flowrra 0.1.8's listing call, kept: ``list(status=...)``."""
         return await self.list(status=status, limit=limit or 1_000_000, offset=offset)
+
+
+async def store_many(backend: ResultBackend, results: Sequence[TaskResult]) -> None:
+    """Store several records: in one call if the backend has ``store_many(results)``
+    (the Redis backend pipelines them), else one ``store`` each."""
+    many = getattr(backend, "store_many", None)
+    if many is not None:
+        await many(results)
+        return
+    for result in results:
+        await backend.store(result.task_id, result)

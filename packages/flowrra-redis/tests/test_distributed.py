@@ -1,0 +1,257 @@
+"""Real worker processes (``flowrra worker redis_app:app``) on a real Redis server: sharing
+work, surviving SIGKILL and SIGTERM, a Redis restart, delayed retries across restarts,
+CPU tasks, heartbeats and ``flowrra status``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from apps import redis_app
+from conftest import APPS, Workers
+from flowrra_redis import RedisBackend, RedisBroker
+
+from flowrra import Flowrra, TaskStatus
+
+
+def ran_counts(sync_redis: redis.Redis, prefix: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in sync_redis.hgetall(f"{prefix}:ran").items()}
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_two_workers_share_2000_tasks_each_result_delivered_once(
+    producer: Flowrra, workers: Workers, sync_redis: redis.Redis, prefix: str
+) -> None:
+    first, second = workers.start("-c", "8"), workers.start("-c", "8")
+    ids = await producer.submit_many(redis_app.record, [(n,) for n in range(2000)])
+    assert len(set(ids)) == 2000
+    results = await asyncio.gather(*(producer.wait_for_result(i, timeout=120) for i in ids))
+    assert [r.result for r in results] == list(range(2000))
+    assert all(r.status is TaskStatus.SUCCESS for r in results)
+    counts = ran_counts(sync_redis, prefix)
+    assert len(counts) == 2000 and set(counts.values()) == {1}  # nothing lost, nothing twice
+    workers.stop_all()
+    logs = [first.stdout.read(), second.stdout.read()]  # type: ignore[union-attr]
+    done = [int(log.rsplit("worker stopped after ", 1)[1].split()[0]) for log in logs]
+    assert sum(done) == 2000 and min(done) > 0, done  # both took part
+
+
+async def test_sigkilled_worker_loses_nothing(
+    producer: Flowrra, workers: Workers, sync_redis: redis.Redis, prefix: str
+) -> None:
+    victim = workers.start("-c", "8", lease=2.0)
+    ids = await producer.submit_many(redis_app.record, [(n, 0.02) for n in range(500)])
+    await wait_until(lambda: len(ran_counts(sync_redis, prefix)) >= 100, 60, "100 tasks")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = workers.start("-c", "8", lease=2.0)
+    results = await asyncio.gather(*(producer.wait_for_result(i, timeout=120) for i in ids))
+    assert sorted(r.result for r in results) == list(range(500))
+    counts = ran_counts(sync_redis, prefix)
+    assert set(counts) == {str(n) for n in range(500)}  # every task ran, none lost
+    assert survivor.poll() is None
+
+
+async def test_sigterm_finishes_running_tasks_and_releases_the_rest(
+    producer: Flowrra, workers: Workers, sync_redis: redis.Redis, prefix: str
+) -> None:
+    draining = workers.start("-c", "2", "--grace", "10")
+    ids = await producer.submit_many(redis_app.record, [(n, 1.0) for n in range(6)])
+    await wait_until(
+        lambda: _leased(sync_redis, producer) == 2,
+        20,
+        "two tasks running",
+    )
+    started = time.monotonic()
+    draining.send_signal(signal.SIGTERM)
+    assert draining.wait(15) == 0
+    assert time.monotonic() - started < 5  # it did not wait for the queued ones
+    counts = ran_counts(sync_redis, prefix)
+    assert len(counts) == 2  # the two in flight finished
+    depths = await producer.broker.queue_depths()  # type: ignore[attr-defined]
+    assert depths["leased"] == 0 and depths["queued"] == 4  # released at once, not leased
+    workers.start("-c", "4")
+    results = await asyncio.gather(*(producer.wait_for_result(i, timeout=30) for i in ids))
+    assert sorted(r.result for r in results) == list(range(6))
+
+
+def _leased(sync_redis: redis.Redis, app: Flowrra) -> int:
+    assert isinstance(app.broker, RedisBroker)
+    return int(sync_redis.zcard(app.broker.keys.leased))
+
+
+async def test_priority_order_across_processes(
+    producer: Flowrra, workers: Workers, sync_redis: redis.Redis, prefix: str
+) -> None:
+    priorities = [3, -5, 10**20, 0, -5, 3, 0, -(10**20)]
+    ids = [
+        await producer.submit(redis_app.stamp, f"{n}:{p}", priority=p)
+        for n, p in enumerate(priorities)
+    ]
+    workers.start("-c", "1")
+    results = await asyncio.gather(*(producer.wait_for_result(i, timeout=30) for i in ids))
+    ran_order = [label for _, label in sorted(zip((r.result for r in results), ids, strict=True))]
+    expected = sorted(range(len(priorities)), key=lambda n: (priorities[n], n))
+    assert ran_order == [ids[n] for n in expected]
+
+
+async def test_retry_due_time_survives_a_worker_restart(
+    producer: Flowrra, workers: Workers, sync_redis: redis.Redis, prefix: str
+) -> None:
+    first = workers.start("-c", "2")
+    task_id = await producer.submit(redis_app.fails_once, "r1")
+    await wait_until(lambda: ran_counts(sync_redis, prefix).get("r1") == 1, 20, "first attempt")
+    first.send_signal(signal.SIGTERM)
+    first.wait(15)
+    record = await producer.get_result(task_id)
+    assert record is not None and record.status is TaskStatus.RETRYING
+    assert (await producer.broker.queue_depths())["delayed"] == 1  # type: ignore[attr-defined]
+    workers.start("-c", "2")
+    result = await producer.wait_for_result(task_id, timeout=30)
+    assert result.status is TaskStatus.SUCCESS and result.retries == 1
+    assert result.result == "r1 ok after 2 runs"
+
+
+async def test_cpu_tasks_run_in_the_workers_pool(producer: Flowrra, workers: Workers) -> None:
+    worker = workers.start("-c", "2", "--cpu-workers", "2")
+    ids = [await producer.submit(redis_app.square_in_pool, n) for n in range(6)]
+    results = [await producer.wait_for_result(i, timeout=60) for i in ids]
+    assert [r.result[0] for r in results] == [n * n for n in range(6)]
+    pids = {r.result[1] for r in results}
+    assert worker.pid not in pids and os.getpid() not in pids
+
+
+async def test_heartbeats_and_flowrra_status(
+    producer: Flowrra, workers: Workers, redis_url: str, prefix: str
+) -> None:
+    worker = workers.start("-c", "3")
+    broker = producer.broker
+    assert isinstance(broker, RedisBroker)
+
+    async def alive() -> list[dict[str, object]]:
+        deadline = time.monotonic() + 20
+        while not (found := await broker.workers()):
+            assert time.monotonic() < deadline, "no heartbeat"
+            await asyncio.sleep(0.1)
+        return found
+
+    [info] = await alive()
+    assert info["pid"] == worker.pid and info["concurrency"] == 3
+    assert info["host"] == socket.gethostname() and "record" in info["tasks"]  # type: ignore[operator]
+    status = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "flowrra", "status", "redis_app:app", "--json"],
+        cwd=APPS,
+        env=workers.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert [w["pid"] for w in shown["workers"]] == [worker.pid]
+    assert set(shown["queues"]) == {"queued", "delayed", "leased", "dead"}
+    shown_text = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "flowrra", "status", "redis_app:app"],
+        cwd=APPS,
+        env=workers.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = shown_text.stdout
+    assert "workers alive: 1" in text and f"pid={worker.pid}" in text
+    workers.stop_all()
+    assert await broker.workers() == []  # a clean stop retires the heartbeat
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:  # type: ignore[valid-type]
+    """A redis-server of this test's own (append-only file on), so it can be restarted."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(tmp_path),
+    ]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "private redis did not start"
+                time.sleep(0.05)
+
+    def stop() -> None:
+        procs[-1].terminate()
+        procs[-1].wait(10)
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", (start, stop)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_worker_survives_a_redis_restart(
+    private_redis: tuple[str, tuple],
+    workers: Workers,
+    prefix: str,  # type: ignore[type-arg]
+) -> None:
+    url, (start, stop) = private_redis
+    app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    worker = workers.start("-c", "4", url=url)
+    first = await app.submit(redis_app.stamp, "before")
+    assert (await app.wait_for_result(first, timeout=30)).status is TaskStatus.SUCCESS
+    stop()
+    await asyncio.sleep(1.5)  # the worker sees the server gone and backs off
+    start()
+    second = await app.submit(redis_app.stamp, "after")
+    result = await app.wait_for_result(second, timeout=60)
+    assert result.status is TaskStatus.SUCCESS
+    assert worker.poll() is None  # it carried on
+    await app.broker.close()
+    await app.backend.close()
