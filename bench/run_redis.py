@@ -96,7 +96,7 @@ def make_systems() -> list[System]:
         System(OURS, "flowrra (this repo)", None, [], ["flowrra"]),
         System(
             "flowrra-0.1.8",
-            "flowrra 0.1.8",
+            "flowrra",
             VENVS / "flowrra-0.1.8",
             ["flowrra[redis]==0.1.8"],
             ["flowrra", "redis"],
@@ -198,16 +198,33 @@ def flush_dbs(url: str) -> None:
         conn.close()
 
 
-def redis_version(url: str) -> str:
+def _info(conn: RedisConnection, section: str) -> dict[str, str]:
+    text = str(conn.command("INFO", section))
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def redis_facts(url: str) -> str:
+    """Version, address, and the server's CPU use over one idle second before the run (the
+    Redis CPU column includes whatever other clients make it do meanwhile)."""
     conn = RedisConnection(url)
     try:
-        info = conn.command("INFO", "server")
+        version = _info(conn, "server").get("redis_version", "?")
+
+        def cpu() -> float:
+            info = _info(conn, "cpu")
+            return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+        before = cpu()
+        time.sleep(1.0)
+        background = (cpu() - before) * 1e3
+        clients = _info(conn, "clients").get("connected_clients", "?")
     finally:
         conn.close()
-    for line in str(info).splitlines():
-        if line.startswith("redis_version:"):
-            return line.split(":", 1)[1].strip()
-    return "?"
+    return (
+        f"{version} at {urlsplit(url).netloc}; databases {DBS[0]} (queue) and {DBS[1]} "
+        f"(results), flushed between systems; background CPU before the run "
+        f"{background:.1f} ms/s with {clients} clients connected"
+    )
 
 
 # -- virtualenvs -------------------------------------------------------------------------------
@@ -555,9 +572,7 @@ def _settings(system: System) -> str:
     return "; ".join(parts)
 
 
-def render(
-    systems: list[System], mode: Mode, facts: list[tuple[str, str]], redis_facts: str
-) -> str:
+def render(systems: list[System], mode: Mode, facts: list[tuple[str, str]], redis: str) -> str:
     ours = next((s for s in systems if s.name == OURS), None)
     peers = [s for s in systems if s.name != OURS]
     out = [
@@ -566,7 +581,7 @@ def render(
         f"Mode: {mode.description}.",
         "",
         *(f"- {name}: {value}" for name, value in facts),
-        f"- redis: {redis_facts}",
+        f"- redis: {redis}",
         "",
         *main_table(systems),
         "",
@@ -655,10 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     redis_url = args.redis.rstrip("/")
     try:
-        redis_facts = (
-            f"{redis_version(redis_url)} at {urlsplit(redis_url).netloc}; databases 12 "
-            "(queue) and 13 (results), flushed between systems"
-        )
+        redis_text = redis_facts(redis_url)
         flush_dbs(redis_url)
     except (OSError, BenchError) as exc:
         log(f"cannot reach Redis at {redis_url}: {exc}")
@@ -674,14 +686,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             flush_dbs(redis_url)
 
-    text = render(systems, mode, facts, redis_facts)
+    text = render(systems, mode, facts, redis_text)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     mode.output.write_text(text, encoding="utf-8")
     raw = {
         "mode": mode.name,
         "machine": dict(facts),
-        "redis": redis_facts,
+        "redis": redis_text,
         "systems": {
             s.name: {"unavailable": s.unavailable, "problems": s.problems, **s.report}
             for s in systems
