@@ -35,6 +35,7 @@ from flowrra_redis.connection import (
     text,
     unavailable,
 )
+from flowrra_redis.pipeline import AutoPipeline, Script
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_result", "encode_result"]
 
@@ -69,6 +70,8 @@ redis.call('PUBLISH', ARGV[7], ARGV[5])
 if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[8]) end
 return 1
 """
+
+_STORE_SCRIPT = Script(_STORE)
 
 
 def encode_result(result: TaskResult) -> str:
@@ -166,7 +169,7 @@ class RedisBackend(BaseResultBackend):
             "retry_on_timeout": retry_on_timeout,
         }
         self._client = client
-        self._script: Any = None
+        self._pipe: AutoPipeline | None = None
         self._waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
@@ -190,10 +193,18 @@ class RedisBackend(BaseResultBackend):
             self._client = connect_client(self.url, **self._options)  # type: ignore[arg-type]
         return self._client
 
+    @property
+    def pipe(self) -> AutoPipeline:
+        """The batched command path of stores and reads."""
+        if self._pipe is None:
+            self._pipe = AutoPipeline(
+                self.client, timeout=float(self._options["socket_timeout"]) or None
+            )
+        return self._pipe
+
     async def connect(self) -> None:
-        self._script = self.client.register_script(_STORE)
         try:
-            await self.client.ping()
+            await self.pipe.execute("PING")
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot connect the backend", exc) from exc
 
@@ -209,6 +220,9 @@ class RedisBackend(BaseResultBackend):
                 if not future.done():
                     future.cancel()
         self._waiters.clear()
+        if self._pipe is not None:
+            await self._pipe.close()
+            self._pipe = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -216,24 +230,13 @@ class RedisBackend(BaseResultBackend):
     # -- writing -------------------------------------------------------------------------
 
     async def store_many(self, results: Sequence[TaskResult]) -> None:
-        """Store several records in one round trip (a pipeline of the store script)."""
-        if self._script is None:
-            self._script = self.client.register_script(_STORE)
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for result in results:
-                    keys, args = self._store_call(result.task_id, result)
-                    await self._script(keys=keys, args=args, client=pipe)
-                await pipe.execute()
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot store results", exc) from exc
+        """Store several records; they travel in one pipeline."""
+        await asyncio.gather(*(self.store(r.task_id, r) for r in results))
 
     async def store(self, task_id: str, result: TaskResult) -> None:
-        if self._script is None:
-            self._script = self.client.register_script(_STORE)
         keys, args = self._store_call(task_id, result)
         try:
-            await self._script(keys=keys, args=args)
+            await self.pipe.run_script(_STORE_SCRIPT, keys, args)
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
 
@@ -261,7 +264,7 @@ class RedisBackend(BaseResultBackend):
 
     async def get(self, task_id: str) -> TaskResult | None:
         try:
-            data = await self.client.get(self.keys.result(task_id))
+            data = await self.pipe.execute("GET", self.keys.result(task_id))
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot read a result", exc) from exc
         return None if data is None else decode_result(data)

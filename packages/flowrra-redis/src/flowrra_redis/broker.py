@@ -46,10 +46,16 @@ from flowrra_redis.connection import (
     text,
     unavailable,
 )
+from flowrra_redis.pipeline import AutoPipeline, Script
 
 __all__ = ["RedisBroker", "priority_key"]
 
 logger = logging.getLogger("flowrra.redis.broker")
+
+_SCRIPTS = {
+    name: Script(getattr(scripts, name))
+    for name in ("ENQUEUE", "RESERVE", "ACK", "EXTEND", "RELEASE", "DEAD_LETTER")
+}
 
 _COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
@@ -110,7 +116,7 @@ class RedisBroker:
         }
         self._client = client
         self._blocking: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
+        self._pipe: AutoPipeline | None = None
         self._depth = 0
         self._next_due: float | None = None
 
@@ -135,16 +141,25 @@ class RedisBroker:
             self._client = connect_client(self.url, **self._options)  # type: ignore[arg-type]
         return self._client
 
+    @property
+    def pipe(self) -> AutoPipeline:
+        """The batched command path every broker operation takes."""
+        if self._pipe is None:
+            self._pipe = AutoPipeline(
+                self.client, timeout=float(self._options["socket_timeout"]) or None
+            )
+        return self._pipe
+
     async def connect(self) -> None:
-        client = self.client
-        for name in ("ENQUEUE", "RESERVE", "ACK", "EXTEND", "RELEASE", "DEAD_LETTER"):
-            self._scripts[name] = client.register_script(getattr(scripts, name))
         try:
-            await client.ping()
+            await self.pipe.execute("PING")
         except UNAVAILABLE as exc:
             raise unavailable(BrokerError, self.url, "cannot connect the broker", exc) from exc
 
     async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
+            self._pipe = None
         for client in (self._blocking, self._client):
             if client is not None:
                 await client.aclose()
@@ -152,12 +167,8 @@ class RedisBroker:
         self._client = None
 
     async def _run(self, name: str, keys: list[str], args: list[Any], what: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            await self.connect()
-            script = self._scripts[name]
         try:
-            return await script(keys=keys, args=args)
+            return await self.pipe.run_script(_SCRIPTS[name], keys, args)
         except UNAVAILABLE as exc:
             raise unavailable(BrokerError, self.url, what, exc) from exc
 
