@@ -235,3 +235,52 @@ async def test_dead_letter_entries_are_json(make_app: object, sync_redis: redis.
     [raw] = sync_redis.lrange(broker.keys.dead, 0, -1)
     assert json.loads(raw)["reason"] == "because"
     await broker.close()
+
+
+def test_config_fields_reach_the_client() -> None:
+    from flowrra import BackendConfig, BrokerConfig, Config
+
+    app = Flowrra(
+        Config(
+            broker=BrokerConfig(
+                url="redis://h:1/0", max_connections=7, socket_timeout=2.5, queue_key="jobs"
+            ),
+            backend=BackendConfig(url="redis://h:1/1", ttl=90, max_connections=3),
+        )
+    )
+    broker, backend = app.broker, app.backend
+    assert isinstance(broker, RedisBroker) and isinstance(backend, RedisBackend)
+    pool = broker.client.connection_pool
+    assert pool.max_connections == 7
+    assert pool.connection_kwargs["socket_timeout"] == 2.5
+    assert broker.keys.queue == "{jobs}:queue"
+    assert backend.client.connection_pool.max_connections == 3
+    assert backend.ttl == 90
+
+
+async def test_status_changes_are_published_for_monitors(make_app: object, redis_url: str) -> None:
+    app: Flowrra = make_app()  # type: ignore[operator]
+
+    @app.task()
+    async def watched(n: int) -> int:
+        return n
+
+    backend = app.backend
+    assert isinstance(backend, RedisBackend)
+    monitor = redis.asyncio.Redis.from_url(redis_url)
+    pubsub = monitor.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(backend.keys.events)
+    async with app:
+        task_id = await app.submit(watched, 3)
+        await app.wait_for_result(task_id, timeout=10)
+    seen: list[str] = []
+    deadline = time.monotonic() + 5
+    while len(seen) < 3 and time.monotonic() < deadline:
+        message = await pubsub.get_message(timeout=0.5)
+        if message is not None:
+            event = json.loads(message["data"])
+            assert event["task_id"] == task_id and event["task_name"] == "watched"
+            seen.append(event["status"])
+    assert seen == ["pending", "running", "success"]
+    await pubsub.aclose()
+    await monitor.aclose()
