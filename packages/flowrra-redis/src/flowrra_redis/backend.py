@@ -204,7 +204,8 @@ class RedisBackend(BaseResultBackend):
 
     async def connect(self) -> None:
         try:
-            await self.pipe.execute("PING")
+            # Loaded up front: RUNNING records are sent as EVALSHA without waiting.
+            await self.pipe.execute("SCRIPT", "LOAD", _STORE_SCRIPT.body)
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot connect the backend", exc) from exc
 
@@ -235,6 +236,12 @@ class RedisBackend(BaseResultBackend):
 
     async def store(self, task_id: str, result: TaskResult) -> None:
         keys, args = self._store_call(task_id, result)
+        if result.status is TaskStatus.RUNNING:
+            # Write-behind: the task starts without waiting for this round trip, and the
+            # final record, queued after it on the same connection, lands after it (for a
+            # short task, in the same batch). A lost RUNNING record is replaced by that one.
+            self.pipe.send("EVALSHA", _STORE_SCRIPT.sha, len(keys), *keys, *args, what="store")
+            return
         try:
             await self.pipe.run_script(_STORE_SCRIPT, keys, args)
         except UNAVAILABLE as exc:

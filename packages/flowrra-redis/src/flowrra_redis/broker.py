@@ -54,7 +54,7 @@ logger = logging.getLogger("flowrra.redis.broker")
 
 _SCRIPTS = {
     name: Script(getattr(scripts, name))
-    for name in ("ENQUEUE", "RESERVE", "ACK", "EXTEND", "RELEASE", "DEAD_LETTER")
+    for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER")
 }
 
 _COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
@@ -257,7 +257,12 @@ class RedisBroker:
         return message
 
     async def ack(self, message: TaskMessage) -> None:
-        await self._run("ACK", [self.keys.leased], [message.receipt], "cannot ack")
+        """Settle a reservation. Write-behind: the ZREM is queued on the broker's pipeline
+        and travels with the next command (usually the next reserve); if it is lost with
+        the connection, the lease expires and the message is delivered again (at least
+        once). ``close()`` waits for queued acks."""
+        if message.receipt is not None:
+            self.pipe.send("ZREM", self.keys.leased, message.receipt, what="ack")
 
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
         k = self.keys

@@ -57,6 +57,7 @@ class AutoPipeline:
         self._wakeup: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._connection: AbstractConnection | None = None
+        self._busy = False
 
     async def execute(self, *args: Any) -> Any:
         """Send one command; returns its reply (raises its error)."""
@@ -76,6 +77,23 @@ class AutoPipeline:
         except redis_errors.NoScriptError:
             return await self.execute("EVAL", script.body, len(keys), *keys, *args)
 
+    def send(self, *args: Any, what: str = "command") -> None:
+        """Queue a command without waiting for its reply (write-behind).
+
+        Commands on one pipeline reach Redis in the order they were queued, so a later
+        awaited command (a result, a reserve) lands after it. A failure is logged, not
+        raised: use it only for writes whose loss is harmless or repaired (a RUNNING record
+        that the final one replaces, an ack whose message a lease will redeliver).
+        """
+        self._submit(args).add_done_callback(lambda future: _log_failure(future, what))
+
+    async def drain(self, timeout: float | None = 5.0) -> None:
+        """Wait until every queued command has been answered."""
+        if not self._waiting and not self._busy:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.execute("PING"), timeout)
+
     def _submit(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -88,6 +106,8 @@ class AutoPipeline:
         return future
 
     async def close(self) -> None:
+        if self._runner is not None and not self._runner.done():
+            await self.drain()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,6 +142,7 @@ class AutoPipeline:
                 await asyncio.sleep(0)
                 continue
             batch, self._waiting = self._waiting, []
+            self._busy = True
             try:
                 connection = await self._connect()
                 packed = connection.pack_commands([args for args, _ in batch])
@@ -149,9 +170,19 @@ class AutoPipeline:
                     failure = redis_errors.ConnectionError(f"{type(exc).__name__}: {exc}")
                 self._fail(batch, failure)
                 await self._drop_connection()
+            finally:
+                self._busy = False
 
     @staticmethod
     def _fail(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], error: Exception) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(error)
+
+
+def _log_failure(future: asyncio.Future[Any], what: str) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:
+        logger.warning("Redis %s failed: %s: %s", what, type(error).__name__, error)

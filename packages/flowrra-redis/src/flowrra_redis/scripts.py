@@ -10,7 +10,7 @@ expiry, so an expired lease puts exactly that member back.
 
 from __future__ import annotations
 
-__all__ = ["ACK", "DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
+__all__ = ["DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
 
 # KEYS: queue, sequence, wake, delayed, leased
 # ARGV: now, leased member to remove ('' for none), then (priority key, eta or '', body)*
@@ -75,11 +75,6 @@ local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local next_due = ''
 if #nxt > 0 then next_due = nxt[2] end
 return {out, redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), next_due, #expired}
-"""
-
-# KEYS: leased ; ARGV: member. Settles a reservation.
-ACK = """
-return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 # KEYS: leased ; ARGV: new expiry, member* . Renews leases still held (XX: never re-adds
