@@ -145,7 +145,7 @@ class AutoPipeline:
             self._busy = True
             try:
                 connection = await self._connect()
-                packed = connection.pack_commands([args for args, _ in batch])
+                packed = b"".join([_pack(args) for args, _ in batch])
                 async with asyncio.timeout(self._timeout):
                     await connection.send_packed_command(packed, check_health=False)
                     for _, future in batch:
@@ -186,3 +186,22 @@ def _log_failure(future: asyncio.Future[Any], what: str) -> None:
     error = future.exception()
     if error is not None:
         logger.warning("Redis %s failed: %s: %s", what, type(error).__name__, error)
+
+
+def _pack(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP: the same bytes redis-py's ``pack_command`` makes for these
+    argument types (bytes, str, int, float), without its per-argument dispatch."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if arg.__class__ is bytes:
+            data = arg
+        elif arg.__class__ is str:
+            data = arg.encode()
+        elif arg.__class__ is int or arg.__class__ is float:
+            data = repr(arg).encode()
+        elif isinstance(arg, bytes | bytearray | memoryview):
+            data = bytes(arg)
+        else:
+            raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
