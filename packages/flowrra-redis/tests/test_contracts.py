@@ -284,3 +284,17 @@ async def test_status_changes_are_published_for_monitors(make_app: object, redis
     assert seen == ["pending", "running", "success"]
     await pubsub.aclose()
     await monitor.aclose()
+
+
+def test_packed_commands_are_the_bytes_redis_py_sends() -> None:
+    from flowrra_redis.pipeline import _pack
+    from redis.asyncio.connection import Connection
+
+    reference = Connection()
+    for args in [
+        ("SET", "k", b"v\x00\r\n", 1, 2.5),
+        ("EVALSHA", "abc", 2, "a", "b", "héllo", -3, 1e20, 10**30),
+    ]:
+        assert _pack(args) == b"".join(reference.pack_command(*args))
+    with pytest.raises(TypeError, match="cannot send bool"):
+        _pack(("SET", "k", True))
