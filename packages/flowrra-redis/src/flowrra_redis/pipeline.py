@@ -14,6 +14,7 @@ a script unknown to the server (after a restart) is sent again with its body.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -40,8 +41,25 @@ class Script:
         self.sha = hashlib.sha1(body.encode()).hexdigest()
 
 
+class _Link:
+    """One open connection, the futures of the commands written to it (in order), and
+    the task that reads their replies."""
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.sent: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.replies_due = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
+
+
 class AutoPipeline:
-    """Runs commands on one dedicated connection of ``client``'s pool, batched."""
+    """Runs commands on one dedicated connection of ``client``'s pool, batched.
+
+    Callers append to ``_waiting``; the first one of a loop turn schedules ``_flush`` with
+    ``call_soon``, so everything queued before it runs (the slots one reply just woke, for
+    instance) leaves in one write. Batches do not wait for each other: a reader resolves
+    replies in order while later batches are already on the wire.
+    """
 
     def __init__(
         self,
@@ -54,10 +72,10 @@ class AutoPipeline:
         self._timeout = timeout
         self._retries = retries
         self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._wakeup: asyncio.Event | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._connection: AbstractConnection | None = None
-        self._busy = False
+        self._flush_scheduled = False
+        self._link: _Link | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def execute(self, *args: Any) -> Any:
         """Send one command; returns its reply (raises its error)."""
@@ -89,7 +107,7 @@ class AutoPipeline:
 
     async def drain(self, timeout: float | None = 5.0) -> None:
         """Wait until every queued command has been answered."""
-        if not self._waiting and not self._busy:
+        if not self._waiting and (self._link is None or not self._link.sent):
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.execute("PING"), timeout)
@@ -98,86 +116,126 @@ class AutoPipeline:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append((args, future))
-        if self._runner is None or self._runner.done():
-            self._wakeup = asyncio.Event()
-            self._runner = loop.create_task(self._run(), name="flowrra-redis-pipeline")
-        assert self._wakeup is not None
-        self._wakeup.set()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return future
 
-    async def close(self) -> None:
-        if self._runner is not None and not self._runner.done():
-            await self.drain()
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
-        await self._drop_connection()
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._waiting:
+            return
+        link = self._link
+        if link is None:
+            if self._connecting is None or self._connecting.done():
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return  # _connect flushes once connected
+        batch, self._waiting = self._waiting, []
+        link.sent.extend(future for _, future in batch)
+        link.replies_due.set()
+        try:
+            writer = link.connection._writer
+            assert writer is not None
+            writer.write(b"".join([_pack(args) for args, _ in batch]))
+        except Exception as exc:
+            self._lose(link, exc)
 
-    async def _connect(self) -> AbstractConnection:
-        if self._connection is None:
+    async def _connect(self) -> None:
+        try:
             pool = self._client.connection_pool
             connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            self._connection = connection
-        return self._connection
+        except Exception as exc:
+            waiting, self._waiting = self._waiting, []
+            self._fail([future for _, future in waiting], _as_redis_error(exc))
+            return
+        link = _Link(connection)
+        link.reader = asyncio.get_running_loop().create_task(
+            self._read(link), name="flowrra-redis-replies"
+        )
+        self._link = link
+        self._flush()
 
-    async def _drop_connection(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.disconnect(nowait=True)
-            with contextlib.suppress(Exception):
-                await self._client.connection_pool.release(connection)
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        wakeup = self._wakeup
-        while True:
-            if not self._waiting:
-                wakeup.clear()
-                await wakeup.wait()
-                # One more turn of the loop: callers made ready by the same event (the
-                # slots a reply just woke) add their commands to this batch.
-                await asyncio.sleep(0)
-                continue
-            batch, self._waiting = self._waiting, []
-            self._busy = True
-            try:
-                connection = await self._connect()
-                packed = b"".join([_pack(args) for args, _ in batch])
+    async def _read(self, link: _Link) -> None:
+        sent = link.sent
+        connection = link.connection
+        try:
+            while True:
+                if not sent:
+                    link.replies_due.clear()
+                    await link.replies_due.wait()
+                    continue
                 async with asyncio.timeout(self._timeout):
-                    await connection.send_packed_command(packed, check_health=False)
-                    for _, future in batch:
-                        try:
-                            reply = await connection.read_response(timeout=math.inf)
-                        except redis_errors.ResponseError as error:
-                            if not future.done():
-                                future.set_exception(error)
-                            continue
-                        if not future.done():
-                            future.set_result(reply)
-            except asyncio.CancelledError:
-                self._fail(batch, redis_errors.ConnectionError("the connection was closed"))
-                raise
-            except Exception as exc:
-                failure: Exception
-                if isinstance(exc, redis_errors.RedisError):
-                    failure = exc
-                elif isinstance(exc, TimeoutError):
-                    failure = redis_errors.TimeoutError("Redis did not answer in time")
+                    try:
+                        reply = await connection.read_response(timeout=math.inf)
+                    except redis_errors.ResponseError as error:
+                        reply = error
+                future = sent.popleft()
+                if future.done():
+                    continue
+                if isinstance(reply, redis_errors.ResponseError):
+                    future.set_exception(reply)
                 else:
-                    failure = redis_errors.ConnectionError(f"{type(exc).__name__}: {exc}")
-                self._fail(batch, failure)
-                await self._drop_connection()
-            finally:
-                self._busy = False
+                    future.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._lose(link, exc)
+
+    def _lose(self, link: _Link, exc: BaseException) -> None:
+        """The connection broke: its unanswered commands fail (callers retry), and what
+        is still waiting goes out on a new connection."""
+        self._fail(list(link.sent), _as_redis_error(exc))
+        link.sent.clear()
+        if self._link is link:
+            self._link = None
+        loop = asyncio.get_running_loop()
+        if link.reader is not None and link.reader is not asyncio.current_task():
+            link.reader.cancel()
+        releasing = loop.create_task(self._release(link.connection))
+        self._releasing.add(releasing)
+        releasing.add_done_callback(self._releasing.discard)
+        if self._waiting and (self._connecting is None or self._connecting.done()):
+            self._connecting = loop.create_task(self._connect())
+
+    async def _release(self, connection: AbstractConnection) -> None:
+        with contextlib.suppress(Exception):
+            await connection.disconnect(nowait=True)
+        with contextlib.suppress(Exception):
+            await self._client.connection_pool.release(connection)
+
+    async def close(self) -> None:
+        if self._link is not None:
+            await self.drain()
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        self._connecting = None
+        closed = redis_errors.ConnectionError("the connection was closed")
+        waiting, self._waiting = self._waiting, []
+        self._fail([future for _, future in waiting], closed)
+        link, self._link = self._link, None
+        if link is not None:
+            self._fail(list(link.sent), closed)
+            if link.reader is not None:
+                link.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await link.reader
+            await self._release(link.connection)
 
     @staticmethod
-    def _fail(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], error: Exception) -> None:
-        for _, future in batch:
+    def _fail(futures: list[asyncio.Future[Any]], error: Exception) -> None:
+        for future in futures:
             if not future.done():
                 future.set_exception(error)
+
+
+def _as_redis_error(exc: BaseException) -> Exception:
+    if isinstance(exc, redis_errors.RedisError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return redis_errors.TimeoutError("Redis did not answer in time")
+    return redis_errors.ConnectionError(f"{type(exc).__name__}: {exc}")
 
 
 def _log_failure(future: asyncio.Future[Any], what: str) -> None:
