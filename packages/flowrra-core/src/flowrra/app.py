@@ -57,6 +57,25 @@ def _make_backend(config: Config) -> ResultBackend:
     return backend
 
 
+def _pending_record(message: TaskMessage) -> TaskResult:
+    """The PENDING record ``submit`` stores before it queues ``message``."""
+    return TaskResult(
+        message.id,
+        _PENDING,
+        message.name,
+        None,
+        None,
+        message.submitted_at,
+        None,
+        None,
+        0,
+        message.args,
+        message.kwargs,
+        None,
+        message.priority,
+    )
+
+
 class Flowrra:
     """An app: register tasks with :meth:`task`, queue them with :meth:`submit`, run them
     with :meth:`start` (or ``async with app:``), read outcomes with :meth:`wait_for_result`.
@@ -220,21 +239,7 @@ class Flowrra:
         task_id = new_task_id()
         now = time.time()
         message = TaskMessage(task_id, name, args, kwargs, priority, 0, eta, now)
-        pending = TaskResult(
-            task_id,
-            _PENDING,
-            name,
-            None,
-            None,
-            now,
-            None,
-            None,
-            0,
-            args,
-            kwargs,
-            None,
-            priority,
-        )
+        pending = _pending_record(message)
         # Recorded before it is queued, so a worker's RUNNING can never be overwritten.
         # (Worker.record inlined: this is the hot path.)
         await self.backend.store(task_id, pending)
@@ -282,25 +287,9 @@ class Flowrra:
                     "each call is a tuple of positional arguments or a dict of keyword "
                     f"arguments, got {call!r}"
                 )
-            task_id = new_task_id()
-            messages.append(TaskMessage(task_id, name, args, kwargs, priority, 0, due, now))
-            pending.append(
-                TaskResult(
-                    task_id,
-                    _PENDING,
-                    name,
-                    None,
-                    None,
-                    now,
-                    None,
-                    None,
-                    0,
-                    args,
-                    kwargs,
-                    None,
-                    priority,
-                )
-            )
+            message = TaskMessage(new_task_id(), name, args, kwargs, priority, 0, due, now)
+            messages.append(message)
+            pending.append(_pending_record(message))
         if not messages:
             return []
         for message in messages:  # fail before anything is stored, as submit does

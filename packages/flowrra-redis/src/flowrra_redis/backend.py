@@ -26,16 +26,12 @@ from flowrra.config import BackendConfig
 from flowrra.exceptions import BackendError, SerializationError
 from flowrra.task import TaskResult, TaskStatus
 from flowrra_redis.connection import (
-    DEFAULT_PREFIX,
     UNAVAILABLE,
-    Keys,
-    connect_client,
-    describe_url,
-    prefix_from_url,
+    RedisEndpoint,
     text,
     unavailable,
 )
-from flowrra_redis.pipeline import AutoPipeline, Script
+from flowrra_redis.pipeline import Script
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_result", "encode_result"]
 
@@ -139,7 +135,7 @@ def _event(result: TaskResult) -> str:
     )
 
 
-class RedisBackend(BaseResultBackend):
+class RedisBackend(RedisEndpoint, BaseResultBackend):
     """A :class:`flowrra.protocols.ResultBackend` on Redis.
 
     ``ttl``: seconds each record is kept (default one day); set again at every status
@@ -160,16 +156,15 @@ class RedisBackend(BaseResultBackend):
     ) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be > 0 seconds or None, got {ttl}")
-        self.url = url
+        super().__init__(
+            url,
+            prefix=prefix,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            retry_on_timeout=retry_on_timeout,
+            client=client,
+        )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
-        self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
-        self._options = {
-            "max_connections": max_connections,
-            "socket_timeout": socket_timeout,
-            "retry_on_timeout": retry_on_timeout,
-        }
-        self._client = client
-        self._pipe: AutoPipeline | None = None
         self._waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
@@ -183,24 +178,6 @@ class RedisBackend(BaseResultBackend):
             socket_timeout=config.socket_timeout,
             retry_on_timeout=config.retry_on_timeout,
         )
-
-    def __repr__(self) -> str:
-        return f"RedisBackend({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
-
-    @property
-    def client(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = connect_client(self.url, **self._options)  # type: ignore[arg-type]
-        return self._client
-
-    @property
-    def pipe(self) -> AutoPipeline:
-        """The batched command path of stores and reads."""
-        if self._pipe is None:
-            self._pipe = AutoPipeline(
-                self.client, timeout=float(self._options["socket_timeout"]) or None
-            )
-        return self._pipe
 
     async def connect(self) -> None:
         try:
@@ -221,12 +198,7 @@ class RedisBackend(BaseResultBackend):
                 if not future.done():
                     future.cancel()
         self._waiters.clear()
-        if self._pipe is not None:
-            await self._pipe.close()
-            self._pipe = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await super().close()
 
     # -- writing -------------------------------------------------------------------------
 

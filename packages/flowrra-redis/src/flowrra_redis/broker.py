@@ -37,16 +37,12 @@ from flowrra.serialization import dumps
 from flowrra.task import TaskMessage
 from flowrra_redis import scripts
 from flowrra_redis.connection import (
-    DEFAULT_PREFIX,
     UNAVAILABLE,
-    Keys,
-    connect_client,
-    describe_url,
-    prefix_from_url,
+    RedisEndpoint,
     text,
     unavailable,
 )
-from flowrra_redis.pipeline import AutoPipeline, Script
+from flowrra_redis.pipeline import Script
 
 __all__ = ["RedisBroker", "priority_key"]
 
@@ -79,7 +75,7 @@ def _body(message: TaskMessage) -> str:
     return dumps(message.to_dict())
 
 
-class RedisBroker:
+class RedisBroker(RedisEndpoint):
     """A :class:`flowrra.protocols.Broker` on Redis. Build it from a URL with
     ``Flowrra.from_urls(broker="redis://host:6379/0")`` or from a :class:`BrokerConfig`.
 
@@ -105,18 +101,17 @@ class RedisBroker:
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
-        self.url = url
-        self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
+        super().__init__(
+            url,
+            prefix=prefix,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            retry_on_timeout=retry_on_timeout,
+            client=client,
+        )
         self.lease_seconds: float | None = lease_seconds
         self.dead_letter_limit = dead_letter_limit
-        self._options = {
-            "max_connections": max_connections,
-            "socket_timeout": socket_timeout,
-            "retry_on_timeout": retry_on_timeout,
-        }
-        self._client = client
         self._blocking: aioredis.Redis | None = None
-        self._pipe: AutoPipeline | None = None
         self._depth = 0
         self._next_due: float | None = None
 
@@ -130,26 +125,6 @@ class RedisBroker:
             retry_on_timeout=config.retry_on_timeout,
         )
 
-    def __repr__(self) -> str:
-        return f"RedisBroker({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
-
-    # -- connections ---------------------------------------------------------------------
-
-    @property
-    def client(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = connect_client(self.url, **self._options)  # type: ignore[arg-type]
-        return self._client
-
-    @property
-    def pipe(self) -> AutoPipeline:
-        """The batched command path every broker operation takes."""
-        if self._pipe is None:
-            self._pipe = AutoPipeline(
-                self.client, timeout=float(self._options["socket_timeout"]) or None
-            )
-        return self._pipe
-
     async def connect(self) -> None:
         try:
             await self.pipe.execute("PING")
@@ -157,14 +132,10 @@ class RedisBroker:
             raise unavailable(BrokerError, self.url, "cannot connect the broker", exc) from exc
 
     async def close(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.close()
-            self._pipe = None
-        for client in (self._blocking, self._client):
-            if client is not None:
-                await client.aclose()
-        self._blocking = None
-        self._client = None
+        if self._blocking is not None:
+            await self._blocking.aclose()
+            self._blocking = None
+        await super().close()
 
     async def _run(self, name: str, keys: list[str], args: list[Any], what: str) -> Any:
         try:
@@ -230,10 +201,10 @@ class RedisBroker:
             await asyncio.sleep(wait)
             return
         if self._blocking is None:
-            options = dict(self._options)
-            options["socket_timeout"] = max(float(options["socket_timeout"] or 0), 0) + 60.0
-            options["max_connections"] = 2
-            self._blocking = connect_client(self.url, **options)  # type: ignore[arg-type]
+            # Its own client: BLPOP holds the connection, and must outlast its timeout.
+            self._blocking = self.new_client(
+                max_connections=2, socket_timeout=(self.socket_timeout or 0) + 60.0
+            )
         try:
             # BLPOP takes a float timeout (seconds) since Redis 6.
             await self._blocking.blpop([self.keys.wake], timeout=min(wait, 30.0))

@@ -14,10 +14,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from flowrra.exceptions import FlowrraError
+from flowrra_redis.pipeline import AutoPipeline
 
 __all__ = [
     "DEFAULT_PREFIX",
     "Keys",
+    "RedisEndpoint",
     "connect_client",
     "describe_url",
     "unavailable",
@@ -164,6 +166,63 @@ def _without_flowrra_params(url: str) -> str:
         return url
     kept = [q for q in parts.query.split("&") if q and not q.startswith("prefix=")]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+
+
+class RedisEndpoint:
+    """What the broker and the backend share: a URL, a key prefix, a redis-py client built
+    lazily from the connection settings, and the automatic pipeline on top of it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None,
+        max_connections: int,
+        socket_timeout: float,
+        retry_on_timeout: bool,
+        client: aioredis.Redis | None,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
+        self.max_connections = max_connections
+        self.socket_timeout = socket_timeout
+        self.retry_on_timeout = retry_on_timeout
+        self._client = client
+        self._pipe: AutoPipeline | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
+
+    def new_client(self, *, max_connections: int, socket_timeout: float) -> aioredis.Redis:
+        return connect_client(
+            self.url,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            retry_on_timeout=self.retry_on_timeout,
+        )
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = self.new_client(
+                max_connections=self.max_connections, socket_timeout=self.socket_timeout
+            )
+        return self._client
+
+    @property
+    def pipe(self) -> AutoPipeline:
+        """The batched command path (see :mod:`flowrra_redis.pipeline`)."""
+        if self._pipe is None:
+            self._pipe = AutoPipeline(self.client, timeout=self.socket_timeout or None)
+        return self._pipe
+
+    async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
+            self._pipe = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 def unavailable(
