@@ -308,6 +308,18 @@ def _kill_groups(pidfile: Path) -> None:
                 os.killpg(int(line), signal.SIGKILL)
 
 
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the workload (it stops its worker and flushes), SIGKILL its group after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
 def run_workload(
     system: System, args: list[str], env: dict[str, str], timeout: float
 ) -> dict[str, Any]:
@@ -337,14 +349,10 @@ def run_workload(
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGTERM)  # the workload stops its worker and flushes
-            try:
-                stdout, stderr = proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                stdout, stderr = proc.communicate()
             raise BenchError(f"{system.name}: timed out after {timeout:.0f} s") from None
         finally:
+            if proc.poll() is None:  # timed out or interrupted: let it stop its worker first
+                _stop_group(proc)
             _kill_groups(pidfile)
     if stderr.strip():
         print(stderr.rstrip(), file=sys.stderr)
