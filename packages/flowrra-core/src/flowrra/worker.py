@@ -143,6 +143,10 @@ class Worker:
             else:
                 self._fetcher = asyncio.current_task()
                 try:
+                    if self.broker.durable:
+                        # One loop turn first: slots finishing in this turn become idle
+                        # and are counted, so a networked broker is asked once for them all.
+                        await asyncio.sleep(0)
                     batch = await self.broker.reserve(self._wanted(), self.poll_interval)
                     self._reserve_failures = 0
                 except Exception:
