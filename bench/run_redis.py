@@ -8,7 +8,8 @@ Run with the project's interpreter::
 
 Every system has a virtualenv of its own under ``bench/.venvs/<name>``, created here when
 missing and reused after (``--upgrade`` reinstalls the latest releases); this repository's
-flowrra uses the project venv, with ``packages/flowrra-redis`` installed into it (editable)
+flowrra uses the interpreter that runs this driver (the project venv, or ``nox -s bench``'s),
+with ``packages/flowrra-redis`` installed into it (editable) if it is not there yet,
 when that directory exists. Each system runs ``redis_workload.py`` under its own interpreter,
 which starts the system's own worker command as a subprocess. Redis databases 12 (queue) and
 13 (results) are flushed before and after each system; no other database is touched. The
@@ -43,7 +44,6 @@ WORKLOAD = BENCH / "redis_workload.py"
 RESULTS = BENCH / "results"
 LOGS = RESULTS / "logs"
 VENVS = BENCH / ".venvs"
-PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 FLOWRRA_REDIS = ROOT / "packages" / "flowrra-redis"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 DBS = (12, 13)  # queue, results: the only databases this benchmark touches
@@ -79,7 +79,9 @@ class System:
     @property
     def python(self) -> Path:
         if self.venv is None:
-            return PROJECT_PYTHON if PROJECT_PYTHON.exists() else Path(sys.executable)
+            # The interpreter running this driver is the project's: `nox -s bench`'s session
+            # venv (both packages installed) or the venv you run it with.
+            return Path(sys.executable)
         return self.venv / "bin" / "python"
 
     def get(self, *path: str) -> float | None:

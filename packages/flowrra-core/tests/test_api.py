@@ -440,3 +440,20 @@ def test_public_names_are_pinned() -> None:
     }
     for name in flowrra.__all__:
         assert hasattr(flowrra, name), name
+
+
+async def test_producer_connects_without_running_and_close_releases() -> None:
+    app = Flowrra()
+
+    @app.task()
+    async def queued() -> None:
+        return None
+
+    async with app.producer() as same:
+        assert same is app and not app.is_running
+        await app.submit(queued)
+        assert app.pending_count() == 1  # queued, not run: nothing runs in a producer
+        with pytest.raises(NotRunningError):
+            await app.wait_for_result(await app.submit(queued))
+    assert not app.is_running
+    await app.close()  # idempotent

@@ -71,9 +71,9 @@ async def producer(make_app: Callable[..., Flowrra]) -> AsyncIterator[Flowrra]:
 
     for handle in redis_app.app.registry:
         app.registry.register(handle)
-    yield app
-    await app.broker.close()
-    await app.backend.close()
+    async with app.producer():
+        yield app
+    assert not app.is_running  # it never ran anything itself
 
 
 class Workers:

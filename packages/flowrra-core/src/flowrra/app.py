@@ -5,9 +5,10 @@ registry, the broker, the result backend, the executors and the worker, and dele
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -400,6 +401,28 @@ class Flowrra:
             self._connected = False
             self._connect_lock = None
         self._stopping = False
+
+    async def close(self) -> None:
+        """Release the broker and backend connections. For a process that only submits (a
+        web app in front of ``flowrra worker`` processes); a started app is stopped."""
+        if self.worker.is_running:
+            await self.stop()
+            return
+        if self._connected:
+            self._connected = False
+            self._connect_lock = None
+            await self.broker.close()
+            await self.backend.close()
+
+    @contextlib.asynccontextmanager
+    async def producer(self) -> AsyncIterator[Flowrra]:
+        """``async with app.producer():`` connects without starting workers: submit and
+        wait for results that other processes' workers produce; closes at the end."""
+        await self._connect()
+        try:
+            yield self
+        finally:
+            await self.close()
 
     @property
     def is_running(self) -> bool:
