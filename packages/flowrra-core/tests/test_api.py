@@ -420,8 +420,15 @@ def test_public_names_are_pinned() -> None:
         "PluginError",
         "PluginNotFoundError",
         "ResultBackend",
+        "MisfirePolicy",
         "ResultTimeoutError",
         "RetryPolicy",
+        "ScheduleError",
+        "ScheduleNotFoundError",
+        "ScheduleStore",
+        "ScheduleStoreError",
+        "ScheduleType",
+        "ScheduledTask",
         "SerializationError",
         "Task",
         "TaskCall",
@@ -437,6 +444,7 @@ def test_public_names_are_pinned() -> None:
         "TaskTimeoutError",
         "UnknownTaskError",
         "__version__",
+        "get_scheduler_backend",
     }
     for name in flowrra.__all__:
         assert hasattr(flowrra, name), name

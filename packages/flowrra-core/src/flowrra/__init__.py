@@ -34,6 +34,9 @@ from flowrra.exceptions import (
     PluginError,
     PluginNotFoundError,
     ResultTimeoutError,
+    ScheduleError,
+    ScheduleNotFoundError,
+    ScheduleStoreError,
     SerializationError,
     TaskNotFoundError,
     TaskNotRegisteredError,
@@ -42,9 +45,10 @@ from flowrra.exceptions import (
     UnknownTaskError,
 )
 from flowrra.executors import CPUExecutor, IOExecutor
-from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.protocols import Broker, Executor, ResultBackend, ScheduleStore
 from flowrra.registry import TaskCall, TaskHandle, TaskRegistry
 from flowrra.retry import RetryPolicy
+from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType, get_scheduler_backend
 from flowrra.task import Task, TaskMessage, TaskResult, TaskStatus
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "InMemoryBackend",
     "MemoryBackend",
     "MemoryBroker",
+    "MisfirePolicy",
     "NotRunningError",
     "PluginConflictError",
     "PluginError",
@@ -74,6 +79,12 @@ __all__ = [
     "ResultBackend",
     "ResultTimeoutError",
     "RetryPolicy",
+    "ScheduleError",
+    "ScheduleNotFoundError",
+    "ScheduleStore",
+    "ScheduleStoreError",
+    "ScheduleType",
+    "ScheduledTask",
     "SerializationError",
     "Task",
     "TaskCall",
@@ -89,4 +100,5 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownTaskError",
     "__version__",
+    "get_scheduler_backend",
 ]

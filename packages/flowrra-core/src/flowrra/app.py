@@ -108,6 +108,8 @@ class Flowrra:
             cpu_executor or CPUExecutor(executor_config.cpu_workers),
             self.events,
         )
+        self.scheduler: Any = None
+        """The scheduler ``create_scheduler()`` built for this app, if any."""
         self._connected = False
         self._stopping = False
         self._connect_lock: asyncio.Lock | None = None
@@ -448,5 +450,9 @@ class Flowrra:
     # -- extensions ----------------------------------------------------------------------
 
     def create_scheduler(self, *args: Any, **kwargs: Any) -> Any:
-        """Build the scheduler of ``flowrra-scheduler`` bound to this app."""
+        """Build the scheduler of ``flowrra-scheduler`` bound to this app (and keep it as
+        ``app.scheduler``): ``app.create_scheduler(store=None, sync_interval=5.0)``, where
+        ``store`` is a database URL or a schedule store. Start it with ``await
+        scheduler.start()``; ``app.start()`` does not, so worker processes that import the
+        app do not become schedulers."""
         return find_plugin(EXTENSIONS, "scheduler")(self, *args, **kwargs)

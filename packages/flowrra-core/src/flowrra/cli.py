@@ -17,13 +17,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from flowrra._version import __version__
 from flowrra.plugins import CLI, find_plugin, plugins_in
 
-__all__ = ["load_app", "main"]
+__all__ = ["CommandError", "load_app", "main", "serve"]
 
 logger = logging.getLogger("flowrra.cli")
 
@@ -60,9 +60,15 @@ def load_app(spec: str) -> Any:
     return target
 
 
-async def run_worker(app: Any, grace: float) -> None:
-    """Start ``app``, wait for SIGTERM/SIGINT, then stop it gracefully; a second signal
-    stops it at once."""
+async def serve(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    stop_now: Callable[[], Awaitable[None]],
+    grace: float,
+) -> None:
+    """Run ``start()``, wait for SIGTERM/SIGINT, then ``stop()`` within ``grace`` seconds;
+    a second signal (or the end of the grace period) cancels it and runs ``stop_now()``.
+    What ``flowrra worker`` and plugin commands such as ``flowrra scheduler`` share."""
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     force = asyncio.Event()
@@ -70,7 +76,7 @@ async def run_worker(app: Any, grace: float) -> None:
     def on_signal(signum: int) -> None:
         if not stop_requested.is_set():
             logger.info(
-                "%s received: finishing running tasks (up to %ss); send it again to stop at once",
+                "%s received: stopping gracefully (up to %ss); send it again to stop at once",
                 signal.Signals(signum).name,
                 grace,
             )
@@ -81,22 +87,44 @@ async def run_worker(app: Any, grace: float) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    await app.start()
-    logger.info(
-        "worker ready (pid %d); tasks: %s",
-        os.getpid(),
-        ", ".join(sorted(h.name for h in app.registry)) or "none",
-    )
-    await stop_requested.wait()
-    graceful = asyncio.create_task(app.stop(wait=True, timeout=grace))
-    forced = asyncio.create_task(force.wait())
-    await asyncio.wait({graceful, forced}, return_when=asyncio.FIRST_COMPLETED)
-    if not graceful.done():
-        graceful.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+    try:
+        await start()
+        await stop_requested.wait()
+        graceful = asyncio.create_task(asyncio.wait_for(stop(), timeout=grace))
+        forced = asyncio.create_task(force.wait())
+        await asyncio.wait({graceful, forced}, return_when=asyncio.FIRST_COMPLETED)
+        if not graceful.done():
+            graceful.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await graceful
+        if forced.done() or graceful.cancelled() or graceful.exception() is not None:
+            await stop_now()
+        forced.cancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def run_worker(app: Any, grace: float) -> None:
+    """Start ``app``, wait for SIGTERM/SIGINT, then stop it gracefully; a second signal
+    stops it at once."""
+
+    async def start() -> None:
+        await app.start()
+        logger.info(
+            "worker ready (pid %d); tasks: %s",
+            os.getpid(),
+            ", ".join(sorted(h.name for h in app.registry)) or "none",
+        )
+
+    async def stop() -> None:
+        # The app's own deadline; serve's grace is the backstop.
+        await app.stop(wait=True, timeout=grace)
+
+    async def stop_now() -> None:
         await app.stop(wait=False)
-    forced.cancel()
+
+    await serve(start, stop, stop_now, grace + 5.0)
     logger.info("worker stopped after %d tasks", app.worker.processed)
 
 

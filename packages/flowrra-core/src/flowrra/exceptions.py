@@ -14,7 +14,10 @@ The tree::
     ├── UnknownTaskError             wait_for_result() on an id no backend has heard of
     ├── ResultTimeoutError           wait_for_result() timed out (also TimeoutError)
     ├── BrokerError                  the broker failed (connection lost, server error)
-    └── BackendError                 the result backend failed
+    ├── BackendError                 the result backend failed
+    ├── ScheduleError                a schedule that cannot be made (also ValueError)
+    │   └── ScheduleNotFoundError    no schedule with that id (also LookupError)
+    └── ScheduleStoreError           the schedule store's database failed or is unreachable
 
 Names from flowrra 0.1.8 stay importable: ``TaskNotFoundError`` is
 ``TaskNotRegisteredError``, ``TaskTimeoutError`` is ``ResultTimeoutError`` and
@@ -34,6 +37,9 @@ __all__ = [
     "PluginError",
     "PluginNotFoundError",
     "ResultTimeoutError",
+    "ScheduleError",
+    "ScheduleNotFoundError",
+    "ScheduleStoreError",
     "SerializationError",
     "TaskNotFoundError",
     "TaskNotRegisteredError",
@@ -125,6 +131,23 @@ class BrokerError(FlowrraError):
 
 class BackendError(FlowrraError):
     """The result backend failed to store or read a result."""
+
+
+class ScheduleError(FlowrraError, ValueError):
+    """A schedule was asked for that cannot be made: a bad cron expression, an unknown
+    task, a non-positive interval, a naive or past ``run_at``."""
+
+
+class ScheduleNotFoundError(ScheduleError, LookupError):
+    """No schedule has this id."""
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(f"no schedule with id {schedule_id!r}")
+
+
+class ScheduleStoreError(FlowrraError):
+    """The schedule store failed: the database is unreachable or refused a statement."""
 
 
 # Names of flowrra 0.1.8, kept so existing imports and except clauses work.

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flowrra.exceptions import PluginConflictError, PluginError, PluginNotFoundError
 
@@ -23,6 +23,7 @@ __all__ = [
     "CLI",
     "EXTENSIONS",
     "SCHEDULE_STORES",
+    "describe_url",
     "find_plugin",
     "plugins_in",
     "scheme_of",
@@ -61,6 +62,17 @@ _WHAT = {
 def scheme_of(url: str) -> str:
     """The lower-cased scheme of ``url`` (``'redis'`` for ``'redis://host/0'``)."""
     return urlsplit(url).scheme.lower()
+
+
+def describe_url(url: str) -> str:
+    """``url`` without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @functools.cache

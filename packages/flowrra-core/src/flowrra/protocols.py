@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
-    from flowrra.registry import TaskHandle
+    from datetime import datetime
 
-__all__ = ["Broker", "Executor", "ResultBackend", "WorkerDirectory"]
+    from flowrra.registry import TaskHandle
+    from flowrra.schedules import ScheduledTask
+
+__all__ = ["Broker", "Executor", "ResultBackend", "ScheduleStore", "WorkerDirectory"]
 
 
 @runtime_checkable
@@ -167,3 +170,57 @@ class WorkerDirectory(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Live message counts by state (``queued``, ``delayed``, ``leased``, ``dead``)."""
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """Keeps schedules (:class:`~flowrra.schedules.ScheduledTask`) for the scheduler of
+    ``flowrra-scheduler``; registered under ``flowrra.schedule_stores`` by URL scheme.
+
+    Obligations:
+
+    - ``connect`` creates the schema on first use and records its version; a schema newer
+      than the store knows is an error, never silently used.
+    - ``add`` is idempotent on the schedule's ``definition_key``: if a schedule with the
+      same definition exists (even one written by another process at the same moment), it
+      returns that one and writes nothing.
+    - ``replace`` is a compare-and-set: it writes every field of the schedule only if the
+      stored ``revision`` still equals ``expected_revision``, stores ``expected_revision +
+      1``, and says whether it wrote. This is how scheduler processes claim an occurrence
+      without a lock: exactly one of them wins each claim.
+    - Instants are kept to the microsecond and come back as aware UTC datetimes.
+    - Errors reaching the database raise :class:`~flowrra.exceptions.ScheduleStoreError`
+      naming the host and scheme, never the password.
+    """
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections and create or check the schema."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def add(self, schedule: ScheduledTask) -> ScheduledTask:
+        """Insert ``schedule``, or return the stored one with the same definition."""
+
+    async def get(self, schedule_id: str) -> ScheduledTask | None:
+        """The schedule with this id, or ``None``."""
+
+    async def list_all(self, enabled_only: bool = False) -> list[ScheduledTask]:
+        """Every schedule (or every enabled one), oldest first."""
+
+    async def replace(self, schedule: ScheduledTask, expected_revision: int) -> bool:
+        """Compare-and-set write of ``schedule`` (see the obligations)."""
+
+    async def delete(self, schedule_id: str) -> bool:
+        """Remove a schedule; False if there was none."""
+
+    async def due(self, now: datetime, limit: int) -> list[ScheduledTask]:
+        """Enabled schedules whose ``next_run_at`` is at or before ``now``, earliest first."""
+
+    async def next_run_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of the enabled schedules."""
+
+    async def clear(self) -> int:
+        """Remove every schedule; returns how many."""

@@ -1,4 +1,4 @@
-"""Contract suites: the behaviour every broker and result backend owes the engine.
+"""Contract suites: the behaviour every broker, result backend and schedule store owes.
 
 Subclass them in your plugin's tests and provide the fixture they name; pytest and
 pytest-asyncio (``asyncio_mode = "auto"``) run the inherited tests against your
@@ -15,23 +15,31 @@ implementation::
             yield broker
             await broker.close()
 
-The in-memory broker and store of flowrra-core run these same suites.
+The in-memory broker and store of flowrra-core run these same suites, and the SQLite,
+PostgreSQL and MySQL stores of flowrra-scheduler run :class:`ScheduleStoreContract`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from flowrra.exceptions import SerializationError
-from flowrra.protocols import Broker, ResultBackend
+from flowrra.protocols import Broker, ResultBackend, ScheduleStore
+from flowrra.schedules import ScheduledTask, ScheduleType
 from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
 
-__all__ = ["BrokerContract", "ResultBackendContract", "message"]
+__all__ = [
+    "BrokerContract",
+    "ResultBackendContract",
+    "ScheduleStoreContract",
+    "message",
+    "schedule",
+]
 
 
 def message(
@@ -231,3 +239,165 @@ class ResultBackendContract:
         assert failed in ids and done not in ids
         named = await backend.list(task_name="job", limit=1000)
         assert {done, failed} <= {r.task_id for r in named}
+
+
+def schedule(
+    task_name: str = "job",
+    every: float = 60.0,
+    *args: Any,
+    next_run_at: datetime | None = None,
+    **kwargs: Any,
+) -> ScheduledTask:
+    """A fresh interval schedule for tests, due at ``next_run_at`` (default: in a minute)."""
+    now = datetime.now(UTC)
+    return ScheduledTask(
+        id=new_task_id(),
+        task_name=task_name,
+        schedule_type=ScheduleType.INTERVAL,
+        schedule=repr(float(every)),
+        args=args,
+        kwargs=kwargs,
+        next_run_at=next_run_at or now + timedelta(seconds=every),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+class ScheduleStoreContract:
+    """Inherit and provide an async ``store`` fixture yielding a connected, empty store,
+    and a ``store_factory`` fixture: a callable returning another, unconnected store
+    object on the same database (what a second scheduler process would open)."""
+
+    async def test_add_then_get_round_trips_every_field(self, store: ScheduleStore) -> None:
+        due = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+        sent = schedule("report", 2.5, "é", [1, None], next_run_at=due, to={"x": [True]})
+        sent.description = "quarterly <report>"
+        sent.priority = -7
+        sent.last_run_at = due - timedelta(microseconds=1)
+        stored = await store.add(sent)
+        assert stored.id == sent.id
+        got = await store.get(sent.id)
+        assert got is not None
+        assert got.to_dict() == stored.to_dict()
+        assert got.args == ("é", [1, None]) and got.kwargs == {"to": {"x": [True]}}
+        assert got.next_run_at == due and got.next_run_at.tzinfo is not None
+        assert got.last_run_at == due - timedelta(microseconds=1)
+        assert (got.description, got.priority, got.schedule_type) == (
+            "quarterly <report>",
+            -7,
+            ScheduleType.INTERVAL,
+        )
+
+    async def test_get_unknown_is_none_and_delete_says_so(self, store: ScheduleStore) -> None:
+        assert await store.get("no-such-id") is None
+        assert await store.delete("no-such-id") is False
+        added = await store.add(schedule())
+        assert await store.delete(added.id) is True
+        assert await store.get(added.id) is None
+
+    async def test_same_definition_gives_the_existing_schedule(self, store: ScheduleStore) -> None:
+        first = await store.add(schedule("job", 30.0, 1, key="v"))
+        again = schedule("job", 30.0, 1, key="v")
+        assert again.id != first.id
+        assert (await store.add(again)).id == first.id
+        other_args = await store.add(schedule("job", 30.0, 2, key="v"))
+        assert other_args.id != first.id
+        assert len(await store.list_all()) == 2
+
+    async def test_concurrent_adds_from_two_connections_make_one(
+        self, store: ScheduleStore, store_factory: Any
+    ) -> None:
+        other: ScheduleStore = store_factory()
+        await other.connect()
+        try:
+            results = await asyncio.gather(
+                *(s.add(schedule("race", 10.0, 42)) for s in (store, other, store, other))
+            )
+        finally:
+            await other.close()
+        assert len({r.id for r in results}) == 1
+        assert len(await store.list_all()) == 1
+
+    async def test_replace_is_a_compare_and_set_on_revision(self, store: ScheduleStore) -> None:
+        added = await store.add(schedule())
+        base = added.revision
+        mine = await store.get(added.id)
+        theirs = await store.get(added.id)
+        assert mine is not None and theirs is not None
+        mine.run_count = 1
+        theirs.run_count = 100
+        assert await store.replace(mine, base) is True
+        assert mine.revision == base + 1
+        assert await store.replace(theirs, base) is False  # stale: someone wrote in between
+        got = await store.get(added.id)
+        assert got is not None and got.run_count == 1 and got.revision == base + 1
+
+    async def test_exactly_one_of_many_concurrent_claims_wins(
+        self, store: ScheduleStore, store_factory: Any
+    ) -> None:
+        added = await store.add(schedule())
+        others = [store_factory() for _ in range(3)]
+        for other in others:
+            await other.connect()
+        try:
+            copies = [await s.get(added.id) for s in (store, *others)]
+            outcomes = await asyncio.gather(
+                *(
+                    s.replace(c, added.revision)
+                    for s, c in zip((store, *others), copies, strict=True)
+                    if c
+                )
+            )
+        finally:
+            for other in others:
+                await other.close()
+        assert sorted(outcomes) == [False, False, False, True]
+
+    async def test_due_lists_enabled_schedules_at_or_before_now_earliest_first(
+        self, store: ScheduleStore
+    ) -> None:
+        now = datetime.now(UTC)
+        late = await store.add(schedule("a", next_run_at=now - timedelta(seconds=5)))
+        exact = await store.add(schedule("b", next_run_at=now))
+        await store.add(schedule("c", next_run_at=now + timedelta(microseconds=1)))
+        off = schedule("d", next_run_at=now - timedelta(seconds=9))
+        off.enabled = False
+        await store.add(off)
+        assert [s.id for s in await store.due(now, 10)] == [late.id, exact.id]
+        assert [s.id for s in await store.due(now, 1)] == [late.id]
+        assert await store.next_run_at() == now - timedelta(seconds=5)
+
+    async def test_next_run_at_ignores_disabled_and_finished(self, store: ScheduleStore) -> None:
+        assert await store.next_run_at() is None
+        finished = schedule()
+        finished.next_run_at = None
+        await store.add(finished)
+        assert await store.next_run_at() is None
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        added = await store.add(schedule("x", next_run_at=soon))
+        assert await store.next_run_at() == soon
+        added.enabled = False
+        assert await store.replace(added, added.revision)
+        assert await store.next_run_at() is None
+
+    async def test_list_all_and_clear(self, store: ScheduleStore) -> None:
+        made = [await store.add(schedule(f"t{i}")) for i in range(3)]
+        made[1].enabled = False
+        assert await store.replace(made[1], made[1].revision)
+        assert {s.id for s in await store.list_all()} == {m.id for m in made}
+        assert {s.id for s in await store.list_all(enabled_only=True)} == {made[0].id, made[2].id}
+        assert await store.clear() == 3
+        assert await store.list_all() == []
+
+    async def test_schedules_outlive_the_connection(
+        self, store: ScheduleStore, store_factory: Any
+    ) -> None:
+        added = await store.add(schedule("kept"))
+        later: ScheduleStore = store_factory()
+        await later.connect()
+        await later.connect()  # connecting twice is harmless; the schema is made once
+        try:
+            got = await later.get(added.id)
+        finally:
+            await later.close()
+        assert got is not None and got.to_dict() == added.to_dict()

@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from flowrra.exceptions import FlowrraError
+from flowrra.plugins import describe_url
 from flowrra_redis.pipeline import AutoPipeline
 
 __all__ = [
@@ -33,17 +34,6 @@ DEFAULT_PREFIX = "flowrra"
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 T = TypeVar("T")
-
-
-def describe_url(url: str) -> str:
-    """``url`` without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def prefix_from_url(url: str) -> str | None:

@@ -1,0 +1,132 @@
+"""The MySQL / MariaDB schedule store (aiomysql): ``pip install flowrra-scheduler[mysql]``.
+
+URLs: ``mysql://user:password@host:3306/database``, plus ``?table_prefix=`` for the table
+names and ``?unix_socket=/path`` for a local socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flowrra.exceptions import ScheduleStoreError
+from flowrra_scheduler.stores.sql import COLUMNS, SCHEMA_VERSION, SQLScheduleStore
+
+try:
+    import aiomysql
+    import pymysql
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "the MySQL schedule store needs aiomysql: pip install 'flowrra-scheduler[mysql]'"
+    ) from exc
+
+__all__ = ["MySQLScheduleStore"]
+
+
+class MySQLScheduleStore(SQLScheduleStore):
+    """Schedules in MySQL 8 or MariaDB 10.5+ (see the module docs)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table_prefix: str | None = None,
+        max_connections: int = 4,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(url, table_prefix=table_prefix)
+        parts = urlsplit(self.dsn)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        database = unquote(parts.path.lstrip("/"))
+        if not database:
+            raise ScheduleStoreError(
+                f"a MySQL URL needs a database name: mysql://user:password@host:3306/database, "
+                f"got {self!r}"
+            )
+        self._options: dict[str, Any] = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 3306,
+            "user": unquote(parts.username or "root"),
+            "password": unquote(parts.password or ""),
+            "db": database,
+            "autocommit": True,
+            "charset": "utf8mb4",
+            "connect_timeout": connect_timeout,
+        }
+        if "unix_socket" in query:
+            self._options["unix_socket"] = query["unix_socket"]
+        self.max_connections = max_connections
+        self._pool: aiomysql.Pool | None = None
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        return (pymysql.err.MySQLError, OSError, asyncio.TimeoutError)
+
+    def _ddl(self) -> list[str]:
+        # MySQL has no CREATE INDEX IF NOT EXISTS: the index is part of the table.
+        create_schema, create_table, _index = super()._ddl()
+        assert create_table.endswith(")")
+        create_table = create_table[:-1] + (
+            f", INDEX {self.prefix}schedules_due (enabled, next_run_us)"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
+        return [create_schema + " ENGINE=InnoDB", create_table]
+
+    def _insert_if_new(self) -> str:
+        marks = ", ".join("?" for _ in COLUMNS)
+        return f"INSERT IGNORE INTO {self.table} ({', '.join(COLUMNS)}) VALUES ({marks})"
+
+    def _record_version_sql(self) -> str:
+        return (
+            f"INSERT IGNORE INTO {self.schema_table} (component, version) VALUES ('scheduler', ?)"
+        )
+
+    async def _open(self) -> None:
+        self._pool = await aiomysql.create_pool(
+            minsize=1, maxsize=self.max_connections, **self._options
+        )
+
+    async def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            await pool.wait_closed()
+
+    def _conn(self) -> aiomysql.Pool:
+        if self._pool is None:
+            raise ScheduleStoreError("the MySQL schedule store is closed")
+        return self._pool
+
+    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._conn().acquire() as conn, conn.cursor() as cursor:
+            changed: int = await cursor.execute(sql.replace("?", "%s"), tuple(params))
+            return changed
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        async with self._conn().acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(sql.replace("?", "%s"), tuple(params))
+            return list(await cursor.fetchall())
+
+    async def _migrate(self, statements: Sequence[str]) -> int:
+        lock = f"{self.prefix}schema_lock"
+        async with self._conn().acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute("SELECT GET_LOCK(%s, 60)", (lock,))
+            try:
+                # CREATE TABLE IF NOT EXISTS warns when they exist: look first.
+                await cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.tables "
+                    "WHERE table_schema = DATABASE() AND table_name IN (%s, %s)",
+                    (self.table, self.schema_table),
+                )
+                (present,) = await cursor.fetchone()
+                for statement in statements if present < 2 else ():
+                    await cursor.execute(statement)
+                await cursor.execute(
+                    self._record_version_sql().replace("?", "%s"), (SCHEMA_VERSION,)
+                )
+                await cursor.execute(self._read_version_sql())
+                (version,) = await cursor.fetchone()
+            finally:
+                await cursor.execute("SELECT RELEASE_LOCK(%s)", (lock,))
+        return int(version)

@@ -1,0 +1,170 @@
+"""When a schedule runs: validating definitions and computing occurrences.
+
+Cron expressions are evaluated by croniter in the schedule's zone (zoneinfo), so daylight
+saving time is handled as croniter handles it: a wall-clock time skipped in spring runs at
+the first valid minute after the gap, and one repeated in autumn runs in both offsets.
+Every instant that leaves this module is an aware UTC datetime.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from flowrra.exceptions import ScheduleError
+from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
+
+__all__ = [
+    "MAX_CATCH_UP",
+    "check_cron",
+    "check_interval",
+    "check_run_at",
+    "check_timezone",
+    "first_run",
+    "next_after",
+    "plan",
+]
+
+MAX_CATCH_UP = 1000
+"""The most occurrences ``run_all`` fires at once for one schedule after downtime."""
+
+
+def check_timezone(name: str) -> ZoneInfo:
+    """The zone called ``name`` (``"Europe/Paris"``); a clear error if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError(
+            f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/Paris'"
+        ) from exc
+
+
+def check_cron(expression: str) -> str:
+    """``expression`` stripped, if croniter accepts it."""
+    if not isinstance(expression, str) or not croniter.is_valid(expression.strip()):
+        raise ScheduleError(
+            f"invalid cron expression {expression!r}: expected five fields "
+            "'minute hour day-of-month month day-of-week' (e.g. '0 9 * * *')"
+        )
+    return expression.strip()
+
+
+def check_interval(interval: float) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise ScheduleError(f"interval must be a number of seconds, got {interval!r}")
+    if not math.isfinite(interval) or interval <= 0:
+        raise ScheduleError(f"interval must be a positive number of seconds, got {interval!r}")
+    if interval < 1e-3:
+        raise ScheduleError(f"interval must be at least 0.001 seconds, got {interval!r}")
+    return float(interval)
+
+
+def check_run_at(run_at: datetime, now: datetime) -> datetime:
+    """``run_at`` in UTC. Naive datetimes are refused (which zone would they be in?), and
+    so are instants already past: a one-time schedule that could never run on time is a
+    mistake worth hearing about."""
+    if not isinstance(run_at, datetime):
+        raise ScheduleError(f"run_at must be a datetime, got {run_at!r}")
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ScheduleError(
+            f"run_at must be timezone-aware, got naive {run_at.isoformat()}: pass e.g. "
+            "datetime(..., tzinfo=ZoneInfo('Europe/Paris')) or datetime.now(UTC) + timedelta(...)"
+        )
+    instant = run_at.astimezone(UTC)
+    if instant < now:
+        raise ScheduleError(f"run_at {instant.isoformat()} is in the past (now {now.isoformat()})")
+    return instant
+
+
+def _interval_of(schedule: ScheduledTask) -> timedelta:
+    return timedelta(seconds=float(schedule.schedule))
+
+
+def first_run(schedule: ScheduledTask, now: datetime) -> datetime:
+    """The first due instant of a new (or re-enabled) schedule, seen at ``now``."""
+    if schedule.schedule_type is ScheduleType.ONE_TIME:
+        return datetime.fromisoformat(schedule.schedule).astimezone(UTC)
+    if schedule.schedule_type is ScheduleType.INTERVAL:
+        return now + _interval_of(schedule)
+    following = next_after(schedule, now)
+    assert following is not None
+    return following
+
+
+def next_after(schedule: ScheduledTask, instant: datetime) -> datetime | None:
+    """The first occurrence strictly after ``instant`` (``None`` for a one-time schedule)."""
+    if schedule.schedule_type is ScheduleType.ONE_TIME:
+        return None
+    if schedule.schedule_type is ScheduleType.INTERVAL:
+        return instant + _interval_of(schedule)
+    zone = check_timezone(schedule.timezone)
+    following: datetime = croniter(schedule.schedule, instant.astimezone(zone)).get_next(datetime)
+    return following.astimezone(UTC)
+
+
+def _interval_plan(
+    schedule: ScheduledTask, due: datetime, now: datetime
+) -> tuple[list[datetime], datetime]:
+    step = _interval_of(schedule)
+    behind = (now - due) // step  # whole steps between the due time and now
+    latest = due + behind * step  # the last occurrence at or before now
+    following = latest + step
+    if schedule.misfire_policy is MisfirePolicy.RUN_ALL:
+        grace = timedelta(seconds=schedule.misfire_grace)
+        within = min(behind, grace // step, MAX_CATCH_UP - 1)
+        candidates = (latest - k * step for k in range(within, -1, -1))
+        return [t for t in candidates if now - t <= grace], following
+    return [latest], following
+
+
+def _previous(schedule: ScheduledTask, occurrence: datetime) -> datetime:
+    zone = check_timezone(schedule.timezone)
+    before: datetime = croniter(schedule.schedule, occurrence.astimezone(zone)).get_prev(datetime)
+    return before.astimezone(UTC)
+
+
+def _cron_plan(
+    schedule: ScheduledTask, due: datetime, now: datetime
+) -> tuple[list[datetime], datetime]:
+    following = next_after(schedule, now)
+    assert following is not None
+    if schedule.misfire_policy is not MisfirePolicy.RUN_ALL:
+        return [max(due, _previous(schedule, following))], following
+    window_start = now - timedelta(seconds=schedule.misfire_grace)
+    occurrence: datetime | None = due if due >= window_start else next_after(schedule, window_start)
+    missed: list[datetime] = []
+    while occurrence is not None and occurrence <= now and len(missed) < MAX_CATCH_UP:
+        missed.append(occurrence)
+        occurrence = next_after(schedule, occurrence)
+    return missed, following
+
+
+def plan(schedule: ScheduledTask, now: datetime) -> tuple[list[datetime], datetime | None]:
+    """What to do with a schedule that is due at ``now``: the due instants to fire (one
+    submit each) and the next due instant to store (``None``: the schedule is finished).
+
+    The misfire policy decides for occurrences later than ``misfire_grace`` seconds:
+    ``run_once`` fires once for all of them (as the latest), ``skip`` drops them,
+    ``run_all`` fires each one still within the grace window.
+    """
+    due = schedule.next_run_at
+    assert due is not None and due <= now
+    grace = timedelta(seconds=schedule.misfire_grace)
+    policy = schedule.misfire_policy
+    if schedule.schedule_type is ScheduleType.ONE_TIME:
+        on_time = now - due <= grace
+        return ([due] if on_time or policy is MisfirePolicy.RUN_ONCE else []), None
+    if schedule.schedule_type is ScheduleType.INTERVAL:
+        missed, following = _interval_plan(schedule, due, now)
+    else:
+        missed, following = _cron_plan(schedule, due, now)
+    latest = missed[-1] if missed else due
+    if policy is MisfirePolicy.RUN_ALL:
+        return missed, following
+    if now - latest <= grace or policy is MisfirePolicy.RUN_ONCE:
+        return [latest], following
+    return [], following
