@@ -19,7 +19,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent
-PACKAGES = ["flowrra-core", "flowrra-redis"]
+PACKAGES = ["flowrra-core", "flowrra-redis", "flowrra-scheduler"]
 TEST_PLUGIN = "packages/flowrra-core/tests/plugin_dist"
 
 
@@ -49,7 +49,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict on every distribution's sources."""
-    _install_packages(session, "mypy", "pytest", editable=True)
+    _install_packages(session, "mypy", "pytest", "types-croniter", editable=True)
     session.run("mypy", "--strict", *[f"packages/{name}/src" for name in PACKAGES])
 
 

@@ -8,6 +8,7 @@ from importlib.metadata import EntryPoint, distribution
 
 import pytest
 
+import flowrra
 from flowrra import (
     BrokerConfig,
     Flowrra,
@@ -66,10 +67,20 @@ def test_unknown_scheme_names_the_entry_point_group() -> None:
         Flowrra.from_urls(broker="carrier-pigeon://coop")
 
 
-def test_create_scheduler_without_the_package_says_what_to_install() -> None:
-    app = Flowrra()
-    with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-scheduler"):
-        app.create_scheduler()
+def test_create_scheduler_without_the_package_says_what_to_install(monkeypatch) -> None:
+    # flowrra-scheduler is installed in the test environment: hide every entry point.
+    monkeypatch.setattr(plugins_module, "entry_points", lambda *, group: [])
+    plugins_module.plugins_in.cache_clear()
+    try:
+        app = Flowrra()
+        with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-scheduler"):
+            app.create_scheduler()
+        with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-scheduler\[mysql\]"):
+            flowrra.get_scheduler_backend("mysql://db/app")
+        with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-scheduler"):
+            flowrra.get_scheduler_backend()
+    finally:
+        plugins_module.plugins_in.cache_clear()
 
 
 def test_two_distributions_claiming_one_scheme_is_an_error(monkeypatch) -> None:

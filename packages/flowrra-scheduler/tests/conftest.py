@@ -21,7 +21,9 @@ from flowrra_scheduler.stores.sqlite import SQLiteScheduleStore
 
 from flowrra import get_scheduler_backend
 
-POSTGRES_URL = os.environ.get("FLOWRRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "FLOWRRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 MYSQL_URL = os.environ.get("FLOWRRA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 APPS = Path(__file__).parent / "apps"
 DATABASES = ["sqlite", "postgresql", "mysql"]

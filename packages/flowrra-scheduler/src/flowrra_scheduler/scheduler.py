@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import inspect
 import json
 import logging
 import uuid
@@ -151,8 +152,9 @@ class Scheduler:
     def on_fire(
         self, callback: Callable[[ScheduledTask, datetime, str], Any]
     ) -> Callable[[ScheduledTask, datetime, str], Any]:
-        """Register ``callback(schedule, due_at, task_id)``, called after each submit this
-        instance makes (monitoring, tests). Exceptions it raises are logged."""
+        """Register ``callback(schedule, due_at, task_id)`` (a function or a coroutine
+        function), called after each submit this instance makes (monitoring, tests).
+        Exceptions it raises are logged. It runs in the firing loop: keep it quick."""
         self._on_fire.append(callback)
         return callback
 
@@ -207,7 +209,8 @@ class Scheduler:
         task_id: str | None = None,
     ) -> ScheduledTask:
         """Run ``task_name`` every ``interval`` seconds, first ``interval`` seconds from
-        now; later runs keep to that grid however late one is fired."""
+        now; later runs keep to that grid however late one is fired. Idempotent: the same
+        task, interval and arguments give back the existing schedule."""
         return await self._create(
             task_name,
             ScheduleType.INTERVAL,
@@ -238,7 +241,9 @@ class Scheduler:
         task_id: str | None = None,
     ) -> ScheduledTask:
         """Run ``task_name`` once at ``run_at``, which must be timezone-aware and not in
-        the past. After it fires the schedule stays, disabled, with its ``last_run_at``."""
+        the past. After it fires the schedule stays, disabled, with its ``last_run_at``.
+        Idempotent like the others: the same task, instant (to the microsecond) and
+        arguments give back the existing schedule, even once it has fired."""
         if not isinstance(run_at, datetime) or run_at.tzinfo is None:
             timing.check_run_at(run_at, _now())  # raises the clear error
         spec = run_at.astimezone(UTC).isoformat()
@@ -568,7 +573,9 @@ class Scheduler:
             )
             for callback in self._on_fire:
                 try:
-                    callback(schedule, due_at, task_id)
+                    outcome = callback(schedule, due_at, task_id)
+                    if inspect.isawaitable(outcome):
+                        await outcome
                 except Exception:
                     logger.exception("on_fire callback failed")
 

@@ -75,11 +75,16 @@ class MySQLScheduleStore(SQLScheduleStore):
 
     def _insert_if_new(self) -> str:
         marks = ", ".join("?" for _ in COLUMNS)
-        return f"INSERT IGNORE INTO {self.table} ({', '.join(COLUMNS)}) VALUES ({marks})"
+        # Not INSERT IGNORE: that warns on every duplicate and ignores other errors too.
+        return (
+            f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES ({marks}) "
+            "ON DUPLICATE KEY UPDATE id = id"
+        )
 
     def _record_version_sql(self) -> str:
         return (
-            f"INSERT IGNORE INTO {self.schema_table} (component, version) VALUES ('scheduler', ?)"
+            f"INSERT INTO {self.schema_table} (component, version) VALUES ('scheduler', ?) "
+            "ON DUPLICATE KEY UPDATE component = component"
         )
 
     async def _open(self) -> None:
