@@ -208,7 +208,7 @@ async def test_runs_missed_while_down_follow_the_misfire_policy(
 
 async def test_bad_input_is_a_clear_error_and_writes_nothing(harness: Harness, db_url: str) -> None:
     scheduler = harness.app.create_scheduler(db_url)
-    naive = datetime.now() + timedelta(hours=1)  # noqa: DTZ005 - naive on purpose
+    naive = datetime.now() + timedelta(hours=1)  # naive on purpose
     cases: list[tuple[Any, str]] = [
         (scheduler.schedule_cron("record", cron="0 25 * * *"), "invalid cron expression"),
         (scheduler.schedule_cron("nope", cron="0 9 * * *"), "'nope' is not registered"),
