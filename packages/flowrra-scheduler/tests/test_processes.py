@@ -96,3 +96,25 @@ async def test_three_schedulers_fire_each_occurrence_exactly_once(
     firing_pids = {line.split()[1] for line in lines}
     assert firing_pids <= {str(p.pid) for p in procs}
     assert all("scheduler stopped after firing" in o for o in outputs), outputs
+
+
+def test_the_command_is_listed_and_a_bad_app_path_exits_2() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "flowrra", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "scheduler" in listed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "flowrra", "scheduler", "no_such_module_here:app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "cannot import module 'no_such_module_here'" in bad.stderr
+    negative = subprocess.run(
+        [sys.executable, "-m", "flowrra", "scheduler", "x:app", "--sync-interval", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert negative.returncode == 2 and "--sync-interval: must be positive" in negative.stderr

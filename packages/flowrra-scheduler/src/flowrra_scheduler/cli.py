@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any
 
-from flowrra.cli import CommandError, load_app, serve
+from flowrra.cli import load_app, serve
 
 __all__ = ["add_commands"]
 
@@ -63,10 +63,18 @@ async def run_scheduler(app: Any, store: str | None, sync_interval: float | None
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     app = load_app(args.app)
-    if args.sync_interval is not None and args.sync_interval <= 0:
-        raise CommandError(f"--sync-interval must be positive, got {args.sync_interval}")
     asyncio.run(run_scheduler(app, args.store, args.sync_interval))
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def add_commands(commands: Any) -> None:
@@ -82,7 +90,7 @@ def add_commands(commands: Any) -> None:
     )
     parser.add_argument(
         "--sync-interval",
-        type=float,
+        type=_seconds,
         help="longest delay (seconds) before changes from other processes are seen (default 5)",
     )
     parser.set_defaults(func=_cmd_scheduler)
