@@ -13,7 +13,8 @@ import functools
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit
 
 from flowrra.exceptions import PluginConflictError, PluginError, PluginNotFoundError
 
@@ -64,15 +65,23 @@ def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
+_SECRET_PARAMS = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*")
+
+
 def describe_url(url: str) -> str:
-    """``url`` without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` without its password, for logs and error messages. Never raises: the
+    password is whatever lies between the user name's ``:`` and the last ``@`` before the
+    host (so a ``/``, ``#`` or ``?`` in it hides nothing), and ``?password=`` parameters
+    are masked too."""
+    masked = r"\1***"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _SECRET_PARAMS.sub(masked, url)
+    credentials, at, host_part = rest.rpartition("@")
+    if at and not rest.startswith("/"):  # sqlite:////path has no authority
+        user, colon, _password = credentials.partition(":")
+        rest = f"{user}:***@{host_part}" if colon else f"{user}@{host_part}"
+    return f"{scheme}://" + _SECRET_PARAMS.sub(masked, rest)
 
 
 @functools.cache

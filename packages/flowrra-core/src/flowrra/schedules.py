@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from flowrra.protocols import ScheduleStore
@@ -214,6 +215,6 @@ def get_scheduler_backend(url: str | None = None) -> ScheduleStore:
     target = url or DEFAULT_SCHEDULE_URL
     scheme = scheme_of(target) if "://" in target else "sqlite"
     if "://" not in target:
-        target = f"sqlite:///{target}"
+        target = f"sqlite:///{quote(target)}"  # %, # and ? are part of a file name
     store: ScheduleStore = find_plugin(SCHEDULE_STORES, scheme)(target)
     return store

@@ -21,11 +21,12 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from flowrra.exceptions import (
+    FlowrraError,
     ScheduleError,
     ScheduleNotFoundError,
     ScheduleStoreError,
@@ -40,6 +41,11 @@ __all__ = ["Scheduler"]
 logger = logging.getLogger("flowrra.scheduler")
 
 ScheduleRef = ScheduledTask | str
+
+
+class SubmitError(FlowrraError):
+    """A due occurrence could not be submitted (its claim was given back)."""
+
 
 _UPDATABLE = {
     "cron",
@@ -84,8 +90,10 @@ class Scheduler:
         sync_interval: float = 5.0,
         batch_size: int = 200,
     ) -> None:
-        if sync_interval <= 0:
+        if not sync_interval > 0:
             raise ValueError(f"sync_interval must be positive, got {sync_interval!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.app = app
         self.store: ScheduleStore = (
             store
@@ -101,6 +109,9 @@ class Scheduler:
         self._stopping = False
         self._connected = False
         self._on_fire: builtins.list[Callable[[ScheduledTask, datetime, str], Any]] = []
+        self._connect_lock = asyncio.Lock()
+        # Schedules this process leaves alone for now: id -> (until, last pause).
+        self._held: dict[str, tuple[datetime, float]] = {}
 
     def __repr__(self) -> str:
         return f"Scheduler({self.store!r}, running={self.is_running})"
@@ -130,8 +141,7 @@ class Scheduler:
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
             except TimeoutError:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task}, timeout=5)  # the claim is given back on cancel
         if self._connected:
             self._connected = False
             await self.store.close()
@@ -374,6 +384,13 @@ class Scheduler:
                 raise ScheduleNotFoundError(schedule_id)
             revision = current.revision
             changed = self._apply(current, changes)
+            if changed.definition_key != current.definition_key:
+                twin = await self._find(changed)
+                if twin is not None and twin.id != changed.id:
+                    raise ScheduleError(
+                        f"schedule {twin.id} already has that definition: change or delete "
+                        "that one instead"
+                    )
             if await self.store.replace(changed, revision):
                 self._wake.set()
                 return changed
@@ -403,6 +420,7 @@ class Scheduler:
         if "run_at" in changes:
             new.schedule = timing.check_run_at(changes["run_at"], now).isoformat()
             new.last_run_at = None
+            new.enabled = bool(changes.get("enabled", True))  # a new run_at re-arms it
             retime = True
         if "timezone" in changes:
             if kind is not ScheduleType.CRON:
@@ -422,17 +440,21 @@ class Scheduler:
             new.misfire_policy = _check_policy(changes["misfire_policy"])
         if "misfire_grace" in changes:
             new.misfire_grace = _check_grace(changes["misfire_grace"])
-        if "enabled" in changes:
+        if "enabled" in changes and "run_at" not in changes:
             enabled = bool(changes["enabled"])
             if enabled and not current.enabled:
+                if kind is ScheduleType.ONE_TIME and current.next_run_at is None:
+                    raise ScheduleError(
+                        f"one-time schedule {current.id} has already run: to run it again, "
+                        "update it with a new run_at"
+                    )
                 retime = True
             new.enabled = enabled
         _check_arguments(new)
         if retime:
-            if kind is ScheduleType.ONE_TIME and new.last_run_at is not None:
-                new.next_run_at = None  # it already ran; set a new run_at to run it again
-            else:
-                new.next_run_at = timing.first_run(new, now)
+            # A one-time schedule keeps its run_at: re-enabled after it passed, it is a
+            # late run, and its misfire policy decides.
+            new.next_run_at = timing.first_run(new, now)
         new.updated_at = now
         return new
 
@@ -461,36 +483,49 @@ class Scheduler:
     # -- firing --------------------------------------------------------------------------
 
     async def _ready(self) -> None:
-        if not self._connected:
-            await self.store.connect()
-            self._connected = True
+        if self._connected:
+            return
+        async with self._connect_lock:
+            if not self._connected:
+                await self.store.connect()
+                self._connected = True
 
     async def _run(self) -> None:
         backoff = 0.0
         while not self._stopping:
             self._wake.clear()
             try:
-                full, failed = await self._pass()
-                next_at = None if full or failed else await self.store.next_run_at()
-            except Exception as exc:
-                full, failed, next_at = False, True, None
+                full = await self._pass()
+                wait = 0.0 if full else await self._until_next()
+                backoff = 0.0
+            except Exception as exc:  # the store is down, most likely: back off, retry
+                backoff = min(max(backoff * 2, 0.25), self.sync_interval)
                 logger.error(
-                    "scheduler pass failed: %s",
+                    "scheduler pass failed, retrying in %.2fs: %s",
+                    backoff,
                     exc,
                     exc_info=not isinstance(exc, ScheduleStoreError),
                 )
-            if failed:
-                backoff = min(max(backoff * 2, 0.25), self.sync_interval)
-                logger.info("retrying what failed in %.2fs", backoff)
-                await self._sleep(backoff)
-                continue
-            backoff = 0.0
-            if full:
-                continue
-            wait = self.sync_interval
-            if next_at is not None:
-                wait = min(wait, max(0.0, (next_at - _now()).total_seconds()))
+                wait = backoff
             await self._sleep(wait)
+
+    async def _until_next(self) -> float:
+        """Seconds until something is due that this instance would fire (at most
+        ``sync_interval``)."""
+        now = _now()
+        if not self._held:
+            next_at = await self.store.next_run_at()
+        else:
+            # The earliest next run may be a held schedule's: look past them.
+            self._held = {k: v for k, v in self._held.items() if v[0] > now}
+            horizon = now + timedelta(seconds=self.sync_interval)
+            upcoming = await self.store.due(horizon, self.batch_size + len(self._held))
+            times = [s.next_run_at for s in upcoming if s.id not in self._held and s.next_run_at]
+            times += [until for until, _ in self._held.values()]
+            next_at = min(times, default=None)
+        if next_at is None:
+            return self.sync_interval
+        return min(self.sync_interval, max(0.0, (next_at - _now()).total_seconds()))
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0 or self._wake.is_set():
@@ -506,31 +541,52 @@ class Scheduler:
         await self._pass()
         return self.fired - before
 
-    async def _pass(self) -> tuple[bool, bool]:
-        """(the batch was full so more may be due, something failed and waits a retry)."""
+    def _hold(self, schedule: ScheduledTask, at_least: float, reason: str) -> None:
+        """Leave ``schedule`` alone in this process for a while (doubling each time), so
+        one schedule that cannot fire here neither spins the loop nor delays the rest."""
+        _, previous = self._held.get(schedule.id, (None, 0.0))
+        pause = min(max(previous * 2, at_least), max(self.sync_interval, 1.0) * 6)
+        self._held[schedule.id] = (_now() + timedelta(seconds=pause), pause)
+        logger.error(
+            "schedule %s (%s): %s; trying again in %.2fs",
+            schedule.id,
+            schedule.task_name,
+            reason,
+            pause,
+        )
+
+    async def _pass(self) -> bool:
+        """Fire what is due; True if the batch was full, so more may be due."""
         await self._ready()
         now = _now()
-        due = await self.store.due(now, self.batch_size)
-        failed = False
+        due = await self.store.due(now, self.batch_size + len(self._held))
+        tried = 0
         for schedule in due:
-            if self._stopping:
+            if self._stopping or tried >= self.batch_size:
                 break
+            held = self._held.get(schedule.id)
+            if held is not None and held[0] > now:
+                continue
+            tried += 1
             if schedule.task_name not in self.app.registry:
                 # Leave it to a scheduler whose app has the task (they may share a store).
-                failed = True
-                logger.error(
-                    "schedule %s is due but names task %r, which this app does not register; "
-                    "left for another scheduler",
-                    schedule.id,
-                    schedule.task_name,
+                self._hold(
+                    schedule,
+                    self.sync_interval,
+                    "this app does not register the task; left for another scheduler",
                 )
                 continue
             try:
                 await self._fire(schedule, now)
-            except ScheduleStoreError as exc:
-                failed = True
-                logger.error("%s", exc)
-        return len(due) >= self.batch_size, failed
+            except SubmitError as exc:
+                self._hold(schedule, 0.25, f"{exc}; the occurrence was given back")
+            except ScheduleStoreError:
+                raise  # the store itself failed: the whole pass backs off
+            except Exception as exc:  # a schedule that cannot be planned must not block others
+                self._hold(schedule, self.sync_interval, f"{type(exc).__name__}: {exc}")
+            else:
+                self._held.pop(schedule.id, None)
+        return tried >= self.batch_size
 
     async def _fire(self, schedule: ScheduledTask, now: datetime) -> None:
         fire_at, following = timing.plan(schedule, now)
@@ -555,12 +611,14 @@ class Scheduler:
         for index, due_at in enumerate(fire_at):
             try:
                 task_id = await self._submit(schedule)
-            except Exception as exc:
-                await self._unclaim(schedule, claimed, fire_at, index)
-                raise ScheduleStoreError(
+            except BaseException as exc:
+                # Cancelled (stop) or failed: give the occurrence back either way.
+                await asyncio.shield(self._unclaim(schedule, claimed, fire_at, index))
+                if not isinstance(exc, Exception):
+                    raise
+                raise SubmitError(
                     f"could not submit {schedule.task_name!r} for schedule {schedule.id} "
-                    f"(due {due_at.isoformat()}): {type(exc).__name__}: {exc}; "
-                    "it will be tried again"
+                    f"(due {due_at.isoformat()}): {type(exc).__name__}: {exc}"
                 ) from exc
             self.fired += 1
             logger.info(
@@ -593,17 +651,30 @@ class Scheduler:
         fire_at: builtins.list[datetime],
         index: int,
     ) -> None:
-        """Give back the occurrences from ``fire_at[index]`` on, so a later pass fires them."""
-        restored = ScheduledTask(**{**claimed.__dict__})
-        restored.next_run_at = fire_at[index]
-        restored.last_run_at = fire_at[index - 1] if index > 0 else before.last_run_at
-        restored.run_count = before.run_count + index
-        restored.enabled = before.enabled
-        with contextlib.suppress(ScheduleStoreError):
-            if await self.store.replace(restored, claimed.revision):
-                return
+        """Give back the occurrences from ``fire_at[index]`` on, so a later pass fires them.
+
+        Someone may have written the schedule since the claim (an ``update``): the give-back
+        is then applied on top of what they wrote, unless they deleted or retimed it."""
+        current: ScheduledTask | None = claimed
+        for _ in range(10):
+            if current is None or current.next_run_at != claimed.next_run_at:
+                break  # deleted, or retimed by its owner: their new timing stands
+            restored = ScheduledTask(**{**current.__dict__})
+            restored.next_run_at = fire_at[index]
+            restored.last_run_at = fire_at[index - 1] if index > 0 else before.last_run_at
+            restored.run_count = before.run_count + index
+            if claimed.enabled != before.enabled and current.enabled == claimed.enabled:
+                restored.enabled = before.enabled  # the claim disabled it (a one-time run)
+            try:
+                if await self.store.replace(restored, current.revision):
+                    return
+                current = await self.store.get(claimed.id)
+            except ScheduleStoreError as exc:
+                logger.error("schedule %s: giving back failed: %s", claimed.id, exc)
+                break
         logger.error(
-            "schedule %s: could not give back the occurrence due %s after a failed submit",
+            "schedule %s: the occurrence due %s was not submitted and could not be given "
+            "back (the schedule was deleted, retimed, or the store failed)",
             before.id,
             fire_at[index].isoformat(),
         )
@@ -636,14 +707,28 @@ def _check_policy(policy: MisfirePolicy | str) -> MisfirePolicy:
 
 
 def _check_grace(grace: Any) -> float:
-    if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
-        raise ScheduleError(f"misfire_grace must be a number of seconds >= 0, got {grace!r}")
+    # Under a second, skip and run_all would drop runs fired a few milliseconds late.
+    if (
+        isinstance(grace, bool)
+        or not isinstance(grace, int | float)
+        or not 1 <= grace <= timing.MAX_SECONDS
+    ):
+        raise ScheduleError(
+            f"misfire_grace must be a number of seconds from 1 to {timing.MAX_SECONDS}, "
+            f"got {grace!r}"
+        )
     return float(grace)
 
 
 def _check_arguments(schedule: ScheduledTask) -> None:
+    if not all(isinstance(key, str) for key in schedule.kwargs):
+        raise ScheduleError("the keyword arguments of a schedule must have str keys")
+    if len(schedule.id) > 64 or not schedule.id:
+        raise ScheduleError(f"a schedule id has 1 to 64 characters, got {schedule.id!r}")
+    if len(schedule.task_name) > 255:
+        raise ScheduleError("task names of scheduled tasks have at most 255 characters")
     try:
-        json.dumps([list(schedule.args), schedule.kwargs])
+        json.dumps([list(schedule.args), schedule.kwargs], allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ScheduleError(
             f"the arguments of a schedule must be JSON (they are stored in the database): {exc}"

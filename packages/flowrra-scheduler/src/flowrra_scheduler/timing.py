@@ -9,10 +9,11 @@ Every instant that leaves this module is an aware UTC datetime.
 from __future__ import annotations
 
 import math
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from flowrra.exceptions import ScheduleError
 from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
@@ -31,6 +32,9 @@ __all__ = [
 MAX_CATCH_UP = 1000
 """The most occurrences ``run_all`` fires at once for one schedule after downtime."""
 
+MAX_SECONDS = 10**9
+"""The longest interval or grace accepted (about 31 years)."""
+
 
 def check_timezone(name: str) -> ZoneInfo:
     """The zone called ``name`` (``"Europe/Paris"``); a clear error if there is none."""
@@ -43,13 +47,23 @@ def check_timezone(name: str) -> ZoneInfo:
 
 
 def check_cron(expression: str) -> str:
-    """``expression`` stripped, if croniter accepts it."""
-    if not isinstance(expression, str) or not croniter.is_valid(expression.strip()):
-        raise ScheduleError(
-            f"invalid cron expression {expression!r}: expected five fields "
-            "'minute hour day-of-month month day-of-week' (e.g. '0 9 * * *')"
-        )
-    return expression.strip()
+    """``expression`` stripped, if it has five fields (or six, seconds last, as croniter
+    reads them), croniter accepts it, and it has a next run at all."""
+    problem = (
+        f"invalid cron expression {expression!r}: expected five fields "
+        "'minute hour day-of-month month day-of-week' (e.g. '0 9 * * *'), or six with "
+        "seconds last"
+    )
+    if not isinstance(expression, str):
+        raise ScheduleError(problem)
+    text = " ".join(expression.split())
+    if not (text.startswith("@") or len(text.split(" ")) in (5, 6)) or not croniter.is_valid(text):
+        raise ScheduleError(problem)
+    try:
+        croniter(text, datetime.now(UTC)).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise ScheduleError(f"cron expression {expression!r} never runs: {exc}") from None
+    return text
 
 
 def check_interval(interval: float) -> float:
@@ -58,6 +72,8 @@ def check_interval(interval: float) -> float:
         raise ScheduleError(f"interval must be a number of seconds, got {interval!r}")
     if not math.isfinite(interval) or interval <= 0:
         raise ScheduleError(f"interval must be a positive number of seconds, got {interval!r}")
+    if interval > MAX_SECONDS:
+        raise ScheduleError(f"interval must be at most {MAX_SECONDS} seconds, got {interval!r}")
     if interval < 1e-3:
         raise ScheduleError(f"interval must be at least 0.001 seconds, got {interval!r}")
     return float(interval)
@@ -91,7 +107,8 @@ def first_run(schedule: ScheduledTask, now: datetime) -> datetime:
     if schedule.schedule_type is ScheduleType.INTERVAL:
         return now + _interval_of(schedule)
     following = next_after(schedule, now)
-    assert following is not None
+    if following is None:
+        raise ScheduleError(f"cron expression {schedule.schedule!r} has no run after {now}")
     return following
 
 
@@ -102,7 +119,12 @@ def next_after(schedule: ScheduledTask, instant: datetime) -> datetime | None:
     if schedule.schedule_type is ScheduleType.INTERVAL:
         return instant + _interval_of(schedule)
     zone = check_timezone(schedule.timezone)
-    following: datetime = croniter(schedule.schedule, instant.astimezone(zone)).get_next(datetime)
+    try:
+        following: datetime = croniter(schedule.schedule, instant.astimezone(zone)).get_next(
+            datetime
+        )
+    except CroniterError:
+        return None  # no run left (a year field that has passed): the schedule is finished
     return following.astimezone(UTC)
 
 
@@ -129,18 +151,18 @@ def _previous(schedule: ScheduledTask, occurrence: datetime) -> datetime:
 
 def _cron_plan(
     schedule: ScheduledTask, due: datetime, now: datetime
-) -> tuple[list[datetime], datetime]:
+) -> tuple[list[datetime], datetime | None]:
     following = next_after(schedule, now)
-    assert following is not None
     if schedule.misfire_policy is not MisfirePolicy.RUN_ALL:
-        return [max(due, _previous(schedule, following))], following
+        latest = due if following is None else max(due, _previous(schedule, following))
+        return [latest], following
     window_start = now - timedelta(seconds=schedule.misfire_grace)
     occurrence: datetime | None = due if due >= window_start else next_after(schedule, window_start)
-    missed: list[datetime] = []
-    while occurrence is not None and occurrence <= now and len(missed) < MAX_CATCH_UP:
+    missed: deque[datetime] = deque(maxlen=MAX_CATCH_UP)  # the latest ones, if too many
+    while occurrence is not None and occurrence <= now:
         missed.append(occurrence)
         occurrence = next_after(schedule, occurrence)
-    return missed, following
+    return list(missed), following
 
 
 def plan(schedule: ScheduledTask, now: datetime) -> tuple[list[datetime], datetime | None]:
@@ -158,6 +180,7 @@ def plan(schedule: ScheduledTask, now: datetime) -> tuple[list[datetime], dateti
     if schedule.schedule_type is ScheduleType.ONE_TIME:
         on_time = now - due <= grace
         return ([due] if on_time or policy is MisfirePolicy.RUN_ONCE else []), None
+    following: datetime | None
     if schedule.schedule_type is ScheduleType.INTERVAL:
         missed, following = _interval_plan(schedule, due, now)
     else:

@@ -35,10 +35,15 @@ class MySQLScheduleStore(SQLScheduleStore):
         table_prefix: str | None = None,
         max_connections: int = 4,
         connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
     ) -> None:
         super().__init__(url, table_prefix=table_prefix)
         parts = urlsplit(self.dsn)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            port = parts.port or 3306
+        except ValueError:
+            raise ScheduleStoreError(f"the port of {self!r} is not a number") from None
         database = unquote(parts.path.lstrip("/"))
         if not database:
             raise ScheduleStoreError(
@@ -47,7 +52,7 @@ class MySQLScheduleStore(SQLScheduleStore):
             )
         self._options: dict[str, Any] = {
             "host": parts.hostname or "127.0.0.1",
-            "port": parts.port or 3306,
+            "port": port,
             "user": unquote(parts.username or "root"),
             "password": unquote(parts.password or ""),
             "db": database,
@@ -58,6 +63,7 @@ class MySQLScheduleStore(SQLScheduleStore):
         if "unix_socket" in query:
             self._options["unix_socket"] = query["unix_socket"]
         self.max_connections = max_connections
+        self.command_timeout = command_timeout
         self._pool: aiomysql.Pool | None = None
 
     def _driver_errors(self) -> tuple[type[BaseException], ...]:
@@ -66,6 +72,18 @@ class MySQLScheduleStore(SQLScheduleStore):
     def _ddl(self) -> list[str]:
         # MySQL has no CREATE INDEX IF NOT EXISTS: the index is part of the table.
         create_schema, create_table, _index = super()._ddl()
+        # Ids compare exactly (the default collation ignores case and trailing
+        # spaces); arguments may exceed TEXT's 64 KiB.
+        for column in ("id", "definition_key", "component"):
+            create_table = create_table.replace(
+                f"{column} VARCHAR(64)",
+                f"{column} VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            )
+            create_schema = create_schema.replace(
+                f"{column} VARCHAR(64)",
+                f"{column} VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            )
+        create_table = create_table.replace(" TEXT", " LONGTEXT")
         assert create_table.endswith(")")
         create_table = create_table[:-1] + (
             f", INDEX {self.prefix}schedules_due (enabled, next_run_us)"
@@ -96,7 +114,10 @@ class MySQLScheduleStore(SQLScheduleStore):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-            await pool.wait_closed()
+            try:
+                await asyncio.wait_for(pool.wait_closed(), timeout=5)
+            except TimeoutError:
+                pool.terminate()  # a server that stopped answering: drop the connections
 
     def _conn(self) -> aiomysql.Pool:
         if self._pool is None:
@@ -104,14 +125,20 @@ class MySQLScheduleStore(SQLScheduleStore):
         return self._pool
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._conn().acquire() as conn, conn.cursor() as cursor:
-            changed: int = await cursor.execute(sql.replace("?", "%s"), tuple(params))
-            return changed
+        async def run() -> int:
+            async with self._conn().acquire() as conn, conn.cursor() as cursor:
+                changed: int = await cursor.execute(sql.replace("?", "%s"), tuple(params))
+                return changed
+
+        return await asyncio.wait_for(run(), timeout=self.command_timeout)
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        async with self._conn().acquire() as conn, conn.cursor() as cursor:
-            await cursor.execute(sql.replace("?", "%s"), tuple(params))
-            return list(await cursor.fetchall())
+        async def run() -> list[Sequence[Any]]:
+            async with self._conn().acquire() as conn, conn.cursor() as cursor:
+                await cursor.execute(sql.replace("?", "%s"), tuple(params))
+                return list(await cursor.fetchall())
+
+        return await asyncio.wait_for(run(), timeout=self.command_timeout)
 
     async def _migrate(self, statements: Sequence[str]) -> int:
         lock = f"{self.prefix}schema_lock"

@@ -42,15 +42,24 @@ class PostgreSQLScheduleStore(SQLScheduleStore):
         table_prefix: str | None = None,
         max_connections: int = 4,
         connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
     ) -> None:
         super().__init__(url, table_prefix=table_prefix)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
         self._sql: dict[str, str] = {}
 
     def _driver_errors(self) -> tuple[type[BaseException], ...]:
-        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+        # ValueError: a DSN asyncpg cannot parse (a port that is not a number...).
+        return (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            OSError,
+            asyncio.TimeoutError,
+            ValueError,
+        )
 
     def _pg(self, sql: str) -> str:
         converted = self._sql.get(sql)
@@ -64,12 +73,16 @@ class PostgreSQLScheduleStore(SQLScheduleStore):
             min_size=1,
             max_size=self.max_connections,
             timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
         )
 
     async def _close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except (TimeoutError, *self._driver_errors()):
+                pool.terminate()  # a server that stopped answering: drop the connections
 
     def _conn(self) -> asyncpg.Pool:
         if self._pool is None:

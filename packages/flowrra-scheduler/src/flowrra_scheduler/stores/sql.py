@@ -9,6 +9,7 @@ so a compare-and-set on them or on ``revision`` is exact on every database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -107,6 +108,7 @@ class SQLScheduleStore(ABC):
         self.table = f"{self.prefix}schedules"
         self.schema_table = f"{self.prefix}schema"
         self._connected = False
+        self._connect_lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({describe_url(self.url)!r})"
@@ -181,6 +183,13 @@ class SQLScheduleStore(ABC):
     async def connect(self) -> None:
         if self._connected:
             return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if not self._connected:
+                await self._connect()
+
+    async def _connect(self) -> None:
         await self._guard(self._open(), "connect to")
         try:
             version = await self._guard(self._migrate(self._ddl()), "create the schema in")

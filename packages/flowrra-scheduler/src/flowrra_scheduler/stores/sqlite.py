@@ -98,7 +98,8 @@ class SQLiteScheduleStore(SQLScheduleStore):
             for statement in statements:
                 await db.execute(statement)
             await db.execute(self._record_version_sql(), (SCHEMA_VERSION,))
-            rows = await self._fetch(self._read_version_sql())
+            async with db.execute(self._read_version_sql()) as cursor:
+                rows = list(await cursor.fetchall())
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
