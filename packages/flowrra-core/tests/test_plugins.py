@@ -124,3 +124,22 @@ def test_injected_entry_point_factory_gets_the_config(monkeypatch) -> None:
         plugins_module.plugins_in.cache_clear()
     assert [c.url for c in BUILT] == ["spy://h:1/2"]
     assert isinstance(app.broker, MemoryBroker)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("postgresql://app:pa/S3cr3t@127.0.0.1:5432/db", "postgresql://app:***@127.0.0.1:5432/db"),
+        ("mysql://app:pa#S3cr3t@h/db", "mysql://app:***@h/db"),
+        ("postgresql://app:S3cr3t@h:54x2/db", "postgresql://app:***@h:54x2/db"),
+        (
+            "postgresql://app@h/db?sslmode=x&password=S3cr3t",
+            "postgresql://app@h/db?sslmode=x&password=***",
+        ),
+        ("sqlite:////tmp/a@b.db", "sqlite:////tmp/a@b.db"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+    ],
+)
+def test_describe_url_never_shows_a_password(url: str, shown: str) -> None:
+    assert plugins_module.describe_url(url) == shown

@@ -372,3 +372,158 @@ async def test_create_scheduler_takes_the_0_1_8_names(harness: Harness, db_url: 
     with pytest.raises(TypeError, match="pass the store once"):
         harness.app.create_scheduler(db_url, backend=db_url)
     await scheduler.stop()
+
+
+async def _insert_due(scheduler: Scheduler, **fields: Any) -> ScheduledTask:
+    """A due schedule written straight to the store, past the scheduler's validation (as
+    another release, another app, or a hand-edited row might leave it)."""
+    now = datetime.now(UTC)
+    row = ScheduledTask(
+        id=fields.pop("id", None) or f"raw-{now.timestamp()}-{len(fields)}",
+        task_name=fields.pop("task_name", "record"),
+        schedule_type=fields.pop("schedule_type", ScheduleType.INTERVAL),
+        schedule=fields.pop("schedule", "60.0"),
+        next_run_at=now - timedelta(seconds=1),
+        **fields,
+    )
+    return await scheduler.store.add(row)
+
+
+async def test_a_schedule_that_cannot_be_planned_does_not_block_the_others(
+    harness: Harness, db_url: str
+) -> None:
+    scheduler = harness.app.create_scheduler(db_url)
+    await _insert_due(scheduler, id="broken", schedule_type=ScheduleType.CRON, schedule="no")
+    await scheduler.schedule_once("record", run_at=soon(0.05), args=("healthy",))
+    await asyncio.sleep(0.1)
+    assert await scheduler.fire_due() == 1
+    await harness.wait_calls(1)
+    assert harness.calls == [("healthy",)]
+    broken = await scheduler.get("broken")
+    assert broken is not None and broken.run_count == 0  # left as it was, and logged
+    await scheduler.stop()
+
+
+async def test_schedules_of_tasks_this_app_lacks_do_not_starve_the_rest(
+    harness: Harness, db_url: str
+) -> None:
+    # Another app's schedules fill every batch; this app's own still fire.
+    scheduler = Scheduler(harness.app, db_url, sync_interval=0.5, batch_size=2)
+    for n in range(2):
+        await _insert_due(scheduler, id=f"ghost-{n}", task_name="ghost", args=(n,))
+    async with scheduler:
+        await scheduler.schedule_interval("record", 0.2, args=("mine",))
+        await harness.wait_calls(2)
+    ghosts = [await scheduler.get(f"ghost-{n}") for n in range(2)]
+    assert all(g is not None and g.run_count == 0 for g in ghosts)  # left for their app
+    await scheduler.store.close()
+
+
+class EditingBroker(FlakyBroker):
+    """Fails the first submit, after someone edits the schedule in the meantime."""
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+        self.edit: Any = None
+
+    async def enqueue(self, message: TaskMessage) -> None:
+        if self.edit is not None:
+            edit, self.edit = self.edit, None
+            await edit()
+            raise ConnectionError("broker down right after an edit (test)")
+        await super().enqueue(message)
+
+
+async def test_a_failed_submit_is_given_back_even_if_the_schedule_was_edited_meanwhile(
+    db_url: str, drop_tables: None
+) -> None:
+    broker = EditingBroker()
+    harness = Harness(broker)
+    scheduler = harness.app.create_scheduler(db_url)
+    made = await scheduler.schedule_once("record", run_at=soon(0.05), args=("kept",))
+    broker.edit = lambda: scheduler.update(made, description="edited while firing")
+    await asyncio.sleep(0.1)
+    async with harness.app:
+        assert await scheduler.fire_due() == 0  # failed, given back on top of the edit
+        pending = await scheduler.get(made)
+        assert pending is not None and pending.enabled and pending.run_count == 0
+        assert pending.next_run_at == made.next_run_at
+        assert pending.description == "edited while firing"
+        scheduler._held.clear()  # no need to wait for the retry pause in a test
+        assert await scheduler.fire_due() == 1
+        await harness.wait_calls(1)
+    assert harness.calls == [("kept",)]
+    await scheduler.stop()
+
+
+async def test_a_submit_cancelled_by_stop_gives_the_occurrence_back(
+    db_url: str, drop_tables: None
+) -> None:
+    class StuckBroker(MemoryBroker):
+        async def enqueue(self, message: TaskMessage) -> None:
+            await asyncio.Event().wait()  # a broker that never answers
+
+    harness = Harness(StuckBroker())
+    scheduler = harness.app.create_scheduler(db_url)
+    made = await scheduler.schedule_once("record", run_at=soon(0.05))
+    await asyncio.sleep(0.1)
+    firing = asyncio.create_task(scheduler.fire_due())
+    await asyncio.sleep(0.3)
+    firing.cancel()
+    await asyncio.wait({firing})
+    after = await scheduler.get(made)
+    assert after is not None
+    assert (after.enabled, after.run_count, after.next_run_at) == (True, 0, made.next_run_at)
+    await scheduler.stop()
+
+
+async def test_first_use_from_many_coroutines_at_once_opens_the_store_once(
+    harness: Harness, db_url: str
+) -> None:
+    scheduler = harness.app.create_scheduler(db_url)
+    made = await asyncio.gather(
+        *(scheduler.schedule_interval("record", 10 + n) for n in range(5)), scheduler.start()
+    )
+    assert len({m.id for m in made if m is not None}) == 5
+    await scheduler.stop()
+
+
+async def test_a_fired_one_time_schedule_runs_again_after_a_new_run_at(
+    harness: Harness, db_url: str
+) -> None:
+    scheduler = harness.app.create_scheduler(db_url, sync_interval=0.2)
+    made = await scheduler.schedule_once("record", run_at=soon(0.05), args=("again",))
+    async with scheduler:
+        await harness.wait_calls(1)
+        with pytest.raises(ScheduleError, match="already run"):
+            await scheduler.enable(made)
+        rearmed = await scheduler.update(made, run_at=soon(0.2))
+        assert rearmed.enabled and rearmed.next_run_at is not None
+        await harness.wait_calls(2)
+    assert harness.calls == [("again",), ("again",)]
+    await scheduler.store.close()
+
+
+async def test_more_bad_input_is_a_schedule_error(harness: Harness, db_url: str) -> None:
+    scheduler = harness.app.create_scheduler(db_url)
+    cases: list[tuple[Any, str]] = [
+        (scheduler.schedule_cron("record", "0 0 31 2 *"), "never runs"),
+        (scheduler.schedule_cron("record", "0 9 * * * * 2020"), "invalid cron"),
+        (scheduler.schedule_interval("record", 1e12), "at most"),
+        (scheduler.schedule_interval("record", 5, kwargs={1: "a"}), "str keys"),
+        (scheduler.schedule_interval("record", 5, args=(float("nan"),)), "must be JSON"),
+        (scheduler.schedule_interval("record", 5, misfire_grace=float("inf")), "grace"),
+        (scheduler.schedule_interval("record", 5, misfire_grace=0), "grace"),
+        (scheduler.schedule_interval("record", 5, task_id="x" * 65), "64 characters"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ScheduleError, match=message):
+            await call
+    first = await scheduler.schedule_interval("record", 5)
+    second = await scheduler.schedule_interval("record", 6)
+    with pytest.raises(ScheduleError, match=f"{first.id} already has that definition"):
+        await scheduler.update(second, interval=5)
+    assert len(await scheduler.list()) == 2
+    with pytest.raises(ValueError, match="batch_size"):
+        Scheduler(harness.app, db_url, batch_size=0)
+    await scheduler.stop()

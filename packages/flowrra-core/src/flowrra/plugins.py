@@ -10,10 +10,10 @@ sub-commands. Two distributions claiming one name in a group is an error, not a 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
-import re
 from urllib.parse import urlsplit
 
 from flowrra.exceptions import PluginConflictError, PluginError, PluginNotFoundError

@@ -401,3 +401,15 @@ class ScheduleStoreContract:
         finally:
             await later.close()
         assert got is not None and got.to_dict() == added.to_dict()
+
+    async def test_ids_are_compared_exactly(self, store: ScheduleStore) -> None:
+        first = schedule("a")
+        first.id = "Report"
+        await store.add(first)
+        assert await store.get("REPORT") is None
+        assert await store.get("Report ") is None
+        second = schedule("b")
+        second.id = "report"
+        assert (await store.add(second)).id == "report"
+        assert await store.delete("REPORT") is False
+        assert {s.id for s in await store.list_all()} == {"Report", "report"}

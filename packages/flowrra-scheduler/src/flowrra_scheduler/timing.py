@@ -13,7 +13,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from flowrra.exceptions import ScheduleError
 from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
@@ -123,7 +123,7 @@ def next_after(schedule: ScheduledTask, instant: datetime) -> datetime | None:
         following: datetime = croniter(schedule.schedule, instant.astimezone(zone)).get_next(
             datetime
         )
-    except CroniterError:
+    except CroniterBadDateError:
         return None  # no run left (a year field that has passed): the schedule is finished
     return following.astimezone(UTC)
 

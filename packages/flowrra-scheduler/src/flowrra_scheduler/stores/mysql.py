@@ -25,6 +25,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 __all__ = ["MySQLScheduleStore"]
 
 
+def _text(row: Sequence[Any]) -> tuple[Any, ...]:
+    """The row with VARBINARY values (ids) as text."""
+    return tuple(v.decode() if isinstance(v, bytes | bytearray) else v for v in row)
+
+
 class MySQLScheduleStore(SQLScheduleStore):
     """Schedules in MySQL 8 or MariaDB 10.5+ (see the module docs)."""
 
@@ -72,17 +77,10 @@ class MySQLScheduleStore(SQLScheduleStore):
     def _ddl(self) -> list[str]:
         # MySQL has no CREATE INDEX IF NOT EXISTS: the index is part of the table.
         create_schema, create_table, _index = super()._ddl()
-        # Ids compare exactly (the default collation ignores case and trailing
-        # spaces); arguments may exceed TEXT's 64 KiB.
-        for column in ("id", "definition_key", "component"):
-            create_table = create_table.replace(
-                f"{column} VARCHAR(64)",
-                f"{column} VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-            )
-            create_schema = create_schema.replace(
-                f"{column} VARCHAR(64)",
-                f"{column} VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-            )
+        # Ids compare byte for byte (text collations ignore case, and PAD SPACE ones
+        # trailing spaces); arguments may exceed TEXT's 64 KiB.
+        for column in ("id", "definition_key"):
+            create_table = create_table.replace(f"{column} VARCHAR(64)", f"{column} VARBINARY(256)")
         create_table = create_table.replace(" TEXT", " LONGTEXT")
         assert create_table.endswith(")")
         create_table = create_table[:-1] + (
@@ -136,7 +134,8 @@ class MySQLScheduleStore(SQLScheduleStore):
         async def run() -> list[Sequence[Any]]:
             async with self._conn().acquire() as conn, conn.cursor() as cursor:
                 await cursor.execute(sql.replace("?", "%s"), tuple(params))
-                return list(await cursor.fetchall())
+                rows = await cursor.fetchall()
+                return [_text(row) for row in rows]
 
         return await asyncio.wait_for(run(), timeout=self.command_timeout)
 

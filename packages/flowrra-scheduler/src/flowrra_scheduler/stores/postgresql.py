@@ -81,7 +81,7 @@ class PostgreSQLScheduleStore(SQLScheduleStore):
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), timeout=5)
-            except (TimeoutError, *self._driver_errors()):
+            except Exception:
                 pool.terminate()  # a server that stopped answering: drop the connections
 
     def _conn(self) -> asyncpg.Pool:
