@@ -23,6 +23,7 @@ from conftest import APPS, Workers
 from flowrra_redis import RedisBackend, RedisBroker
 
 from flowrra import Flowrra, TaskStatus
+from flowrra.monitor import Monitor
 
 
 def ran_counts(sync_redis: redis.Redis, prefix: str) -> dict[str, int]:
@@ -179,6 +180,19 @@ async def test_heartbeats_and_flowrra_status(
     )
     text = shown_text.stdout
     assert "workers alive: 1" in text and f"pid={worker.pid}" in text
+
+    # The read model the web UI uses, from this process that runs nothing itself.
+    monitor = Monitor(producer)
+    ids = [await producer.submit("record", n) for n in range(5)]
+    for task_id in ids:
+        await producer.wait_for_result(task_id, timeout=30)
+    stats = await monitor.stats()
+    assert stats["totals"]["success"] == 5 and stats["workers"] == 1
+    assert sum(b["completed"] for b in stats["throughput"]) == 5
+    assert set(stats["queues"]) == {"queued", "delayed", "leased", "dead"}
+    assert [w["pid"] for w in await monitor.workers()] == [worker.pid]
+    listed = await monitor.executions(task_name="record", limit=2, offset=1)
+    assert [e["task_id"] for e in listed] == ids[::-1][1:3]
     workers.stop_all()
     assert await broker.workers() == []  # a clean stop retires the heartbeat
 

@@ -527,3 +527,15 @@ async def test_more_bad_input_is_a_schedule_error(harness: Harness, db_url: str)
     with pytest.raises(ValueError, match="batch_size"):
         Scheduler(harness.app, db_url, batch_size=0)
     await scheduler.stop()
+
+
+async def test_the_monitor_lists_the_apps_schedules(harness: Harness, db_url: str) -> None:
+    from flowrra.monitor import Monitor
+
+    assert await Monitor(harness.app).schedules() == []
+    scheduler = harness.app.create_scheduler(db_url)
+    made = await scheduler.schedule_cron("record", cron="0 9 * * *", description="daily")
+    [shown] = await Monitor(harness.app).schedules()
+    assert shown["id"] == made.id and shown["description"] == "daily"
+    assert shown["next_run_at"] == made.next_run_at.isoformat()  # type: ignore[union-attr]
+    await scheduler.stop()

@@ -139,26 +139,16 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def read_status(app: Any) -> dict[str, Any]:
-    """Queue depths and live workers of ``app``'s broker, as ``flowrra status`` shows them.
-
-    Brokers shared between processes (see :class:`flowrra.protocols.WorkerDirectory`) give
-    live counts and the workers whose heartbeat is current; the in-memory broker only
-    knows this process, so it reports its own queue and no workers.
-    """
-    from flowrra.protocols import WorkerDirectory
+    """Queue depths and live workers of ``app``'s broker, as ``flowrra status`` shows them
+    (see :meth:`flowrra.monitor.Monitor.status`)."""
+    from flowrra.monitor import Monitor
 
     broker = app.broker
     await broker.connect()
     try:
-        if isinstance(broker, WorkerDirectory):
-            depths = await broker.queue_depths()
-            workers = await broker.workers()
-        else:
-            depths = {"queued": broker.pending_count()}
-            workers = []
+        return await Monitor(app).status()
     finally:
         await broker.close()
-    return {"broker": repr(broker), "queues": depths, "workers": workers}
 
 
 def _format_status(status: dict[str, Any]) -> str:
