@@ -19,7 +19,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent
-PACKAGES = ["flowrra-core", "flowrra-redis", "flowrra-scheduler"]
+PACKAGES = ["flowrra-core", "flowrra-redis", "flowrra-scheduler", "flowrra-ui"]
 TEST_PLUGIN = "packages/flowrra-core/tests/plugin_dist"
 
 

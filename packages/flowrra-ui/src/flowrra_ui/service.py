@@ -1,0 +1,294 @@
+"""The web UI's JSON API, without a web framework: one :class:`UIService` per mounted UI
+(it closes over its app, so two mounts never share state), a table of :data:`ROUTES`, and
+:func:`dispatch`, which the FastAPI, Quart and Django adapters call with what they parsed
+from the request. Every path, status code and body shape lives here once.
+
+Errors are :class:`ApiError` with a status and a message, rendered as
+``{"error": message}``: 400 for bad input, 403 for a write on a read-only UI, 404 for an
+unknown id or name, 503 when the result store, broker or schedule store is down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flowrra.exceptions import (
+    BackendError,
+    BrokerError,
+    ScheduleError,
+    ScheduleNotFoundError,
+    ScheduleStoreError,
+    TaskNotRegisteredError,
+)
+from flowrra.monitor import Monitor
+from flowrra.task import TaskStatus
+
+__all__ = ["ROUTES", "ApiError", "Route", "UIService", "dispatch"]
+
+WRITES_DISABLED = (
+    "this UI is read-only: mount it with an auth hook (FastAPI: dependencies=[...], Quart: "
+    "auth=..., Django: staff members by default) to enable retries and schedule changes"
+)
+
+
+class ApiError(Exception):
+    """A request the API refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+class UIService:
+    """What the UI's endpoints do, for one app. ``writable=False`` refuses every change
+    with 403 (the adapters pass True only when the host gave an auth hook)."""
+
+    def __init__(self, app: Any, *, writable: bool = False, sample: int = 1000) -> None:
+        self.app = app
+        self.writable = writable
+        self.monitor = Monitor(app, sample=sample)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def stats(self, query: Mapping[str, str]) -> dict[str, Any]:
+        minutes = _int(query, "minutes", 15, 1, 240)
+        return await self.monitor.stats(minutes=minutes)
+
+    async def health(self) -> dict[str, Any]:
+        checks: dict[str, str] = {}
+        try:
+            await self.app.backend.list(limit=1)
+            checks["backend"] = "ok"
+        except Exception as exc:
+            checks["backend"] = f"down: {exc}"
+        try:
+            await self.monitor.queues()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"down: {exc}"
+        if getattr(self.app, "scheduler", None) is not None:
+            try:
+                await self.monitor.schedules()
+                checks["scheduler"] = "ok"
+            except Exception as exc:
+                checks["scheduler"] = f"down: {exc}"
+        healthy = all(value == "ok" for value in checks.values())
+        body = {"status": "ok" if healthy else "unavailable", "checks": checks}
+        if not healthy:
+            raise ApiError(503, f"unavailable: {checks}")
+        return body
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.monitor.tasks()
+
+    def task(self, name: str) -> dict[str, Any]:
+        for info in self.monitor.tasks():
+            if info["name"] == name:
+                return info
+        raise ApiError(404, f"no registered task named {name!r}")
+
+    async def executions(self, query: Mapping[str, str]) -> dict[str, Any]:
+        status = query.get("status") or None
+        if status is not None and status not in {s.value for s in TaskStatus}:
+            raise ApiError(400, f"status must be one of {[s.value for s in TaskStatus]}")
+        limit = _int(query, "limit", 50, 1, 500)
+        offset = _int(query, "offset", 0, 0, 10**9)
+        items = await self.monitor.executions(
+            status=status, task_name=query.get("task") or None, limit=limit, offset=offset
+        )
+        return {"items": items, "limit": limit, "offset": offset}
+
+    async def execution(self, task_id: str) -> dict[str, Any]:
+        found = await self.monitor.execution(task_id)
+        if found is None:
+            raise ApiError(404, f"no task with id {task_id!r}")
+        return found
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await self.monitor.schedules()
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise ApiError(403, WRITES_DISABLED)
+
+    def _scheduler(self) -> Any:
+        scheduler = getattr(self.app, "scheduler", None)
+        if scheduler is None:
+            raise ApiError(
+                404, "this app has no scheduler: call app.create_scheduler() where the app is made"
+            )
+        return scheduler
+
+    async def retry(self, task_id: str) -> dict[str, Any]:
+        """Submit a failed task again, with the same arguments and priority."""
+        self._check_writable()
+        record = await self.app.backend.get(task_id)
+        if record is None:
+            raise ApiError(404, f"no task with id {task_id!r}")
+        if record.status is not TaskStatus.FAILED:
+            raise ApiError(400, f"only failed tasks can be retried; this one is {record.status}")
+        try:
+            handle = self.app.registry.get_or_raise(record.task_name or "")
+        except TaskNotRegisteredError as exc:
+            raise ApiError(400, str(exc)) from None
+        new_id = await handle.with_options(priority=record.priority).submit(
+            *record.args, **record.kwargs
+        )
+        return {"task_id": new_id, "retry_of": task_id}
+
+    async def create_schedule(self, kind: str, body: Any) -> dict[str, Any]:
+        self._check_writable()
+        scheduler = self._scheduler()
+        data = _object(body)
+        common = {
+            key: data[key]
+            for key in ("args", "kwargs", "enabled", "description", "priority")
+            if key in data
+        }
+        if "args" in common and not isinstance(common["args"], list):
+            raise ApiError(400, "args must be a JSON array")
+        if "kwargs" in common and not isinstance(common["kwargs"], dict):
+            raise ApiError(400, "kwargs must be a JSON object")
+        task_name = data.get("task_name")
+        if not isinstance(task_name, str) or not task_name:
+            raise ApiError(400, "task_name is required")
+        if kind == "cron":
+            made = await scheduler.schedule_cron(
+                task_name, data.get("cron", ""), timezone=data.get("timezone", "UTC"), **common
+            )
+        elif kind == "interval":
+            made = await scheduler.schedule_interval(task_name, data.get("interval"), **common)
+        else:
+            run_at = data.get("run_at")
+            try:
+                when = datetime.fromisoformat(run_at) if isinstance(run_at, str) else run_at
+            except ValueError:
+                raise ApiError(400, f"run_at must be an ISO 8601 instant, got {run_at!r}") from None
+            made = await scheduler.schedule_once(task_name, when, **common)
+        result: dict[str, Any] = made.to_dict()
+        return result
+
+    async def set_enabled(self, schedule_id: str, enabled: bool) -> dict[str, Any]:
+        self._check_writable()
+        scheduler = self._scheduler()
+        changed = await (scheduler.enable if enabled else scheduler.disable)(schedule_id)
+        result: dict[str, Any] = changed.to_dict()
+        return result
+
+    async def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
+        self._check_writable()
+        if not await self._scheduler().delete(schedule_id):
+            raise ApiError(404, f"no schedule with id {schedule_id!r}")
+        return {"deleted": schedule_id}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: method, path pattern (``{name}`` matches one segment), whether it
+    changes anything, and what it does given the service, the path parameters, the query
+    string and the JSON body."""
+
+    method: str
+    path: str
+    writes: bool
+    summary: str
+    handler: Callable[[UIService, dict[str, str], Mapping[str, str], Any], Awaitable[Any]]
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+async def _sync(value: Any) -> Any:
+    return value
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/api/stats", False, "Totals, throughput, queues, workers, recent failures",
+          lambda s, p, q, b: s.stats(q)),
+    Route("GET", "/api/health", False, "Whether the broker, backend and scheduler answer",
+          lambda s, p, q, b: s.health()),
+    Route("GET", "/api/tasks", False, "Registered tasks and their options",
+          lambda s, p, q, b: _sync(s.tasks())),
+    Route("GET", "/api/tasks/{name}", False, "One registered task",
+          lambda s, p, q, b: _sync(s.task(p["name"]))),
+    Route("GET", "/api/executions", False, "Recent executions (status, task, limit, offset)",
+          lambda s, p, q, b: s.executions(q)),
+    Route("GET", "/api/executions/{task_id}", False, "One execution with its traceback",
+          lambda s, p, q, b: s.execution(p["task_id"])),
+    Route("POST", "/api/executions/{task_id}/retry", True, "Submit a failed task again",
+          lambda s, p, q, b: s.retry(p["task_id"])),
+    Route("GET", "/api/schedules", False, "Every schedule with its next run",
+          lambda s, p, q, b: s.schedules()),
+    Route("POST", "/api/schedules/cron", True, "Create a cron schedule",
+          lambda s, p, q, b: s.create_schedule("cron", b)),
+    Route("POST", "/api/schedules/interval", True, "Create an interval schedule",
+          lambda s, p, q, b: s.create_schedule("interval", b)),
+    Route("POST", "/api/schedules/once", True, "Create a one-time schedule",
+          lambda s, p, q, b: s.create_schedule("once", b)),
+    Route("PUT", "/api/schedules/{schedule_id}/enable", True, "Enable a schedule",
+          lambda s, p, q, b: s.set_enabled(p["schedule_id"], True)),
+    Route("PUT", "/api/schedules/{schedule_id}/disable", True, "Disable a schedule",
+          lambda s, p, q, b: s.set_enabled(p["schedule_id"], False)),
+    Route("DELETE", "/api/schedules/{schedule_id}", True, "Delete a schedule",
+          lambda s, p, q, b: s.delete_schedule(p["schedule_id"])),
+]  # fmt: skip
+
+
+async def dispatch(
+    service: UIService,
+    method: str,
+    path: str,
+    query: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> tuple[int, Any]:
+    """Answer one API request: ``(status, JSON body)``. ``path`` is relative to the mount
+    point (``/api/stats``). Never raises for a request's fault; adapters render the body
+    as JSON with that status."""
+    allowed = []
+    for route in ROUTES:
+        match = route.pattern.match(path)
+        if match is None:
+            continue
+        if route.method != method.upper():
+            allowed.append(route.method)
+            continue
+        try:
+            return 200, await route.handler(service, match.groupdict(), query or {}, body)
+        except ApiError as exc:
+            return exc.status, {"error": exc.message}
+        except ScheduleNotFoundError as exc:
+            return 404, {"error": str(exc)}
+        except (ScheduleError, ValueError) as exc:
+            return 400, {"error": str(exc)}
+        except (ScheduleStoreError, BackendError, BrokerError, OSError) as exc:
+            return 503, {"error": f"unavailable: {exc}"}
+    if allowed:
+        return 405, {"error": f"{method.upper()} is not allowed here; use {', '.join(allowed)}"}
+    return 404, {"error": f"no API endpoint {path!r}"}
