@@ -66,3 +66,21 @@ async def test_monitor_rejects_bad_paging_and_statuses() -> None:
         await monitor.executions(status="finished")
     with pytest.raises(ValueError, match="sample"):
         Monitor(Flowrra(), sample=0)
+
+
+async def test_monitor_events_stream_this_process_on_the_memory_backend() -> None:
+    app = Flowrra()
+
+    @app.task()
+    async def ok() -> int:
+        return 1
+
+    async with app, Monitor(app).events() as events:
+        task_id = await app.submit(ok)
+        seen = []
+        async for event in events:
+            assert event.task_id == task_id
+            seen.append(event.status)
+            if event.status is TaskStatus.SUCCESS:
+                break
+    assert seen == [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS]

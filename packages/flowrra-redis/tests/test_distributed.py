@@ -269,3 +269,22 @@ async def test_worker_survives_a_redis_restart(
     assert worker.poll() is None  # it carried on
     await app.broker.close()
     await app.backend.close()
+
+
+async def test_live_events_reach_a_monitor_in_another_process(
+    producer: Flowrra, workers: Workers
+) -> None:
+    workers.start()
+    async with Monitor(producer).events() as events:
+        task_id = await producer.submit("record", 7)
+        statuses = []
+        async with asyncio.timeout(30):
+            async for event in events:
+                if event.task_id != task_id:
+                    continue
+                statuses.append(event.status)
+                if event.status is TaskStatus.SUCCESS:
+                    break
+    # PENDING from this process's submit; RUNNING and SUCCESS from the worker process.
+    assert statuses == [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS]
+    assert event.task_name == "record" and event.at is not None

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from flowrra.protocols import WorkerDirectory
+from flowrra.events import EventHub, TaskEvent
+from flowrra.protocols import EventSource, WorkerDirectory
 from flowrra.task import TaskResult, TaskStatus
 
 __all__ = ["Monitor"]
@@ -120,6 +123,18 @@ class Monitor:
         if scheduler is None:
             return []
         return [schedule.to_dict() for schedule in await scheduler.list()]
+
+    def events(
+        self, max_buffer: int = 10_000
+    ) -> AbstractAsyncContextManager[AsyncIterator[TaskEvent]]:
+        """Live task events: from every process when the backend is an
+        :class:`~flowrra.protocols.EventSource` (Redis), else from this process's
+        ``app.events``. ``async with monitor.events() as events: async for e in events``."""
+        backend = self.app.backend
+        if isinstance(backend, EventSource):
+            return backend.subscribe_events(max_buffer)
+        hub: EventHub = self.app.events
+        return hub.subscribe(max_buffer)
 
     async def status(self) -> dict[str, Any]:
         """What ``flowrra status`` prints: the broker, its queues and the live workers."""

@@ -10,18 +10,27 @@ implementation's tests should subclass.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from datetime import datetime
 
+    from flowrra.events import TaskEvent
     from flowrra.registry import TaskHandle
     from flowrra.schedules import ScheduledTask
 
-__all__ = ["Broker", "Executor", "ResultBackend", "ScheduleStore", "WorkerDirectory"]
+__all__ = [
+    "Broker",
+    "EventSource",
+    "Executor",
+    "ResultBackend",
+    "ScheduleStore",
+    "WorkerDirectory",
+]
 
 
 @runtime_checkable
@@ -170,6 +179,18 @@ class WorkerDirectory(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Live message counts by state (``queued``, ``delayed``, ``leased``, ``dead``)."""
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A result backend shared by several processes that also streams their task events
+    (optional). Monitors in another process (the web UI) use it for live updates; without
+    it they see the events of their own process only (``app.events``)."""
+
+    def subscribe_events(
+        self, max_buffer: int = 10_000
+    ) -> AbstractAsyncContextManager[AsyncIterator[TaskEvent]]:
+        """``async with backend.subscribe_events() as events: async for event in events``."""
 
 
 @runtime_checkable

@@ -15,7 +15,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,6 +24,7 @@ from redis.asyncio.client import PubSub
 
 from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
+from flowrra.events import TaskEvent
 from flowrra.exceptions import BackendError, SerializationError
 from flowrra.task import TaskResult, TaskStatus
 from flowrra_redis.connection import (
@@ -132,6 +134,19 @@ def _event(result: TaskResult) -> str:
             "error": result.error,
         },
         separators=(",", ":"),
+    )
+
+
+def _decode_event(data: bytes | str) -> TaskEvent:
+    fields = json.loads(data)
+    at = fields.get("at")
+    return TaskEvent(
+        task_id=fields["task_id"],
+        task_name=fields.get("task_name"),
+        status=TaskStatus(fields["status"]),
+        retries=int(fields.get("retries") or 0),
+        at=datetime.fromtimestamp(at, UTC) if isinstance(at, int | float) else None,
+        error=fields.get("error"),
     )
 
 
@@ -341,6 +356,65 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             for future in futures:
                 if not future.done():
                     future.set_result(None)
+
+    @contextlib.asynccontextmanager
+    async def subscribe_events(
+        self, max_buffer: int = 10_000
+    ) -> AsyncIterator[AsyncIterator[TaskEvent]]:
+        """Task events from every process that stores into this backend (workers,
+        producers), for monitors: ``async with backend.subscribe_events() as events:
+        async for event in events: ...``. One pub/sub connection per subscription (the UI
+        fans one out to its clients); a subscriber ``max_buffer`` events behind loses the
+        oldest. A lost connection is re-established with backoff; events published while
+        it was down are not replayed (read the records for the truth)."""
+        queue: asyncio.Queue[TaskEvent] = asyncio.Queue(max_buffer)
+        subscribed = asyncio.Event()
+
+        def put(event: TaskEvent) -> None:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+        async def pump() -> None:
+            failures = 0
+            while True:
+                pubsub: PubSub = self.client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(self.keys.events)
+                    failures = 0
+                    subscribed.set()
+                    while True:
+                        message = await pubsub.get_message(timeout=None)
+                        if message is None or message["type"] != "message":
+                            continue
+                        try:
+                            put(_decode_event(message["data"]))
+                        except (ValueError, TypeError, KeyError):
+                            logger.warning("undecodable task event: %r", message["data"][:200])
+                except UNAVAILABLE as exc:
+                    failures += 1
+                    delay = min(0.1 * 2 ** (failures - 1), 5.0)
+                    logger.warning("event subscription lost (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        reader = asyncio.create_task(pump(), name="flowrra-redis-events")
+        waiting = asyncio.ensure_future(subscribed.wait())
+        await asyncio.wait({waiting, reader}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+
+        async def stream() -> AsyncIterator[TaskEvent]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield stream()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     async def list(
         self,
