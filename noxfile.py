@@ -19,7 +19,13 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent
-PACKAGES = ["flowrra-core", "flowrra-redis", "flowrra-scheduler", "flowrra-ui"]
+PACKAGES = [
+    "flowrra-core",
+    "flowrra-redis",
+    "flowrra-scheduler",
+    "flowrra-ui",
+    "flowrra-ui-fastapi",
+]
 TEST_PLUGIN = "packages/flowrra-core/tests/plugin_dist"
 
 

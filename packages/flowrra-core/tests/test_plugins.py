@@ -79,6 +79,10 @@ def test_create_scheduler_without_the_package_says_what_to_install(monkeypatch) 
             flowrra.get_scheduler_backend("mysql://db/app")
         with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-scheduler"):
             flowrra.get_scheduler_backend()
+        from flowrra.ui.fastapi import create_router
+
+        with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-ui-fastapi"):
+            create_router(app)
     finally:
         plugins_module.plugins_in.cache_clear()
 

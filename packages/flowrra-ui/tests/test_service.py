@@ -3,6 +3,7 @@ body shapes, bad input, and the read-only default."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,10 @@ async def app(tmp_path: Path) -> AsyncIterator[Flowrra]:
 
 
 async def call(service: UIService, method: str, path: str, body: Any = None, **query: str):
-    return await dispatch(service, method, path, query, body)
+    raw = None if body is None else json.dumps(body).encode()
+    return await dispatch(
+        service, method, path, query, raw, {"Content-Type": "application/json", "Host": "ui"}
+    )
 
 
 async def test_reads(app: Flowrra) -> None:
@@ -180,3 +184,25 @@ async def test_store_down_is_503(tmp_path: Path) -> None:
     assert status == 503 and "nonexistent-dir" in body["error"]
     status, body = await call(ui, "GET", "/api/health")
     assert status == 503
+
+
+async def test_writes_need_json_and_a_matching_origin(app: Flowrra) -> None:
+    ui = UIService(app, writable=True)
+    form = b"task_name=add&cron=0+9+*+*+*"
+    status, body = await dispatch(
+        ui, "POST", "/api/schedules/cron", {}, form, {"Content-Type": "text/plain", "Host": "ui"}
+    )
+    assert status == 415
+    good = json.dumps({"task_name": "add", "cron": "0 9 * * *"}).encode()
+    head = {"content-type": "application/json", "host": "ui.example:8000"}
+    status, _ = await dispatch(
+        ui, "POST", "/api/schedules/cron", {}, good, {**head, "origin": "https://evil.example"}
+    )
+    assert status == 403
+    assert await app.scheduler.list() == []
+    status, _ = await dispatch(
+        ui, "POST", "/api/schedules/cron", {}, good, {**head, "origin": "http://ui.example:8000"}
+    )
+    assert status == 200
+    status, body = await dispatch(ui, "POST", "/api/schedules/cron", {}, b"{oops", head)
+    assert status == 400 and "not valid JSON" in body["error"]

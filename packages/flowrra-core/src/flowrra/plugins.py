@@ -49,6 +49,7 @@ _PROVIDERS: dict[tuple[str, str], str] = {
     (SCHEDULE_STORES, "mysql"): "flowrra-scheduler[mysql]",
     (EXTENSIONS, "scheduler"): "flowrra-scheduler",
     (CLI, "scheduler"): "flowrra-scheduler",
+    (EXTENSIONS, "ui_fastapi"): "flowrra-ui-fastapi",
 }
 
 _WHAT = {

@@ -10,12 +10,16 @@ unknown id or name, 503 when the result store, broker or schedule store is down.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flowrra.events import TaskEvent
 from flowrra.exceptions import (
     BackendError,
     BrokerError,
@@ -27,7 +31,16 @@ from flowrra.exceptions import (
 from flowrra.monitor import Monitor
 from flowrra.task import TaskStatus
 
-__all__ = ["ROUTES", "ApiError", "Route", "UIService", "dispatch"]
+__all__ = [
+    "ROUTES",
+    "ApiError",
+    "Route",
+    "UIService",
+    "dispatch",
+    "event_json",
+    "openapi_operation",
+    "stream_events",
+]
 
 WRITES_DISABLED = (
     "this UI is read-only: mount it with an auth hook (FastAPI: dependencies=[...], Quart: "
@@ -261,16 +274,29 @@ ROUTES: list[Route] = [
 ]  # fmt: skip
 
 
+def _same_origin(origin: str, host: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
 async def dispatch(
     service: UIService,
     method: str,
     path: str,
     query: Mapping[str, str] | None = None,
-    body: Any = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     """Answer one API request: ``(status, JSON body)``. ``path`` is relative to the mount
-    point (``/api/stats``). Never raises for a request's fault; adapters render the body
-    as JSON with that status."""
+    point (``/api/stats``), ``body`` the raw request body, ``headers`` the request headers
+    with lower-case names. Never raises for a request's fault; adapters render the body as
+    JSON with that status.
+
+    Cross-site protection for the adapters without their own (Django has CSRF): a write
+    must carry a JSON body (``Content-Type: application/json``), which a plain HTML form
+    cannot send, and an ``Origin`` header, when present, must name this host."""
+    head = {k.lower(): v for k, v in (headers or {}).items()}
     allowed = []
     for route in ROUTES:
         match = route.pattern.match(path)
@@ -280,7 +306,19 @@ async def dispatch(
             allowed.append(route.method)
             continue
         try:
-            return 200, await route.handler(service, match.groupdict(), query or {}, body)
+            if route.writes:
+                origin = head.get("origin")
+                if origin is not None and not _same_origin(origin, head.get("host")):
+                    raise ApiError(403, f"cross-site request refused (Origin {origin})")
+            payload: Any = None
+            if body:
+                if not head.get("content-type", "").startswith("application/json"):
+                    raise ApiError(415, "send the request body as application/json")
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    raise ApiError(400, "the request body is not valid JSON") from None
+            return 200, await route.handler(service, match.groupdict(), query or {}, payload)
         except ApiError as exc:
             return exc.status, {"error": exc.message}
         except ScheduleNotFoundError as exc:
@@ -292,3 +330,118 @@ async def dispatch(
     if allowed:
         return 405, {"error": f"{method.upper()} is not allowed here; use {', '.join(allowed)}"}
     return 404, {"error": f"no API endpoint {path!r}"}
+
+
+def event_json(event: TaskEvent) -> dict[str, Any]:
+    """A task event as the live stream sends it."""
+    return {
+        "task_id": event.task_id,
+        "task_name": event.task_name,
+        "status": event.status.value,
+        "retries": event.retries,
+        "at": event.at.isoformat() if event.at is not None else None,
+        "error": event.error,
+    }
+
+
+async def stream_events(
+    service: UIService,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    receive: Callable[[], Awaitable[Any]],
+) -> None:
+    """Send each live task event to one WebSocket client until it goes away. ``send``
+    sends a JSON message; ``receive`` waits for the client's next message and raises (or
+    returns ``None``) once it has disconnected. Adapters call this after ``accept``."""
+
+    async def pump() -> None:
+        async with service.monitor.events() as events:
+            async for event in events:
+                await send(event_json(event))
+
+    async def until_gone() -> None:
+        while await receive() is not None:
+            pass
+
+    tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(until_gone())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
+_SCHEDULE_COMMON: dict[str, Any] = {
+    "task_name": {"type": "string", "description": "a registered task"},
+    "args": {"type": "array", "items": {}},
+    "kwargs": {"type": "object"},
+    "enabled": {"type": "boolean", "default": True},
+    "description": {"type": "string"},
+    "priority": {"type": "integer", "default": 0},
+}
+_BODIES: dict[str, dict[str, Any]] = {
+    "/api/schedules/cron": {
+        "cron": {"type": "string", "example": "0 9 * * *"},
+        "timezone": {"type": "string", "default": "UTC", "example": "Europe/Paris"},
+    },
+    "/api/schedules/interval": {"interval": {"type": "number", "exclusiveMinimum": 0}},
+    "/api/schedules/once": {"run_at": {"type": "string", "format": "date-time"}},
+}
+_QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "/api/stats": [("minutes", {"type": "integer", "minimum": 1, "maximum": 240, "default": 15})],
+    "/api/executions": [
+        ("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
+        ("task", {"type": "string"}),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+        ("offset", {"type": "integer", "minimum": 0, "default": 0}),
+    ],
+}
+
+
+def openapi_operation(route: Route) -> dict[str, Any]:
+    """The OpenAPI description of a route's parameters, body and answers, for adapters
+    whose framework publishes an OpenAPI document (FastAPI)."""
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in _QUERIES.get(route.path, [])
+    ]
+    errors = {
+        str(code): {
+            "description": text,
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+        for code, text in [
+            (400, "bad input"),
+            (403, "read-only UI or cross-site request"),
+            (404, "unknown id or name"),
+            (503, "a store or the broker is down"),
+        ]
+    }
+    operation: dict[str, Any] = {"parameters": parameters, "responses": errors}
+    fields = _BODIES.get(route.path)
+    if fields is not None:
+        required = ["task_name", next(iter(fields))]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {**_SCHEDULE_COMMON, **fields},
+                        "required": required,
+                    }
+                }
+            },
+        }
+    return operation
