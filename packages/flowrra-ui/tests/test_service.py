@@ -11,24 +11,14 @@ from typing import Any
 
 import pytest
 from flowrra_ui import ROUTES, UIService, dispatch
+from flowrra_ui.testing import make_ui_app
 
 from flowrra import Flowrra
 
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[Flowrra]:
-    app = Flowrra()
-
-    @app.task(max_retries=0)
-    async def add(a: int, b: int) -> int:
-        """Adds two numbers."""
-        return a + b
-
-    @app.task(max_retries=0)
-    async def boom(text: str) -> None:
-        raise RuntimeError(text)
-
-    app.create_scheduler(f"sqlite:///{tmp_path / 'ui.db'}")
+    app = make_ui_app(tmp_path)
     async with app:
         yield app
     await app.scheduler.stop()

@@ -24,7 +24,7 @@ from redis.asyncio.client import PubSub
 
 from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
-from flowrra.events import TaskEvent
+from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import BackendError, SerializationError
 from flowrra.task import TaskResult, TaskStatus
 from flowrra_redis.connection import (
@@ -367,13 +367,8 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         fans one out to its clients); a subscriber ``max_buffer`` events behind loses the
         oldest. A lost connection is re-established with backoff; events published while
         it was down are not replayed (read the records for the truth)."""
-        queue: asyncio.Queue[TaskEvent] = asyncio.Queue(max_buffer)
+        hub = EventHub()  # the fan-out and the bounded buffer of in-process events
         subscribed = asyncio.Event()
-
-        def put(event: TaskEvent) -> None:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(event)
 
         async def pump() -> None:
             failures = 0
@@ -388,7 +383,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                         if message is None or message["type"] != "message":
                             continue
                         try:
-                            put(_decode_event(message["data"]))
+                            hub.publish(_decode_event(message["data"]))
                         except (ValueError, TypeError, KeyError):
                             logger.warning("undecodable task event: %r", message["data"][:200])
                 except UNAVAILABLE as exc:
@@ -400,21 +395,17 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-        reader = asyncio.create_task(pump(), name="flowrra-redis-events")
-        waiting = asyncio.ensure_future(subscribed.wait())
-        await asyncio.wait({waiting, reader}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-
-        async def stream() -> AsyncIterator[TaskEvent]:
-            while True:
-                yield await queue.get()
-
-        try:
-            yield stream()
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        async with hub.subscribe(max_buffer) as events:
+            reader = asyncio.create_task(pump(), name="flowrra-redis-events")
+            waiting = asyncio.ensure_future(subscribed.wait())
+            await asyncio.wait({waiting, reader}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            try:
+                yield events
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
     async def list(
         self,
