@@ -8,6 +8,8 @@ URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +42,11 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+def _missing_folder(path: str) -> str | None:
+    folder = os.path.dirname(os.path.abspath(path))
+    return None if os.path.isdir(folder) else folder
+
+
 class SQLiteScheduleStore(SQLScheduleStore):
     """Schedules in a SQLite file (see the module docs)."""
 
@@ -61,7 +68,22 @@ class SQLiteScheduleStore(SQLScheduleStore):
         return (sqlite3.Error, OSError)
 
     async def _open(self) -> None:
-        db = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        if self.path != ":memory:":
+            folder = await asyncio.to_thread(_missing_folder, self.path)
+            if folder is not None:
+                raise ScheduleStoreError(
+                    f"cannot connect to the schedule store at {self.url}: the folder "
+                    f"{folder!r} does not exist"
+                )
+        pending = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            db = await pending
+        except BaseException:
+            # aiosqlite stops its thread without waiting; let it finish while the loop runs.
+            thread = getattr(pending, "_thread", None)
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 1.0)
+            raise
         try:
             if self.path != ":memory:":
                 await db.execute("PRAGMA journal_mode=WAL")
