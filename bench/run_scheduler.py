@@ -29,8 +29,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -41,7 +39,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import flowrra
+from run_core import machine_facts as core_machine_facts
+
 from flowrra import Flowrra
 
 BENCH = Path(__file__).resolve().parent
@@ -392,29 +391,8 @@ def _outliers(run: StoreRun) -> list[str]:
 
 
 def machine_facts() -> list[tuple[str, str]]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count() or 0
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return [
-        ("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("nproc", str(nproc)),
-        ("cpu", cpu),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("flowrra", str(flowrra.__version__)),
-        ("flowrra-scheduler", _scheduler_version()),
-        ("platform", platform.platform()),
-        ("load average at start", load),
-    ]
+    """run_core's facts, plus the scheduler's version."""
+    return [*core_machine_facts(), ("flowrra-scheduler", _scheduler_version())]
 
 
 def _scheduler_version() -> str:
