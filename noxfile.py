@@ -25,6 +25,7 @@ PACKAGES = [
     "flowrra-scheduler",
     "flowrra-ui",
     "flowrra-ui-fastapi",
+    "flowrra-ui-quart",
 ]
 TEST_PLUGIN = "packages/flowrra-core/tests/plugin_dist"
 

@@ -83,6 +83,10 @@ def test_create_scheduler_without_the_package_says_what_to_install(monkeypatch) 
 
         with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-ui-fastapi"):
             create_router(app)
+        from flowrra.ui.flask import create_blueprint
+
+        with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-ui-quart"):
+            create_blueprint(app)
     finally:
         plugins_module.plugins_in.cache_clear()
 

@@ -50,6 +50,7 @@ _PROVIDERS: dict[tuple[str, str], str] = {
     (EXTENSIONS, "scheduler"): "flowrra-scheduler",
     (CLI, "scheduler"): "flowrra-scheduler",
     (EXTENSIONS, "ui_fastapi"): "flowrra-ui-fastapi",
+    (EXTENSIONS, "ui_quart"): "flowrra-ui-quart",
 }
 
 _WHAT = {
