@@ -26,6 +26,7 @@ PACKAGES = [
     "flowrra-ui",
     "flowrra-ui-fastapi",
     "flowrra-ui-quart",
+    "flowrra-ui-django",
 ]
 TEST_PLUGIN = "packages/flowrra-core/tests/plugin_dist"
 

@@ -87,6 +87,10 @@ def test_create_scheduler_without_the_package_says_what_to_install(monkeypatch) 
 
         with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-ui-quart"):
             create_blueprint(app)
+        from flowrra.ui.django import get_urls
+
+        with pytest.raises(PluginNotFoundError, match=r"pip install flowrra-ui-django"):
+            get_urls(app)
     finally:
         plugins_module.plugins_in.cache_clear()
 

@@ -1,0 +1,113 @@
+"""The views and the Channels consumer, built per mount by :func:`get_urls` and
+:func:`websocket_urls` (they close over their own :class:`~flowrra_ui.UIService`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import HttpRequest, JsonResponse
+from django.urls import URLPattern, path
+from flowrra_ui import ROUTES, Route, UIService, dispatch
+from flowrra_ui.service import stream_events
+
+from flowrra_ui_django.conf import is_staff
+
+__all__ = ["LiveConsumer", "get_urls", "websocket_urls"]
+
+Permission = Callable[[Any], bool]
+
+
+def _view(service: UIService, routes: list[Route], permission: Permission) -> Any:
+    by_method = {route.method: route for route in routes}
+
+    async def view(request: HttpRequest, **params: str) -> JsonResponse:
+        user = await request.auser()
+        if not permission(user):
+            status = 401 if not user.is_authenticated else 403
+            return JsonResponse({"error": "staff members only"}, status=status)
+        route = by_method.get(request.method or "")
+        if route is None:
+            allowed = ", ".join(sorted(by_method))
+            return JsonResponse(
+                {"error": f"{request.method} is not allowed here; use {allowed}"}, status=405
+            )
+        status, body = await dispatch(
+            service,
+            route.method,
+            route.path.format(**params),
+            request.GET.dict(),
+            request.body,
+            dict(request.headers),
+        )
+        return JsonResponse(body, status=status, safe=False)
+
+    return view
+
+
+def get_urls(
+    app: Any, *, permission: Permission | None = None, writable: bool = True
+) -> list[URLPattern]:
+    """URL patterns of the UI's JSON API for ``app``: ``include(get_urls(app))``. Only
+    users for whom ``permission(user)`` is true get in (default: active staff members)."""
+    service = UIService(app, writable=writable)
+    grouped: dict[str, list[Route]] = {}
+    for route in ROUTES:
+        grouped.setdefault(route.path, []).append(route)
+    patterns = []
+    for route_path, routes in grouped.items():
+        django_path = re.sub(r"\{(\w+)\}", r"<str:\1>", route_path.lstrip("/"))
+        name = route_path.strip("/").replace("/", "-").replace("{", "").replace("}", "")
+        patterns.append(
+            path(django_path, _view(service, routes, permission or is_staff), name=name)
+        )
+    return patterns
+
+
+class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Sends live task events to permitted users; others are refused before accept."""
+
+    service: UIService
+    permission: Permission
+
+    def __init__(self, *args: Any, service: UIService, permission: Permission, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.service = service
+        self.permission = permission
+        self._incoming: asyncio.Queue[str | None] = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        if not self.permission(self.scope.get("user")):
+            await self.close()
+            return
+        await self.accept()
+
+        async def send(message: dict[str, Any]) -> None:
+            await self.send(text_data=json.dumps(message))
+
+        self._pump = asyncio.create_task(stream_events(self.service, send, self._incoming.get))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self._incoming.put(text_data or "")
+
+    async def disconnect(self, code: int) -> None:
+        await self._incoming.put(None)
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+
+def websocket_urls(
+    app: Any, prefix: str = "flowrra/", *, permission: Permission | None = None
+) -> list[URLPattern]:
+    """The Channels routes of the live stream (``<prefix>ws``) for ``app``."""
+    service = UIService(app)
+    consumer = LiveConsumer.as_asgi(service=service, permission=permission or is_staff)
+    return [path(f"{prefix}ws", consumer)]

@@ -1,0 +1,5 @@
+"""The tests' URLConf: each test puts its own mount in ``urlpatterns``."""
+
+from typing import Any
+
+urlpatterns: list[Any] = []
