@@ -425,3 +425,32 @@ async def test_shutdown_hooks_run_once_even_when_stop_is_repeated(make_app) -> N
     await app.stop(wait=False)
     assert calls == ["bye"]
     assert not app.is_running
+
+
+class SwallowingDirectoryBroker(MemoryBroker):
+    """A broker with worker heartbeats whose client turns a cancellation into another
+    error, as redis-py's pipelines can."""
+
+    async def announce(self, info: dict, ttl: float) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed while cancelling") from None
+
+    async def retire(self, worker_id: str) -> None:
+        return None
+
+    async def workers(self) -> list[dict]:
+        return []
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {"queued": self.pending_count()}
+
+
+async def test_stop_finishes_when_a_client_swallows_the_cancellation() -> None:
+    app = Flowrra(broker=SwallowingDirectoryBroker())
+    await app.start()
+    await asyncio.sleep(0.05)  # the first heartbeat is in flight
+    async with asyncio.timeout(10):  # it used to wait for ever on the heartbeat loop
+        await app.stop()
+    assert not app.is_running

@@ -41,6 +41,17 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger("flowrra.worker")
 
+
+def _reraise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop. A client library may turn a
+    cancellation into another exception (redis-py's pipelines do); a loop that logs
+    exceptions and carries on would then never stop, and ``Worker.stop`` would wait on it
+    for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 _HOST = socket.gethostname()
 
 _RUNNING = TaskStatus.RUNNING
@@ -150,6 +161,7 @@ class Worker:
                     batch = await self.broker.reserve(self._wanted(), self.poll_interval)
                     self._reserve_failures = 0
                 except Exception:
+                    _reraise_if_cancelled()
                     batch = []
                     await self._back_off()
                 finally:
@@ -207,6 +219,7 @@ class Worker:
                 raise
             except Exception:
                 self._unsettled(message)
+                _reraise_if_cancelled()
             finally:
                 self._busy -= 1
 
@@ -221,6 +234,7 @@ class Worker:
                     raise
                 except Exception:
                     self._unsettled(message)
+                    _reraise_if_cancelled()
             finally:
                 queue.task_done()
 
@@ -437,6 +451,7 @@ class Worker:
                 try:
                     await self.broker.extend(list(self._in_flight.values()))
                 except Exception:
+                    _reraise_if_cancelled()
                     logger.exception("could not extend task leases")
 
     def describe(self) -> dict[str, Any]:
@@ -459,6 +474,7 @@ class Worker:
             try:
                 await directory.announce(self.describe(), self.heartbeat_interval * 3)
             except Exception:
+                _reraise_if_cancelled()
                 logger.warning("could not send the worker heartbeat", exc_info=True)
             await asyncio.sleep(self.heartbeat_interval)
 
