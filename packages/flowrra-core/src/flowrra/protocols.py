@@ -217,10 +217,11 @@ class ScheduleStore(Protocol):
     url: str
 
     async def connect(self) -> None:
-        """Open connections and create or check the schema."""
+        """Open connections and create or check the schema. Idempotent, and safe to call
+        from several coroutines at once (the scheduler calls it before each use)."""
 
     async def close(self) -> None:
-        """Release connections."""
+        """Release connections; harmless when not connected."""
 
     async def add(self, schedule: ScheduledTask) -> ScheduledTask:
         """Insert ``schedule``, or return the stored one with the same definition."""

@@ -394,12 +394,13 @@ class ScheduleStoreContract:
     ) -> None:
         added = await store.add(schedule("kept"))
         later: ScheduleStore = store_factory()
-        await later.connect()
-        await later.connect()  # connecting twice is harmless; the schema is made once
+        await asyncio.gather(later.connect(), later.connect())  # concurrent: one connection
+        await later.connect()  # connecting again is harmless; the schema is made once
         try:
             got = await later.get(added.id)
         finally:
             await later.close()
+            await later.close()  # closing twice is harmless too
         assert got is not None and got.to_dict() == added.to_dict()
 
     async def test_ids_are_compared_exactly(self, store: ScheduleStore) -> None:

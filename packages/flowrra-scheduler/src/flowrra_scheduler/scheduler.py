@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -107,9 +108,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._connected = False
         self._on_fire: builtins.list[Callable[[ScheduledTask, datetime, str], Any]] = []
-        self._connect_lock = asyncio.Lock()
         # Schedules this process leaves alone for now: id -> (until, last pause).
         self._held: dict[str, tuple[datetime, float]] = {}
 
@@ -142,9 +141,7 @@ class Scheduler:
             except TimeoutError:
                 task.cancel()
                 await asyncio.wait({task}, timeout=5)  # the claim is given back on cancel
-        if self._connected:
-            self._connected = False
-            await self.store.close()
+        await self.store.close()
         logger.info("scheduler stopped")
 
     async def __aenter__(self) -> Scheduler:
@@ -398,7 +395,7 @@ class Scheduler:
 
     def _apply(self, current: ScheduledTask, changes: dict[str, Any]) -> ScheduledTask:
         now = _now()
-        new = ScheduledTask(**{**current.__dict__})
+        new = dataclasses.replace(current)
         retime = False
         kind = current.schedule_type
         for field_name, spec_of in (
@@ -483,12 +480,7 @@ class Scheduler:
     # -- firing --------------------------------------------------------------------------
 
     async def _ready(self) -> None:
-        if self._connected:
-            return
-        async with self._connect_lock:
-            if not self._connected:
-                await self.store.connect()
-                self._connected = True
+        await self.store.connect()  # idempotent and safe to call concurrently
 
     async def _run(self) -> None:
         backoff = 0.0
@@ -590,14 +582,14 @@ class Scheduler:
 
     async def _fire(self, schedule: ScheduledTask, now: datetime) -> None:
         fire_at, following = timing.plan(schedule, now)
-        claimed = ScheduledTask(**{**schedule.__dict__})
-        claimed.next_run_at = following
-        if fire_at:
-            claimed.last_run_at = fire_at[-1]
-        claimed.run_count = schedule.run_count + len(fire_at)
-        if following is None:
-            claimed.enabled = False
-        claimed.updated_at = now
+        claimed = dataclasses.replace(
+            schedule,
+            next_run_at=following,
+            last_run_at=fire_at[-1] if fire_at else schedule.last_run_at,
+            run_count=schedule.run_count + len(fire_at),
+            enabled=schedule.enabled and following is not None,
+            updated_at=now,
+        )
         if not await self.store.replace(claimed, schedule.revision):
             return  # another scheduler claimed it, or it changed: the next pass sees it
         if len(fire_at) == 0:
@@ -659,10 +651,12 @@ class Scheduler:
         for _ in range(10):
             if current is None or current.next_run_at != claimed.next_run_at:
                 break  # deleted, or retimed by its owner: their new timing stands
-            restored = ScheduledTask(**{**current.__dict__})
-            restored.next_run_at = fire_at[index]
-            restored.last_run_at = fire_at[index - 1] if index > 0 else before.last_run_at
-            restored.run_count = before.run_count + index
+            restored = dataclasses.replace(
+                current,
+                next_run_at=fire_at[index],
+                last_run_at=fire_at[index - 1] if index > 0 else before.last_run_at,
+                run_count=before.run_count + index,
+            )
             if claimed.enabled != before.enabled and current.enabled == claimed.enabled:
                 restored.enabled = before.enabled  # the claim disabled it (a one-time run)
             try:
