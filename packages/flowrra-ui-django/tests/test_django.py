@@ -18,7 +18,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.test import AsyncClient
 from django.urls import clear_url_caches, include, path
-from flowrra_ui.testing import Client, UIApiContract, make_ui_app
+from flowrra_ui.testing import Client, UIApiContract, make_ui_app, running_ui_app
 from flowrra_ui_django import get_urls, websocket_urls
 
 from flowrra import Flowrra
@@ -26,10 +26,8 @@ from flowrra import Flowrra
 
 @pytest.fixture
 async def ui_app(tmp_path: Path) -> AsyncIterator[Flowrra]:
-    app = make_ui_app(tmp_path)
-    async with app:
+    async with running_ui_app(tmp_path) as app:
         yield app
-    await app.scheduler.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import uvicorn
 import websockets
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.requests import HTTPConnection
-from flowrra_ui.testing import Client, UIApiContract, make_ui_app
+from flowrra_ui.testing import Client, UIApiContract, make_ui_app, running_ui_app
 from flowrra_ui_fastapi import create_router
 
 from flowrra import Flowrra
@@ -42,10 +42,8 @@ def build(ui_app: Flowrra) -> FastAPI:
 
 @pytest.fixture
 async def ui_app(tmp_path: Path) -> AsyncIterator[Flowrra]:
-    app = make_ui_app(tmp_path)
-    async with app:
+    async with running_ui_app(tmp_path) as app:
         yield app
-    await app.scheduler.stop()
 
 
 def _client(api: FastAPI, prefix: str, headers: dict[str, str]) -> Client:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowrra_ui.testing import Client, UIApiContract, make_ui_app
+from flowrra_ui.testing import Client, UIApiContract, make_ui_app, running_ui_app
 from flowrra_ui_quart import create_blueprint
 from quart import Quart, request, websocket
 
@@ -34,10 +34,8 @@ def build(ui_app: Flowrra) -> Quart:
 
 @pytest.fixture
 async def ui_app(tmp_path: Path) -> AsyncIterator[Flowrra]:
-    app = make_ui_app(tmp_path)
-    async with app:
+    async with running_ui_app(tmp_path) as app:
         yield app
-    await app.scheduler.stop()
 
 
 @pytest.fixture

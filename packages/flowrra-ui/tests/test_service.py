@@ -11,17 +11,15 @@ from typing import Any
 
 import pytest
 from flowrra_ui import ROUTES, UIService, dispatch
-from flowrra_ui.testing import make_ui_app
+from flowrra_ui.testing import running_ui_app
 
 from flowrra import Flowrra
 
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[Flowrra]:
-    app = make_ui_app(tmp_path)
-    async with app:
+    async with running_ui_app(tmp_path) as app:
         yield app
-    await app.scheduler.stop()
 
 
 async def call(service: UIService, method: str, path: str, body: Any = None, **query: str):

@@ -14,14 +14,15 @@ with ``path`` relative to the mount point (``/api/stats``) and ``body`` the deco
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flowrra import Flowrra
 
-__all__ = ["Client", "UIApiContract", "make_ui_app"]
+__all__ = ["Client", "UIApiContract", "make_ui_app", "running_ui_app"]
 
 Client = Callable[[str, str, Any, dict[str, str] | None], Awaitable[tuple[int, Any]]]
 
@@ -42,6 +43,16 @@ def make_ui_app(folder: Path) -> Flowrra:
 
     app.create_scheduler(f"sqlite:///{folder / 'ui-schedules.db'}")
     return app
+
+
+@contextlib.asynccontextmanager
+async def running_ui_app(folder: Path) -> AsyncIterator[Flowrra]:
+    """:func:`make_ui_app`, started; stopped with its scheduler's store at the end (the
+    ``ui_app`` fixture of every adapter's tests)."""
+    app = make_ui_app(folder)
+    async with app:
+        yield app
+    await app.scheduler.stop()
 
 
 async def _get(client: Client, path: str) -> tuple[int, Any]:
