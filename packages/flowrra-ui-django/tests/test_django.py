@@ -18,7 +18,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.test import AsyncClient
 from django.urls import clear_url_caches, include, path
-from flowrra_ui.testing import Client, UIApiContract, make_ui_app, running_ui_app
+from flowrra_ui.testing import Client, UIApiContract, decoded_body, make_ui_app, running_ui_app
 from flowrra_ui_django import get_urls, websocket_urls
 
 from flowrra import Flowrra
@@ -64,7 +64,7 @@ def _client(http: AsyncClient, prefix: str) -> Client:
         if query:
             url = f"{url}?{query}"
         response = await getattr(http, method.lower())(prefix + url, **options)
-        return response.status_code, json.loads(response.content)
+        return response.status_code, decoded_body(response.get("Content-Type"), response.content)
 
     return call
 

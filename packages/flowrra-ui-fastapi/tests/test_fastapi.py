@@ -17,7 +17,7 @@ import uvicorn
 import websockets
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.requests import HTTPConnection
-from flowrra_ui.testing import Client, UIApiContract, make_ui_app, running_ui_app
+from flowrra_ui.testing import Client, UIApiContract, decoded_body, make_ui_app, running_ui_app
 from flowrra_ui_fastapi import create_router
 
 from flowrra import Flowrra
@@ -55,7 +55,9 @@ def _client(api: FastAPI, prefix: str, headers: dict[str, str]) -> Client:
             response = await http.request(
                 method, prefix + path, json=body, headers={**headers, **(extra or {})}
             )
-        return response.status_code, response.json()
+        return response.status_code, decoded_body(
+            response.headers.get("content-type"), response.content
+        )
 
     return call
 

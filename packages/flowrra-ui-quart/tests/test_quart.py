@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowrra_ui.testing import Client, UIApiContract, make_ui_app, running_ui_app
+from flowrra_ui.testing import Client, UIApiContract, decoded_body, make_ui_app, running_ui_app
 from flowrra_ui_quart import create_blueprint
 from quart import Quart, request, websocket
 
@@ -55,7 +55,7 @@ def _client(web: Quart, prefix: str, headers: dict[str, str]) -> Client:
         if body is not None:
             options["json"] = body
         response = await client.open(prefix + path, **options)
-        return response.status_code, json.loads(await response.get_data(as_text=True))
+        return response.status_code, decoded_body(response.mimetype, await response.get_data())
 
     return call
 

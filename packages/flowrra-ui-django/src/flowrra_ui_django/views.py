@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.middleware.csrf import get_token
 from django.urls import URLPattern, path
-from flowrra_ui import ROUTES, Route, UIService, dispatch
+from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
 from flowrra_ui.service import stream_events
 
 from flowrra_ui_django.conf import is_staff
@@ -50,16 +51,38 @@ def _view(service: UIService, routes: list[Route], permission: Permission) -> An
     return view
 
 
+def _asset_view(permission: Permission) -> Any:
+    async def view(request: HttpRequest, name: str = INDEX) -> HttpResponseBase:
+        user = await request.auser()
+        if not permission(user):
+            if name == INDEX and not user.is_authenticated:
+                from django.contrib.auth.views import redirect_to_login  # needs apps loaded
+
+                return redirect_to_login(request.get_full_path())
+            return HttpResponse("staff members only", status=403, content_type="text/plain")
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+        if name == INDEX:
+            get_token(request)  # sets the CSRF cookie the page sends back on changes
+        status, headers, body = serve_asset(name, request.headers.get("If-None-Match"))
+        return HttpResponse(body, status=status, headers=headers)
+
+    return view
+
+
 def get_urls(
     app: Any, *, permission: Permission | None = None, writable: bool = True
 ) -> list[URLPattern]:
-    """URL patterns of the UI's JSON API for ``app``: ``include(get_urls(app))``. Only
-    users for whom ``permission(user)`` is true get in (default: active staff members)."""
+    """URL patterns of the UI for ``app``, ``include(get_urls(app))``: the dashboard page
+    (the include's root, with its files under ``static/``) and the JSON API (``api/...``).
+    Only users for whom ``permission(user)`` is true get in (default: active staff
+    members); an anonymous visitor of the page is sent to ``settings.LOGIN_URL``."""
     service = UIService(app, writable=writable)
     grouped: dict[str, list[Route]] = {}
     for route in ROUTES:
         grouped.setdefault(route.path, []).append(route)
-    patterns = []
+    assets = _asset_view(permission or is_staff)
+    patterns = [path("", assets, name="index"), path("static/<str:name>", assets, name="static")]
     for route_path, routes in grouped.items():
         django_path = re.sub(r"\{(\w+)\}", r"<str:\1>", route_path.lstrip("/"))
         name = route_path.strip("/").replace("/", "-").replace("{", "").replace("}", "")

@@ -22,8 +22,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.params import Depends
-from fastapi.responses import JSONResponse
-from flowrra_ui import ROUTES, Route, UIService, dispatch
+from fastapi.responses import JSONResponse, Response
+from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
 from flowrra_ui.service import openapi_operation, stream_events
 
 from flowrra_ui_fastapi._version import __version__
@@ -52,6 +52,11 @@ def _endpoint(service: UIService, route: Route) -> Any:
     return endpoint
 
 
+def _asset(name: str, request: Request) -> Response:
+    status, headers, body = serve_asset(name, request.headers.get("if-none-match"))
+    return Response(body, status_code=status, headers=headers)
+
+
 def create_router(
     app: Any,
     *,
@@ -59,10 +64,11 @@ def create_router(
     writable: bool | None = None,
     tags: Sequence[str] = ("flowrra",),
 ) -> APIRouter:
-    """An ``APIRouter`` serving the UI's JSON API (``/api/...``) and live events (``/ws``)
-    for ``app``. ``dependencies`` guard every route (your auth); the UI accepts changes
-    (retries, schedules) only when some are given, unless ``writable`` says otherwise.
-    Each call builds its own state, so the router can be mounted twice."""
+    """An ``APIRouter`` serving the UI for ``app``: the dashboard page (``/``, with its files
+    under ``/static/``), the JSON API (``/api/...``) and live events (``/ws``). ``dependencies``
+    guard every route (your auth); the UI accepts changes (retries, schedules) only when some
+    are given, unless ``writable`` says otherwise. Each call builds its own state, so the router
+    can be mounted twice."""
     service = UIService(app, writable=bool(dependencies) if writable is None else writable)
     router = APIRouter(dependencies=list(dependencies or []), tags=list(tags))
     for route in ROUTES:
@@ -74,6 +80,17 @@ def create_router(
             openapi_extra=openapi_operation(route),
             response_class=JSONResponse,
         )
+
+    async def page(request: Request) -> Response:
+        return _asset(INDEX, request)
+
+    async def static(name: str, request: Request) -> Response:
+        return _asset(name, request)
+
+    router.add_api_route("/", page, methods=["GET"], include_in_schema=False, name="flowrra_ui")
+    router.add_api_route(
+        "/static/{name}", static, methods=["GET"], include_in_schema=False, name="flowrra_static"
+    )
 
     async def live(websocket: WebSocket) -> None:
         await websocket.accept()

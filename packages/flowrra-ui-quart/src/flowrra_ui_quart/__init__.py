@@ -26,7 +26,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flowrra_ui import ROUTES, Route, UIService, dispatch
+from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
 from flowrra_ui.service import stream_events
 from quart import Blueprint, Response, request, websocket
 
@@ -57,6 +57,11 @@ def _view(service: UIService, route: Route) -> Callable[..., Awaitable[Response]
     return view
 
 
+def _asset(name: str) -> Response:
+    status, headers, body = serve_asset(name, request.headers.get("If-None-Match"))
+    return Response(body, status=status, headers=headers)
+
+
 def create_blueprint(
     app: Any,
     *,
@@ -64,10 +69,10 @@ def create_blueprint(
     writable: bool | None = None,
     name: str = "flowrra_ui",
 ) -> Blueprint:
-    """A Quart ``Blueprint`` serving the UI's JSON API (``/api/...``) and live events
-    (``/ws``) for ``app``. Changes (retries, schedules) are accepted only when ``auth`` is
-    given, unless ``writable`` says otherwise. Each call builds its own state; give each
-    mount its own ``name``."""
+    """A Quart ``Blueprint`` serving the UI for ``app``: the dashboard page (``/``, with its
+    files under ``/static/``), the JSON API (``/api/...``) and live events (``/ws``). Changes
+    (retries, schedules) are accepted only when ``auth`` is given, unless ``writable`` says
+    otherwise. Each call builds its own state; give each mount its own ``name``."""
     service = UIService(app, writable=auth is not None if writable is None else writable)
     blueprint = Blueprint(name, __name__)
 
@@ -92,6 +97,15 @@ def create_blueprint(
         blueprint.add_url_rule(
             rule, endpoint=endpoint, view_func=_view(service, route), methods=[route.method]
         )
+
+    async def page() -> Response:
+        return _asset(INDEX)
+
+    async def static(name: str) -> Response:
+        return _asset(name)
+
+    blueprint.add_url_rule("/", endpoint="page", view_func=page, methods=["GET"])
+    blueprint.add_url_rule("/static/<name>", endpoint="asset", view_func=static, methods=["GET"])
 
     @blueprint.websocket("/ws")
     async def live() -> None:

@@ -87,6 +87,21 @@ class UIService:
 
     # -- reads ---------------------------------------------------------------------------
 
+    def meta(self) -> dict[str, Any]:
+        """What the page needs to know about this mount: whether it accepts changes (and,
+        if not, how to enable them) and whether the app has a scheduler."""
+        from flowrra_ui._version import __version__
+
+        return {
+            "writable": self.writable,
+            "hint": None if self.writable else WRITES_DISABLED,
+            "scheduler": getattr(self.app, "scheduler", None) is not None,
+            "version": __version__,
+        }
+
+    async def workers(self) -> list[dict[str, Any]]:
+        return await self.monitor.workers()
+
     async def stats(self, query: Mapping[str, str]) -> dict[str, Any]:
         minutes = _int(query, "minutes", 15, 1, 240)
         return await self.monitor.stats(minutes=minutes)
@@ -245,6 +260,10 @@ async def _sync(value: Any) -> Any:
 ROUTES: list[Route] = [
     Route("GET", "/api/stats", False, "Totals, throughput, queues, workers, recent failures",
           lambda s, p, q, b: s.stats(q)),
+    Route("GET", "/api/meta", False, "Whether this UI accepts changes, and has a scheduler",
+          lambda s, p, q, b: _sync(s.meta())),
+    Route("GET", "/api/workers", False, "Workers alive, from their heartbeats",
+          lambda s, p, q, b: s.workers()),
     Route("GET", "/api/health", False, "Whether the broker, backend and scheduler answer",
           lambda s, p, q, b: s.health()),
     Route("GET", "/api/tasks", False, "Registered tasks and their options",

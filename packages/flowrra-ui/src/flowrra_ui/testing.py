@@ -9,22 +9,33 @@ Subclass :class:`UIApiContract` in an adapter's tests and provide four fixtures:
 - ``readonly``: a :data:`Client` for a mount **without** an auth hook.
 
 A :data:`Client` is ``await client(method, path, json_body, headers) -> (status, body)``,
-with ``path`` relative to the mount point (``/api/stats``) and ``body`` the decoded JSON.
+with ``path`` relative to the mount point (``/api/stats``) and ``body`` what
+:func:`decoded_body` makes of the answer: the decoded JSON, or the raw bytes of anything
+else (the page and its files).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flowrra import Flowrra
+from flowrra_ui.assets import serve_asset
 
-__all__ = ["Client", "UIApiContract", "make_ui_app", "running_ui_app"]
+__all__ = ["Client", "UIApiContract", "decoded_body", "make_ui_app", "running_ui_app"]
 
 Client = Callable[[str, str, Any, dict[str, str] | None], Awaitable[tuple[int, Any]]]
+
+
+def decoded_body(content_type: str | None, raw: bytes) -> Any:
+    """An answer's body as a :data:`Client` returns it: JSON decoded, anything else raw."""
+    if (content_type or "").startswith("application/json"):
+        return json.loads(raw)
+    return raw
 
 
 def make_ui_app(folder: Path) -> Flowrra:
@@ -82,6 +93,19 @@ class UIApiContract:
         status, detail = await _get(client, f"/api/executions/{bad}")
         assert status == 200 and detail["error"] == "RuntimeError: <script>alert('x')</script>"
         assert (await _get(client, "/api/schedules")) == (200, [])
+        status, meta = await _get(client, "/api/meta")
+        assert status == 200 and meta["writable"] is True and meta["scheduler"] is True
+        assert (await _get(client, "/api/workers")) == (200, [])  # embedded: no heartbeats
+
+    async def test_the_dashboard_page_and_its_files(self, client: Client) -> None:
+        status, page = await _get(client, "/")
+        assert status == 200 and b'<script src="static/app.js"' in page
+        for name in ("app.js", "app.css", "favicon.svg"):
+            status, body = await _get(client, f"/static/{name}")
+            assert (status, body) == (200, serve_asset(name)[2]), name
+        for name in ("service.py", "..%2Fservice.py", "index.htm"):
+            status, _ = await _get(client, f"/static/{name}")
+            assert status == 404, name
 
     async def test_unknown_names_are_404_and_bad_input_400(self, client: Client) -> None:
         for path in ["/api/tasks/nope", "/api/executions/nope"]:
@@ -145,19 +169,24 @@ class UIApiContract:
         self, ui_app: Flowrra, stranger: Client
     ) -> None:
         for method, path, body in [
+            ("GET", "/", None),
+            ("GET", "/static/app.js", None),
             ("GET", "/api/stats", None),
             ("GET", "/api/tasks", None),
             ("POST", "/api/schedules/cron", {"task_name": "add", "cron": "0 9 * * *"}),
             ("DELETE", "/api/schedules/x", None),
         ]:
             status, _ = await stranger(method, path, body, None)
-            assert status in (401, 403), (method, path, status)
+            # Django sends an anonymous visitor of the page to its login page
+            assert status in (401, 403) or (path == "/" and status == 302), (path, status)
         assert await ui_app.scheduler.list() == []
 
     async def test_without_an_auth_hook_the_ui_is_read_only(
         self, ui_app: Flowrra, readonly: Client
     ) -> None:
         assert (await readonly("GET", "/api/tasks", None, None))[0] == 200
+        status, meta = await readonly("GET", "/api/meta", None, None)
+        assert meta["writable"] is False and "read-only" in meta["hint"]
         status, body = await readonly(
             "POST", "/api/schedules/cron", {"task_name": "add", "cron": "0 9 * * *"}, None
         )

@@ -1,0 +1,611 @@
+// Flowrra UI: the dashboard page. Plain ES2020, no framework and nothing from a CDN.
+// Every piece of data is put on the page as text (textContent / text nodes), never as
+// HTML, so task arguments and error messages holding markup are shown, not run.
+"use strict";
+
+(() => {
+  // The mount root (".../flowrra/"): this script is served from "<root>static/app.js".
+  const BASE = new URL("..", document.currentScript.src);
+  const POLL_SECONDS = 15;
+  const PAGE_SIZE = 25;
+  const FEED_SIZE = 100;
+  const VIEWS = ["dashboard", "executions", "tasks", "schedules"];
+  const STATUSES = ["pending", "running", "retrying", "success", "failed"];
+
+  const state = {
+    meta: { writable: false, scheduler: false, hint: "" },
+    tasks: [],
+    offset: 0,
+    live: "connecting",
+    wsDelay: 2000,
+    refreshTimer: null,
+    loading: false,
+  };
+
+  // -- DOM helpers -----------------------------------------------------------------------
+
+  const $ = (selector) => document.querySelector(selector);
+
+  // el("td", {class: "x"}, "text", childNode): attributes are set as attributes, "on…"
+  // keys as listeners, and children are appended as nodes or as text.
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key === "class") node.className = value;
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const child of children) node.append(child instanceof Node ? child : String(child));
+    return node;
+  }
+
+  const badge = (status) => el("span", { class: `status ${status}` }, status);
+  const empty = (text) => el("p", { class: "empty" }, text);
+
+  function fmtTime(iso) {
+    return iso ? new Date(iso).toLocaleString() : "—";
+  }
+
+  function fmtDuration(start, end) {
+    if (!start || !end) return "—";
+    const ms = new Date(end) - new Date(start);
+    return ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : `${(ms / 1000).toFixed(2)} s`;
+  }
+
+  const shortId = (id) => (id.length > 12 ? `${id.slice(0, 12)}…` : id);
+  const json = (value) => JSON.stringify(value, null, 2);
+
+  // -- the API ---------------------------------------------------------------------------
+
+  class ApiFailure extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    const init = { method, headers, credentials: "same-origin" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const token = method === "GET" ? null : csrfToken(); // Django's CSRF protection
+    if (token) headers["X-CSRFToken"] = token;
+    let response;
+    try {
+      response = await fetch(new URL(path, BASE), init);
+    } catch {
+      throw new ApiFailure(0, "the server cannot be reached");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      const message = data && typeof data.error === "string" ? data.error : `HTTP ${response.status}`;
+      throw new ApiFailure(response.status, message);
+    }
+    return data;
+  }
+
+  function showError(error) {
+    const notice = $("#notice-error");
+    if (!error) {
+      notice.hidden = true;
+      return;
+    }
+    notice.textContent = error.status === 401 || error.status === 403
+      ? `Not allowed: ${error.message}`
+      : `Could not load: ${error.message}`;
+    notice.hidden = false;
+  }
+
+  // -- views -----------------------------------------------------------------------------
+
+  function currentView() {
+    const name = location.hash.slice(1);
+    return VIEWS.includes(name) ? name : "dashboard";
+  }
+
+  function showView() {
+    const view = currentView();
+    for (const name of VIEWS) $(`#view-${name}`).hidden = name !== view;
+    for (const link of document.querySelectorAll("nav a")) {
+      if (link.dataset.view === view) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    refresh();
+  }
+
+  const loaders = {
+    async dashboard() {
+      const [stats, workers] = await Promise.all([api("GET", "api/stats"), api("GET", "api/workers")]);
+      renderTotals(stats);
+      renderChart(stats.throughput);
+      renderQueues(stats.queues);
+      renderWorkers(workers);
+      renderFailures(stats.recent_failures);
+    },
+    async executions() {
+      const form = $("#filters");
+      const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
+      if (form.status.value) query.set("status", form.status.value);
+      if (form.task.value) query.set("task", form.task.value);
+      const page = await api("GET", `api/executions?${query}`);
+      renderExecutions(page.items);
+    },
+    async tasks() {
+      state.tasks = await api("GET", "api/tasks");
+      renderTasks();
+    },
+    async schedules() {
+      if (!state.meta.scheduler) {
+        renderSchedules(null);
+        return;
+      }
+      renderSchedules(await api("GET", "api/schedules"));
+    },
+  };
+
+  async function refresh() {
+    if (state.loading) {
+      scheduleRefresh();
+      return;
+    }
+    state.loading = true;
+    try {
+      await loaders[currentView()]();
+      showError(null);
+      document.body.dataset.loaded = String(Date.now());
+    } catch (error) {
+      showError(error);
+    } finally {
+      state.loading = false;
+    }
+  }
+
+  // Many events in a burst cost one reload, at most one a second.
+  function scheduleRefresh() {
+    if (state.refreshTimer !== null) return;
+    state.refreshTimer = setTimeout(() => {
+      state.refreshTimer = null;
+      refresh();
+    }, 1000);
+  }
+
+  // -- dashboard -------------------------------------------------------------------------
+
+  function renderTotals(stats) {
+    const cards = STATUSES.map((status) =>
+      el("div", { class: `card ${status}`, "data-status": status },
+        el("div", { class: "label" }, status),
+        el("div", { class: "value" }, String(stats.totals[status] ?? 0))));
+    cards.push(el("div", { class: "card" },
+      el("div", { class: "label" }, "tasks registered"),
+      el("div", { class: "value" }, String(stats.tasks_registered))));
+    $("#totals").replaceChildren(...cards);
+    $("#totals").title = `Counted over the latest ${stats.sampled} records`;
+  }
+
+  function renderChart(points) {
+    const width = 640;
+    const height = 180;
+    const left = 36;
+    const bottom = 22;
+    const top = 10;
+    const max = Math.max(1, ...points.map((p) => p.completed));
+    const plot = height - bottom - top;
+    const step = (width - left) / Math.max(1, points.length);
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
+      "aria-label": "Tasks completed per minute" });
+    for (const fraction of [0, 0.5, 1]) {
+      const y = top + plot * (1 - fraction);
+      chart.append(svg("line", { class: "gridline", x1: left, x2: width, y1: y, y2: y }));
+      chart.append(svg("text", { class: "axis", x: left - 6, y: y + 4, "text-anchor": "end" },
+        String(Math.round(max * fraction))));
+    }
+    points.forEach((point, i) => {
+      const h = (point.completed / max) * plot;
+      const minute = new Date(point.minute * 1000);
+      const label = minute.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      chart.append(svg("rect", { class: "bar", x: left + i * step + step * 0.12, y: top + plot - h,
+        width: step * 0.76, height: Math.max(h, 0) },
+        svg("title", {}, `${label}: ${point.completed} completed`)));
+      if (i === 0 || i === points.length - 1 || i === Math.floor(points.length / 2)) {
+        chart.append(svg("text", { class: "axis", x: left + i * step + step / 2, y: height - 6,
+          "text-anchor": "middle" }, label));
+      }
+    });
+    $("#chart").replaceChildren(chart);
+  }
+
+  function table(headers, rows) {
+    return el("div", { class: "scroll" }, el("table", {},
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)));
+  }
+
+  function renderQueues(queues) {
+    const names = Object.keys(queues || {});
+    $("#queues").replaceChildren(names.length
+      ? table(["State", "Messages"], names.map((name) =>
+        el("tr", { "data-queue": name }, el("td", {}, name), el("td", {}, String(queues[name])))))
+      : empty("No queue information."));
+  }
+
+  function renderWorkers(workers) {
+    if (!workers.length) {
+      $("#workers").replaceChildren(empty(
+        "No worker heartbeats: tasks run in this process (embedded), or no worker is up."));
+      return;
+    }
+    $("#workers").replaceChildren(table(["Host", "PID", "Slots", "Busy", "Done", "Up since"],
+      workers.map((w) => el("tr", {},
+        el("td", { title: String(w.id) }, String(w.host)),
+        el("td", {}, String(w.pid)),
+        el("td", {}, String(w.concurrency)),
+        el("td", {}, String(w.busy ?? "—")),
+        el("td", {}, String(w.processed ?? "—")),
+        el("td", {}, w.started ? new Date(w.started * 1000).toLocaleString() : "—")))));
+  }
+
+  function renderFailures(failures) {
+    $("#failures").replaceChildren(failures.length
+      ? table(["Task", "Error", "Finished"], failures.map((record) =>
+        el("tr", { class: "clickable", "data-id": record.task_id, onclick: () => openDetail(record.task_id) },
+          el("td", {}, record.task_name ?? "?"),
+          el("td", { class: "mono" }, record.error ?? ""),
+          el("td", {}, fmtTime(record.finished_at)))))
+      : empty("No failures among the recent tasks."));
+  }
+
+  // -- live events -----------------------------------------------------------------------
+
+  function onEvent(event) {
+    const item = el("li", { "data-id": event.task_id, "data-status": event.status },
+      el("span", { class: "when" }, new Date(event.at || Date.now()).toLocaleTimeString()),
+      badge(event.status),
+      el("strong", {}, event.task_name ?? "?"),
+      el("button", { type: "button", class: "mono", onclick: () => openDetail(event.task_id) },
+        shortId(event.task_id)),
+      event.error ? el("span", { class: "mono muted" }, event.error) : null);
+    const feed = $("#feed");
+    feed.prepend(item);
+    while (feed.children.length > FEED_SIZE) feed.lastElementChild.remove();
+    const view = currentView();
+    if (view === "executions") {
+      const row = document.querySelector(`#executions-table tr[data-id="${CSS.escape(event.task_id)}"]`);
+      if (row) {
+        row.querySelector("td.state").replaceChildren(badge(event.status));
+        row.dataset.status = event.status;
+      }
+      if (!row || event.status === "success" || event.status === "failed") scheduleRefresh();
+    } else if (view === "dashboard") {
+      scheduleRefresh();
+    }
+  }
+
+  function setLive(mode) {
+    state.live = mode;
+    const pill = $("#live");
+    const notice = $("#notice-live");
+    pill.className = `pill ${mode}`;
+    if (mode === "live") {
+      pill.textContent = "Live";
+      notice.hidden = true;
+    } else {
+      pill.textContent = `Polling every ${POLL_SECONDS} s`;
+      notice.textContent = `Live updates are unavailable (the WebSocket could not connect), so this page refreshes every ${POLL_SECONDS} seconds.`;
+      notice.hidden = false;
+    }
+  }
+
+  function connectLive() {
+    const url = new URL("ws", BASE);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    let socket;
+    try {
+      socket = new WebSocket(url);
+    } catch {
+      retryLive();
+      return;
+    }
+    socket.addEventListener("open", () => {
+      state.wsDelay = 2000;
+      setLive("live");
+      refresh(); // catch up on what happened while disconnected
+    });
+    socket.addEventListener("message", (message) => {
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      onEvent(event);
+    });
+    socket.addEventListener("close", retryLive);
+  }
+
+  function retryLive() {
+    setLive("polling");
+    setTimeout(connectLive, state.wsDelay);
+    state.wsDelay = Math.min(state.wsDelay * 2, 60000);
+  }
+
+  // -- executions ------------------------------------------------------------------------
+
+  function renderExecutions(items) {
+    const rows = items.map((record) =>
+      el("tr", { class: "clickable", "data-id": record.task_id, "data-status": record.status,
+        onclick: () => openDetail(record.task_id) },
+        el("td", {}, record.task_name ?? "?"),
+        el("td", { class: "state" }, badge(record.status)),
+        el("td", { class: "mono", title: record.task_id }, shortId(record.task_id)),
+        el("td", {}, String(record.retries)),
+        el("td", {}, fmtTime(record.submitted_at)),
+        el("td", {}, fmtDuration(record.started_at, record.finished_at))));
+    if (!rows.length) {
+      rows.push(el("tr", {}, el("td", { colspan: 6, class: "empty" },
+        state.offset ? "No older executions." : "No executions match.")));
+    }
+    $("#executions-table tbody").replaceChildren(...rows);
+    $("#prev").disabled = state.offset === 0;
+    $("#next").disabled = items.length < PAGE_SIZE;
+    $("#page-info").textContent = items.length
+      ? `${state.offset + 1}–${state.offset + items.length}, newest first`
+      : "";
+  }
+
+  async function openDetail(taskId) {
+    const dialog = $("#detail");
+    const body = $("#detail-body");
+    $("#detail-title").textContent = "Execution";
+    body.replaceChildren(empty("Loading…"));
+    if (!dialog.open) dialog.showModal();
+    let record;
+    try {
+      record = await api("GET", `api/executions/${encodeURIComponent(taskId)}`);
+    } catch (error) {
+      body.replaceChildren(el("p", { class: "message error" }, error.message));
+      return;
+    }
+    $("#detail-title").replaceChildren(`${record.task_name ?? "?"} `, badge(record.status));
+    const facts = [
+      ["Id", el("span", { class: "mono" }, record.task_id)],
+      ["Priority", String(record.priority)],
+      ["Retries", String(record.retries)],
+      ["Submitted", fmtTime(record.submitted_at)],
+      ["Started", fmtTime(record.started_at)],
+      ["Finished", fmtTime(record.finished_at)],
+      ["Duration", fmtDuration(record.started_at, record.finished_at)],
+    ];
+    const parts = [
+      el("dl", { class: "kv" }, facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+      el("h2", {}, "Arguments"),
+      el("pre", { class: "args" }, json(record.args)),
+    ];
+    if (Object.keys(record.kwargs || {}).length) {
+      parts.push(el("h2", {}, "Keyword arguments"), el("pre", { class: "kwargs" }, json(record.kwargs)));
+    }
+    if (record.status === "success") parts.push(el("h2", {}, "Result"), el("pre", { class: "result" }, json(record.result)));
+    if (record.error) parts.push(el("h2", {}, "Error"), el("pre", { class: "error" }, record.error));
+    if (record.traceback) parts.push(el("h2", {}, "Traceback"), el("pre", { class: "traceback" }, record.traceback));
+    if (record.status === "failed") parts.push(retryControl(record));
+    body.replaceChildren(...parts);
+  }
+
+  function retryControl(record) {
+    const message = el("p", { class: "message", role: "status" });
+    const button = el("button", { type: "button", class: "primary", id: "retry",
+      disabled: !state.meta.writable, title: state.meta.writable ? null : state.meta.hint });
+    button.textContent = "Retry this task";
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const answer = await api("POST", `api/executions/${encodeURIComponent(record.task_id)}/retry`);
+        message.className = "message ok";
+        message.replaceChildren("Submitted again as ",
+          el("button", { type: "button", class: "mono", onclick: () => openDetail(answer.task_id) },
+            answer.task_id));
+      } catch (error) {
+        message.className = "message error";
+        message.textContent = error.message;
+        button.disabled = false;
+      }
+    });
+    return el("div", {}, button, state.meta.writable ? null : el("p", { class: "muted" }, state.meta.hint), message);
+  }
+
+  // -- tasks -----------------------------------------------------------------------------
+
+  function renderTasks() {
+    const rows = state.tasks.map((task) => el("tr", { "data-task": task.name },
+      el("td", { class: "mono" }, task.name),
+      el("td", {}, task.cpu_bound ? "CPU (process pool)" : "I/O (asyncio)"),
+      el("td", {}, String(task.max_retries)),
+      el("td", {}, `${task.retry_delay} s (max ${task.retry_max_delay} s)`),
+      el("td", {}, task.timeout === null ? "none" : `${task.timeout} s`),
+      el("td", {}, task.doc ?? "")));
+    $("#tasks-table tbody").replaceChildren(...rows);
+  }
+
+  function fillTaskChoices() {
+    const names = state.tasks.map((task) => task.name);
+    const filter = $("#filters").task;
+    const chosen = filter.value;
+    filter.replaceChildren(el("option", { value: "" }, "any"), names.map((n) => el("option", { value: n }, n)));
+    filter.value = chosen;
+    $("#schedule-form").task_name.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+  }
+
+  // -- schedules -------------------------------------------------------------------------
+
+  function describeSchedule(s) {
+    if (s.schedule_type === "cron") return `cron ${s.schedule} (${s.timezone})`;
+    if (s.schedule_type === "interval") return `every ${s.schedule} s`;
+    return `once at ${fmtTime(s.schedule)}`;
+  }
+
+  function renderSchedules(schedules) {
+    const form = $("#schedule-form");
+    form.hidden = schedules === null;
+    const tbody = $("#schedules-table tbody");
+    if (schedules === null) {
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "empty" },
+        "This app has no scheduler: call app.create_scheduler() where the app is made.")));
+      return;
+    }
+    const rows = schedules.map((s) => el("tr", { "data-id": s.id },
+      el("td", {}, el("strong", {}, s.task_name), s.description ? el("div", { class: "muted" }, s.description) : null),
+      el("td", { class: "mono" }, describeSchedule(s)),
+      el("td", {}, fmtTime(s.next_run_at)),
+      el("td", {}, fmtTime(s.last_run_at)),
+      el("td", {}, String(s.run_count)),
+      el("td", { class: "state" }, s.enabled
+        ? el("span", { class: "status success" }, "enabled")
+        : el("span", { class: "status disabled" }, "disabled")),
+      el("td", {}, scheduleActions(s))));
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No schedules yet.")));
+    tbody.replaceChildren(...rows);
+  }
+
+  function scheduleActions(s) {
+    const locked = !state.meta.writable;
+    const hint = locked ? state.meta.hint : null;
+    const act = (label, cls, run) => el("button", { type: "button", class: cls, disabled: locked, title: hint,
+      "data-action": label.toLowerCase(),
+      onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          await run();
+          showError(null);
+        } catch (error) {
+          showError(error);
+        }
+        refresh();
+      } }, label);
+    const id = encodeURIComponent(s.id);
+    return el("div", { class: "actions" },
+      s.enabled
+        ? act("Disable", "", () => api("PUT", `api/schedules/${id}/disable`))
+        : act("Enable", "", () => api("PUT", `api/schedules/${id}/enable`)),
+      act("Delete", "danger", async () => {
+        if (confirm(`Delete the schedule of ${s.task_name} (${describeSchedule(s)})?`)) {
+          await api("DELETE", `api/schedules/${id}`);
+        }
+      }));
+  }
+
+  function showKindFields() {
+    const form = $("#schedule-form");
+    for (const label of form.querySelectorAll("[data-kind]")) label.hidden = label.dataset.kind !== form.kind.value;
+  }
+
+  async function createSchedule(event) {
+    event.preventDefault();
+    const form = event.target;
+    const message = $("#schedule-message");
+    const say = (text, ok) => {
+      message.className = `message ${ok ? "ok" : "error"}`;
+      message.textContent = text;
+    };
+    const kind = form.kind.value;
+    const body = { task_name: form.task_name.value };
+    try {
+      body.args = JSON.parse(form.args.value || "[]");
+      body.kwargs = JSON.parse(form.kwargs.value || "{}");
+    } catch {
+      say("Arguments must be JSON: an array, and an object for keyword arguments.", false);
+      return;
+    }
+    body.priority = Number.parseInt(form.priority.value || "0", 10);
+    if (form.description.value) body.description = form.description.value;
+    if (kind === "cron") {
+      body.cron = form.cron.value.trim();
+      body.timezone = form.timezone.value.trim() || "UTC";
+    } else if (kind === "interval") {
+      body.interval = form.interval.value === "" ? null : Number(form.interval.value);
+    } else {
+      if (!form.run_at.value) {
+        say("Choose when the task should run.", false);
+        return;
+      }
+      body.run_at = new Date(form.run_at.value).toISOString(); // local time → UTC instant
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const made = await api("POST", `api/schedules/${kind}`, body);
+      say(`Created: ${made.task_name}, ${describeSchedule(made)}.`, true);
+      await refresh();
+    } catch (error) {
+      say(error.message, false);
+    } finally {
+      button.disabled = !state.meta.writable;
+    }
+  }
+
+  // -- start -----------------------------------------------------------------------------
+
+  function applyMeta() {
+    const notice = $("#notice-readonly");
+    notice.hidden = state.meta.writable;
+    notice.textContent = state.meta.writable ? "" : state.meta.hint;
+    const form = $("#schedule-form");
+    for (const control of form.elements) control.disabled = !state.meta.writable;
+  }
+
+  async function start() {
+    $("#detail-close").addEventListener("click", () => $("#detail").close());
+    $("#filters").addEventListener("change", () => {
+      state.offset = 0;
+      refresh();
+    });
+    $("#prev").addEventListener("click", () => {
+      state.offset = Math.max(0, state.offset - PAGE_SIZE);
+      refresh();
+    });
+    $("#next").addEventListener("click", () => {
+      state.offset += PAGE_SIZE;
+      refresh();
+    });
+    $("#schedule-form").addEventListener("submit", createSchedule);
+    $("#schedule-form").kind.addEventListener("change", showKindFields);
+    window.addEventListener("hashchange", showView);
+    try {
+      [state.meta, state.tasks] = await Promise.all([api("GET", "api/meta"), api("GET", "api/tasks")]);
+    } catch (error) {
+      showError(error);
+    }
+    applyMeta();
+    fillTaskChoices();
+    showView();
+    connectLive();
+    setInterval(() => {
+      if (!document.hidden) refresh();
+    }, POLL_SECONDS * 1000);
+  }
+
+  start();
+})();
