@@ -66,6 +66,7 @@ def tests(session: nox.Session) -> None:
     """Every package's tests, against the installed (non-editable) distributions."""
     if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
         session.run("bash", "tools/ensure-services.sh", external=True)
+        session.run("bash", "tools/ensure-browser.sh", external=True)
     _install_packages(session, *(f"./packages/{name}[test]" for name in PACKAGES))
     session.install(f"./{TEST_PLUGIN}")
     # Reinstall from the working tree each run, even if the version did not change.

@@ -38,10 +38,12 @@ def decoded_body(content_type: str | None, raw: bytes) -> Any:
     return raw
 
 
-def make_ui_app(folder: Path) -> Flowrra:
+def make_ui_app(folder: Path, url: str | None = None) -> Flowrra:
     """An app with an ``add`` task, a ``boom`` task that fails, and a scheduler on a SQLite
-    file in ``folder`` (start it with ``async with app``)."""
-    app = Flowrra()
+    file in ``folder`` (start it with ``async with app``). With ``url`` (a Redis URL), its
+    broker and backend are there: processes making it with the same arguments share the
+    queue, the results and the schedules."""
+    app = Flowrra.from_urls(broker=url, backend=url)
 
     @app.task(max_retries=0)
     async def add(a: int, b: int) -> int:

@@ -36,7 +36,7 @@
       else if (key === "class") node.className = value;
       else node.setAttribute(key, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : String(child));
     }
@@ -208,7 +208,8 @@
   }
 
   function renderChart(points) {
-    const width = 640;
+    // Drawn at the panel's own width, so labels keep their size on a phone.
+    const width = Math.max(300, $("#chart").clientWidth || 640);
     const height = 180;
     const left = 36;
     const bottom = 22;
@@ -218,7 +219,7 @@
     const step = (width - left) / Math.max(1, points.length);
     const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
       "aria-label": "Tasks completed per minute" });
-    for (const fraction of [0, 0.5, 1]) {
+    for (const fraction of max % 2 === 0 ? [0, 0.5, 1] : [0, 1]) {
       const y = top + plot * (1 - fraction);
       chart.append(svg("line", { class: "gridline", x1: left, x2: width, y1: y, y2: y }));
       chart.append(svg("text", { class: "axis", x: left - 6, y: y + 4, "text-anchor": "end" },

@@ -1,0 +1,27 @@
+"""The dashboard in Debian's chromium, served by uvicorn in front of a worker process on
+Redis (the shared suite of flowrra_ui.browser_contract)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flowrra_ui.browser_contract import ServedUI, UIBrowserContract, serve_ui
+
+SERVED = Path(__file__).parent / "served"
+
+
+@pytest.fixture
+def served(tmp_path: Path, redis_url: str) -> Iterator[ServedUI]:
+    server = [sys.executable, "-m", "uvicorn", "fastapi_served:api", "--port", "{port}"]
+    with serve_ui(
+        server, "fastapi_served:flowrra", cwd=SERVED, redis_url=redis_url, folder=tmp_path
+    ) as (served, _):
+        served.cookies = [{"name": "flowrra_token", "value": "browser-token"}]
+        yield served
+
+
+class TestFastAPIInChromium(UIBrowserContract):
+    adapter = "fastapi"
