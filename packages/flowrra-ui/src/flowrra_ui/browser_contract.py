@@ -9,7 +9,7 @@ fixture (a :class:`ServedUI`), usually from :func:`serve_ui`. The module its ser
 worker import builds its Flowrra app with :func:`served_ui_app`.
 
 Screenshots of every page go to ``$FLOWRRA_UI_SCREENSHOTS`` (default: a folder under the
-system's temporary directory), printed at the start of each test; look at them.
+system's temporary directory), printed when the suite starts; look at them.
 
 Without chromium the tests are skipped, unless ``CI`` or ``FLOWRRA_REQUIRE_SERVICES=1`` is
 set: then they fail (``tools/ensure-browser.sh`` installs it).
@@ -173,6 +173,18 @@ class UIBrowserContract:
     def _collect_page_errors(self) -> None:
         self.page_errors = []  # uncaught errors in any page of the test
 
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _announce_screenshots(cls, request: pytest.FixtureRequest) -> None:
+        plugins = request.config.pluginmanager
+        reporter = plugins.get_plugin("terminalreporter")
+        capture = plugins.get_plugin("capturemanager")
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():  # shown even though output is captured
+            reporter.ensure_newline()
+            reporter.write_line(f"{cls.adapter} UI screenshots: {screenshot_folder()}")
+
     @pytest.fixture
     def redis_url(self) -> str:
         """``$FLOWRRA_TEST_REDIS_URL`` (default the local server's db 9), checked."""
@@ -228,7 +240,6 @@ class UIBrowserContract:
     ) -> None:
         from playwright.async_api import expect
 
-        print(f"screenshots in {screenshot_folder()}")
         page = await self._page(browser, served)
         await page.goto(served.url)
         await expect(page.locator("#live")).to_have_text("Live", timeout=15_000)
