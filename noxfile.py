@@ -56,8 +56,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict on every distribution's sources."""
-    _install_packages(session, "mypy", "pytest", "types-croniter", editable=True)
+    """mypy --strict on every distribution's sources (with what their test helpers
+    import: pytest, and playwright for flowrra_ui.browser_contract)."""
+    _install_packages(session, "mypy", "pytest", "playwright", "types-croniter", editable=True)
     session.run("mypy", "--strict", *[f"packages/{name}/src" for name in PACKAGES])
 
 

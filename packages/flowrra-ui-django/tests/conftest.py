@@ -7,37 +7,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-import django
 import pytest
-from django.conf import settings
 
 HERE = Path(__file__).parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(HERE / "served")]
+    from django_test_settings import configure
+
     database = Path(tempfile.mkdtemp(prefix="flowrra-ui-django-")) / "db.sqlite3"
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="tests-only",
-        ALLOWED_HOSTS=["testserver", "localhost"],
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "django.contrib.sessions",
-            "flowrra_ui_django",
-        ],
-        MIDDLEWARE=[
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-        ],
-        ROOT_URLCONF="django_urls",
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}},
-        FLOWRRA_UI={"APP": "django_project.app"},
-        USE_TZ=True,
+    configure(
+        str(database),
+        urlconf="django_urls",
+        flowrra_app="django_project.app",
+        hosts=["testserver", "localhost"],
     )
-    django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -30,16 +30,16 @@ def served(tmp_path: Path, redis_url: str) -> Iterator[ServedUI]:
     server = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}"]
     server.append("django_served:application")
     database = str(settings.DATABASES["default"]["NAME"])
+    cookies = [{"name": settings.SESSION_COOKIE_NAME, "value": staff_session()}]
     with serve_ui(
         server,
         "django_served:flowrra",
         cwd=SERVED,
         redis_url=redis_url,
         folder=tmp_path,
+        cookies=cookies,
         extra_env={"FLOWRRA_UI_TEST_DJANGO_DB": database},
-    ) as (served, _):
-        session = staff_session()
-        served.cookies = [{"name": settings.SESSION_COOKIE_NAME, "value": session}]
+    ) as served:
         yield served
 
 

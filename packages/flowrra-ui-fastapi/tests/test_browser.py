@@ -16,10 +16,11 @@ SERVED = Path(__file__).parent / "served"
 @pytest.fixture
 def served(tmp_path: Path, redis_url: str) -> Iterator[ServedUI]:
     server = [sys.executable, "-m", "uvicorn", "fastapi_served:api", "--port", "{port}"]
+    cookies = [{"name": "flowrra_token", "value": "browser-token"}]
+    worker = "fastapi_served:flowrra"
     with serve_ui(
-        server, "fastapi_served:flowrra", cwd=SERVED, redis_url=redis_url, folder=tmp_path
-    ) as (served, _):
-        served.cookies = [{"name": "flowrra_token", "value": "browser-token"}]
+        server, worker, cwd=SERVED, redis_url=redis_url, folder=tmp_path, cookies=cookies
+    ) as served:
         yield served
 
 

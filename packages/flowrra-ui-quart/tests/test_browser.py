@@ -16,10 +16,11 @@ SERVED = Path(__file__).parent / "served"
 @pytest.fixture
 def served(tmp_path: Path, redis_url: str) -> Iterator[ServedUI]:
     server = [sys.executable, "-m", "hypercorn", "quart_served:web", "-b", "127.0.0.1:{port}"]
+    cookies = [{"name": "flowrra_token", "value": "browser-token"}]
+    worker = "quart_served:flowrra"
     with serve_ui(
-        server, "quart_served:flowrra", cwd=SERVED, redis_url=redis_url, folder=tmp_path
-    ) as (served, _):
-        served.cookies = [{"name": "flowrra_token", "value": "browser-token"}]
+        server, worker, cwd=SERVED, redis_url=redis_url, folder=tmp_path, cookies=cookies
+    ) as served:
         yield served
 
 

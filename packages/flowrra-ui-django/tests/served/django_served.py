@@ -7,40 +7,19 @@ from __future__ import annotations
 
 import os
 
-import django
-from django.conf import settings
+from django_test_settings import configure
 from flowrra_ui.browser_contract import served_ui_app
 
 flowrra = served_ui_app()
 
-settings.configure(
-    DEBUG=False,
-    SECRET_KEY="tests-only",  # the tests' own (conftest.py): it signs the session they make
-    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-    INSTALLED_APPS=[
-        "django.contrib.auth",
-        "django.contrib.contenttypes",
-        "django.contrib.sessions",
-        "flowrra_ui_django",
-    ],
-    MIDDLEWARE=[
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ],
-    ROOT_URLCONF=__name__,
-    DATABASES={
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ["FLOWRRA_UI_TEST_DJANGO_DB"],
-        }
-    },
-    FLOWRRA_UI={"APP": f"{__name__}.flowrra"},
-    USE_TZ=True,
+configure(
+    os.environ["FLOWRRA_UI_TEST_DJANGO_DB"],
+    urlconf=__name__,
+    flowrra_app=f"{__name__}.flowrra",
+    hosts=["127.0.0.1", "localhost"],
 )
-django.setup()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the settings)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (after configure)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402

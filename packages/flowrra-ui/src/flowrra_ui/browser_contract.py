@@ -107,12 +107,13 @@ def serve_ui(
     folder: Path,
     mount: str = "/flowrra/",
     readonly_mount: str | None = "/open/",
+    cookies: list[dict[str, Any]] | None = None,
     extra_env: dict[str, str] | None = None,
-) -> Iterator[tuple[ServedUI, int]]:
+) -> Iterator[ServedUI]:
     """Run ``server`` (a command line; ``{port}`` is replaced by a free port) and a
     ``flowrra worker worker_app`` process in ``cwd``, on a fresh key prefix of
-    ``redis_url``; yield the :class:`ServedUI` and the port; stop both (SIGTERM) and
-    delete the prefix's keys at the end."""
+    ``redis_url``; yield the :class:`ServedUI`; stop both (SIGTERM) and delete the
+    prefix's keys at the end."""
     import redis
 
     prefix = f"flowrra-ui-browser-{uuid.uuid4().hex[:8]}"
@@ -133,7 +134,7 @@ def serve_ui(
         _wait_for_port(port, web)
         base = f"http://127.0.0.1:{port}"
         readonly = base + readonly_mount if readonly_mount else None
-        yield ServedUI(base + mount, readonly, url, folder), port
+        yield ServedUI(base + mount, readonly, url, folder, list(cookies or []))
     finally:
         _stop(web)
         _stop(worker)
