@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
+from flowrra_redis.backend import decode_event
 
 from flowrra import BrokerError, Flowrra, TaskStatus
 from flowrra.task import TaskResult, new_task_id
@@ -278,9 +279,9 @@ async def test_status_changes_are_published_for_monitors(make_app: object, redis
     while len(seen) < 3 and time.monotonic() < deadline:
         message = await pubsub.get_message(timeout=0.5)
         if message is not None:
-            event = json.loads(message["data"])
-            assert event["task_id"] == task_id and event["task_name"] == "watched"
-            seen.append(event["status"])
+            event = decode_event(message["data"])
+            assert event.task_id == task_id and event.task_name == "watched"
+            seen.append(event.status.value)
     assert seen == ["pending", "running", "success"]
     await pubsub.aclose()
     await monitor.aclose()

@@ -1,8 +1,9 @@
 """The Redis result backend: records with a TTL, completions announced over pub/sub.
 
-Each store is one Lua script: it writes the record (``result:<id>``, JSON, with the TTL),
-publishes the status change on the ``events`` channel for monitors and, when the task is
-complete, publishes the record on the ``done`` channel. ``wait_for`` never polls: each
+Records go through :class:`~flowrra_redis.records.RecordWriter`: the ones stored in one
+event-loop turn are one Lua script call, which writes each record (``result:<id>``, JSON,
+with the TTL), publishes it on the ``events`` channel for monitors and, when the task is
+complete, publishes it on the ``done`` channel. ``wait_for`` never polls: each
 process keeps ONE pub/sub connection subscribed to ``done`` and hands each completion to
 the futures waiting for that id. A waiter registers its future first and only then reads
 the stored record, so a completion that lands in between is never missed.
@@ -16,8 +17,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -33,43 +32,16 @@ from flowrra_redis.connection import (
     text,
     unavailable,
 )
-from flowrra_redis.pipeline import Script
+from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
 
-__all__ = ["DEFAULT_TTL", "RedisBackend", "decode_result", "encode_result"]
+__all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
 
 logger = logging.getLogger("flowrra.redis.backend")
 
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
-#: Completed records up to this size travel in the ``done`` notification itself; larger
-#: ones are announced by id and read with GET.
-INLINE_LIMIT = 64 * 1024
-#: Most task ids kept in the index that ``list`` reads (oldest dropped first).
-INDEX_LIMIT = 100_000
-
 _STATUS = {status.value: status for status in TaskStatus}
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
-
-# KEYS: record, index ; ARGV: body, ttl ms, status, submitted (score), event, done channel,
-# events channel, notification ('' if not complete), index limit
-_STORE = """
-if ARGV[3] == 'pending' then
-  -- NX: a PENDING never overwrites what a worker already recorded
-  redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-if redis.call('ZADD', KEYS[2], 'NX', ARGV[4], string.match(KEYS[1], ':result:(.*)$')) == 1 then
-  if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[9]) then
-    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[9]) - 1)
-  end
-end
-redis.call('PUBLISH', ARGV[7], ARGV[5])
-if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[8]) end
-return 1
-"""
-
-_STORE_SCRIPT = Script(_STORE)
 
 
 def encode_result(result: TaskResult) -> str:
@@ -122,32 +94,43 @@ def decode_result(data: bytes | str) -> TaskResult:
     )
 
 
-def _event(result: TaskResult) -> str:
-    at = result.finished_ts or result.started_ts or result.submitted_ts
-    return json.dumps(
-        {
-            "task_id": result.task_id,
-            "task_name": result.task_name,
-            "status": result.status.value,
-            "retries": result.retries,
-            "at": at,
-            "error": result.error,
-        },
-        separators=(",", ":"),
+def _record_call(
+    result: TaskResult, task_id: str | None = None
+) -> tuple[str, str, TaskStatus, float, str]:
+    """What :meth:`RecordWriter.write` takes for ``result``; encodes it (raising
+    SerializationError before anything is sent). A record larger than
+    :data:`~flowrra_redis.records.INLINE_LIMIT` gets a second, small encoding for the
+    ``events`` channel: monitors see its status and error, not its payload."""
+    body = encode_result(result)
+    event = ""
+    if len(body) > INLINE_LIMIT:
+        error = result.error
+        event = encode_result(
+            TaskResult(
+                result.task_id,
+                result.status,
+                result.task_name,
+                None,
+                error if error is None or len(error) <= 1000 else error[:1000] + "…",
+                result.submitted_ts,
+                result.started_ts,
+                result.finished_ts,
+                result.retries,
+                priority=result.priority,
+            )
+        )
+    return (
+        result.task_id if task_id is None else task_id,
+        body,
+        result.status,
+        result.submitted_ts or time.time(),
+        event,
     )
 
 
-def _decode_event(data: bytes | str) -> TaskEvent:
-    fields = json.loads(data)
-    at = fields.get("at")
-    return TaskEvent(
-        task_id=fields["task_id"],
-        task_name=fields.get("task_name"),
-        status=TaskStatus(fields["status"]),
-        retries=int(fields.get("retries") or 0),
-        at=datetime.fromtimestamp(at, UTC) if isinstance(at, int | float) else None,
-        error=fields.get("error"),
-    )
+def decode_event(data: bytes | str) -> TaskEvent:
+    """The event a record published on the ``events`` channel stands for."""
+    return TaskEvent.from_result(decode_result(data))
 
 
 class RedisBackend(RedisEndpoint, BaseResultBackend):
@@ -180,6 +163,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             client=client,
         )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
+        self._writer: RecordWriter | None = None
         self._waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
@@ -197,7 +181,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
     async def connect(self) -> None:
         try:
             # Loaded up front: RUNNING records are sent as EVALSHA without waiting.
-            await self.pipe.execute("SCRIPT", "LOAD", _STORE_SCRIPT.body)
+            await self.pipe.execute("SCRIPT", "LOAD", STORE.body)
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot connect the backend", exc) from exc
 
@@ -213,46 +197,39 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                 if not future.done():
                     future.cancel()
         self._waiters.clear()
+        self._writer = None
         await super().close()
 
     # -- writing -------------------------------------------------------------------------
 
     async def store_many(self, results: Sequence[TaskResult]) -> None:
-        """Store several records; they travel in one pipeline."""
-        await asyncio.gather(*(self.store(r.task_id, r) for r in results))
-
-    async def store(self, task_id: str, result: TaskResult) -> None:
-        keys, args = self._store_call(task_id, result)
-        if result.status is TaskStatus.RUNNING:
-            # Write-behind: the task starts without waiting for this round trip, and the
-            # final record, queued after it on the same connection, lands after it (for a
-            # short task, in the same batch). A lost RUNNING record is replaced by that one.
-            self.pipe.send("EVALSHA", _STORE_SCRIPT.sha, len(keys), *keys, *args, what="store")
-            return
+        """Store several records; they travel in one script call."""
+        writer = self._records()
+        waiters = [writer.write(*_record_call(r)) for r in results]
         try:
-            await self.pipe.run_script(_STORE_SCRIPT, keys, args)
+            for waiter in waiters:
+                await waiter
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
 
-    def _store_call(self, task_id: str, result: TaskResult) -> tuple[list[str], list[Any]]:
-        body = encode_result(result)
-        complete = result.status in _COMPLETE
-        if complete:
-            notification = f"{task_id}|{body}" if len(body) <= INLINE_LIMIT else task_id
-        else:
-            notification = ""
-        k = self.keys
-        return [k.result(task_id), k.results_index], [
-            body,
-            int(self.ttl * 1000),
-            result.status.value,
-            result.submitted_ts or time.time(),
-            _event(result),
-            k.done,
-            k.events,
-            notification,
-            INDEX_LIMIT,
-        ]
+    async def store(self, task_id: str, result: TaskResult) -> None:
+        if result.status is TaskStatus.RUNNING:
+            # Write-behind: the task starts without waiting for this round trip, and the
+            # final record, queued after it, lands after it (for a short task, in the same
+            # script call, which then skips writing it). A lost RUNNING record is replaced
+            # by that one.
+            self._records().write_behind(*_record_call(result, task_id))
+            return
+        try:
+            await self._records().write(*_record_call(result, task_id))
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
+
+    def _records(self) -> RecordWriter:
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = RecordWriter(self.pipe, self.keys, int(self.ttl * 1000))
+        return writer
 
     # -- reading -------------------------------------------------------------------------
 
@@ -383,7 +360,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                         if message is None or message["type"] != "message":
                             continue
                         try:
-                            hub.publish(_decode_event(message["data"]))
+                            hub.publish(decode_event(message["data"]))
                         except (ValueError, TypeError, KeyError):
                             logger.warning("undecodable task event: %r", message["data"][:200])
                 except UNAVAILABLE as exc:

@@ -44,7 +44,7 @@ from flowrra_redis.connection import (
 )
 from flowrra_redis.pipeline import Script
 
-__all__ = ["RedisBroker", "priority_key"]
+__all__ = ["ACK_DELAY", "RedisBroker", "priority_key"]
 
 logger = logging.getLogger("flowrra.redis.broker")
 
@@ -52,6 +52,9 @@ _SCRIPTS = {
     name: Script(getattr(scripts, name))
     for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER")
 }
+
+#: Seconds an ack waits for a reserve to carry it before it is sent on its own.
+ACK_DELAY = 0.1
 
 _COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
@@ -112,6 +115,9 @@ class RedisBroker(RedisEndpoint):
         self.lease_seconds: float | None = lease_seconds
         self.dead_letter_limit = dead_letter_limit
         self._blocking: aioredis.Redis | None = None
+        self._waiting_for_work = False
+        self._acks: list[bytes] = []
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._depth = 0
         self._next_due: float | None = None
 
@@ -132,6 +138,7 @@ class RedisBroker(RedisEndpoint):
             raise unavailable(BrokerError, self.url, "cannot connect the broker", exc) from exc
 
     async def close(self) -> None:
+        self._send_acks()
         if self._blocking is not None:
             await self._blocking.aclose()
             self._blocking = None
@@ -176,10 +183,11 @@ class RedisBroker(RedisEndpoint):
         while True:
             now = time.time()
             assert self.lease_seconds is not None
+            acks, self._acks = self._acks, []
             members, depth, next_due, expired = await self._run(
                 "RESERVE",
                 [k.queue, k.delayed, k.leased, k.sequence],
-                [now, now + self.lease_seconds, max(0, max_messages)],
+                [now, now + self.lease_seconds, max(0, max_messages), *acks],
                 "cannot reserve",
             )
             self._depth = int(depth)
@@ -196,7 +204,16 @@ class RedisBroker(RedisEndpoint):
             await self._wait_for_work(wait)
 
     async def _wait_for_work(self, wait: float) -> None:
-        """Block until a producer pushes a wake token, or ``wait`` seconds pass."""
+        """Block until a producer pushes a wake token, or ``wait`` seconds pass. Acks made
+        meanwhile do not wait for the next reserve."""
+        self._send_acks()
+        self._waiting_for_work = True
+        try:
+            await self._block(wait)
+        finally:
+            self._waiting_for_work = False
+
+    async def _block(self, wait: float) -> None:
         if wait < 0.01:
             await asyncio.sleep(wait)
             return
@@ -228,12 +245,26 @@ class RedisBroker(RedisEndpoint):
         return message
 
     async def ack(self, message: TaskMessage) -> None:
-        """Settle a reservation. Write-behind: the ZREM is queued on the broker's pipeline
-        and travels with the next command (usually the next reserve); if it is lost with
-        the connection, the lease expires and the message is delivered again (at least
-        once). ``close()`` waits for queued acks."""
+        """Settle a reservation. Write-behind: the ack travels inside the next reserve
+        (a worker reserves again as soon as a slot is free), or as a ZREM of its own when
+        this broker waits for work, reads queue depths or closes, or when no reserve took
+        it within :data:`ACK_DELAY` seconds (the other slots run long tasks). If it is lost
+        with the connection, the lease expires and the message is delivered again (at
+        least once)."""
         if message.receipt is not None:
-            self.pipe.send("ZREM", self.keys.leased, message.receipt, what="ack")
+            self._acks.append(message.receipt)
+            if self._waiting_for_work:
+                self._send_acks()
+            elif self._ack_timer is None:
+                self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_acks)
+
+    def _send_acks(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        acks, self._acks = self._acks, []
+        if acks:
+            self.pipe.send("ZREM", self.keys.leased, *acks, what="ack")
 
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
         k = self.keys
@@ -309,13 +340,15 @@ class RedisBroker(RedisEndpoint):
         """Live counts: ``queued`` (due now), ``delayed``, ``leased`` (running or held by a
         worker), ``dead`` (dead letters kept)."""
         k = self.keys
+        self._send_acks()  # on the same connection: counted as settled
+        pipe = self.pipe
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zcard(k.queue)
-                pipe.zcard(k.delayed)
-                pipe.zcard(k.leased)
-                pipe.llen(k.dead)
-                queued, delayed, leased, dead = await pipe.execute()
+            queued, delayed, leased, dead = await asyncio.gather(
+                pipe.execute("ZCARD", k.queue),
+                pipe.execute("ZCARD", k.delayed),
+                pipe.execute("ZCARD", k.leased),
+                pipe.execute("LLEN", k.dead),
+            )
         except UNAVAILABLE as exc:
             raise unavailable(BrokerError, self.url, "cannot read queue depths", exc) from exc
         self._depth = int(queued) + int(delayed)

@@ -1,11 +1,13 @@
 """Automatic pipelining: commands issued while the connection is busy go out together.
 
 redis-py spends most of a command's cost around the round trip (a pool checkout, retry
-wrappers, a timeout task per read), and a worker's tasks each send three commands. Here
-every caller appends its command to a shared list and awaits a future; one loop owns one
-connection (opened by redis-py, so URLs, AUTH, SELECT and TLS work as anywhere else) and,
-each turn, writes everything waiting as one pipeline and reads the replies in order. With
-N tasks in flight, their commands share round trips: the more load, the bigger the batches.
+wrappers, a timeout task per read), and a worker's tasks each send several commands. Here
+every caller appends its command to a shared list and awaits a future; one connection
+(opened by redis-py, so URLs, AUTH, SELECT and TLS work as anywhere else) takes, each loop
+turn, everything waiting as one write. Its replies are parsed with hiredis as the bytes
+arrive (the connection's transport is handed to a protocol of ours) and resolve the
+futures in order, with no reader task and no timer per reply. With N tasks in flight,
+their commands share round trips: the more load, the bigger the batches.
 
 Commands are retried on a dropped connection or a timeout, like redis-py's own retries;
 a script unknown to the server (after a restart) is sent again with its body.
@@ -16,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["AutoPipeline", "Script"]
@@ -41,15 +45,78 @@ class Script:
         self.sha = hashlib.sha1(body.encode()).hexdigest()
 
 
-class _Link:
-    """One open connection, the futures of the commands written to it (in order), and
-    the task that reads their replies."""
+class _Link(asyncio.Protocol):
+    """One open connection: the futures of the commands written to it, in order, resolved
+    from ``data_received`` as hiredis parses the replies.
 
-    def __init__(self, connection: AbstractConnection) -> None:
+    A watchdog fails the link when replies are due and none has come for ``timeout``
+    seconds (one timer per link, not one per reply).
+    """
+
+    def __init__(
+        self,
+        pipeline: AutoPipeline,
+        connection: AbstractConnection,
+        transport: asyncio.WriteTransport,
+        timeout: float | None,
+    ) -> None:
+        self.pipeline = pipeline
         self.connection = connection
+        self.transport = transport
         self.sent: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.replies_due = asyncio.Event()
-        self.reader: asyncio.Task[None] | None = None
+        self.lost = False
+        self._parser = hiredis.Reader(replyError=redis_errors.ResponseError)
+        self._timeout = timeout
+        self._replies = 0
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def write(self, data: bytes, futures: list[asyncio.Future[Any]]) -> None:
+        self.sent.extend(futures)
+        self.transport.write(data)
+        if self._watchdog is None and self._timeout is not None:
+            self._arm()
+
+    def _arm(self) -> None:
+        assert self._timeout is not None
+        self._watchdog = asyncio.get_running_loop().call_later(
+            self._timeout, self._check, self._replies
+        )
+
+    def _check(self, replies_then: int) -> None:
+        self._watchdog = None
+        if self.lost or not self.sent:
+            return
+        if self._replies == replies_then:
+            self.pipeline._lose(self, TimeoutError())
+        else:
+            self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        sent = self.sent
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                self._replies += 1
+                future = sent.popleft()
+                if future.done():
+                    continue
+                if isinstance(reply, redis_errors.ResponseError):
+                    future.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                else:
+                    future.set_result(reply)
+        except Exception as exc:  # a protocol error, or a reply nobody asked for
+            self.pipeline._lose(self, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost:
+            self.pipeline._lose(self, exc or ConnectionError("the server closed the connection"))
+
+    def close(self) -> None:
+        self.lost = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
 
 class AutoPipeline:
@@ -57,8 +124,8 @@ class AutoPipeline:
 
     Callers append to ``_waiting``; the first one of a loop turn schedules ``_flush`` with
     ``call_soon``, so everything queued before it runs (the slots one reply just woke, for
-    instance) leaves in one write. Batches do not wait for each other: a reader resolves
-    replies in order while later batches are already on the wire.
+    instance) leaves in one write. Batches do not wait for each other: replies resolve their
+    futures in order while later batches are already on the wire.
     """
 
     def __init__(
@@ -79,31 +146,74 @@ class AutoPipeline:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command; returns its reply (raises its error)."""
-        attempt = 0
-        while True:
-            try:
-                return await self._submit(args)
-            except _RETRYABLE:
-                if attempt >= self._retries:
-                    raise
-                attempt += 1
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+        return await self.request(args)
 
     async def run_script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except redis_errors.NoScriptError:
-            return await self.execute("EVAL", script.body, len(keys), *keys, *args)
+        return await self.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    def request(self, args: tuple[Any, ...], script: Script | None = None) -> asyncio.Future[Any]:
+        """Send one command; the future gets its reply or its error. For callers that do
+        not want a coroutine (batch writers resolving many waiters from one reply).
+
+        A dropped connection or a timeout is retried ``retries`` times with backoff; an
+        ``EVALSHA`` of ``script`` that the server does not know is sent again as ``EVAL``.
+        Cancelling the future abandons the retries (a command already written still runs).
+        """
+        outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._attempt(args, script, outer, 0)
+        return outer
+
+    def _attempt(
+        self,
+        args: tuple[Any, ...],
+        script: Script | None,
+        outer: asyncio.Future[Any],
+        attempt: int,
+    ) -> None:
+        if not outer.done():
+            self._submit(args).add_done_callback(
+                functools.partial(self._settle, args, script, outer, attempt)
+            )
+
+    def _settle(
+        self,
+        args: tuple[Any, ...],
+        script: Script | None,
+        outer: asyncio.Future[Any],
+        attempt: int,
+        reply: asyncio.Future[Any],
+    ) -> None:
+        if outer.done():
+            return
+        if reply.cancelled():
+            outer.cancel()
+            return
+        error = reply.exception()
+        if error is None:
+            outer.set_result(reply.result())
+        elif script is not None and isinstance(error, redis_errors.NoScriptError):
+            self._attempt(("EVAL", script.body, *args[2:]), None, outer, attempt)
+        elif isinstance(error, _RETRYABLE) and attempt < self._retries:
+            asyncio.get_running_loop().call_later(
+                min(0.05 * 2 ** (attempt + 1), 1.0),
+                self._attempt,
+                args,
+                script,
+                outer,
+                attempt + 1,
+            )
+        else:
+            outer.set_exception(error)
 
     def send(self, *args: Any, what: str = "command") -> None:
         """Queue a command without waiting for its reply (write-behind).
 
         Commands on one pipeline reach Redis in the order they were queued, so a later
         awaited command (a result, a reserve) lands after it. A failure is logged, not
-        raised: use it only for writes whose loss is harmless or repaired (a RUNNING record
-        that the final one replaces, an ack whose message a lease will redeliver).
+        raised: use it only for writes whose loss is harmless or repaired (an ack whose
+        message a lease will redeliver).
         """
-        self._submit(args).add_done_callback(lambda future: _log_failure(future, what))
+        self.request(args).add_done_callback(lambda future: _log_failure(future, what))
 
     async def drain(self, timeout: float | None = 5.0) -> None:
         """Wait until every queued command has been answered."""
@@ -131,12 +241,8 @@ class AutoPipeline:
                 self._connecting = asyncio.get_running_loop().create_task(self._connect())
             return  # _connect flushes once connected
         batch, self._waiting = self._waiting, []
-        link.sent.extend(future for _, future in batch)
-        link.replies_due.set()
         try:
-            writer = link.connection._writer
-            assert writer is not None
-            writer.write(b"".join([_pack(args) for args, _ in batch]))
+            link.write(b"".join([_pack(args) for args, _ in batch]), [f for _, f in batch])
         except Exception as exc:
             self._lose(link, exc)
 
@@ -148,49 +254,31 @@ class AutoPipeline:
             waiting, self._waiting = self._waiting, []
             self._fail([future for _, future in waiting], _as_redis_error(exc))
             return
-        link = _Link(connection)
-        link.reader = asyncio.get_running_loop().create_task(
-            self._read(link), name="flowrra-redis-replies"
-        )
+        try:
+            writer = connection._writer
+            assert writer is not None
+            transport: Any = writer.transport
+            link = _Link(self, connection, transport, self._timeout)
+            transport.set_protocol(link)  # replies now reach link.data_received
+        except Exception as exc:
+            await self._release(connection)
+            waiting, self._waiting = self._waiting, []
+            self._fail([future for _, future in waiting], _as_redis_error(exc))
+            return
         self._link = link
         self._flush()
-
-    async def _read(self, link: _Link) -> None:
-        sent = link.sent
-        connection = link.connection
-        try:
-            while True:
-                if not sent:
-                    link.replies_due.clear()
-                    await link.replies_due.wait()
-                    continue
-                async with asyncio.timeout(self._timeout):
-                    try:
-                        reply = await connection.read_response(timeout=math.inf)
-                    except redis_errors.ResponseError as error:
-                        reply = error
-                future = sent.popleft()
-                if future.done():
-                    continue
-                if isinstance(reply, redis_errors.ResponseError):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._lose(link, exc)
 
     def _lose(self, link: _Link, exc: BaseException) -> None:
         """The connection broke: its unanswered commands fail (callers retry), and what
         is still waiting goes out on a new connection."""
+        if link.lost:
+            return
+        link.close()
         self._fail(list(link.sent), _as_redis_error(exc))
         link.sent.clear()
         if self._link is link:
             self._link = None
         loop = asyncio.get_running_loop()
-        if link.reader is not None and link.reader is not asyncio.current_task():
-            link.reader.cancel()
         releasing = loop.create_task(self._release(link.connection))
         self._releasing.add(releasing)
         releasing.add_done_callback(self._releasing.discard)
@@ -216,11 +304,8 @@ class AutoPipeline:
         self._fail([future for _, future in waiting], closed)
         link, self._link = self._link, None
         if link is not None:
+            link.close()
             self._fail(list(link.sent), closed)
-            if link.reader is not None:
-                link.reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await link.reader
             await self._release(link.connection)
 
     @staticmethod

@@ -12,38 +12,59 @@ from __future__ import annotations
 
 __all__ = ["DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
 
+# bulk(command, key, items, from): one command per 4,000 items from items[from], for
+# variadic commands (Lua's unpack has a stack limit).
+_BULK = """
+local function bulk(command, key, items, from)
+  for i = from, #items, 4000 do
+    redis.call(command, key, unpack(items, i, math.min(i + 3999, #items)))
+  end
+end
+"""
+
 # KEYS: queue, sequence, wake, delayed, leased
 # ARGV: now, leased member to remove ('' for none), then (priority key, eta or '', body)*
 # Returns how many messages wait (due and delayed).
-ENQUEUE = """
+ENQUEUE = (
+    _BULK
+    + """
 local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[5], ARGV[2]) end
-local due = 0
+local seq = redis.call('INCRBY', KEYS[2], (#ARGV - 2) / 3) - (#ARGV - 2) / 3
+local due, later = {}, {}
 for i = 3, #ARGV, 3 do
   local eta = ARGV[i + 1]
   if eta ~= '' and tonumber(eta) > now then
-    redis.call('ZADD', KEYS[4], eta, ARGV[i] .. '|' .. ARGV[i + 2])
+    later[#later + 1] = eta
+    later[#later + 1] = ARGV[i] .. '|' .. ARGV[i + 2]
   else
-    local seq = redis.call('INCR', KEYS[2])
-    redis.call('ZADD', KEYS[1], 0, ARGV[i] .. string.format('%016.0f', seq) .. '|' .. ARGV[i + 2])
-    due = due + 1
+    seq = seq + 1
+    due[#due + 1] = 0
+    due[#due + 1] = ARGV[i] .. string.format('%016.0f', seq) .. '|' .. ARGV[i + 2]
   end
 end
-if due > 0 then
+bulk('ZADD', KEYS[1], due, 1)
+bulk('ZADD', KEYS[4], later, 1)
+if #due > 0 then
   local tokens = {}
-  for i = 1, math.min(due, 16) do tokens[i] = '1' end
+  for i = 1, math.min(#due / 2, 16) do tokens[i] = '1' end
   redis.call('RPUSH', KEYS[3], unpack(tokens))
   redis.call('LTRIM', KEYS[3], -64, -1)
 end
 return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 """
+)
 
 # KEYS: queue, delayed, leased, sequence
-# ARGV: now, lease expiry, max messages
-# Moves due delayed messages and expired leases into the queue, then pops up to ARGV[3]
-# members into ``leased``. Returns {members, messages waiting (due and delayed),
-# next delayed due or '', how many expired leases were put back}.
-RESERVE = """
+# ARGV: now, lease expiry, max messages, then the members to ack (settled: removed from
+# ``leased``). Acks a worker's settled messages, moves due delayed messages and expired
+# leases into the queue, then pops up to ARGV[3] members into ``leased``. Returns
+# {members, messages waiting (due and delayed), next delayed due or '', how many expired
+# leases were put back}.
+RESERVE = (
+    _BULK
+    + """
+bulk('ZREM', KEYS[3], ARGV, 4)
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, m in ipairs(due) do
@@ -66,16 +87,20 @@ local out = {}
 local n = tonumber(ARGV[3])
 if n > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], n)
+  local leases = {}
   for i = 1, #popped, 2 do
-    redis.call('ZADD', KEYS[3], ARGV[2], popped[i])
+    leases[#leases + 1] = ARGV[2]
+    leases[#leases + 1] = popped[i]
     out[#out + 1] = popped[i]
   end
+  bulk('ZADD', KEYS[3], leases, 1)
 end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local next_due = ''
 if #nxt > 0 then next_due = nxt[2] end
 return {out, redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), next_due, #expired}
 """
+)
 
 # KEYS: leased ; ARGV: new expiry, member* . Renews leases still held (XX: never re-adds
 # one that expired and was handed to another worker).

@@ -1,0 +1,180 @@
+"""Writing result records: everything stored in one event-loop turn is one script call.
+
+A worker records RUNNING and then SUCCESS for every task, and with N tasks in flight their
+records come in bursts. :class:`RecordWriter` collects the records stored during one loop
+turn and sends them as ONE ``EVALSHA`` of :data:`STORE`, so the per-call cost of a Lua
+script (and of a command on the wire) is paid once per burst, not once per record.
+
+Each record is one JSON encoding (:func:`flowrra_redis.backend.encode_result`) that serves
+three purposes: the stored value, the event published on the ``events`` channel (monitors
+decode it with :func:`~flowrra_redis.backend.decode_event`), and, for a complete record, the
+``<id>|<record>`` notification on the ``done`` channel that wakes ``wait_for``. Only a
+record over :data:`INLINE_LIMIT` has a second, small encoding for the events channel (it
+is announced on ``done`` by id alone).
+
+Within one burst, a record followed by a later one for the same task (a short task's
+RUNNING, then its SUCCESS) is not written: only its event is published, so monitors still
+see every status change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from flowrra.task import TaskStatus
+from flowrra_redis.connection import Keys
+from flowrra_redis.pipeline import AutoPipeline, Script
+
+__all__ = ["INDEX_LIMIT", "INLINE_LIMIT", "STORE", "RecordWriter"]
+
+logger = logging.getLogger("flowrra.redis.backend")
+
+#: Completed records up to this size travel in the ``done`` notification itself; larger
+#: ones are announced by id and read with GET.
+INLINE_LIMIT = 64 * 1024
+#: Most task ids kept in the index that ``list`` reads (oldest dropped first).
+INDEX_LIMIT = 100_000
+
+# Per record, a mode: what to do with it.
+_PENDING = "p"  # SET NX: a PENDING never overwrites what a worker already recorded
+_RECORD = "r"  # SET
+_DONE_INLINE = "c"  # SET, then notify waiters with "<id>|<record>"
+_DONE_BY_ID = "C"  # SET, then notify waiters with "<id>" (they GET the large record)
+_EVENT_ONLY = "e"  # superseded by a later record of the same task in this call
+
+# KEYS: index, then one record key per record
+# ARGV: ttl ms, index limit, events channel, done channel, then per record
+#       (task id, record JSON, mode, index score, event JSON or '' for the record's)
+STORE = Script("""
+local ttl = ARGV[1]
+local added = 0
+for i = 2, #KEYS do
+  local a = 5 + (i - 2) * 5
+  local id, body, mode = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  if mode ~= 'e' then
+    if mode == 'p' then
+      redis.call('SET', KEYS[i], body, 'NX', 'PX', ttl)
+    else
+      redis.call('SET', KEYS[i], body, 'PX', ttl)
+    end
+    added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 3], id)
+  end
+  if ARGV[a + 4] == '' then
+    redis.call('PUBLISH', ARGV[3], body)
+  else
+    redis.call('PUBLISH', ARGV[3], ARGV[a + 4])
+  end
+  if mode == 'c' then
+    redis.call('PUBLISH', ARGV[4], id .. '|' .. body)
+  elseif mode == 'C' then
+    redis.call('PUBLISH', ARGV[4], id)
+  end
+end
+if added > 0 and redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[2]) then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+end
+return #KEYS - 1
+""")
+
+_MODES = {
+    TaskStatus.PENDING: _PENDING,
+    TaskStatus.RUNNING: _RECORD,
+    TaskStatus.RETRYING: _RECORD,
+}
+
+
+class _Burst:
+    """The records of one loop turn, as the script's KEYS and ARGV tail."""
+
+    __slots__ = ("args", "keys", "positions", "waiters")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.args: list[Any] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.positions: dict[str, int] = {}  # task id -> index of its mode in args
+
+
+class RecordWriter:
+    """Batches record writes for one backend (see the module docstring)."""
+
+    def __init__(self, pipe: AutoPipeline, keys: Keys, ttl_ms: int) -> None:
+        self._pipe = pipe
+        self._keys = keys
+        self._ttl_ms = ttl_ms
+        self._burst: _Burst | None = None
+
+    def write(
+        self, task_id: str, body: str, status: TaskStatus, score: float, event: str = ""
+    ) -> asyncio.Future[None]:
+        """Queue one record (``body``: its JSON, ``score``: its place in the index,
+        ``event``: what to publish on the events channel instead of ``body``, or ``""``)
+        for this loop turn's script call; the future completes when Redis has stored it,
+        or fails with the reason."""
+        burst = self._add(task_id, body, status, score, event)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        burst.waiters.append(waiter)
+        return waiter
+
+    def write_behind(
+        self, task_id: str, body: str, status: TaskStatus, score: float, event: str = ""
+    ) -> None:
+        """Like :meth:`write`, for a record nobody waits for: a failure is only logged."""
+        self._add(task_id, body, status, score, event)
+
+    def _add(self, task_id: str, body: str, status: TaskStatus, score: float, event: str) -> _Burst:
+        burst = self._burst
+        if burst is None:
+            burst = self._burst = _Burst()
+            asyncio.get_running_loop().call_soon(self._flush)
+        earlier = burst.positions.get(task_id)
+        if earlier is not None:
+            burst.args[earlier] = _EVENT_ONLY
+        mode = _MODES.get(status)
+        if mode is None:
+            mode = _DONE_INLINE if len(body) <= INLINE_LIMIT else _DONE_BY_ID
+        burst.positions[task_id] = len(burst.args) + 2
+        burst.keys.append(self._keys.result(task_id))
+        burst.args += (task_id, body, mode, score, event)
+        return burst
+
+    def _flush(self) -> None:
+        burst, self._burst = self._burst, None
+        if burst is None:
+            return
+        k = self._keys
+        call = (
+            "EVALSHA",
+            STORE.sha,
+            len(burst.keys) + 1,
+            k.results_index,
+            *burst.keys,
+            self._ttl_ms,
+            INDEX_LIMIT,
+            k.events,
+            k.done,
+            *burst.args,
+        )
+        reply = self._pipe.request(call, STORE)
+        reply.add_done_callback(lambda done: _resolve(done, burst))
+
+
+def _resolve(reply: asyncio.Future[Any], burst: _Burst) -> None:
+    error = asyncio.CancelledError() if reply.cancelled() else reply.exception()
+    waiters = burst.waiters
+    if error is not None and len(waiters) < len(burst.keys):
+        logger.warning(
+            "Redis could not store %d result records: %s: %s",
+            len(burst.keys),
+            type(error).__name__,
+            error,
+        )
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)

@@ -1,0 +1,192 @@
+"""What makes the Redis plugin fast, on a real server: records written in bursts, acks
+carried by the next reserve, variadic script commands, and the pipeline's reply parsing
+(errors, unknown scripts, the reply watchdog)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+import redis.exceptions as redis_errors
+from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis.backend import decode_event
+from flowrra_redis.broker import ACK_DELAY
+from flowrra_redis.connection import connect_client
+from flowrra_redis.pipeline import AutoPipeline, Script
+from flowrra_redis.records import INLINE_LIMIT
+
+from flowrra import TaskStatus
+from flowrra.task import TaskResult, new_task_id
+from flowrra.testing import message
+
+
+async def test_a_superseded_record_is_not_written_but_its_event_is(
+    redis_url: str, prefix: str
+) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    task_id = new_task_id()
+    async with backend.subscribe_events() as events:
+        running = TaskResult(task_id, TaskStatus.RUNNING, "x", None, None, time.time())
+        done = TaskResult(task_id, TaskStatus.SUCCESS, "x", 7, None, time.time())
+        # The same loop turn: one script call, which skips the RUNNING write.
+        await asyncio.gather(backend.store(task_id, running), backend.store(task_id, done))
+        seen = [(await anext(events)).status for _ in range(2)]
+    assert seen == [TaskStatus.RUNNING, TaskStatus.SUCCESS]
+    stored = await backend.get(task_id)
+    assert stored is not None and stored.status is TaskStatus.SUCCESS and stored.result == 7
+    await backend.close()
+
+
+async def test_a_large_record_publishes_a_small_event(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """Monitors get the status of a task with a large result, not the result itself; a
+    waiter still gets all of it."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    task_id = new_task_id()
+    large = "x" * (INLINE_LIMIT + 1)
+    pubsub = sync_redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(backend.keys.events)
+    waiting = asyncio.create_task(backend.wait_for(task_id, timeout=5))
+    await asyncio.sleep(0.1)
+    error = "ValueError: " + "y" * 5000
+    record = TaskResult(task_id, TaskStatus.FAILED, "big", large, error, time.time())
+    record.args = (large,)
+    await backend.store(task_id, record)
+    got = await waiting
+    assert got is not None and got.result == large and got.args == (large,)
+    deadline = time.monotonic() + 2
+    published = None
+    while published is None and time.monotonic() < deadline:
+        published = pubsub.get_message(timeout=0.1)
+    assert published is not None and len(published["data"]) < 2000
+    event = decode_event(published["data"])
+    assert event.task_id == task_id and event.status is TaskStatus.FAILED
+    assert event.error is not None and event.error.startswith("ValueError: yyy")
+    pubsub.close()
+    await backend.close()
+
+
+async def test_records_of_one_turn_are_one_script_call(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    ids = [new_task_id() for _ in range(20)]
+    records = [TaskResult(i, TaskStatus.SUCCESS, "x", n) for n, i in enumerate(ids)]
+    await backend.store_many(records)
+    assert [(await backend.get(i)).result for i in ids] == list(range(20))  # type: ignore[union-attr]
+    assert len(await backend.list(limit=100)) == 20
+    event = decode_event(sync_redis.get(backend.keys.result(ids[3])) or b"")
+    assert event.task_id == ids[3] and event.status is TaskStatus.SUCCESS
+    await backend.close()
+
+
+async def test_an_ack_while_waiting_for_work_is_sent_at_once(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    await broker.enqueue(message("x"))
+    [held] = await broker.reserve(1, 1.0)
+    waiting = asyncio.create_task(broker.reserve(1, 3.0))  # blocks: the queue is empty
+    await asyncio.sleep(0.2)
+    await broker.ack(held)
+    deadline = time.monotonic() + 1.0
+    while sync_redis.zcard(broker.keys.leased) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert sync_redis.zcard(broker.keys.leased) == 0
+    assert not waiting.done()
+    waiting.cancel()
+    await broker.close()
+
+
+async def test_acks_travel_with_the_next_reserve(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    await broker.enqueue_many([message("x") for _ in range(3)])
+    first = await broker.reserve(2, 1.0)
+    for held in first:
+        await broker.ack(held)
+    assert sync_redis.zcard(broker.keys.leased) == 2  # not sent yet: deferred
+    [last] = await broker.reserve(5, 1.0)
+    assert sync_redis.zrange(broker.keys.leased, 0, -1) == [last.receipt]
+    await broker.ack(last)
+    assert (await broker.queue_depths())["leased"] == 0
+    await broker.close()
+
+
+async def test_an_ack_no_reserve_takes_is_sent_after_a_short_delay(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """Other slots run long tasks, so no reserve comes: the ack must not wait for one (the
+    lease would expire and the settled message run again)."""
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    await broker.enqueue_many([message("x") for _ in range(2)])
+    done, _still_running = await broker.reserve(2, 1.0)
+    await broker.ack(done)
+    await asyncio.sleep(ACK_DELAY)
+    deadline = time.monotonic() + 2.0
+    while sync_redis.zcard(broker.keys.leased) > 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert sync_redis.zrange(broker.keys.leased, 0, -1) == [_still_running.receipt]
+    await broker.close()
+
+
+async def test_batches_larger_than_a_lua_stack(redis_url: str, prefix: str) -> None:
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    sent = [message("x", priority=n % 3) for n in range(9_000)]
+    await broker.enqueue_many(sent)
+    got = await broker.reserve(9_000, 1.0)
+    expected = sorted(sent, key=lambda m: m.priority)  # stable: FIFO within a priority
+    assert [m.id for m in got] == [m.id for m in expected]
+    for held in got:
+        await broker.ack(held)
+    assert await broker.reserve(1, 0) == []
+    assert (await broker.queue_depths())["leased"] == 0
+    await broker.close()
+
+
+@pytest.fixture
+async def pipe(redis_url: str) -> AsyncIterator[AutoPipeline]:
+    client = connect_client(redis_url, max_connections=2, socket_timeout=5, retry_on_timeout=True)
+    pipeline = AutoPipeline(client, timeout=0.3, retries=0)
+    yield pipeline
+    await pipeline.close()
+    await client.aclose()
+
+
+async def test_error_replies_fail_their_command_only(pipe: AutoPipeline, prefix: str) -> None:
+    key = f"{prefix}:text"
+    ok, bad, after = await asyncio.gather(
+        pipe.execute("SET", key, "abc"),
+        pipe.execute("INCR", key),
+        pipe.execute("GET", key),
+        return_exceptions=True,
+    )
+    assert ok is True or ok == b"OK"
+    assert isinstance(bad, redis_errors.ResponseError)
+    assert after == b"abc"
+    await pipe.execute("DEL", key)
+
+
+async def test_an_unknown_script_is_sent_with_its_body(pipe: AutoPipeline) -> None:
+    script = Script(f"return '{new_task_id()}'")  # never loaded before
+    assert await pipe.run_script(script, [], []) == script.body[8:-1].encode()
+
+
+async def test_a_reply_that_never_comes_times_out(pipe: AutoPipeline, prefix: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(redis_errors.TimeoutError):
+        await pipe.execute("BLPOP", f"{prefix}:never", 5)
+    assert time.monotonic() - started < 2
+    assert await pipe.execute("PING") in (True, b"PONG")  # a new connection serves on
