@@ -9,14 +9,22 @@ drains. A slot whose task does not suspend goes straight on to the next message.
 CPU-bound message is handed to one of ``cpu_executor.concurrency`` lanes through a small
 queue, so CPU work never holds an I/O slot while it runs.
 
-Settling: success → record SUCCESS, ack. Failure with retries left → record RETRYING, then
-``requeue`` the next attempt with a due time (no slot sleeps). Failure for good → record
-FAILED, ack. A message naming an unknown task is dead-lettered and recorded FAILED.
+Settling: success → record SUCCESS, ack. A slot does not wait for that: it hands the
+message and its SUCCESS record to the *settler*, one coroutine that stores what piled up
+as one ``store_many`` and then acks each message (never before its record is stored: a
+message whose record could not be stored is delivered again once its lease expires). On a
+networked backend the slot is free for the next message while the record travels, and the
+records of many tasks share a round trip. At most ``concurrency`` successes wait to be
+settled; a slot that would add one more waits for room. Failure with retries left →
+record RETRYING, then ``requeue`` the next attempt with a due time (no slot sleeps).
+Failure for good → record FAILED, ack. A message naming an unknown task is dead-lettered
+and recorded FAILED.
 
 Stopping: on a durable broker the worker stops reserving, lets running tasks finish within
-the grace period, and releases whatever it still holds for immediate redelivery. On the
-in-memory broker, which dies with the process, it first drains the queue; tasks left at the
-deadline (and retries not yet due) are recorded FAILED so no waiter hangs.
+the grace period (the settler stores and acks what they returned), and releases whatever
+it still holds for immediate redelivery. On the in-memory broker, which dies with the
+process, it first drains the queue; tasks left at the deadline (and retries not yet due)
+are recorded FAILED so no waiter hangs.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import traceback
 from collections import deque
 from typing import Any
 
+from flowrra.backends.base import store_many
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.protocols import Broker, Executor, ResultBackend, WorkerDirectory
@@ -99,6 +108,11 @@ class Worker:
         self._reserve_failures = 0
         self._fetcher: asyncio.Task[Any] | None = None
         self._idle: list[asyncio.Future[None]] = []
+        self._settling: list[tuple[TaskMessage, TaskResult]] = []
+        self._settler: asyncio.Task[None] | None = None
+        self._settler_wake: asyncio.Future[None] | None = None
+        self._settler_closing = False
+        self._room: list[asyncio.Future[None]] = []
         self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage]]
 
     @property
@@ -114,6 +128,10 @@ class Worker:
         self._buffer.clear()
         self._busy = 0
         self._idle = []
+        self._settling = []
+        self._room = []
+        self._settler_closing = False
+        self._settler = asyncio.create_task(self._settle_successes(), name="flowrra-settler")
         self._cpu_queue = asyncio.Queue(self.cpu_executor.concurrency)
         self._slots = [
             asyncio.create_task(self._io_slot(), name=f"flowrra-slot-{n}")
@@ -303,6 +321,55 @@ class Worker:
                 None,
                 message.priority,
             )
+            if len(self._settling) >= self.io_executor.concurrency:
+                await self._wait_for_room()
+            self._settling.append((message, result))
+            wake = self._settler_wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+
+    async def _wait_for_room(self) -> None:
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room.append(room)
+        try:
+            await room
+        finally:
+            if room in self._room:
+                self._room.remove(room)
+
+    async def _settle_successes(self) -> None:
+        """The settler (see the module docstring): stores the SUCCESS records slots hand
+        it, as one ``store_many`` per batch, then publishes and acks. Runs until stop()
+        has let it empty the batch it holds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._settling:
+                if self._settler_closing:
+                    return
+                self._settler_wake = loop.create_future()
+                await self._settler_wake
+                continue
+            batch, self._settling = self._settling, []
+            room, self._room = self._room, []
+            for waiter in room:
+                if not waiter.done():
+                    waiter.set_result(None)
+            try:
+                await store_many(self.backend, [result for _, result in batch])
+            except SerializationError:
+                for message, result in batch:  # find the one(s) that cannot be encoded
+                    await self._store_one_success(message, result)
+                continue
+            except Exception:
+                _reraise_if_cancelled()
+                for message, _ in batch:
+                    self._unsettled(message)
+                continue
+            for message, result in batch:
+                await self._acknowledge(message, result)
+
+    async def _store_one_success(self, message: TaskMessage, result: TaskResult) -> None:
+        try:
             try:
                 await self.backend.store(message.id, result)
             except SerializationError as exc:
@@ -310,11 +377,22 @@ class Worker:
                 result.result = None
                 result.error = f"SerializationError: {exc}"
                 await self.backend.store(message.id, result)
-            if self.events.active:
-                self.publish(result)
-            self._in_flight.pop(message.id, None)
-            self.processed += 1
+            await self._acknowledge(message, result)
+        except Exception:
+            _reraise_if_cancelled()
+            self._unsettled(message)
+
+    async def _acknowledge(self, message: TaskMessage, result: TaskResult) -> None:
+        """``message``'s final record is stored: publish it, count it and ack it."""
+        if self.events.active:
+            self.publish(result)
+        self._in_flight.pop(message.id, None)
+        self.processed += 1
+        try:
             await self.broker.ack(message)
+        except Exception:
+            _reraise_if_cancelled()
+            logger.exception("task %s[%s]: could not be acked", message.name, message.id)
 
     async def _fail(
         self,
@@ -496,14 +574,18 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(deadline - loop.time(), 0)):
                         await self._cpu_queue.join()
-        tasks = [*self._slots, *self._lanes]
-        for extra in (self._lease_keeper, self._heartbeat):
-            if extra is not None:
-                tasks.append(extra)
+        workers = [*self._slots, *self._lanes]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        # What the slots finished is stored and acked before leftovers are released.
+        await self._drain_settler(max(deadline - loop.time(), 0))
+        tasks = [t for t in (self._lease_keeper, self._heartbeat, self._settler) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._slots, self._lanes, self._lease_keeper = [], [], None
+        self._slots, self._lanes, self._lease_keeper, self._settler = [], [], None, None
+        self._settling = []
         await self._settle_leftovers()
         if self._heartbeat is not None:
             self._heartbeat = None
@@ -516,6 +598,18 @@ class Worker:
         await self.io_executor.stop(wait)
         await self.cpu_executor.stop(wait)
         self._running = False
+
+    async def _drain_settler(self, timeout: float) -> None:
+        """Let the settler store and ack what the slots handed it, within ``timeout``: it
+        returns once it has nothing left and the worker is stopping."""
+        settler = self._settler
+        if settler is None or settler.done():
+            return
+        self._settler_closing = True
+        wake = self._settler_wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        await asyncio.wait([settler], timeout=timeout)
 
     async def _settle_leftovers(self) -> None:
         held = list(self._in_flight.values())
