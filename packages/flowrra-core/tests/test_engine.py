@@ -5,6 +5,7 @@ performance claims."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import random
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowrra import Flowrra, MemoryBackend, MemoryBroker, TaskEvent, TaskStatus
+from flowrra.exceptions import BackendError
 
 sys.path.insert(0, str(Path(__file__).parent / "apps"))
 
@@ -454,3 +456,30 @@ async def test_stop_finishes_when_a_client_swallows_the_cancellation() -> None:
     async with asyncio.timeout(10):  # it used to wait for ever on the heartbeat loop
         await app.stop()
     assert not app.is_running
+
+
+class RefusingBackend(MemoryBackend):
+    """Its store fails for PENDING records, as a backend that is down would."""
+
+    async def store(self, task_id: str, result) -> None:
+        if result.status is TaskStatus.PENDING:
+            raise BackendError("the backend is down")
+        await super().store(task_id, result)
+
+
+async def test_a_submit_whose_record_fails_queues_nothing(recwarn) -> None:
+    """submit calls store and enqueue before awaiting either; when the store (an async
+    def) fails, the enqueue that was never started is closed, not run, and not leaked."""
+    broker = MemoryBroker()
+    app = Flowrra(broker=broker, backend=RefusingBackend())
+
+    @app.task()
+    async def job() -> None:
+        return None
+
+    with pytest.raises(BackendError):
+        await app.submit(job)
+    assert broker.pending_count() == 0
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+    await app.stop()

@@ -190,3 +190,20 @@ async def test_a_reply_that_never_comes_times_out(pipe: AutoPipeline, prefix: st
         await pipe.execute("BLPOP", f"{prefix}:never", 5)
     assert time.monotonic() - started < 2
     assert await pipe.execute("PING") in (True, b"PONG")  # a new connection serves on
+
+
+async def test_a_pending_record_never_replaces_a_later_status(redis_url: str, prefix: str) -> None:
+    """submit sends PENDING and the message together; a worker's RUNNING may land first,
+    in an earlier script call or in the same one."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    earlier, same_call = new_task_id(), new_task_id()
+    await backend.store_many([TaskResult(earlier, TaskStatus.RUNNING, "x")])
+    await backend.store(earlier, TaskResult(earlier, TaskStatus.PENDING, "x"))
+    running = backend.store(same_call, TaskResult(same_call, TaskStatus.RUNNING, "x"))
+    await backend.store(same_call, TaskResult(same_call, TaskStatus.PENDING, "x"))
+    await running
+    for task_id in (earlier, same_call):
+        stored = await backend.get(task_id)
+        assert stored is not None and stored.status is TaskStatus.RUNNING
+    await backend.close()

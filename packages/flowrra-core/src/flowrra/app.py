@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -56,6 +57,20 @@ def _make_backend(config: Config) -> ResultBackend:
     factory = find_plugin(BACKENDS, scheme_of(backend_config.url))
     backend: ResultBackend = factory(backend_config)
     return backend
+
+
+def _abandon(call: Awaitable[Any]) -> None:
+    """Give up on a store or enqueue the caller will not await: a coroutine that has not
+    started is closed (it never runs); a reply already on its way is let go quietly."""
+    if inspect.iscoroutine(call):
+        call.close()
+    elif isinstance(call, asyncio.Future):
+        call.add_done_callback(_quiet)
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _pending_record(message: TaskMessage) -> TaskResult:
@@ -243,13 +258,24 @@ class Flowrra:
         now = time.time()
         message = TaskMessage(task_id, name, args, kwargs, priority, 0, eta, now)
         pending = _pending_record(message)
-        # Recorded before it is queued, so a worker's RUNNING can never be overwritten.
-        # (Worker.record inlined: this is the hot path.)
-        await self.backend.store(task_id, pending)
+        # Both calls before either await: a networked backend and broker send their writes
+        # at once and share a round trip; an async def backend records PENDING before the
+        # broker is even called. (Worker.record inlined: this is the hot path.)
+        stored = self.backend.store(task_id, pending)
+        try:
+            queued = self.broker.enqueue(message)
+        except BaseException:
+            _abandon(stored)
+            raise
+        try:
+            await stored
+        except BaseException:
+            _abandon(queued)
+            raise
         if self.events.active:
             self.worker.publish(pending)
         try:
-            await self.broker.enqueue(message)
+            await queued
         except BaseException as exc:
             await self._not_queued([pending], exc)
             raise

@@ -61,10 +61,14 @@ class Broker(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
-    async def enqueue(self, message: TaskMessage) -> None:
+    def enqueue(self, message: TaskMessage) -> Awaitable[None]:
         """Store one message. Raises ``SerializationError`` if its arguments cannot be
         encoded and ``BrokerError`` if it could not be stored; never reports success for a
-        message that was not stored."""
+        message that was not stored.
+
+        An ``async def`` does. A networked broker may instead send the message when called
+        and return an awaitable of the reply: ``submit`` calls ``backend.store`` (PENDING)
+        and ``broker.enqueue`` before awaiting either, so both writes share a round trip."""
 
     async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
         """Store several messages, in one round trip where the broker can."""
@@ -113,8 +117,12 @@ class ResultBackend(Protocol):
     async def close(self) -> None:
         """Release connections and wake nobody."""
 
-    async def store(self, task_id: str, result: TaskResult) -> None:
-        """Record ``result`` as the task's latest state."""
+    def store(self, task_id: str, result: TaskResult) -> Awaitable[None]:
+        """Record ``result`` as the task's latest state.
+
+        An ``async def`` does; a networked backend may send the write when called and
+        return an awaitable of the reply (see ``Broker.enqueue``); then a PENDING record
+        must never replace a later status of the same task, which may arrive first."""
 
     async def get(self, task_id: str) -> TaskResult | None:
         """The latest record for ``task_id``, or ``None`` if there is none."""

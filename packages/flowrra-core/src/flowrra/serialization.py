@@ -18,10 +18,13 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _INF = float("inf")
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def dumps(value: Any) -> str:
     """Encode ``value`` as compact JSON; raises :class:`SerializationError` if it cannot."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(str(exc)) from exc
 

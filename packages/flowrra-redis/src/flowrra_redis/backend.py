@@ -16,7 +16,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -44,10 +45,13 @@ _STATUS = {status.value: status for status in TaskStatus}
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 
 
+_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_result(result: TaskResult) -> str:
     """A record as compact JSON (timestamps as Unix seconds); raises SerializationError."""
     try:
-        return json.dumps(
+        return _json(
             [
                 result.task_id,
                 result.status.value,
@@ -63,8 +67,6 @@ def encode_result(result: TaskResult) -> str:
                 result.traceback,
                 result.priority,
             ],
-            separators=(",", ":"),
-            allow_nan=False,
         )
     except (TypeError, ValueError) as exc:
         raise SerializationError(
@@ -126,6 +128,24 @@ def _record_call(
         result.submitted_ts or time.time(),
         event,
     )
+
+
+class _Stored:
+    """An awaitable that is already done (a write-behind store): awaiting it costs nothing."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_STORED = _Stored()
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def decode_event(data: bytes | str) -> TaskEvent:
@@ -212,16 +232,26 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
 
-    async def store(self, task_id: str, result: TaskResult) -> None:
+    def store(self, task_id: str, result: TaskResult) -> Awaitable[None]:
+        """Queue the record for this loop turn's script call (raising SerializationError
+        now if it cannot be encoded) and return an awaitable of Redis's reply: the write
+        is under way before the caller awaits (``submit`` overlaps it with the enqueue).
+        PENDING is stored with NX, so it never replaces a status recorded before it."""
+        call = _record_call(result, task_id)
         if result.status is TaskStatus.RUNNING:
             # Write-behind: the task starts without waiting for this round trip, and the
             # final record, queued after it, lands after it (for a short task, in the same
             # script call, which then skips writing it). A lost RUNNING record is replaced
             # by that one.
-            self._records().write_behind(*_record_call(result, task_id))
-            return
+            self._records().write_behind(*call)
+            return _STORED
+        reply = self._records().write(*call)
+        reply.add_done_callback(_retrieved)  # a caller may give up on it (submit)
+        return self._stored(reply)
+
+    async def _stored(self, reply: Awaitable[None]) -> None:
         try:
-            await self._records().write(*_record_call(result, task_id))
+            await reply
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
 

@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -72,6 +72,11 @@ def priority_key(priority: int) -> str:
     if len(digits) > 0xFFFF:
         raise ValueError("priority is too large to order")
     return f"n{0xFFFF - len(digits):04x}{digits.translate(_COMPLEMENT)}"
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _body(message: TaskMessage) -> str:
@@ -152,12 +157,16 @@ class RedisBroker(RedisEndpoint):
 
     # -- producing -----------------------------------------------------------------------
 
-    async def enqueue(self, message: TaskMessage) -> None:
-        await self.enqueue_many((message,))
+    def enqueue(self, message: TaskMessage) -> Awaitable[None]:
+        """Send the message now (raising SerializationError if it cannot be encoded) and
+        return an awaitable of Redis's reply (BrokerError if it was not stored)."""
+        return self._enqueued(self._send_enqueue((message,)))
 
     async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
-        if not messages:
-            return
+        if messages:
+            await self._enqueued(self._send_enqueue(messages))
+
+    def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
         args: list[Any] = [time.time(), ""]
         for message in messages:
             args += [
@@ -166,14 +175,17 @@ class RedisBroker(RedisEndpoint):
                 _body(message),
             ]
         k = self.keys
-        self._depth = int(
-            await self._run(
-                "ENQUEUE",
-                [k.queue, k.sequence, k.wake, k.delayed, k.leased],
-                args,
-                "cannot enqueue",
-            )
-        )
+        script = _SCRIPTS["ENQUEUE"]
+        keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
+        reply = self.pipe.request(("EVALSHA", script.sha, 5, *keys, *args), script)
+        reply.add_done_callback(_retrieved)  # a caller may give up on it (submit)
+        return reply
+
+    async def _enqueued(self, reply: asyncio.Future[Any]) -> None:
+        try:
+            self._depth = int(await reply)
+        except UNAVAILABLE as exc:
+            raise unavailable(BrokerError, self.url, "cannot enqueue", exc) from exc
 
     # -- consuming -----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -31,6 +31,8 @@ from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["AutoPipeline", "Script"]
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 logger = logging.getLogger("flowrra.redis")
 
@@ -242,7 +244,7 @@ class AutoPipeline:
             return  # _connect flushes once connected
         batch, self._waiting = self._waiting, []
         try:
-            link.write(b"".join([_pack(args) for args, _ in batch]), [f for _, f in batch])
+            link.write(b"".join([_encode(args) for args, _ in batch]), [f for _, f in batch])
         except Exception as exc:
             self._lose(link, exc)
 
@@ -329,6 +331,15 @@ def _log_failure(future: asyncio.Future[Any], what: str) -> None:
     error = future.exception()
     if error is not None:
         logger.warning("Redis %s failed: %s: %s", what, type(error).__name__, error)
+
+
+def _encode(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP: hiredis's ``pack_command`` (C) for str, bytes, int and float
+    arguments, :func:`_pack` for the rest (and its error for what Redis cannot take)."""
+    try:
+        return _pack_command(args)
+    except TypeError:
+        return _pack(args)
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:

@@ -129,12 +129,12 @@ class RecordWriter:
         if burst is None:
             burst = self._burst = _Burst()
             asyncio.get_running_loop().call_soon(self._flush)
-        earlier = burst.positions.get(task_id)
-        if earlier is not None:
-            burst.args[earlier] = _EVENT_ONLY
         mode = _MODES.get(status)
         if mode is None:
             mode = _DONE_INLINE if len(body) <= INLINE_LIMIT else _DONE_BY_ID
+        earlier = burst.positions.get(task_id)
+        if earlier is not None and mode is not _PENDING:  # a PENDING (NX) replaces nothing
+            burst.args[earlier] = _EVENT_ONLY
         burst.positions[task_id] = len(burst.args) + 2
         burst.keys.append(self._keys.result(task_id))
         burst.args += (task_id, body, mode, score, event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from flowrra.exceptions import BackendError
@@ -31,8 +31,9 @@ class BaseResultBackend(ABC):
         """Release connections. The default has none to release."""
 
     @abstractmethod
-    async def store(self, task_id: str, result: TaskResult) -> None:
-        """Record ``result`` as the latest state of ``task_id``."""
+    def store(self, task_id: str, result: TaskResult) -> Awaitable[None]:
+        """Record ``result`` as the latest state of ``task_id`` (an ``async def`` will do;
+        see ``ResultBackend.store`` for backends that start the write when called)."""
 
     @abstractmethod
     async def get(self, task_id: str) -> TaskResult | None:
