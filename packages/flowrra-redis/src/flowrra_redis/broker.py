@@ -42,7 +42,7 @@ from flowrra_redis.connection import (
     text,
     unavailable,
 )
-from flowrra_redis.pipeline import Script
+from flowrra_redis.pipeline import AutoPipeline, Script
 
 __all__ = ["ACK_DELAY", "RedisBroker", "priority_key"]
 
@@ -72,6 +72,15 @@ def priority_key(priority: int) -> str:
     if len(digits) > 0xFFFF:
         raise ValueError("priority is too large to order")
     return f"n{0xFFFF - len(digits):04x}{digits.translate(_COMPLEMENT)}"
+
+
+def _log_release_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning(
+            "could not release messages reserved while stopping (they return when their "
+            "lease expires): %s",
+            future.exception(),
+        )
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -120,6 +129,7 @@ class RedisBroker(RedisEndpoint):
         self.lease_seconds: float | None = lease_seconds
         self.dead_letter_limit = dead_letter_limit
         self._blocking: aioredis.Redis | None = None
+        self._blocking_pipe: AutoPipeline | None = None
         self._waiting_for_work = False
         self._acks: list[bytes] = []
         self._ack_timer: asyncio.TimerHandle | None = None
@@ -144,6 +154,9 @@ class RedisBroker(RedisEndpoint):
 
     async def close(self) -> None:
         self._send_acks()
+        if self._blocking_pipe is not None:
+            await self._blocking_pipe.close()
+            self._blocking_pipe = None
         if self._blocking is not None:
             await self._blocking.aclose()
             self._blocking = None
@@ -190,22 +203,16 @@ class RedisBroker(RedisEndpoint):
     # -- consuming -----------------------------------------------------------------------
 
     async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
+        """Take up to ``max_messages`` due messages, waiting up to ``timeout`` seconds.
+
+        With nothing due, the wait is a BLPOP on the wake list with a RESERVE pipelined
+        behind it on the same connection: Redis runs the RESERVE as soon as a producer's
+        token ends the BLPOP, so a woken worker gets its messages without another round
+        trip."""
         deadline = time.monotonic() + timeout
-        k = self.keys
+        reply = await self._run("RESERVE", *self._reserve_call(max_messages), "cannot reserve")
         while True:
-            now = time.time()
-            assert self.lease_seconds is not None
-            acks, self._acks = self._acks, []
-            members, depth, next_due, expired = await self._run(
-                "RESERVE",
-                [k.queue, k.delayed, k.leased, k.sequence],
-                [now, now + self.lease_seconds, max(0, max_messages), *acks],
-                "cannot reserve",
-            )
-            self._depth = int(depth)
-            self._next_due = float(next_due) if next_due else None
-            if expired:
-                logger.warning("%d expired leases put back in the queue for redelivery", expired)
+            members = self._reserved(reply)
             if members:
                 return [self._decode(member) for member in members]
             wait = deadline - time.monotonic()
@@ -213,32 +220,85 @@ class RedisBroker(RedisEndpoint):
                 return []
             if self._next_due is not None:
                 wait = min(wait, max(self._next_due - time.time(), 0.0) + 0.001)
-            await self._wait_for_work(wait)
+            reply = await self._wait_for_work(wait, max_messages)
+            if reply is None or not reply[0]:
+                # Timed out (a delayed message may be due now, and the pipelined RESERVE
+                # used the time it was sent at), or a token another worker had emptied.
+                reply = await self._run(
+                    "RESERVE", *self._reserve_call(max_messages), "cannot reserve"
+                )
 
-    async def _wait_for_work(self, wait: float) -> None:
-        """Block until a producer pushes a wake token, or ``wait`` seconds pass. Acks made
-        meanwhile do not wait for the next reserve."""
+    def _reserve_call(self, max_messages: int) -> tuple[list[str], list[Any]]:
+        """RESERVE's keys and arguments; takes the acks waiting to be sent along."""
+        k = self.keys
+        now = time.time()
+        assert self.lease_seconds is not None
+        acks, self._acks = self._acks, []
+        return [k.queue, k.delayed, k.leased, k.sequence], [
+            now,
+            now + self.lease_seconds,
+            max(0, max_messages),
+            *acks,
+        ]
+
+    def _reserved(self, reply: Any) -> list[bytes]:
+        members, depth, next_due, expired = reply
+        self._depth = int(depth)
+        self._next_due = float(next_due) if next_due else None
+        if expired:
+            logger.warning("%d expired leases put back in the queue for redelivery", expired)
+        return list(members)
+
+    async def _wait_for_work(self, wait: float, max_messages: int) -> Any:
+        """Block until a producer pushes a wake token, or ``wait`` seconds pass; returns the
+        reply of the RESERVE pipelined behind the BLPOP (``None`` after a short sleep).
+        Acks made meanwhile do not wait for the next reserve."""
         self._send_acks()
-        self._waiting_for_work = True
-        try:
-            await self._block(wait)
-        finally:
-            self._waiting_for_work = False
-
-    async def _block(self, wait: float) -> None:
         if wait < 0.01:
             await asyncio.sleep(wait)
-            return
-        if self._blocking is None:
-            # Its own client: BLPOP holds the connection, and must outlast its timeout.
+            return None
+        pipe = self._blocking_pipe
+        if pipe is None:
+            # Its own connection: BLPOP holds it, and the watchdog must outlast BLPOP's
+            # timeout. Not retried here: the worker backs off and reserves again.
             self._blocking = self.new_client(
                 max_connections=2, socket_timeout=(self.socket_timeout or 0) + 60.0
             )
+            pipe = self._blocking_pipe = AutoPipeline(
+                self._blocking, timeout=(self.socket_timeout or 0) + 60.0, retries=0
+            )
+        keys, args = self._reserve_call(max_messages)
+        script = _SCRIPTS["RESERVE"]
+        # BLPOP takes a float timeout (seconds) since Redis 6.
+        woken = pipe.request(("BLPOP", self.keys.wake, min(wait, 30.0)))
+        reserved = pipe.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        self._waiting_for_work = True
         try:
-            # BLPOP takes a float timeout (seconds) since Redis 6.
-            await self._blocking.blpop([self.keys.wake], timeout=min(wait, 30.0))
+            await woken
+            return await reserved
+        except asyncio.CancelledError:
+            # Stopping: what the RESERVE may still lease goes back at once, not when its
+            # lease expires.
+            reserved.add_done_callback(self._release_unclaimed)
+            raise
         except UNAVAILABLE as exc:
+            reserved.add_done_callback(self._release_unclaimed)
             raise unavailable(BrokerError, self.url, "cannot wait for work", exc) from exc
+        finally:
+            self._waiting_for_work = False
+
+    def _release_unclaimed(self, reply: asyncio.Future[Any]) -> None:
+        """A RESERVE nobody waits for any more leased ``members``: put them back (RELEASE)."""
+        if reply.cancelled() or reply.exception() is not None:
+            return
+        members = reply.result()[0]
+        if members:
+            k = self.keys
+            script = _SCRIPTS["RELEASE"]
+            released = self.pipe.request(
+                ("EVALSHA", script.sha, 3, k.leased, k.queue, k.wake, *members), script
+            )
+            released.add_done_callback(_log_release_failure)
 
     def _decode(self, member: bytes) -> TaskMessage:
         raw = member.decode("utf-8", errors="replace")
