@@ -207,3 +207,26 @@ async def test_a_pending_record_never_replaces_a_later_status(redis_url: str, pr
         stored = await backend.get(task_id)
         assert stored is not None and stored.status is TaskStatus.RUNNING
     await backend.close()
+
+
+async def test_a_result_redis_cannot_store_ends_failed_with_the_reason(make_app) -> None:
+    """The worker starts storing a SUCCESS record as the task returns (the settler awaits
+    it); one that cannot be encoded is stored as FAILED instead, and the message acked."""
+    app = make_app()
+
+    @app.task()
+    async def returns_object() -> object:
+        return object()
+
+    @app.task()
+    async def fine() -> int:
+        return 1
+
+    async with app:
+        bad, good = await app.submit(returns_object), await app.submit(fine)
+        result = await app.wait_for_result(bad, timeout=5)
+        assert result.status is TaskStatus.FAILED
+        assert "SerializationError" in (result.error or "")
+        assert (await app.wait_for_result(good, timeout=5)).result == 1
+        depths = await app.broker.queue_depths()
+    assert depths["leased"] == 0 and depths["queued"] == 0

@@ -9,12 +9,13 @@ drains. A slot whose task does not suspend goes straight on to the next message.
 CPU-bound message is handed to one of ``cpu_executor.concurrency`` lanes through a small
 queue, so CPU work never holds an I/O slot while it runs.
 
-Settling: success → record SUCCESS, ack. A slot does not wait for that: it hands the
-message and its SUCCESS record to the *settler*, one coroutine that stores what piled up
-as one ``store_many`` and then acks each message (never before its record is stored: a
-message whose record could not be stored is delivered again once its lease expires). On a
-networked backend the slot is free for the next message while the record travels, and the
-records of many tasks share a round trip. At most ``concurrency`` successes wait to be
+Settling: success → record SUCCESS, ack. A slot does not wait for that: it calls
+``backend.store`` (a networked backend sends the record in that loop turn, so a short
+task's RUNNING and SUCCESS records share one write, and those of the tasks finishing
+together share it too) and hands the pending store to the *settler*, one coroutine that
+awaits each and then acks its message (never before its record is stored: a message
+whose record could not be stored is delivered again once its lease expires). The slot is
+free for the next message while the record travels. At most ``concurrency`` successes wait to be
 settled; a slot that would add one more waits for room. Failure with retries left →
 record RETRYING, then ``requeue`` the next attempt with a due time (no slot sleeps).
 Failure for good → record FAILED, ack. A message naming an unknown task is dead-lettered
@@ -37,9 +38,9 @@ import socket
 import time
 import traceback
 from collections import deque
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from flowrra.backends.base import store_many
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.protocols import Broker, Executor, ResultBackend, WorkerDirectory
@@ -108,7 +109,7 @@ class Worker:
         self._reserve_failures = 0
         self._fetcher: asyncio.Task[Any] | None = None
         self._idle: list[asyncio.Future[None]] = []
-        self._settling: list[tuple[TaskMessage, TaskResult]] = []
+        self._settling: list[tuple[TaskMessage, TaskResult, Awaitable[None]]] = []
         self._settler: asyncio.Task[None] | None = None
         self._settler_wake: asyncio.Future[None] | None = None
         self._settler_closing = False
@@ -323,7 +324,13 @@ class Worker:
             )
             if len(self._settling) >= self.io_executor.concurrency:
                 await self._wait_for_room()
-            self._settling.append((message, result))
+            try:
+                # Called now, awaited by the settler: a networked backend sends the record
+                # in this loop turn (with the task's RUNNING record, for a short task).
+                stored = self.backend.store(message.id, result)
+            except SerializationError as exc:
+                stored = self.backend.store(message.id, _unencodable(result, exc))
+            self._settling.append((message, result, stored))
             wake = self._settler_wake
             if wake is not None and not wake.done():
                 wake.set_result(None)
@@ -338,9 +345,9 @@ class Worker:
                 self._room.remove(room)
 
     async def _settle_successes(self) -> None:
-        """The settler (see the module docstring): stores the SUCCESS records slots hand
-        it, as one ``store_many`` per batch, then publishes and acks. Runs until stop()
-        has let it empty the batch it holds."""
+        """The settler (see the module docstring): awaits the SUCCESS records slots
+        started storing, then publishes and acks each. Runs until stop() has let it empty
+        the batch it holds."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._settling:
@@ -354,33 +361,21 @@ class Worker:
             for waiter in room:
                 if not waiter.done():
                     waiter.set_result(None)
-            try:
-                await store_many(self.backend, [result for _, result in batch])
-            except SerializationError:
-                for message, result in batch:  # find the one(s) that cannot be encoded
-                    await self._store_one_success(message, result)
-                continue
-            except Exception:
-                _reraise_if_cancelled()
-                for message, _ in batch:
+            for n, (message, result, stored) in enumerate(batch):
+                try:
+                    try:
+                        await stored
+                    except SerializationError as exc:  # an async def backend's
+                        result = _unencodable(result, exc)
+                        await self.backend.store(message.id, result)
+                except asyncio.CancelledError:
+                    _discard(batch[n + 1 :])  # stop() releases their messages
+                    raise
+                except Exception:
+                    _reraise_if_cancelled()
                     self._unsettled(message)
-                continue
-            for message, result in batch:
+                    continue
                 await self._acknowledge(message, result)
-
-    async def _store_one_success(self, message: TaskMessage, result: TaskResult) -> None:
-        try:
-            try:
-                await self.backend.store(message.id, result)
-            except SerializationError as exc:
-                result.status = _FAILED
-                result.result = None
-                result.error = f"SerializationError: {exc}"
-                await self.backend.store(message.id, result)
-            await self._acknowledge(message, result)
-        except Exception:
-            _reraise_if_cancelled()
-            self._unsettled(message)
 
     async def _acknowledge(self, message: TaskMessage, result: TaskResult) -> None:
         """``message``'s final record is stored: publish it, count it and ack it."""
@@ -585,6 +580,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._slots, self._lanes, self._lease_keeper, self._settler = [], [], None, None
+        _discard(self._settling)
         self._settling = []
         await self._settle_leftovers()
         if self._heartbeat is not None:
@@ -643,6 +639,22 @@ class Worker:
                     message.priority,
                 )
             )
+
+
+def _discard(settling: list[tuple[TaskMessage, TaskResult, Awaitable[None]]]) -> None:
+    """Stores nobody will await: close those that never started (an async def backend's
+    coroutine) so they neither run nor warn."""
+    for _, _, stored in settling:
+        if isinstance(stored, Coroutine):
+            stored.close()
+
+
+def _unencodable(result: TaskResult, exc: SerializationError) -> TaskResult:
+    """``result``, FAILED because its value cannot be stored."""
+    result.status = _FAILED
+    result.result = None
+    result.error = f"SerializationError: {exc}"
+    return result
 
 
 class TaskTimeoutExpired(TimeoutError):
