@@ -87,22 +87,52 @@ async def test_records_of_one_turn_are_one_script_call(
     await backend.close()
 
 
-async def test_an_ack_while_waiting_for_work_is_sent_at_once(
+async def test_an_ack_while_waiting_for_work_is_sent_without_waking_the_worker(
     redis_url: str, prefix: str, sync_redis: redis.Redis
 ) -> None:
     broker = RedisBroker(redis_url, prefix=prefix)
     await broker.connect()
     await broker.enqueue(message("x"))
     [held] = await broker.reserve(1, 1.0)
-    waiting = asyncio.create_task(broker.reserve(1, 3.0))  # blocks: the queue is empty
+    waiting = asyncio.create_task(broker.reserve(1, 5.0))  # blocks: the queue is empty
     await asyncio.sleep(0.2)
     await broker.ack(held)
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 2.0
     while sync_redis.zcard(broker.keys.leased) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    assert sync_redis.zcard(broker.keys.leased) == 0
+    assert sync_redis.zcard(broker.keys.leased) == 0  # within ACK_DELAY, on its own
     assert not waiting.done()
     waiting.cancel()
+    await broker.close()
+
+
+async def test_a_stopped_wait_hands_back_what_it_reserved_and_keeps_its_acks(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """The RESERVE pipelined behind a BLPOP runs even if the waiter gave up: what it
+    leased is released at once, and the acks it carried are sent again."""
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    await broker.enqueue_many([message("x"), message("y")])
+    [done] = await broker.reserve(1, 1.0)
+    [_other] = await broker.reserve(1, 1.0)  # the queue is empty now
+    await broker.ack(done)  # deferred: it rides the next RESERVE
+    waiting = asyncio.create_task(broker.reserve(1, 5.0))
+    await asyncio.sleep(0.2)  # BLPOP and its RESERVE (with the ack) are on the wire
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    late = message("z")
+    await broker.enqueue(late)  # wakes the BLPOP: the RESERVE leases "z" for nobody
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        leased = sync_redis.zrange(broker.keys.leased, 0, -1)
+        if leased == [_other.receipt] and sync_redis.zcard(broker.keys.queue) == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert sync_redis.zrange(broker.keys.leased, 0, -1) == [_other.receipt]
+    [again] = await broker.reserve(1, 1.0)
+    assert again.id == late.id
     await broker.close()
 
 
@@ -228,5 +258,21 @@ async def test_a_result_redis_cannot_store_ends_failed_with_the_reason(make_app)
         assert result.status is TaskStatus.FAILED
         assert "SerializationError" in (result.error or "")
         assert (await app.wait_for_result(good, timeout=5)).result == 1
-        depths = await app.broker.queue_depths()
+        deadline = time.monotonic() + 5  # acked once the worker has its store's reply
+        while (depths := await app.broker.queue_depths())["leased"] and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.02)
     assert depths["leased"] == 0 and depths["queued"] == 0
+
+
+async def test_close_does_not_wait_for_a_blocked_wait(redis_url: str, prefix: str) -> None:
+    """A worker stopping while it waits for work closes at once, not when BLPOP times out."""
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    waiting = asyncio.create_task(broker.reserve(1, 20.0))
+    await asyncio.sleep(0.2)
+    waiting.cancel()
+    started = time.monotonic()
+    await broker.close()
+    assert time.monotonic() - started < 5  # BLPOP holds its connection for 20 s

@@ -300,6 +300,9 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                 del self._waiters[task_id]
 
     async def _ensure_listener(self) -> None:
+        listener, subscribed = self._listener, self._subscribed
+        if listener is not None and not listener.done() and subscribed and subscribed.is_set():
+            return  # the usual case: nothing to wait for
         if self._listener is None or self._listener.done():
             self._subscribed = asyncio.Event()
             self._listener = asyncio.create_task(self._listen(), name="flowrra-redis-results")

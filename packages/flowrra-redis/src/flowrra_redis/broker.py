@@ -130,7 +130,7 @@ class RedisBroker(RedisEndpoint):
         self.dead_letter_limit = dead_letter_limit
         self._blocking: aioredis.Redis | None = None
         self._blocking_pipe: AutoPipeline | None = None
-        self._waiting_for_work = False
+        self._drained = False  # the last RESERVE left nothing queued or delayed
         self._acks: list[bytes] = []
         self._ack_timer: asyncio.TimerHandle | None = None
         self._depth = 0
@@ -155,7 +155,9 @@ class RedisBroker(RedisEndpoint):
     async def close(self) -> None:
         self._send_acks()
         if self._blocking_pipe is not None:
-            await self._blocking_pipe.close()
+            # No drain: a BLPOP may hold the connection for seconds, and the RESERVE behind
+            # it must not run now (Redis drops it with the connection).
+            await self._blocking_pipe.close(drain=False)
             self._blocking_pipe = None
         if self._blocking is not None:
             await self._blocking.aclose()
@@ -210,11 +212,15 @@ class RedisBroker(RedisEndpoint):
         token ends the BLPOP, so a woken worker gets its messages without another round
         trip."""
         deadline = time.monotonic() + timeout
-        reply = await self._run("RESERVE", *self._reserve_call(max_messages), "cannot reserve")
+        if self._drained and timeout >= 0.01:
+            reply = None  # the last RESERVE emptied the queue: a producer's token will say
+        else:
+            reply = await self._run("RESERVE", *self._reserve_call(max_messages), "cannot reserve")
         while True:
-            members = self._reserved(reply)
-            if members:
-                return [self._decode(member) for member in members]
+            if reply is not None:
+                members = self._reserved(reply)
+                if members:
+                    return [self._decode(member) for member in members]
             wait = deadline - time.monotonic()
             if wait <= 0:
                 return []
@@ -223,7 +229,8 @@ class RedisBroker(RedisEndpoint):
             reply = await self._wait_for_work(wait, max_messages)
             if reply is None or not reply[0]:
                 # Timed out (a delayed message may be due now, and the pipelined RESERVE
-                # used the time it was sent at), or a token another worker had emptied.
+                # used the time it was sent at; an expired lease comes back), or a token
+                # another worker had emptied.
                 reply = await self._run(
                     "RESERVE", *self._reserve_call(max_messages), "cannot reserve"
                 )
@@ -244,6 +251,7 @@ class RedisBroker(RedisEndpoint):
     def _reserved(self, reply: Any) -> list[bytes]:
         members, depth, next_due, expired = reply
         self._depth = int(depth)
+        self._drained = self._depth == 0
         self._next_due = float(next_due) if next_due else None
         if expired:
             logger.warning("%d expired leases put back in the queue for redelivery", expired)
@@ -252,8 +260,8 @@ class RedisBroker(RedisEndpoint):
     async def _wait_for_work(self, wait: float, max_messages: int) -> Any:
         """Block until a producer pushes a wake token, or ``wait`` seconds pass; returns the
         reply of the RESERVE pipelined behind the BLPOP (``None`` after a short sleep).
-        Acks made meanwhile do not wait for the next reserve."""
-        self._send_acks()
+        The acks waiting go with that RESERVE; those made meanwhile go after
+        :data:`ACK_DELAY`."""
         if wait < 0.01:
             await asyncio.sleep(wait)
             return None
@@ -272,20 +280,20 @@ class RedisBroker(RedisEndpoint):
         # BLPOP takes a float timeout (seconds) since Redis 6.
         woken = pipe.request(("BLPOP", self.keys.wake, min(wait, 30.0)))
         reserved = pipe.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
-        self._waiting_for_work = True
         try:
             await woken
             return await reserved
         except asyncio.CancelledError:
             # Stopping: what the RESERVE may still lease goes back at once, not when its
-            # lease expires.
+            # lease expires; its acks are sent again (ZREM is idempotent), as the
+            # connection may close before it runs.
             reserved.add_done_callback(self._release_unclaimed)
+            self._defer_acks(args[3:])
             raise
         except UNAVAILABLE as exc:
             reserved.add_done_callback(self._release_unclaimed)
+            self._defer_acks(args[3:])
             raise unavailable(BrokerError, self.url, "cannot wait for work", exc) from exc
-        finally:
-            self._waiting_for_work = False
 
     def _release_unclaimed(self, reply: asyncio.Future[Any]) -> None:
         """A RESERVE nobody waits for any more leased ``members``: put them back (RELEASE)."""
@@ -319,16 +327,19 @@ class RedisBroker(RedisEndpoint):
     async def ack(self, message: TaskMessage) -> None:
         """Settle a reservation. Write-behind: the ack travels inside the next reserve
         (a worker reserves again as soon as a slot is free), or as a ZREM of its own when
-        this broker waits for work, reads queue depths or closes, or when no reserve took
-        it within :data:`ACK_DELAY` seconds (the other slots run long tasks). If it is lost
+        this broker reads queue depths or closes, or when no reserve took it within
+        :data:`ACK_DELAY` seconds (the other slots run long tasks, or the worker waits for
+        work). If it is lost
         with the connection, the lease expires and the message is delivered again (at
         least once)."""
         if message.receipt is not None:
-            self._acks.append(message.receipt)
-            if self._waiting_for_work:
-                self._send_acks()
-            elif self._ack_timer is None:
-                self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_acks)
+            self._defer_acks((message.receipt,))
+
+    def _defer_acks(self, receipts: Sequence[bytes]) -> None:
+        """Queue acks for the next RESERVE, or a ZREM of their own in :data:`ACK_DELAY`."""
+        self._acks += receipts
+        if self._ack_timer is None and self._acks:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_acks)
 
     def _send_acks(self) -> None:
         if self._ack_timer is not None:

@@ -293,8 +293,11 @@ class AutoPipeline:
         with contextlib.suppress(Exception):
             await self._client.connection_pool.release(connection)
 
-    async def close(self) -> None:
-        if self._link is not None:
+    async def close(self, *, drain: bool = True) -> None:
+        """Close the connection; first wait (``drain``) for the replies still due, unless
+        the connection may be blocked (a BLPOP) and what is queued behind it should not
+        run."""
+        if drain and self._link is not None:
             await self.drain()
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
