@@ -276,3 +276,62 @@ async def test_close_does_not_wait_for_a_blocked_wait(redis_url: str, prefix: st
     started = time.monotonic()
     await broker.close()
     assert time.monotonic() - started < 5  # BLPOP holds its connection for 20 s
+
+
+async def test_a_task_submitted_while_subscribed_is_awaited_without_a_read(
+    make_app, sync_redis: redis.Redis
+) -> None:
+    """Its PENDING record leaves while this process listens to ``done``, so its
+    completion cannot be missed: wait_for needs no GET, whether the completion comes
+    before it is called or after. A reconnect of the listener falls back to reading."""
+    app = make_app()
+
+    @app.task()
+    async def echo(x: int) -> int:
+        return x
+
+    async with app:
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        await app.wait_for_result(await app.submit(echo, 0), timeout=5)  # listener up
+        reads = 0
+        original_get = backend.get
+
+        async def counting_get(task_id: str) -> TaskResult | None:
+            nonlocal reads
+            reads += 1
+            return await original_get(task_id)
+
+        backend.get = counting_get  # type: ignore[method-assign]
+        waited = await app.wait_for_result(await app.submit(echo, 1), timeout=5)
+        early = await app.submit(echo, 2)
+        while (await original_get(early)).status is not TaskStatus.SUCCESS:  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # its notification has reached the listener
+        kept = await app.wait_for_result(early, timeout=5)
+        assert (waited.result, kept.result, reads) == (1, 2, 0)
+
+        # The listener's connection dies: what it may have missed is read instead.
+        gate = asyncio.Event()
+
+        @app.task()
+        async def gated() -> int:
+            await gate.wait()
+            return 3
+
+        pending = await app.submit(gated)
+        assert backend.expects(pending)
+        for client in sync_redis.client_list():
+            if int(client.get("sub", 0)) and client.get("db") == str(backend_db(backend)):
+                sync_redis.client_kill_filter(_id=client["id"])
+        deadline = time.monotonic() + 5
+        while backend.expects(pending) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert not backend.expects(pending)
+        gate.set()
+        assert (await app.wait_for_result(pending, timeout=10)).result == 3
+        assert reads >= 1
+
+
+def backend_db(backend: RedisBackend) -> int:
+    return int(backend.client.connection_pool.connection_kwargs.get("db", 0))

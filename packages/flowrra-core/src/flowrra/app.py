@@ -381,14 +381,16 @@ class Flowrra:
         """
         if not self._connected:
             await self._connect()
-        current = await self.backend.get(task_id)
-        if current is None:
-            raise UnknownTaskError(task_id)
-        status = current.status
-        if status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
-            return current
-        if not self.broker.durable and not self.worker.is_running:
-            raise NotRunningError()
+        expects = getattr(self.backend, "expects", None)
+        if expects is None or not expects(task_id):
+            current = await self.backend.get(task_id)
+            if current is None:
+                raise UnknownTaskError(task_id)
+            status = current.status
+            if status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
+                return current
+            if not self.broker.durable and not self.worker.is_running:
+                raise NotRunningError()
         try:
             return await self.backend.wait_for(task_id, timeout)
         except TimeoutError as exc:

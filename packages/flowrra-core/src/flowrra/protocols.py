@@ -109,6 +109,11 @@ class ResultBackend(Protocol):
     is woken by a notification, never by sleep-polling, and arms it before checking what
     is stored, so a result landing in between is not missed. ``store`` raises
     ``SerializationError`` for a result it cannot encode.
+
+    Optional: ``expects(task_id) -> bool``, True when this backend knows the task (this
+    process stored its PENDING record) and will see its completion, so
+    ``app.wait_for_result`` can go straight to ``wait_for`` without reading the record
+    first (the Redis backend does this for tasks submitted while it listens).
     """
 
     async def connect(self) -> None:

@@ -12,6 +12,7 @@ the stored record, so a completion that lands in between is never missed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -38,6 +39,13 @@ from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
 
 logger = logging.getLogger("flowrra.redis.backend")
+
+#: Most tasks whose completion a process keeps for a ``wait_for`` to come (see
+#: ``RedisBackend._expect``); past it, the oldest are forgotten and read with GET instead.
+EXPECTED_LIMIT = 10_000
+#: Completion notifications up to this size are kept for it; larger ones are read.
+EXPECTED_RECORD_LIMIT = 4096
+_UNKNOWN = b""  # wait_for: the task is not one whose completion was kept
 
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
@@ -185,6 +193,11 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
         self._writer: RecordWriter | None = None
         self._waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
+        # Tasks this process submitted while subscribed to ``done``: their completion
+        # cannot be missed, so waiting for one needs no GET. Task id -> its completion
+        # notification once it came (b"" when it is to be read), None before.
+        self._expected: collections.OrderedDict[str, bytes | None] = collections.OrderedDict()
+        self._listening = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
 
@@ -245,9 +258,24 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             # by that one.
             self._records().write_behind(*call)
             return _STORED
+        if self._listening and result.status is TaskStatus.PENDING:
+            self._expect(task_id)
         reply = self._records().write(*call)
         reply.add_done_callback(_retrieved)  # a caller may give up on it (submit)
         return self._stored(reply)
+
+    def expects(self, task_id: str) -> bool:
+        """Whether ``task_id`` was submitted here while this process listened to ``done``
+        (its completion cannot be missed; see ``ResultBackend``), and not yet awaited."""
+        return task_id in self._expected
+
+    def _expect(self, task_id: str) -> None:
+        """Remember that ``task_id``'s completion will reach this process's listener (its
+        PENDING record goes out before the message, while the listener is subscribed)."""
+        expected = self._expected
+        expected[task_id] = None
+        if len(expected) > EXPECTED_LIMIT:
+            expected.popitem(last=False)  # its waiter, if one comes, reads the record
 
     async def _stored(self, reply: Awaitable[None]) -> None:
         try:
@@ -274,14 +302,23 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         await self._ensure_listener()
+        notified = self._expected.pop(task_id, _UNKNOWN)
+        if notified:  # it came before this call: the record is in the notification
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                return decode_result(notified)
+        # With notified None, the completion has not come yet and will reach the listener:
+        # no need to read the record first.
+        read_first = notified is not None
         while True:
             future: asyncio.Future[TaskResult | None] = loop.create_future()
             self._waiters.setdefault(task_id, []).append(future)
             try:
                 # Armed before reading: a completion published from here on resolves it.
-                current = await self.get(task_id)
-                if current is not None and current.status in _COMPLETE:
-                    return current
+                if read_first:
+                    current = await self.get(task_id)
+                    if current is not None and current.status in _COMPLETE:
+                        return current
+                read_first = True
                 remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
                 async with asyncio.timeout(remaining):
                     delivered = await future
@@ -318,18 +355,27 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         with backoff and, after a reconnect, wakes every waiter to re-read its record."""
         failures = 0
         while True:
-            pubsub: PubSub = self.client.pubsub(ignore_subscribe_messages=True)
+            # Subscribe confirmations are kept: they say when messages start to arrive.
+            pubsub: PubSub = self.client.pubsub()
             try:
                 await pubsub.subscribe(self.keys.done)
+                # redis-py reconnects a pub/sub connection by itself and subscribes again;
+                # what was published in between is lost, so it must be known here.
+                connection: Any = pubsub.connection  # typed None in redis-py
+                connection.register_connect_callback(self._listener_reconnected)
                 assert self._subscribed is not None
                 if failures:
                     self._wake_all()  # completions may have been missed while down
                 failures = 0
-                self._subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=None)
-                    if message is not None and message["type"] == "message":
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
                         self._deliver(message["data"])
+                    elif message["type"] == "subscribe":
+                        self._listening = True
+                        self._subscribed.set()
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
@@ -342,14 +388,27 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                 logger.warning("result subscription lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
             finally:
+                # What this process submitted may complete unseen until it subscribes again.
+                self._listening = False
+                self._expected.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listener_reconnected(self, connection: object) -> None:
+        """redis-py reconnected the listener: completions may have been missed meanwhile.
+        Waiters read their records; tasks submitted before are no longer expected."""
+        self._listening = False
+        self._expected.clear()
+        self._wake_all()
 
     def _deliver(self, data: bytes) -> None:
         bar = data.find(b"|")
         task_id = (data if bar < 0 else data[:bar]).decode()
         futures = self._waiters.get(task_id)
         if not futures:
+            if task_id in self._expected:  # kept for the wait_for that will come
+                inline = bar >= 0 and len(data) - bar - 1 <= EXPECTED_RECORD_LIMIT
+                self._expected[task_id] = data[bar + 1 :] if inline else b""
             return
         record = None
         if bar >= 0:
