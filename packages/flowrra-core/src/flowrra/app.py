@@ -326,12 +326,24 @@ class Flowrra:
                 ensure_encodable(message.args, f"the arguments of task {name!r}")
             if message.kwargs:
                 ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
-        await store_many(self.backend, pending)
+        # As in submit: both started before either is awaited (a networked backend and
+        # broker store while the other encodes).
+        stored = store_many(self.backend, pending)
+        try:
+            queued = self.broker.enqueue_many(messages)
+        except BaseException:
+            _abandon(stored)
+            raise
+        try:
+            await stored
+        except BaseException:
+            _abandon(queued)
+            raise
         if self.events.active:
             for record in pending:
                 self.worker.publish(record)
         try:
-            await self.broker.enqueue_many(messages)
+            await queued
         except BaseException as exc:
             await self._not_queued(pending, exc)
             raise

@@ -70,8 +70,10 @@ class Broker(Protocol):
         and return an awaitable of the reply: ``submit`` calls ``backend.store`` (PENDING)
         and ``broker.enqueue`` before awaiting either, so both writes share a round trip."""
 
-    async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
-        """Store several messages, in one round trip where the broker can."""
+    def enqueue_many(self, messages: Sequence[TaskMessage]) -> Awaitable[None]:
+        """Store several messages, in one round trip where the broker can; all or none.
+        Like ``enqueue``, it may send them when called (``submit_many`` overlaps them
+        with the PENDING records)."""
 
     async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
         """Take up to ``max_messages`` due messages, waiting up to ``timeout`` seconds for

@@ -235,10 +235,23 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
 
     # -- writing -------------------------------------------------------------------------
 
-    async def store_many(self, results: Sequence[TaskResult]) -> None:
-        """Store several records; they travel in one script call."""
+    def store_many(self, results: Sequence[TaskResult]) -> Awaitable[None]:
+        """Store several records: encoded and sent when called (raising SerializationError
+        before anything is sent), in script calls of up to
+        :data:`~flowrra_redis.records.BURST_LIMIT` that Redis runs while the rest are
+        encoded; returns an awaitable of the replies."""
+        calls = [_record_call(r) for r in results]
         writer = self._records()
-        waiters = [writer.write(*_record_call(r)) for r in results]
+        if self._listening:
+            for task_id, _, status, _, _ in calls:
+                if status is TaskStatus.PENDING:
+                    self._expect(task_id)
+        waiters = [writer.write(*call) for call in calls]
+        for waiter in waiters:
+            waiter.add_done_callback(_retrieved)  # a caller may give up on them
+        return self._all_stored(waiters)
+
+    async def _all_stored(self, waiters: list[asyncio.Future[None]]) -> None:
         try:
             for waiter in waiters:
                 await waiter

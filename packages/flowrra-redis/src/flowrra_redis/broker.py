@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -72,6 +72,19 @@ def priority_key(priority: int) -> str:
     if len(digits) > 0xFFFF:
         raise ValueError("priority is too large to order")
     return f"n{0xFFFF - len(digits):04x}{digits.translate(_COMPLEMENT)}"
+
+
+class _Done:
+    """An awaitable that is already done."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_NOTHING_TO_SEND = _Done()
 
 
 def _log_release_failure(future: asyncio.Future[Any]) -> None:
@@ -177,9 +190,12 @@ class RedisBroker(RedisEndpoint):
         return an awaitable of Redis's reply (BrokerError if it was not stored)."""
         return self._enqueued(self._send_enqueue((message,)))
 
-    async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
-        if messages:
-            await self._enqueued(self._send_enqueue(messages))
+    def enqueue_many(self, messages: Sequence[TaskMessage]) -> Awaitable[None]:
+        """Send the messages now, in one script call (all or none); returns an awaitable
+        of the reply, like :meth:`enqueue`."""
+        if not messages:
+            return _NOTHING_TO_SEND
+        return self._enqueued(self._send_enqueue(messages))
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
         args: list[Any] = [time.time(), ""]

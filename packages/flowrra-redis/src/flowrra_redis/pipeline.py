@@ -233,6 +233,11 @@ class AutoPipeline:
             loop.call_soon(self._flush)
         return future
 
+    def flush_now(self) -> None:
+        """Write what is queued now instead of at the end of this loop turn (a batch
+        writer's slice, so Redis works on it while the caller builds the next)."""
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self._waiting:

@@ -27,13 +27,15 @@ from flowrra.task import TaskStatus
 from flowrra_redis.connection import Keys
 from flowrra_redis.pipeline import AutoPipeline, Script
 
-__all__ = ["INDEX_LIMIT", "INLINE_LIMIT", "STORE", "RecordWriter"]
+__all__ = ["BURST_LIMIT", "INDEX_LIMIT", "INLINE_LIMIT", "STORE", "RecordWriter"]
 
 logger = logging.getLogger("flowrra.redis.backend")
 
 #: Completed records up to this size travel in the ``done`` notification itself; larger
 #: ones are announced by id and read with GET.
 INLINE_LIMIT = 64 * 1024
+#: Records per script call at most; a larger burst is sent in slices as it is built.
+BURST_LIMIT = 1000
 #: Most task ids kept in the index that ``list`` reads (oldest dropped first).
 INDEX_LIMIT = 100_000
 
@@ -49,7 +51,7 @@ _EVENT_ONLY = "e"  # superseded by a later record of the same task in this call
 #       (task id, record JSON, mode, index score, event JSON or '' for the record's)
 STORE = Script("""
 local ttl = ARGV[1]
-local added = 0
+local index = {}
 for i = 2, #KEYS do
   local a = 5 + (i - 2) * 5
   local id, body, mode = ARGV[a], ARGV[a + 1], ARGV[a + 2]
@@ -59,7 +61,8 @@ for i = 2, #KEYS do
     else
       redis.call('SET', KEYS[i], body, 'PX', ttl)
     end
-    added = added + redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 3], id)
+    index[#index + 1] = ARGV[a + 3]
+    index[#index + 1] = id
   end
   if ARGV[a + 4] == '' then
     redis.call('PUBLISH', ARGV[3], body)
@@ -71,6 +74,10 @@ for i = 2, #KEYS do
   elseif mode == 'C' then
     redis.call('PUBLISH', ARGV[4], id)
   end
+end
+local added = 0
+for i = 1, #index, 4000 do  -- one ZADD per 2,000 ids (Lua's unpack has a stack limit)
+  added = added + redis.call('ZADD', KEYS[1], 'NX', unpack(index, i, math.min(i + 3999, #index)))
 end
 if added > 0 and redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[2]) then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
@@ -138,6 +145,11 @@ class RecordWriter:
         burst.positions[task_id] = len(burst.args) + 2
         burst.keys.append(self._keys.result(task_id))
         burst.args += (task_id, body, mode, score, event)
+        if len(burst.keys) >= BURST_LIMIT:
+            # A large batch (submit_many) goes in slices: Redis stores one while the
+            # caller encodes the next.
+            self._flush()
+            self._pipe.flush_now()
         return burst
 
     def _flush(self) -> None:

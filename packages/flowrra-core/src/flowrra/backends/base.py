@@ -61,12 +61,17 @@ class BaseResultBackend(ABC):
         return await self.list(status=status, limit=limit or 1_000_000, offset=offset)
 
 
-async def store_many(backend: ResultBackend, results: Sequence[TaskResult]) -> None:
+def store_many(backend: ResultBackend, results: Sequence[TaskResult]) -> Awaitable[None]:
     """Store several records: in one call if the backend has ``store_many(results)``
-    (the Redis backend pipelines them), else one ``store`` each."""
+    (the Redis backend sends them when called, in script calls of up to 1,000), else one
+    ``store`` each when awaited."""
     many = getattr(backend, "store_many", None)
     if many is not None:
-        await many(results)
-        return
+        stored: Awaitable[None] = many(results)
+        return stored
+    return _store_each(backend, results)
+
+
+async def _store_each(backend: ResultBackend, results: Sequence[TaskResult]) -> None:
     for result in results:
         await backend.store(result.task_id, result)
