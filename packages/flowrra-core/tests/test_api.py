@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -130,7 +131,19 @@ async def test_unencodable_arguments_fail_at_submit_and_queue_nothing(make_app) 
     await app.start()
     with pytest.raises(SerializationError, match="cannot be encoded as JSON"):
         await app.submit(takes, object())
+    cycle: list[object] = []
+    cycle.append(cycle)
+    for bad in (cycle, {"x": float("nan")}, [1, {2: "non-str key is fine", "y": {1j}}]):
+        with pytest.raises(SerializationError, match="cannot be encoded as JSON"):
+            await app.submit(takes, bad)
     assert app.pending_count() == 0
+
+
+def test_the_wire_json_is_what_json_dumps_makes() -> None:
+    from flowrra.serialization import encode_json
+
+    for value in ([1, 2.5, "é\u2028", None, True], {"a": [{}], "b": -0.0}, "s", 10**30, 1e20):
+        assert encode_json(value) == json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 async def test_result_that_cannot_be_stored_ends_failed_with_reason(make_app) -> None:

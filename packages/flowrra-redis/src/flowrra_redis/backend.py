@@ -27,6 +27,7 @@ from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import BackendError, SerializationError
+from flowrra.serialization import encode_json
 from flowrra.task import TaskResult, TaskStatus
 from flowrra_redis.connection import (
     UNAVAILABLE,
@@ -53,13 +54,10 @@ _STATUS = {status.value: status for status in TaskStatus}
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 
 
-_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
 def encode_result(result: TaskResult) -> str:
     """A record as compact JSON (timestamps as Unix seconds); raises SerializationError."""
     try:
-        return _json(
+        return encode_json(
             [
                 result.task_id,
                 result.status.value,
@@ -76,7 +74,7 @@ def encode_result(result: TaskResult) -> str:
                 result.priority,
             ],
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"the result of task {result.task_name!r} cannot be encoded as JSON ({exc})"
         ) from exc
