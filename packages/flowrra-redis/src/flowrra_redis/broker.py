@@ -23,6 +23,7 @@ is dead-lettered with the reason (the worker records FAILED where the id can be 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -59,6 +60,7 @@ ACK_DELAY = 0.1
 _COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
 
+@functools.lru_cache(maxsize=1024)
 def priority_key(priority: int) -> str:
     """``priority`` as text that sorts like the number, for any Python int.
 

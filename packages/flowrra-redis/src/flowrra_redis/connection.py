@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class Keys:
 
     prefix: str = DEFAULT_PREFIX
 
-    @property
+    @functools.cached_property
     def base(self) -> str:
         p = self.prefix
         return p if "{" in p and "}" in p else "{" + p + "}"
