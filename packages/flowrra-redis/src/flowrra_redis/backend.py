@@ -244,7 +244,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             for task_id, _, status, _, _ in calls:
                 if status is TaskStatus.PENDING:
                     self._expect(task_id)
-        waiters = [writer.write(*call) for call in calls]
+        waiters = writer.write_many(calls)
         for waiter in waiters:
             waiter.add_done_callback(_retrieved)  # a caller may give up on them
         return self._all_stored(waiters)

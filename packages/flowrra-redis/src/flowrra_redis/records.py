@@ -125,6 +125,23 @@ class RecordWriter:
         burst.waiters.append(waiter)
         return waiter
 
+    def write_many(
+        self, calls: list[tuple[str, str, TaskStatus, float, str]]
+    ) -> list[asyncio.Future[None]]:
+        """:meth:`write` for many records (each the arguments of one call); returns one
+        future per script call they went into, not one per record."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        last: _Burst | None = None
+        for call in calls:
+            burst = self._add(*call)
+            if burst is not last:
+                waiter: asyncio.Future[None] = loop.create_future()
+                burst.waiters.append(waiter)
+                futures.append(waiter)
+                last = burst
+        return futures
+
     def write_behind(
         self, task_id: str, body: str, status: TaskStatus, score: float, event: str = ""
     ) -> None:
@@ -176,7 +193,7 @@ class RecordWriter:
 def _resolve(reply: asyncio.Future[Any], burst: _Burst) -> None:
     error = asyncio.CancelledError() if reply.cancelled() else reply.exception()
     waiters = burst.waiters
-    if error is not None and len(waiters) < len(burst.keys):
+    if error is not None and not waiters:
         logger.warning(
             "Redis could not store %d result records: %s: %s",
             len(burst.keys),
