@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowrra import Flowrra, MemoryBackend, MemoryBroker, TaskEvent, TaskStatus
+from flowrra.config import Config, ExecutorConfig
 from flowrra.exceptions import BackendError
 
 sys.path.insert(0, str(Path(__file__).parent / "apps"))
@@ -483,3 +484,50 @@ async def test_a_submit_whose_record_fails_queues_nothing(recwarn) -> None:
     gc.collect()
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
     await app.stop()
+
+
+class DeferredBackend(MemoryBackend):
+    """A backend whose SUCCESS writes are under way when ``store`` returns (a Future), as
+    a networked backend's are; they land when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight: list[tuple[asyncio.Future[None], str, object]] = []
+
+    def store(self, task_id: str, result):  # type: ignore[override]
+        if result.status is not TaskStatus.SUCCESS:
+            return super().store(task_id, result)
+        landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.in_flight.append((landed, task_id, result))
+        return landed
+
+    async def land(self) -> None:
+        for landed, task_id, result in self.in_flight:
+            await MemoryBackend.store(self, task_id, result)
+            landed.set_result(None)
+        self.in_flight.clear()
+
+
+async def test_a_write_under_way_is_settled_after_it_lands_and_frees_the_slot() -> None:
+    """With one slot: it hands a store already under way to the settler and takes the
+    next task; a task counts as settled (and is acked) only once its record has landed."""
+    backend = DeferredBackend()
+    app = Flowrra(Config(executor=ExecutorConfig(num_workers=1)), backend=backend)
+
+    @app.task()
+    async def noop() -> None:
+        return None
+
+    async with app:
+        first, second = await app.submit(noop), await app.submit(noop)
+        deadline = time.monotonic() + 5
+        while len(backend.in_flight) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        # both ran although the first one's record had not landed: the slot was free
+        assert len(backend.in_flight) == 2 and app.worker.processed == 0
+        await backend.land()
+        results = [await app.wait_for_result(i, timeout=5) for i in (first, second)]
+        assert [r.status for r in results] == [TaskStatus.SUCCESS] * 2
+        while app.worker.processed < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert app.worker.processed == 2

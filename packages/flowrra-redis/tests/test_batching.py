@@ -5,6 +5,7 @@ carried by the next reserve, variadic script commands, and the pipeline's reply 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator
 
@@ -335,3 +336,16 @@ async def test_a_task_submitted_while_subscribed_is_awaited_without_a_read(
 
 def backend_db(backend: RedisBackend) -> int:
     return int(backend.client.connection_pool.connection_kwargs.get("db", 0))
+
+
+async def test_a_store_is_under_way_when_called(redis_url: str, prefix: str) -> None:
+    """The worker relies on it: what store returns is not a coroutine yet to start but
+    the reply of a write already queued (the settler waits for it)."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    task_id = new_task_id()
+    stored = backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, "x", 1))
+    assert not inspect.iscoroutine(stored)
+    await stored
+    assert (await backend.get(task_id)).result == 1  # type: ignore[union-attr]
+    await backend.close()

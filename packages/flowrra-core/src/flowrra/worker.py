@@ -9,17 +9,18 @@ drains. A slot whose task does not suspend goes straight on to the next message.
 CPU-bound message is handed to one of ``cpu_executor.concurrency`` lanes through a small
 queue, so CPU work never holds an I/O slot while it runs.
 
-Settling: success → record SUCCESS, ack. A slot does not wait for that: it calls
-``backend.store`` (a networked backend sends the record in that loop turn, so a short
-task's RUNNING and SUCCESS records share one write, and those of the tasks finishing
-together share it too) and hands the pending store to the *settler*, one coroutine that
-awaits each and then acks its message (never before its record is stored: a message
-whose record could not be stored is delivered again once its lease expires). The slot is
-free for the next message while the record travels. At most ``concurrency`` successes wait to be
-settled; a slot that would add one more waits for room. Failure with retries left →
-record RETRYING, then ``requeue`` the next attempt with a due time (no slot sleeps).
-Failure for good → record FAILED, ack. A message naming an unknown task is dead-lettered
-and recorded FAILED.
+Settling: success → record SUCCESS, ack. A slot does not wait for a networked backend:
+``backend.store`` sends the record in that loop turn (so a short task's RUNNING and
+SUCCESS records share one write, and those of the tasks finishing together share it too)
+and returns an awaitable of the reply, which the slot hands to the *settler*, one
+coroutine that awaits each and then acks its message (never before its record is stored:
+a message whose record could not be stored is delivered again once its lease expires).
+The slot is free for the next message while the record travels. An ``async def`` store
+(the in-memory backend) has not started when called; the slot runs it and acks itself.
+At most ``concurrency`` successes wait to be settled; a slot that would add one more
+waits for room. Failure with retries left → record RETRYING, then ``requeue`` the next
+attempt with a due time (no slot sleeps). Failure for good → record FAILED, ack. A
+message naming an unknown task is dead-lettered and recorded FAILED.
 
 Stopping: on a durable broker the worker stops reserving, lets running tasks finish within
 the grace period (the settler stores and acks what they returned), and releases whatever
@@ -39,6 +40,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
 from typing import Any
 
 from flowrra.events import EventHub, TaskEvent
@@ -325,11 +327,26 @@ class Worker:
             if len(self._settling) >= self.io_executor.concurrency:
                 await self._wait_for_room()
             try:
-                # Called now, awaited by the settler: a networked backend sends the record
-                # in this loop turn (with the task's RUNNING record, for a short task).
+                # A networked backend sends the record in this loop turn (with the task's
+                # RUNNING record, for a short task) and returns an awaitable of the reply.
                 stored = self.backend.store(message.id, result)
             except SerializationError as exc:
                 stored = self.backend.store(message.id, _unencodable(result, exc))
+            if stored.__class__ is CoroutineType:
+                # An async def store has not started: run it here (an in-process backend
+                # does not suspend, so a settler would only add a hop).
+                try:
+                    await stored
+                except SerializationError as exc:
+                    result = _unencodable(result, exc)
+                    await self.backend.store(message.id, result)
+                # _acknowledge, inlined on this hot path
+                if self.events.active:
+                    self.publish(result)
+                self._in_flight.pop(message.id, None)
+                self.processed += 1
+                await self.broker.ack(message)
+                return
             self._settling.append((message, result, stored))
             wake = self._settler_wake
             if wake is not None and not wake.done():

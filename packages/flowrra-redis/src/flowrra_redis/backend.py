@@ -149,6 +149,24 @@ class _Stored:
 _STORED = _Stored()
 
 
+class _Reply:
+    """A write under way: awaiting it waits for Redis's reply (an unreachable server
+    raises BackendError). Not a coroutine, so a caller can tell it from a store that has
+    not started (the worker hands these to its settler)."""
+
+    __slots__ = ("_reply", "_url")
+
+    def __init__(self, reply: asyncio.Future[None], url: str) -> None:
+        self._reply = reply
+        self._url = url
+
+    def __await__(self) -> Generator[Any, None, None]:
+        try:
+            yield from self._reply.__await__()
+        except UNAVAILABLE as exc:
+            raise unavailable(BackendError, self._url, "cannot store a result", exc) from exc
+
+
 def _retrieved(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
@@ -273,7 +291,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             self._expect(task_id)
         reply = self._records().write(*call)
         reply.add_done_callback(_retrieved)  # a caller may give up on it (submit)
-        return self._stored(reply)
+        return _Reply(reply, self.url)
 
     def expects(self, task_id: str) -> bool:
         """Whether ``task_id`` was submitted here while this process listened to ``done``
@@ -287,12 +305,6 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         expected[task_id] = None
         if len(expected) > EXPECTED_LIMIT:
             expected.popitem(last=False)  # its waiter, if one comes, reads the record
-
-    async def _stored(self, reply: Awaitable[None]) -> None:
-        try:
-            await reply
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
 
     def _records(self) -> RecordWriter:
         writer = self._writer
