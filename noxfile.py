@@ -103,9 +103,11 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests): in memory vs flowrra 0.1.8, then on Redis vs 0.1.8, arq,
-    saq, taskiq and dramatiq (each in its own venv under bench/.venvs), then the
-    scheduler's firing lateness on SQLite and PostgreSQL. ``-- --quick`` makes all short."""
+    saq, taskiq and dramatiq (each in its own venv under bench/.venvs) and the machine's
+    round-trip floor, then the scheduler's firing lateness on SQLite and PostgreSQL.
+    ``-- --quick`` makes all short."""
     _install_packages(session, "asyncpg")
     session.run("python", "bench/run_core.py", *session.posargs)
     session.run("python", "bench/run_redis.py", *session.posargs)
+    session.run("python", "bench/redis_floor.py", *session.posargs)
     session.run("python", "bench/run_scheduler.py", *session.posargs)
