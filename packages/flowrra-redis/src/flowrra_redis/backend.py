@@ -30,8 +30,10 @@ from flowrra.exceptions import BackendError, SerializationError
 from flowrra.serialization import encode_json
 from flowrra.task import TaskResult, TaskStatus
 from flowrra_redis.connection import (
+    DONE,
     UNAVAILABLE,
     RedisEndpoint,
+    retrieved,
     text,
     unavailable,
 )
@@ -136,19 +138,6 @@ def _record_call(
     )
 
 
-class _Stored:
-    """An awaitable that is already done (a write-behind store): awaiting it costs nothing."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield
-
-
-_STORED = _Stored()
-
-
 class _Reply:
     """A write under way: awaiting it waits for Redis's reply (an unreachable server
     raises BackendError). Not a coroutine, so a caller can tell it from a store that has
@@ -165,11 +154,6 @@ class _Reply:
             yield from self._reply.__await__()
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self._url, "cannot store a result", exc) from exc
-
-
-def _retrieved(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def decode_event(data: bytes | str) -> TaskEvent:
@@ -264,7 +248,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                     self._expect(task_id)
         waiters = writer.write_many(calls)
         for waiter in waiters:
-            waiter.add_done_callback(_retrieved)  # a caller may give up on them
+            waiter.add_done_callback(retrieved)  # a caller may give up on them
         return self._all_stored(waiters)
 
     async def _all_stored(self, waiters: list[asyncio.Future[None]]) -> None:
@@ -286,11 +270,11 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             # script call, which then skips writing it). A lost RUNNING record is replaced
             # by that one.
             self._records().write_behind(*call)
-            return _STORED
+            return DONE
         if self._listening and result.status is TaskStatus.PENDING:
             self._expect(task_id)
         reply = self._records().write(*call)
-        reply.add_done_callback(_retrieved)  # a caller may give up on it (submit)
+        reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return _Reply(reply, self.url)
 
     def expects(self, task_id: str) -> bool:

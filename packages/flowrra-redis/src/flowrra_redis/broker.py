@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Generator, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -38,8 +38,10 @@ from flowrra.serialization import dumps
 from flowrra.task import TaskMessage
 from flowrra_redis import scripts
 from flowrra_redis.connection import (
+    DONE,
     UNAVAILABLE,
     RedisEndpoint,
+    retrieved,
     text,
     unavailable,
 )
@@ -76,19 +78,6 @@ def priority_key(priority: int) -> str:
     return f"n{0xFFFF - len(digits):04x}{digits.translate(_COMPLEMENT)}"
 
 
-class _Done:
-    """An awaitable that is already done."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield
-
-
-_NOTHING_TO_SEND = _Done()
-
-
 def _log_release_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.warning(
@@ -96,11 +85,6 @@ def _log_release_failure(future: asyncio.Future[Any]) -> None:
             "lease expires): %s",
             future.exception(),
         )
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _body(message: TaskMessage) -> str:
@@ -196,7 +180,7 @@ class RedisBroker(RedisEndpoint):
         """Send the messages now, in one script call (all or none); returns an awaitable
         of the reply, like :meth:`enqueue`."""
         if not messages:
-            return _NOTHING_TO_SEND
+            return DONE
         return self._enqueued(self._send_enqueue(messages))
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
@@ -211,7 +195,7 @@ class RedisBroker(RedisEndpoint):
         script = _SCRIPTS["ENQUEUE"]
         keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
         reply = self.pipe.request(("EVALSHA", script.sha, 5, *keys, *args), script)
-        reply.add_done_callback(_retrieved)  # a caller may give up on it (submit)
+        reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return reply
 
     async def _enqueued(self, reply: asyncio.Future[Any]) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -235,6 +236,27 @@ async def guarded(
         return await call()
     except UNAVAILABLE as exc:
         raise unavailable(error_type, url, what, exc) from exc
+
+
+class _Done:
+    """An awaitable that is already done: awaiting it costs nothing."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+#: What a write-behind call, or one with nothing to send, returns.
+DONE = _Done()
+
+
+def retrieved(future: asyncio.Future[Any]) -> None:
+    """A done-callback for a reply its caller may give up on (``submit`` abandons one
+    write when the other fails): marks its error as seen, so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def text(value: Any) -> str:
