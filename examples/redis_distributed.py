@@ -63,11 +63,14 @@ async def main() -> int:
             for task_id in ids:
                 result = await app.wait_for_result(task_id, timeout=30)
                 print(f"{result.task_name}: {result.status.value}: {result.result}")
+            worker.send_signal(signal.SIGTERM)  # it finishes what it holds, then exits
+            await asyncio.wait_for(worker.wait(), 30)
             depths = await app.broker.queue_depths()  # type: ignore[attr-defined]
-            print(f"queue after: {depths}")
+            print(f"queue after the worker stopped: {depths}")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(worker.wait(), 30)
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(worker.wait(), 30)
         await forget_this_run()
     return 0
 

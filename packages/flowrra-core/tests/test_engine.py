@@ -5,6 +5,7 @@ performance claims."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import os
@@ -450,8 +451,17 @@ class SwallowingDirectoryBroker(MemoryBroker):
         return {"queued": self.pending_count()}
 
 
-async def test_stop_finishes_when_a_client_swallows_the_cancellation() -> None:
-    app = Flowrra(broker=SwallowingDirectoryBroker())
+class SilentlySwallowingDirectoryBroker(SwallowingDirectoryBroker):
+    """Its client swallows a cancellation and returns as if the call had succeeded."""
+
+    async def announce(self, info: dict, ttl: float) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+
+@pytest.mark.parametrize("broker", [SwallowingDirectoryBroker, SilentlySwallowingDirectoryBroker])
+async def test_stop_finishes_when_a_client_swallows_the_cancellation(broker) -> None:
+    app = Flowrra(broker=broker())
     await app.start()
     await asyncio.sleep(0.05)  # the first heartbeat is in flight
     async with asyncio.timeout(10):  # it used to wait for ever on the heartbeat loop

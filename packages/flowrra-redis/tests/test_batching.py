@@ -5,6 +5,7 @@ carried by the next reserve, variadic script commands, and the pipeline's reply 
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import time
 from collections.abc import AsyncIterator
@@ -267,8 +268,11 @@ async def test_a_result_redis_cannot_store_ends_failed_with_the_reason(make_app)
     assert depths["leased"] == 0 and depths["queued"] == 0
 
 
-async def test_close_does_not_wait_for_a_blocked_wait(redis_url: str, prefix: str) -> None:
-    """A worker stopping while it waits for work closes at once, not when BLPOP times out."""
+async def test_close_does_not_wait_for_a_blocked_wait(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker stopping while it waits for work closes at once, not when BLPOP times out,
+    and the replies it gave up on fail quietly."""
     broker = RedisBroker(redis_url, prefix=prefix)
     await broker.connect()
     waiting = asyncio.create_task(broker.reserve(1, 20.0))
@@ -277,6 +281,9 @@ async def test_close_does_not_wait_for_a_blocked_wait(redis_url: str, prefix: st
     started = time.monotonic()
     await broker.close()
     assert time.monotonic() - started < 5  # BLPOP holds its connection for 20 s
+    await asyncio.sleep(0.05)
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 async def test_a_task_submitted_while_subscribed_is_awaited_without_a_read(
@@ -288,13 +295,15 @@ async def test_a_task_submitted_while_subscribed_is_awaited_without_a_read(
     app = make_app()
 
     @app.task()
-    async def echo(x: int) -> int:
+    async def echo(x: int, pause: float = 0.0) -> int:
+        await asyncio.sleep(pause)
         return x
 
     async with app:
         backend = app.backend
         assert isinstance(backend, RedisBackend)
-        await app.wait_for_result(await app.submit(echo, 0), timeout=5)  # listener up
+        # Still running when waited for: the wait subscribes the listener.
+        await app.wait_for_result(await app.submit(echo, 0, 0.3), timeout=5)
         reads = 0
         original_get = backend.get
 

@@ -56,9 +56,9 @@ logger = logging.getLogger("flowrra.worker")
 
 def _reraise_if_cancelled() -> None:
     """Raise CancelledError if this task was asked to stop. A client library may turn a
-    cancellation into another exception (redis-py's pipelines do); a loop that logs
-    exceptions and carries on would then never stop, and ``Worker.stop`` would wait on it
-    for ever."""
+    cancellation into another exception, or swallow it and return (redis-py's pipelines
+    do both); a loop that carries on would then never stop, and ``Worker.stop`` would wait
+    on it for ever."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
@@ -543,6 +543,7 @@ class Worker:
                 except Exception:
                     _reraise_if_cancelled()
                     logger.exception("could not extend task leases")
+                _reraise_if_cancelled()  # a client may swallow the cancellation outright
 
     def describe(self) -> dict[str, Any]:
         """This worker as its heartbeat announces it (see :class:`WorkerDirectory`)."""
@@ -566,6 +567,10 @@ class Worker:
             except Exception:
                 _reraise_if_cancelled()
                 logger.warning("could not send the worker heartbeat", exc_info=True)
+            # A client may also swallow the cancellation outright and return (redis-py's
+            # transaction pipelines can): the sleep would then wait for a stop() already
+            # asked, and this loop would never end.
+            _reraise_if_cancelled()
             await asyncio.sleep(self.heartbeat_interval)
 
     # -- stopping ------------------------------------------------------------------------

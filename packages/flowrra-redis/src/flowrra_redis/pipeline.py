@@ -185,7 +185,9 @@ class AutoPipeline:
         attempt: int,
         reply: asyncio.Future[Any],
     ) -> None:
-        if outer.done():
+        if outer.done():  # the caller gave up (cancelled): mark the reply's error as seen
+            if not reply.cancelled():
+                reply.exception()
             return
         if reply.cancelled():
             outer.cancel()
