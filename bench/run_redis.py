@@ -10,8 +10,10 @@ Every system has a virtualenv of its own under ``bench/.venvs/<name>``, created 
 missing and reused after (``--upgrade`` reinstalls the latest releases); this repository's
 flowrra uses the interpreter that runs this driver (the project venv, or ``nox -s bench``'s),
 with ``packages/flowrra-redis`` installed into it (editable) if it is not there yet,
-when that directory exists. Each system runs ``redis_workload.py`` under its own interpreter,
-which starts the system's own worker command as a subprocess. Redis databases 12 (queue) and
+when that directory exists, and the packages' sources compiled to bytecode (as a pip
+install does) so that worker starts do not compile them. Each system runs
+``redis_workload.py`` under its own interpreter, which starts the system's own worker
+command as a subprocess. Redis databases 12 (queue) and
 13 (results) are flushed before and after each system; no other database is touched. The
 Markdown table goes to stdout and, with the machine facts, to ``bench/results/redis.md``
 (``redis-quick.md`` for ``--quick``). Missed targets are reported, not failed: the exit status
@@ -297,6 +299,17 @@ def ensure_flowrra_redis(system: System, env: dict[str, str]) -> None:
             _pip(system.python, ["-e", str(FLOWRRA_REDIS)], env)
         except (BenchError, subprocess.TimeoutExpired) as exc:
             log(f"flowrra: {exc}")
+    # An editable install has no bytecode until something writes it (and
+    # PYTHONDONTWRITEBYTECODE may forbid that): every worker start would compile the
+    # sources, which a pip-installed flowrra (and the peers) never do.
+    sources = [str(p / "src") for p in (ROOT / "packages").iterdir() if (p / "src").is_dir()]
+    subprocess.run(
+        [str(system.python), "-m", "compileall", "-q", *sources, str(BENCH / "redis_apps")],
+        capture_output=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
 
 
 # -- running a workload ------------------------------------------------------------------------
