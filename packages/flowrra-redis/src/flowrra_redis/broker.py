@@ -284,7 +284,9 @@ class RedisBroker(RedisEndpoint):
         reserved = pipe.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
         try:
             await woken
-            return await reserved
+            # Shielded: if this wait is cancelled, the RESERVE's reply still arrives here
+            # and what it leased is released (below).
+            return await asyncio.shield(reserved)
         except asyncio.CancelledError:
             # Stopping: what the RESERVE may still lease goes back at once, not when its
             # lease expires; its acks are sent again (ZREM is idempotent), as the
