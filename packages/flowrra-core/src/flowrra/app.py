@@ -258,8 +258,10 @@ class Flowrra:
         now = time.time()
         message = TaskMessage(task_id, name, args, kwargs, priority, 0, eta, now)
         pending = _pending_record(message)
-        # _record_and_queue, inlined on this hot path (a coroutine less per submit: 4% of
-        # an embedded task's instructions).
+        # Both calls before either await: a networked backend and broker send their writes
+        # at once and share a round trip; an async def backend records PENDING before the
+        # broker is even called. (submit_many does the same for many; this copy stays
+        # here, as a shared coroutine costs 4% of an embedded task's instructions.)
         stored = self.backend.store(task_id, pending)
         try:
             queued = self.broker.enqueue(message)
@@ -279,37 +281,6 @@ class Flowrra:
             await self._not_queued([pending], exc)
             raise
         return task_id
-
-    async def _record_and_queue(
-        self,
-        pending: list[TaskResult],
-        stored: Awaitable[None],
-        enqueue: Callable[[Any], Awaitable[None]],
-        messages: Any,
-    ) -> None:
-        """Queue what ``stored`` (the PENDING records, already asked of the backend)
-        records. Both calls are made before either is awaited: a networked backend and
-        broker send their writes at once and share a round trip; an async def backend
-        records PENDING before the broker is even called. (Worker.record inlined: this is
-        the hot path.)"""
-        try:
-            queued = enqueue(messages)
-        except BaseException:
-            _abandon(stored)
-            raise
-        try:
-            await stored
-        except BaseException:
-            _abandon(queued)
-            raise
-        if self.events.active:
-            for record in pending:
-                self.worker.publish(record)
-        try:
-            await queued
-        except BaseException as exc:
-            await self._not_queued(pending, exc)
-            raise
 
     async def submit_many(
         self,
@@ -356,8 +327,27 @@ class Flowrra:
                 ensure_encodable(message.args, f"the arguments of task {name!r}")
             if message.kwargs:
                 ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+        # As in submit: both calls before either await (a networked backend and broker
+        # store while the other encodes).
         stored = store_many(self.backend, pending)
-        await self._record_and_queue(pending, stored, self.broker.enqueue_many, messages)
+        try:
+            queued = self.broker.enqueue_many(messages)
+        except BaseException:
+            _abandon(stored)
+            raise
+        try:
+            await stored
+        except BaseException:
+            _abandon(queued)
+            raise
+        if self.events.active:
+            for record in pending:
+                self.worker.publish(record)
+        try:
+            await queued
+        except BaseException as exc:
+            await self._not_queued(pending, exc)
+            raise
         return [message.id for message in messages]
 
     async def _not_queued(self, pending: list[TaskResult], exc: BaseException) -> None:

@@ -39,7 +39,7 @@ import socket
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from types import CoroutineType
 from typing import Any
 
@@ -378,16 +378,13 @@ class Worker:
             for waiter in room:
                 if not waiter.done():
                     waiter.set_result(None)
-            for n, (message, result, stored) in enumerate(batch):
+            for message, result, stored in batch:
                 try:
                     try:
                         await stored
-                    except SerializationError as exc:  # an async def backend's
+                    except SerializationError as exc:  # a backend that finds it out late
                         result = _unencodable(result, exc)
                         await self.backend.store(message.id, result)
-                except asyncio.CancelledError:
-                    _discard(batch[n + 1 :])  # stop() releases their messages
-                    raise
                 except Exception:
                     _reraise_if_cancelled()
                     self._unsettled(message)
@@ -602,8 +599,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._slots, self._lanes, self._lease_keeper, self._settler = [], [], None, None
-        _discard(self._settling)
-        self._settling = []
+        self._settling = []  # writes under way; their messages are released below
         await self._settle_leftovers()
         if self._heartbeat is not None:
             self._heartbeat = None
@@ -661,14 +657,6 @@ class Worker:
                     message.priority,
                 )
             )
-
-
-def _discard(settling: list[tuple[TaskMessage, TaskResult, Awaitable[None]]]) -> None:
-    """Stores nobody will await: close those that never started (an async def backend's
-    coroutine) so they neither run nor warn."""
-    for _, _, stored in settling:
-        if isinstance(stored, Coroutine):
-            stored.close()
 
 
 def _unencodable(result: TaskResult, exc: SerializationError) -> TaskResult:

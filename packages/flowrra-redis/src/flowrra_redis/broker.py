@@ -192,9 +192,8 @@ class RedisBroker(RedisEndpoint):
                 _body(message),
             ]
         k = self.keys
-        script = _SCRIPTS["ENQUEUE"]
         keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
-        reply = self.pipe.request(("EVALSHA", script.sha, 5, *keys, *args), script)
+        reply = self.pipe.request_script(_SCRIPTS["ENQUEUE"], keys, args)
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return reply
 
@@ -278,10 +277,9 @@ class RedisBroker(RedisEndpoint):
                 self._blocking, timeout=(self.socket_timeout or 0) + 60.0, retries=0
             )
         keys, args = self._reserve_call(max_messages)
-        script = _SCRIPTS["RESERVE"]
         # BLPOP takes a float timeout (seconds) since Redis 6.
         woken = pipe.request(("BLPOP", self.keys.wake, min(wait, 30.0)))
-        reserved = pipe.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        reserved = pipe.request_script(_SCRIPTS["RESERVE"], keys, args)
         try:
             await woken
             # Shielded: if this wait is cancelled, the RESERVE's reply still arrives here
@@ -306,9 +304,8 @@ class RedisBroker(RedisEndpoint):
         members = reply.result()[0]
         if members:
             k = self.keys
-            script = _SCRIPTS["RELEASE"]
-            released = self.pipe.request(
-                ("EVALSHA", script.sha, 3, k.leased, k.queue, k.wake, *members), script
+            released = self.pipe.request_script(
+                _SCRIPTS["RELEASE"], (k.leased, k.queue, k.wake), members
             )
             released.add_done_callback(_log_release_failure)
 

@@ -151,7 +151,13 @@ class AutoPipeline:
         return await self.request(args)
 
     async def run_script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        return await self.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        return await self.request_script(script, keys, args)
+
+    def request_script(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """:meth:`request` for an EVALSHA of ``script`` (sent as EVAL if Redis lacks it)."""
+        return self.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
     def request(self, args: tuple[Any, ...], script: Script | None = None) -> asyncio.Future[Any]:
         """Send one command; the future gets its reply or its error. For callers that do

@@ -174,19 +174,11 @@ class RecordWriter:
         if burst is None:
             return
         k = self._keys
-        call = (
-            "EVALSHA",
-            STORE.sha,
-            len(burst.keys) + 1,
-            k.results_index,
-            *burst.keys,
-            self._ttl_ms,
-            INDEX_LIMIT,
-            k.events,
-            k.done,
-            *burst.args,
+        reply = self._pipe.request_script(
+            STORE,
+            [k.results_index, *burst.keys],
+            [self._ttl_ms, INDEX_LIMIT, k.events, k.done, *burst.args],
         )
-        reply = self._pipe.request(call, STORE)
         reply.add_done_callback(lambda done: _resolve(done, burst))
 
 
