@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+import redis.asyncio
 import redis.exceptions as redis_errors
 from flowrra_redis import RedisBackend, RedisBroker
 from flowrra_redis.backend import decode_event
@@ -40,6 +41,28 @@ async def test_a_superseded_record_is_not_written_but_its_event_is(
     assert seen == [TaskStatus.RUNNING, TaskStatus.SUCCESS]
     stored = await backend.get(task_id)
     assert stored is not None and stored.status is TaskStatus.SUCCESS and stored.result == 7
+    await backend.close()
+
+
+async def test_a_subscription_holds_once_entered(redis_url: str, prefix: str) -> None:
+    """``subscribe_events`` returns after Redis confirmed the SUBSCRIBE, not after sending
+    it: what another process publishes right after entry is seen, every time."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    other = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    await other.connect()
+    client = redis.asyncio.Redis.from_url(redis_url)
+    for _ in range(20):
+        async with backend.subscribe_events() as events:
+            subscribers = await client.pubsub_numsub(backend.keys.events)
+            assert subscribers == [(backend.keys.events.encode(), 1)]
+            task_id = new_task_id()
+            record = TaskResult(task_id, TaskStatus.SUCCESS, "x", 1, None, time.time())
+            await other.store(task_id, record)
+            async with asyncio.timeout(5):
+                assert (await anext(events)).task_id == task_id
+    await client.aclose()
+    await other.close()
     await backend.close()
 
 

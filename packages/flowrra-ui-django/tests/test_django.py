@@ -4,7 +4,6 @@ consumer through its communicator."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -137,7 +136,8 @@ async def test_live_events_through_the_channels_consumer(ui_app: Flowrra, staff:
     communicator.scope["user"] = staff
     connected, _ = await communicator.connect()
     assert connected
-    await asyncio.sleep(0.1)
+    ready = await communicator.receive_from(timeout=10)
+    assert json.loads(ready) == {"type": "ready"}  # subscribed from here
     task_id = await ui_app.submit("add", 5, 6)
     seen = []
     while "success" not in seen:

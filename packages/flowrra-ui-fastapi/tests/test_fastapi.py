@@ -134,7 +134,7 @@ async def test_live_events_over_a_real_websocket(ui_app: Flowrra, api: FastAPI) 
     async with serve(api) as port:
         url = f"ws://127.0.0.1:{port}/flowrra/ws?token={TOKEN}"
         async with websockets.connect(url) as ws:
-            await asyncio.sleep(0.1)  # subscribed
+            assert json.loads(await ws.recv()) == {"type": "ready"}  # subscribed from here
             task_id = await ui_app.submit("add", 2, 2)
             seen = []
             async with asyncio.timeout(10):

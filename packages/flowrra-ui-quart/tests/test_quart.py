@@ -82,7 +82,7 @@ class TestQuartContract(UIApiContract):
 async def test_live_events_over_the_websocket(ui_app: Flowrra, web: Quart) -> None:
     client = web.test_client()
     async with client.websocket(f"/flowrra/ws?token={TOKEN}") as ws:
-        await asyncio.sleep(0.1)  # subscribed
+        assert json.loads(await ws.receive()) == {"type": "ready"}  # subscribed from here
         task_id = await ui_app.submit("add", 3, 4)
         seen = []
         async with asyncio.timeout(10):

@@ -449,14 +449,20 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         async def pump() -> None:
             failures = 0
             while True:
-                pubsub: PubSub = self.client.pubsub(ignore_subscribe_messages=True)
+                pubsub: PubSub = self.client.pubsub()
                 try:
+                    # SUBSCRIBE only sends; the subscription holds once Redis confirms it,
+                    # and only then may the caller count on seeing what is published next.
                     await pubsub.subscribe(self.keys.events)
-                    failures = 0
-                    subscribed.set()
                     while True:
                         message = await pubsub.get_message(timeout=None)
-                        if message is None or message["type"] != "message":
+                        if message is None:
+                            continue
+                        if message["type"] == "subscribe":
+                            failures = 0
+                            subscribed.set()
+                            continue
+                        if message["type"] != "message":
                             continue
                         try:
                             hub.publish(decode_event(message["data"]))

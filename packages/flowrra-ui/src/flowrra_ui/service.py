@@ -351,6 +351,11 @@ async def dispatch(
     return 404, {"error": f"no API endpoint {path!r}"}
 
 
+#: The live stream's first message: the subscription holds from here on. Task events carry
+#: no ``type``; this control message is the only one that does.
+READY: dict[str, Any] = {"type": "ready"}
+
+
 def event_json(event: TaskEvent) -> dict[str, Any]:
     """A task event as the live stream sends it."""
     return {
@@ -370,10 +375,15 @@ async def stream_events(
 ) -> None:
     """Send each live task event to one WebSocket client until it goes away. ``send``
     sends a JSON message; ``receive`` waits for the client's next message and raises (or
-    returns ``None``) once it has disconnected. Adapters call this after ``accept``."""
+    returns ``None``) once it has disconnected. Adapters call this after ``accept``.
+
+    The first message is :data:`READY`, sent once the subscription holds: every event
+    published after the client reads it reaches the client (the page says "Live" and
+    refreshes then, not when the socket opens)."""
 
     async def pump() -> None:
         async with service.monitor.events() as events:
+            await send(READY)
             async for event in events:
                 await send(event_json(event))
 

@@ -331,16 +331,19 @@
       retryLive();
       return;
     }
-    socket.addEventListener("open", () => {
-      state.wsDelay = 2000;
-      setLive("live");
-      refresh(); // catch up on what happened while disconnected
-    });
     socket.addEventListener("message", (message) => {
       let event;
       try {
         event = JSON.parse(message.data);
       } catch {
+        return;
+      }
+      if (event.type === "ready") {
+        // The server's subscription holds from here: only now is the page live, and the
+        // refresh catches up on what happened before it (or while disconnected).
+        state.wsDelay = 2000;
+        setLive("live");
+        refresh();
         return;
       }
       onEvent(event);
