@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
@@ -26,9 +25,9 @@ from redis.asyncio.client import PubSub
 from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
 from flowrra.events import EventHub, TaskEvent
-from flowrra.exceptions import BackendError, SerializationError
-from flowrra.serialization import encode_json
+from flowrra.exceptions import BackendError
 from flowrra.task import TaskResult, TaskStatus
+from flowrra_redis.codec import decode_result, encode_result
 from flowrra_redis.connection import (
     DONE,
     UNAVAILABLE,
@@ -52,56 +51,7 @@ _UNKNOWN = b""  # wait_for: the task is not one whose completion was kept
 
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
-_STATUS = {status.value: status for status in TaskStatus}
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
-
-
-def encode_result(result: TaskResult) -> str:
-    """A record as compact JSON (timestamps as Unix seconds); raises SerializationError."""
-    try:
-        return encode_json(
-            [
-                result.task_id,
-                result.status.value,
-                result.task_name,
-                result.result,
-                result.error,
-                result.submitted_ts,
-                result.started_ts,
-                result.finished_ts,
-                result.retries,
-                result.args,
-                result.kwargs,
-                result.traceback,
-                result.priority,
-            ],
-        )
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise SerializationError(
-            f"the result of task {result.task_name!r} cannot be encoded as JSON ({exc})"
-        ) from exc
-
-
-def decode_result(data: bytes | str) -> TaskResult:
-    """The inverse of :func:`encode_result`."""
-    (tid, status, name, value, error, sub, start, fin, retries, args, kwargs, tb, prio) = (
-        json.loads(data)
-    )
-    return TaskResult(
-        tid,
-        _STATUS[status],
-        name,
-        value,
-        error,
-        sub,
-        start,
-        fin,
-        retries,
-        tuple(args),
-        kwargs,
-        tb,
-        prio,
-    )
 
 
 def _record_call(

@@ -34,9 +34,9 @@ import redis.asyncio as aioredis
 
 from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
-from flowrra.serialization import dumps
 from flowrra.task import TaskMessage
 from flowrra_redis import scripts
+from flowrra_redis.codec import encode_message
 from flowrra_redis.connection import (
     DONE,
     UNAVAILABLE,
@@ -85,10 +85,6 @@ def _log_release_failure(future: asyncio.Future[Any]) -> None:
             "lease expires): %s",
             future.exception(),
         )
-
-
-def _body(message: TaskMessage) -> str:
-    return dumps(message.to_dict())
 
 
 class RedisBroker(RedisEndpoint):
@@ -189,7 +185,7 @@ class RedisBroker(RedisEndpoint):
             args += [
                 priority_key(message.priority),
                 "" if message.eta is None else repr(message.eta),
-                _body(message),
+                encode_message(message),
             ]
         k = self.keys
         keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
@@ -361,7 +357,7 @@ class RedisBroker(RedisEndpoint):
                     message.receipt or "",
                     priority_key(retry.priority),
                     "" if retry.eta is None else repr(retry.eta),
-                    _body(retry),
+                    encode_message(retry),
                 ],
                 "cannot requeue",
             )

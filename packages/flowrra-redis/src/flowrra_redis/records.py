@@ -5,7 +5,7 @@ records come in bursts. :class:`RecordWriter` collects the records stored during
 turn and sends them as ONE ``EVALSHA`` of :data:`STORE`, so the per-call cost of a Lua
 script (and of a command on the wire) is paid once per burst, not once per record.
 
-Each record is one JSON encoding (:func:`flowrra_redis.backend.encode_result`) that serves
+Each record is one JSON encoding (:func:`flowrra_redis.codec.encode_result`) that serves
 three purposes: the stored value, the event published on the ``events`` channel (monitors
 decode it with :func:`~flowrra_redis.backend.decode_event`), and, for a complete record, the
 ``<id>|<record>`` notification on the ``done`` channel that wakes ``wait_for``. Only a

@@ -1,0 +1,136 @@
+"""The wire format written field by field is the generic encoder's text, byte for byte,
+and fails where that one fails."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from typing import Any
+
+import pytest
+from flowrra_redis.codec import decode_result, encode_message, encode_result
+
+from flowrra import TaskStatus
+from flowrra.exceptions import SerializationError
+from flowrra.serialization import encode_json
+from flowrra.task import TaskMessage, TaskResult, new_task_id
+
+NOW = time.time()
+PAYLOADS: list[Any] = [
+    None,
+    0,
+    -7,
+    2**70,
+    0.0,
+    -1.5e-300,
+    NOW,
+    True,
+    False,
+    "",
+    "plain",
+    'quote " backslash \\ slash / tab \t newline \n',
+    "é ü 日本 \u2028 \U0001f600 \x00 \x1f",
+    "<script>alert(1)</script>",
+    [],
+    (),
+    {},
+    [1, "two", None, [3.5, {"k": "v"}]],
+    {"nested": {"a": [1, 2, {"b": None}]}, "unicode-ключ": "значение"},
+]
+ARGS: list[tuple[Any, ...]] = [(), (1,), ("x", None, [1, 2]), tuple(PAYLOADS)]
+KWARGS: list[dict[str, Any]] = [{}, {"a": 1}, {"deep": {"x": [NOW, "é"]}, "": ""}]
+
+
+def generic_message(message: TaskMessage) -> str:
+    return encode_json(message.to_dict())
+
+
+def generic_record(r: TaskResult) -> str:
+    return encode_json(
+        [
+            r.task_id,
+            r.status.value,
+            r.task_name,
+            r.result,
+            r.error,
+            r.submitted_ts,
+            r.started_ts,
+            r.finished_ts,
+            r.retries,
+            r.args,
+            r.kwargs,
+            r.traceback,
+            r.priority,
+        ]
+    )
+
+
+def test_messages_are_the_generic_encoding() -> None:
+    rng = random.Random(7)
+    names = ["noop", "", "tâche", 'a"b', "x\ny"]
+    for _ in range(500):
+        message = TaskMessage(
+            rng.choice([new_task_id(), "custom id é"]),
+            rng.choice(names),
+            rng.choice(ARGS),
+            rng.choice(KWARGS),
+            rng.choice([0, -3, 10**12]),
+            rng.choice([0, 4]),
+            rng.choice([None, NOW + 5, 0.0, 17]),
+            rng.choice([NOW, 0.0, 1, time.time()]),
+        )
+        text = encode_message(message)
+        assert text == generic_message(message)
+        assert TaskMessage.from_dict(json.loads(text)).to_dict() == json.loads(text)
+
+
+def test_records_are_the_generic_encoding_and_decode_back() -> None:
+    rng = random.Random(11)
+    for _ in range(1000):
+        record = TaskResult(
+            rng.choice([new_task_id(), "id-é"]),
+            rng.choice(list(TaskStatus)),
+            rng.choice(["noop", "", "naïve"]),
+            rng.choice(PAYLOADS),
+            rng.choice([None, "", "ValueError: <b>é</b>", "x" * 5000]),
+            rng.choice([NOW, time.time(), 0.0, None, 3]),
+            rng.choice([None, time.time()]),
+            rng.choice([None, time.time(), NOW]),
+            rng.choice([0, 1, 30]),
+            rng.choice(ARGS),
+            rng.choice(KWARGS),
+            rng.choice([None, "Traceback (most recent call last):\n  ..."]),
+            rng.choice([0, -1, 99]),
+        )
+        text = encode_result(record)
+        assert text == generic_record(record)
+        again = decode_result(text)
+        assert generic_record(again) == text
+
+
+def test_a_timestamp_written_twice_is_the_same_text_and_a_new_one_is_its_own() -> None:
+    """The one-float memo never hands one float the text of another."""
+    first, second = 1733.25, 1733.5
+    for submitted in (first, first, second, first, 1e-7, 1e22, -0.0):
+        message = TaskMessage("id", "t", submitted_at=submitted)
+        assert encode_message(message) == generic_message(message)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [math.nan, math.inf, -math.inf, object(), {1, 2}, b"bytes", [math.nan]],
+)
+def test_what_json_cannot_hold_is_refused_as_by_the_generic_encoder(bad: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        generic_record(TaskResult("id", TaskStatus.SUCCESS, "t", bad))
+    with pytest.raises(SerializationError, match="cannot be encoded as JSON"):
+        encode_result(TaskResult("id", TaskStatus.SUCCESS, "t", bad))
+    with pytest.raises(SerializationError, match="cannot be encoded as JSON"):
+        encode_message(TaskMessage("id", "t", (bad,)))
+    if isinstance(bad, float):
+        with pytest.raises(SerializationError):
+            encode_message(TaskMessage("id", "t", eta=bad))
+        with pytest.raises(SerializationError):
+            encode_result(TaskResult("id", TaskStatus.SUCCESS, "t", None, submitted_at=bad))
