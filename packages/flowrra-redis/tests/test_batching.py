@@ -19,9 +19,10 @@ from flowrra_redis.backend import decode_event
 from flowrra_redis.broker import ACK_DELAY
 from flowrra_redis.connection import connect_client
 from flowrra_redis.pipeline import AutoPipeline, Script
-from flowrra_redis.records import INLINE_LIMIT
+from flowrra_redis.records import BURST_LIMIT, INLINE_LIMIT
 
 from flowrra import TaskStatus
+from flowrra.exceptions import SerializationError
 from flowrra.task import TaskResult, new_task_id
 from flowrra.testing import message
 
@@ -109,6 +110,32 @@ async def test_records_of_one_turn_are_one_script_call(
     assert len(await backend.list(limit=100)) == 20
     event = decode_event(sync_redis.get(backend.keys.result(ids[3])) or b"")
     assert event.task_id == ids[3] and event.status is TaskStatus.SUCCESS
+    await backend.close()
+
+
+async def test_a_large_store_many_goes_out_as_it_is_encoded(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """Records go out in script calls of BURST_LIMIT while the rest are encoded; one that
+    cannot be encoded raises, and the ones before it are stored, with nothing left
+    unretrieved."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    ids = [new_task_id() for _ in range(BURST_LIMIT * 2 + 10)]
+    records = [TaskResult(i, TaskStatus.PENDING, "x", None, None, time.time()) for i in ids]
+    stored = backend.store_many(records)
+    writer = backend._records()
+    assert writer._burst is not None and len(writer._burst.keys) == 10  # two went out
+    await stored
+    assert sync_redis.exists(*(backend.keys.result(i) for i in ids)) == len(ids)
+
+    good = [new_task_id() for _ in range(BURST_LIMIT + 5)]
+    bad = TaskResult(new_task_id(), TaskStatus.SUCCESS, "x", object())
+    with pytest.raises(SerializationError):
+        backend.store_many([TaskResult(i, TaskStatus.SUCCESS, "x", 1) for i in good] + [bad])
+    await asyncio.sleep(0.1)  # the partial burst goes out at the next loop turn
+    assert sync_redis.exists(*(backend.keys.result(i) for i in good)) == len(good)
+    assert not sync_redis.exists(backend.keys.result(bad.task_id))
     await backend.close()
 
 

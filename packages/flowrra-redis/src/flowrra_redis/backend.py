@@ -16,7 +16,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -186,17 +186,22 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
     # -- writing -------------------------------------------------------------------------
 
     def store_many(self, results: Sequence[TaskResult]) -> Awaitable[None]:
-        """Store several records: encoded and sent when called (raising SerializationError
-        before anything is sent), in script calls of up to
-        :data:`~flowrra_redis.records.BURST_LIMIT` that Redis runs while the rest are
-        encoded; returns an awaitable of the replies."""
-        calls = [_record_call(r) for r in results]
-        writer = self._records()
-        if self._listening:
-            for task_id, _, status, _, _ in calls:
-                if status is TaskStatus.PENDING:
-                    self._expect(task_id)
-        waiters = writer.write_many(calls)
+        """Store several records; returns an awaitable of Redis's replies. Each record is
+        encoded and queued in turn, in script calls of up to
+        :data:`~flowrra_redis.records.BURST_LIMIT` records that go out as they fill, so
+        Redis stores the first while the rest are encoded. A record that cannot be encoded
+        raises SerializationError; the ones before it are stored all the same (records
+        are independent, unlike the messages of ``enqueue_many``)."""
+        expect = self._expect if self._listening else None
+
+        def calls() -> Iterator[tuple[str, str, TaskStatus, float, str]]:
+            for result in results:
+                call = _record_call(result)
+                if expect is not None and call[2] is TaskStatus.PENDING:
+                    expect(call[0])
+                yield call
+
+        waiters = self._records().write_many(calls())
         for waiter in waiters:
             waiter.add_done_callback(retrieved)  # a caller may give up on them
         return self._all_stored(waiters)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from flowrra.task import TaskStatus
-from flowrra_redis.connection import Keys
+from flowrra_redis.connection import Keys, retrieved
 from flowrra_redis.pipeline import AutoPipeline, Script
 
 __all__ = ["BURST_LIMIT", "INDEX_LIMIT", "INLINE_LIMIT", "STORE", "RecordWriter"]
@@ -126,20 +127,27 @@ class RecordWriter:
         return waiter
 
     def write_many(
-        self, calls: list[tuple[str, str, TaskStatus, float, str]]
+        self, calls: Iterable[tuple[str, str, TaskStatus, float, str]]
     ) -> list[asyncio.Future[None]]:
-        """:meth:`write` for many records (each the arguments of one call); returns one
-        future per script call they went into, not one per record."""
+        """:meth:`write` for many records (each the arguments of one call, taken from
+        ``calls`` one at a time: a full burst goes out before the next record is made);
+        returns one future per script call they went into, not one per record. If
+        ``calls`` raises, the records before are written and the error propagates."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
         last: _Burst | None = None
-        for call in calls:
-            burst = self._add(*call)
-            if burst is not last:
-                waiter: asyncio.Future[None] = loop.create_future()
-                burst.waiters.append(waiter)
-                futures.append(waiter)
-                last = burst
+        try:
+            for call in calls:
+                burst = self._add(*call)
+                if burst is not last:
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    burst.waiters.append(waiter)
+                    futures.append(waiter)
+                    last = burst
+        except BaseException:
+            for waiter in futures:  # nobody will await them
+                waiter.add_done_callback(retrieved)
+            raise
         return futures
 
     def write_behind(
