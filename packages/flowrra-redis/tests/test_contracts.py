@@ -16,7 +16,7 @@ from flowrra_redis import RedisBackend, RedisBroker, priority_key
 from flowrra_redis.backend import decode_event
 
 from flowrra import BrokerError, Flowrra, TaskStatus
-from flowrra.task import TaskResult, new_task_id
+from flowrra.task import TaskMessage, TaskResult, new_task_id
 from flowrra.testing import BrokerContract, ResultBackendContract, message
 
 
@@ -63,6 +63,35 @@ async def test_any_int_priority_orders_as_in_memory(redis_url: str, prefix: str)
     await broker.enqueue_many(sent)
     got = await broker.reserve(len(sent), 1.0)
     expected = sorted(sent, key=lambda m: (m.priority, m.args[0]))
+    assert [m.id for m in got] == [m.id for m in expected]
+    await broker.close()
+
+
+async def test_fifo_within_a_priority_across_calls_batches_and_due_delays(
+    redis_url: str, prefix: str
+) -> None:
+    """A batch shares one sequence number (its messages are ordered by their place in
+    it); singles and later batches come after it, and a delayed message after what was
+    queued before the reserve that found it due."""
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    sent: list[TaskMessage] = []
+
+    def batch(n: int) -> list[TaskMessage]:
+        made = [message("b", len(sent) + i, priority=(len(sent) + i) % 3) for i in range(n)]
+        sent.extend(made)
+        return made
+
+    await broker.enqueue_many(batch(300))  # places 00000000 .. 0000012b
+    delayed = message("d", -1, priority=1, eta=time.time() + 0.2)
+    await broker.enqueue(delayed)
+    for _ in range(3):
+        await broker.enqueue(*batch(1))
+    await asyncio.sleep(0.3)  # due now, but it takes its number when a reserve moves it
+    await broker.enqueue_many(batch(40))
+    sent.append(delayed)
+    got = await broker.reserve(len(sent), 1.0)
+    expected = sorted(sent, key=lambda m: (m.priority, sent.index(m)))
     assert [m.id for m in got] == [m.id for m in expected]
     await broker.close()
 

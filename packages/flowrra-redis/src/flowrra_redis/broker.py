@@ -78,6 +78,12 @@ def priority_key(priority: int) -> str:
     return f"n{0xFFFF - len(digits):04x}{digits.translate(_COMPLEMENT)}"
 
 
+def _queued(place: int, message: TaskMessage) -> str:
+    """A message as ENQUEUE takes it: its place in the call (which orders the messages
+    of one call), then its body."""
+    return f"{place:08x}|{encode_message(message)}"
+
+
 def _log_release_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.warning(
@@ -181,11 +187,12 @@ class RedisBroker(RedisEndpoint):
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
         args: list[Any] = [time.time(), ""]
-        for message in messages:
+        for place, message in enumerate(messages):
+            eta = message.eta
             args += [
                 priority_key(message.priority),
-                "" if message.eta is None else repr(message.eta),
-                encode_message(message),
+                "" if eta is None else repr(eta),
+                _queued(place, message),
             ]
         k = self.keys
         keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
@@ -357,7 +364,7 @@ class RedisBroker(RedisEndpoint):
                     message.receipt or "",
                     priority_key(retry.priority),
                     "" if retry.eta is None else repr(retry.eta),
-                    encode_message(retry),
+                    _queued(0, retry),
                 ],
                 "cannot requeue",
             )

@@ -1,11 +1,13 @@
 """The Lua scripts that make each broker operation atomic on the Redis server.
 
 Message layout (see :mod:`flowrra_redis.broker`): a queued message is the ZSET member
-``<priority key><16-digit sequence>|<JSON body>`` with score 0 in ``queue``, so ZPOPMIN
-returns the lowest priority first and, within a priority, the oldest. A delayed message is
-``<priority key>|<JSON body>`` scored by its due time; it gets its sequence number when it
-becomes due. A reserved message keeps its queue member in ``leased``, scored by the lease
-expiry, so an expired lease puts exactly that member back.
+``<priority key><16-digit sequence>[<8 hex digits>]|<JSON body>`` with score 0 in
+``queue``, so ZPOPMIN returns the lowest priority first and, within a priority, the oldest.
+The sequence number is taken once per ENQUEUE call (the hex digits are the message's place
+in that call) and once per delayed message when it becomes due (no hex digits: each has its
+own number). A delayed message is ``<priority key>|<JSON body>`` scored by its due time.
+A reserved message keeps its queue member in ``leased``, scored by the lease expiry, so an
+expired lease puts exactly that member back.
 """
 
 from __future__ import annotations
@@ -23,31 +25,36 @@ end
 """
 
 # KEYS: queue, sequence, wake, delayed, leased
-# ARGV: now, leased member to remove ('' for none), then (priority key, eta or '', body)*
-# Returns how many messages wait (due and delayed).
+# ARGV: now, leased member to remove ('' for none), then per message (priority key, eta or
+# '', '<8 hex digits: its place in this call>|<body>').
+# One sequence number per call, formatted once: a message's order key is its priority key,
+# that number and its place in the call (no number is formatted per message: that and the
+# string it makes were half of this script's time). Returns how many messages wait (due and
+# delayed).
 ENQUEUE = (
     _BULK
     + """
 local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[5], ARGV[2]) end
-local seq = redis.call('INCRBY', KEYS[2], (#ARGV - 2) / 3) - (#ARGV - 2) / 3
-local due, later = {}, {}
+local seq = string.format('%016.0f', redis.call('INCR', KEYS[2]))
+local due, later, nd, nl = {}, {}, 0, 0
 for i = 3, #ARGV, 3 do
   local eta = ARGV[i + 1]
   if eta ~= '' and tonumber(eta) > now then
-    later[#later + 1] = eta
-    later[#later + 1] = ARGV[i] .. '|' .. ARGV[i + 2]
+    nl = nl + 2
+    later[nl - 1] = eta
+    later[nl] = ARGV[i] .. string.sub(ARGV[i + 2], 9)
   else
-    seq = seq + 1
-    due[#due + 1] = 0
-    due[#due + 1] = ARGV[i] .. string.format('%016.0f', seq) .. '|' .. ARGV[i + 2]
+    nd = nd + 2
+    due[nd - 1] = '0'
+    due[nd] = ARGV[i] .. seq .. ARGV[i + 2]
   end
 end
 bulk('ZADD', KEYS[1], due, 1)
 bulk('ZADD', KEYS[4], later, 1)
-if #due > 0 then
+if nd > 0 then
   local tokens = {}
-  for i = 1, math.min(#due / 2, 16) do tokens[i] = '1' end
+  for i = 1, math.min(nd / 2, 16) do tokens[i] = '1' end
   redis.call('RPUSH', KEYS[3], unpack(tokens))
   redis.call('LTRIM', KEYS[3], -64, -1)
 end
