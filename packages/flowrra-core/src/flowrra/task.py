@@ -29,6 +29,10 @@ class TaskStatus(Enum):
     FAILED = "failed"
     RETRYING = "retrying"
 
+    # Members are singletons: hash them by identity, in C. Enum's own __hash__ is a Python
+    # call, and records are looked up by status several times per task.
+    __hash__ = object.__hash__
+
 
 def new_task_id() -> str:
     """A random 128-bit id as 32 hex characters (the shape of ``uuid4().hex``).

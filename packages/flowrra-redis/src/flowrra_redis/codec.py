@@ -78,12 +78,14 @@ def encode_message(message: TaskMessage) -> str:
     # The usual values (text ids, no arguments, int priority, float times) are written
     # inline: a function call per field would cost as much as the generic encoder.
     args, kwargs, eta = message.args, message.kwargs, message.eta
+    priority, attempt = message.priority, message.attempt
     try:
         return (
             f'{{"id":{_payload(message.id)},"name":{_payload(message.name)},"args":'
             f"{'[]' if args == () else _payload(args)},"
             f'"kwargs":{"{}" if kwargs == {} else _payload(kwargs)},'
-            f'"priority":{_number(message.priority)},"attempt":{_number(message.attempt)},'
+            f'"priority":{_int_repr(priority) if priority.__class__ is int else _number(priority)},'
+            f'"attempt":{_int_repr(attempt) if attempt.__class__ is int else _number(attempt)},'
             f'"eta":{"null" if eta is None else _number(eta)},'
             f'"submitted_at":{_number(message.submitted_at)}}}'
         )
@@ -102,17 +104,19 @@ def encode_result(result: TaskResult) -> str:
         result.finished_ts,
     )
     args, kwargs, traceback = result.args, result.kwargs, result.traceback
+    retries, priority = result.retries, result.priority
     try:
         return (
             f"[{_payload(result.task_id)},{_STATUS_JSON[result.status]},"
             f"{_payload(result.task_name)},{'null' if value is None else _payload(value)},"
             f"{'null' if error is None else _payload(error)},{_number(result.submitted_ts)},"
             f"{'null' if started is None else _number(started)},"
-            f"{'null' if finished is None else _number(finished)},{_number(result.retries)},"
+            f"{'null' if finished is None else _number(finished)},"
+            f"{_int_repr(retries) if retries.__class__ is int else _number(retries)},"
             f"{'[]' if args == () else _payload(args)},"
             f"{'{}' if kwargs == {} else _payload(kwargs)},"
             f"{'null' if traceback is None else _payload(traceback)},"
-            f"{_number(result.priority)}]"
+            f"{_int_repr(priority) if priority.__class__ is int else _number(priority)}]"
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(

@@ -86,12 +86,6 @@ end
 return #KEYS - 1
 """)
 
-_MODES = {
-    TaskStatus.PENDING: _PENDING,
-    TaskStatus.RUNNING: _RECORD,
-    TaskStatus.RETRYING: _RECORD,
-}
-
 
 class _Burst:
     """The records of one loop turn, as the script's KEYS and ARGV tail."""
@@ -111,6 +105,7 @@ class RecordWriter:
     def __init__(self, pipe: AutoPipeline, keys: Keys, ttl_ms: int) -> None:
         self._pipe = pipe
         self._keys = keys
+        self._result_key = keys.result("")  # + a task id
         self._ttl_ms = ttl_ms
         self._burst: _Burst | None = None
 
@@ -161,14 +156,17 @@ class RecordWriter:
         if burst is None:
             burst = self._burst = _Burst()
             asyncio.get_running_loop().call_soon(self._flush)
-        mode = _MODES.get(status)
-        if mode is None:
+        if status is TaskStatus.PENDING:
+            mode = _PENDING
+        elif status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
             mode = _DONE_INLINE if len(body) <= INLINE_LIMIT else _DONE_BY_ID
+        else:  # RUNNING, RETRYING
+            mode = _RECORD
         earlier = burst.positions.get(task_id)
         if earlier is not None and mode is not _PENDING:  # a PENDING (NX) replaces nothing
             burst.args[earlier] = _EVENT_ONLY
         burst.positions[task_id] = len(burst.args) + 2
-        burst.keys.append(self._keys.result(task_id))
+        burst.keys.append(self._result_key + task_id)
         burst.args += (task_id, body, mode, score, event)
         if len(burst.keys) >= BURST_LIMIT:
             # A large batch (submit_many) goes in slices: Redis stores one while the
