@@ -9,8 +9,10 @@ Run with the project's interpreter (redis-py and flowrra-redis installed)::
 Four clients, from the bare socket up, each doing ``--n`` PINGs one after the other
 (medians of ``--runs``): a blocking socket (``sendall`` then ``recv``), redis-py's
 blocking client, redis-py's asyncio client, and flowrra-redis's automatic pipeline (the
-path every flowrra command takes). A single ``submit`` waits for two such replies (its
-PENDING record and its message, sent together), so its rate cannot exceed the last line.
+path every flowrra command takes); then that pipeline with a PING on each of two
+connections, sent together and both awaited: the shape of a single ``submit`` (its PENDING
+record on the backend's connection, its message on the broker's), with no work in Redis or
+in the client. A ``submit``'s rate cannot exceed that last line.
 Nothing is written to Redis.
 """
 
@@ -82,6 +84,32 @@ async def _flowrra_pipeline(url: str, n: int) -> float:
         await client.aclose()
 
 
+async def _flowrra_two_links(url: str, n: int) -> float:
+    """The shape of a ``submit``: one command on each of two connections (the backend's
+    and the broker's), both sent before either reply is awaited."""
+    from flowrra_redis.connection import connect_client
+    from flowrra_redis.pipeline import AutoPipeline
+
+    clients = [
+        connect_client(url, max_connections=2, socket_timeout=5.0, retry_on_timeout=True)
+        for _ in range(2)
+    ]
+    first, second = (AutoPipeline(client, timeout=5.0) for client in clients)
+
+    async def both() -> None:
+        one, two = first.request(("PING",)), second.request(("PING",))  # both sent now
+        await one
+        await two
+
+    try:
+        return await _timed(n, both)
+    finally:
+        for pipe in (first, second):
+            await pipe.close()
+        for client in clients:
+            await client.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
@@ -99,6 +127,9 @@ def main() -> None:
         "redis-py (asyncio)": lambda: asyncio.run(_redis_py_asyncio(args.redis, args.n)),
         "flowrra-redis AutoPipeline (asyncio)": lambda: asyncio.run(
             _flowrra_pipeline(args.redis, args.n)
+        ),
+        "flowrra-redis, a PING on each of two connections (a submit's shape)": lambda: (
+            asyncio.run(_flowrra_two_links(args.redis, args.n))
         ),
     }
     print(f"{args.n:,} sequential PINGs to {host}:{port}, median of {args.runs} runs\n")
