@@ -9,6 +9,7 @@ import gc
 import inspect
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
@@ -264,6 +265,56 @@ async def test_error_replies_fail_their_command_only(pipe: AutoPipeline, prefix:
 async def test_an_unknown_script_is_sent_with_its_body(pipe: AutoPipeline) -> None:
     script = Script(f"return '{new_task_id()}'")  # never loaded before
     assert await pipe.run_script(script, [], []) == script.body[8:-1].encode()
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    def done(self) -> bool:
+        return bool(self.got)
+
+    def set_result(self, result: Any, /) -> None:
+        self.got.append(result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.got.append(exception)
+
+
+async def test_a_reply_settles_its_sink_in_the_call_that_parsed_it(pipe: AutoPipeline) -> None:
+    """No future in between: a batch writer's waiters are settled by ``data_received``
+    itself, not one or two loop turns later."""
+    script = Script("return ARGV[1]")
+    await pipe.run_script(script, [], ["warm"])  # connected, and the script is known
+    link = pipe._link
+    assert link is not None
+    writes: list[bytes] = []
+    write = link.transport.write
+    link.transport.write = lambda data: (writes.append(bytes(data)), write(data))[1]  # type: ignore[method-assign]
+
+    sink = _Sink()
+    ping = pipe.request(("PING",))
+    pipe.before_flush(lambda: pipe.request_script_into(sink, script, [], ["in place"]))
+    await ping  # the PONG and the script's reply come back in order
+    assert len(writes) == 1  # the before-flush command left with the PING
+    if not sink.done():  # its reply may still be on the way; parsed, it settles at once
+        reply = await asyncio.wait_for(_replied(link), 2)
+        assert reply and sink.done()
+    assert sink.got == [b"in place"]
+
+    failing = Script("return redis.error_reply('nope')")
+    with pytest.raises(redis_errors.ResponseError):
+        await pipe.run_script(failing, [], [])  # now the server knows it
+    sink = _Sink()
+    pipe.request_script_into(sink, failing, [], [])
+    await pipe.execute("PING")  # answered after it
+    assert len(sink.got) == 1 and isinstance(sink.got[0], redis_errors.ResponseError)
+
+
+async def _replied(link: Any) -> bool:
+    while link.sent:
+        await asyncio.sleep(0)
+    return True
 
 
 async def test_a_reply_that_never_comes_times_out(pipe: AutoPipeline, prefix: str) -> None:

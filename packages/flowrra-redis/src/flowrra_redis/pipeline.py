@@ -18,11 +18,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
@@ -30,7 +29,7 @@ import redis.exceptions as redis_errors
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["AutoPipeline", "Script"]
+__all__ = ["AutoPipeline", "ReplySink", "Script"]
 
 _pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
@@ -47,9 +46,71 @@ class Script:
         self.sha = hashlib.sha1(body.encode()).hexdigest()
 
 
+class ReplySink(Protocol):
+    """Where a command's reply goes: an :class:`asyncio.Future`, or an object of a batch
+    writer that settles its own waiters in the same call (no loop turn in between)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+_Sink = TypeVar("_Sink", bound=ReplySink)
+
+
+class _Command:
+    """One command and its caller's future. A reply settles the future in the call that
+    parsed it (a future in between would cost a loop turn per hop before the caller
+    wakes); an unknown script is sent again with its body, and a dropped connection or a
+    timeout is retried with backoff."""
+
+    __slots__ = ("args", "attempt", "outer", "pipeline", "script")
+
+    def __init__(
+        self,
+        pipeline: AutoPipeline,
+        args: tuple[Any, ...],
+        script: Script | None,
+        outer: ReplySink,
+        attempt: int = 0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.args = args
+        self.script = script
+        self.outer = outer
+        self.attempt = attempt
+
+    def resolve(self, reply: Any) -> None:
+        if not self.outer.done():  # else the caller gave up (cancelled)
+            self.outer.set_result(reply)
+
+    def abort(self, error: Exception) -> None:
+        """Fail without a retry (the pipeline is closing)."""
+        if not self.outer.done():
+            self.outer.set_exception(error)
+
+    def fail(self, error: Exception) -> None:
+        outer = self.outer
+        if outer.done():
+            return
+        script, pipeline = self.script, self.pipeline
+        if script is not None and isinstance(error, redis_errors.NoScriptError):
+            pipeline._queue(_Command(pipeline, ("EVAL", script.body, *self.args[2:]), None, outer))
+        elif isinstance(error, _RETRYABLE) and self.attempt < pipeline._retries:
+            asyncio.get_running_loop().call_later(
+                min(0.05 * 2 ** (self.attempt + 1), 1.0),
+                pipeline._retry,
+                _Command(pipeline, self.args, script, outer, self.attempt + 1),
+            )
+        else:
+            outer.set_exception(error)
+
+
 class _Link(asyncio.Protocol):
-    """One open connection: the futures of the commands written to it, in order, resolved
-    from ``data_received`` as hiredis parses the replies.
+    """One open connection: the commands written to it, in order, settled from
+    ``data_received`` as hiredis parses the replies.
 
     A watchdog fails the link when replies are due and none has come for ``timeout``
     seconds (one timer per link, not one per reply).
@@ -65,15 +126,15 @@ class _Link(asyncio.Protocol):
         self.pipeline = pipeline
         self.connection = connection
         self.transport = transport
-        self.sent: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.sent: collections.deque[_Command] = collections.deque()
         self.lost = False
         self._parser = hiredis.Reader(replyError=redis_errors.ResponseError)
         self._timeout = timeout
         self._replies = 0
         self._watchdog: asyncio.TimerHandle | None = None
 
-    def write(self, data: bytes, futures: list[asyncio.Future[Any]]) -> None:
-        self.sent.extend(futures)
+    def write(self, data: bytes, commands: list[_Command]) -> None:
+        self.sent.extend(commands)
         self.transport.write(data)
         if self._watchdog is None and self._timeout is not None:
             self._arm()
@@ -100,13 +161,11 @@ class _Link(asyncio.Protocol):
             parser.feed(data)
             while (reply := parser.gets()) is not False:
                 self._replies += 1
-                future = sent.popleft()
-                if future.done():
-                    continue
+                command = sent.popleft()
                 if isinstance(reply, redis_errors.ResponseError):
-                    future.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                    command.fail(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
                 else:
-                    future.set_result(reply)
+                    command.resolve(reply)
         except Exception as exc:  # a protocol error, or a reply nobody asked for
             self.pipeline._lose(self, exc)
 
@@ -140,7 +199,8 @@ class AutoPipeline:
         self._client = client
         self._timeout = timeout
         self._retries = retries
-        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._waiting: list[_Command] = []
+        self._before_flush: list[Callable[[], None]] = []
         self._flush_scheduled = False
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -159,6 +219,15 @@ class AutoPipeline:
         """:meth:`request` for an EVALSHA of ``script`` (sent as EVAL if Redis lacks it)."""
         return self.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
+    def request_script_into(
+        self, sink: _Sink, script: Script, keys: Sequence[Any], args: Sequence[Any]
+    ) -> _Sink:
+        """:meth:`request_script` with the reply (or the error, after any retries) handed
+        to ``sink`` as it is parsed; returns ``sink``."""
+        args = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        self._queue(_Command(self, args, script, sink))
+        return sink
+
     def request(self, args: tuple[Any, ...], script: Script | None = None) -> asyncio.Future[Any]:
         """Send one command; the future gets its reply or its error. For callers that do
         not want a coroutine (batch writers resolving many waiters from one reply).
@@ -168,52 +237,12 @@ class AutoPipeline:
         Cancelling the future abandons the retries (a command already written still runs).
         """
         outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._attempt(args, script, outer, 0)
+        self._queue(_Command(self, args, script, outer))
         return outer
 
-    def _attempt(
-        self,
-        args: tuple[Any, ...],
-        script: Script | None,
-        outer: asyncio.Future[Any],
-        attempt: int,
-    ) -> None:
-        if not outer.done():
-            self._submit(args).add_done_callback(
-                functools.partial(self._settle, args, script, outer, attempt)
-            )
-
-    def _settle(
-        self,
-        args: tuple[Any, ...],
-        script: Script | None,
-        outer: asyncio.Future[Any],
-        attempt: int,
-        reply: asyncio.Future[Any],
-    ) -> None:
-        if outer.done():  # the caller gave up (cancelled): mark the reply's error as seen
-            if not reply.cancelled():
-                reply.exception()
-            return
-        if reply.cancelled():
-            outer.cancel()
-            return
-        error = reply.exception()
-        if error is None:
-            outer.set_result(reply.result())
-        elif script is not None and isinstance(error, redis_errors.NoScriptError):
-            self._attempt(("EVAL", script.body, *args[2:]), None, outer, attempt)
-        elif isinstance(error, _RETRYABLE) and attempt < self._retries:
-            asyncio.get_running_loop().call_later(
-                min(0.05 * 2 ** (attempt + 1), 1.0),
-                self._attempt,
-                args,
-                script,
-                outer,
-                attempt + 1,
-            )
-        else:
-            outer.set_exception(error)
+    def _retry(self, command: _Command) -> None:
+        if not command.outer.done():  # the caller may have given up meanwhile
+            self._queue(command)
 
     def send(self, *args: Any, what: str = "command") -> None:
         """Queue a command without waiting for its reply (write-behind).
@@ -232,14 +261,19 @@ class AutoPipeline:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.execute("PING"), timeout)
 
-    def _submit(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((args, future))
+    def before_flush(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, at the start of this loop turn's write: a batch writer
+        queues its command then, and it leaves with everything else of the turn."""
+        self._before_flush.append(callback)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return future
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _queue(self, command: _Command) -> None:
+        self._waiting.append(command)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def flush_now(self) -> None:
         """Write what is queued now instead of at the end of this loop turn (a batch
@@ -247,6 +281,14 @@ class AutoPipeline:
         self._flush()
 
     def _flush(self) -> None:
+        if self._before_flush:
+            callbacks, self._before_flush = self._before_flush, []
+            self._flush_scheduled = True  # what they queue leaves in this write
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # pragma: no cover  (a writer's bug; the write goes on)
+                    logger.exception("a pipeline's before-flush callback failed")
         self._flush_scheduled = False
         if not self._waiting:
             return
@@ -257,7 +299,7 @@ class AutoPipeline:
             return  # _connect flushes once connected
         batch, self._waiting = self._waiting, []
         try:
-            link.write(b"".join([_encode(args) for args, _ in batch]), [f for _, f in batch])
+            link.write(b"".join([_encode(command.args) for command in batch]), batch)
         except Exception as exc:
             self._lose(link, exc)
 
@@ -267,7 +309,7 @@ class AutoPipeline:
             connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         except Exception as exc:
             waiting, self._waiting = self._waiting, []
-            self._fail([future for _, future in waiting], _as_redis_error(exc))
+            self._fail(waiting, _as_redis_error(exc))
             return
         try:
             writer = connection._writer
@@ -278,7 +320,7 @@ class AutoPipeline:
         except Exception as exc:
             await self._release(connection)
             waiting, self._waiting = self._waiting, []
-            self._fail([future for _, future in waiting], _as_redis_error(exc))
+            self._fail(waiting, _as_redis_error(exc))
             return
         self._link = link
         self._flush()
@@ -319,18 +361,19 @@ class AutoPipeline:
         self._connecting = None
         closed = redis_errors.ConnectionError("the connection was closed")
         waiting, self._waiting = self._waiting, []
-        self._fail([future for _, future in waiting], closed)
+        for command in waiting:
+            command.abort(closed)
         link, self._link = self._link, None
         if link is not None:
             link.close()
-            self._fail(list(link.sent), closed)
+            for command in link.sent:
+                command.abort(closed)
             await self._release(link.connection)
 
     @staticmethod
-    def _fail(futures: list[asyncio.Future[Any]], error: Exception) -> None:
-        for future in futures:
-            if not future.done():
-                future.set_exception(error)
+    def _fail(commands: list[_Command], error: Exception) -> None:
+        for command in commands:
+            command.fail(error)
 
 
 def _as_redis_error(exc: BaseException) -> Exception:

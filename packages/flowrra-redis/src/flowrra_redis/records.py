@@ -88,15 +88,40 @@ return #KEYS - 1
 
 
 class _Burst:
-    """The records of one loop turn, as the script's KEYS and ARGV tail."""
+    """The records of one loop turn, as the script's KEYS and ARGV tail; the
+    :class:`~flowrra_redis.pipeline.ReplySink` of its script call, which settles the
+    waiters of its records."""
 
-    __slots__ = ("args", "keys", "positions", "waiters")
+    __slots__ = ("args", "keys", "positions", "settled", "waiters")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.args: list[Any] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.positions: dict[str, int] = {}  # task id -> index of its mode in args
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled
+
+    def set_result(self, result: Any, /) -> None:
+        self.settled = True
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.settled = True
+        if not self.waiters:
+            logger.warning(
+                "Redis could not store %d result records: %s: %s",
+                len(self.keys),
+                type(exception).__name__,
+                exception,
+            )
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(exception)
 
 
 class RecordWriter:
@@ -155,7 +180,7 @@ class RecordWriter:
         burst = self._burst
         if burst is None:
             burst = self._burst = _Burst()
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._pipe.before_flush(self._flush)  # out with this turn's write
         if status is TaskStatus.PENDING:
             mode = _PENDING
         elif status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
@@ -180,28 +205,9 @@ class RecordWriter:
         if burst is None:
             return
         k = self._keys
-        reply = self._pipe.request_script(
+        self._pipe.request_script_into(  # the reply settles the burst's waiters in place
+            burst,
             STORE,
             [k.results_index, *burst.keys],
             [self._ttl_ms, INDEX_LIMIT, k.events, k.done, *burst.args],
         )
-        reply.add_done_callback(lambda done: _resolve(done, burst))
-
-
-def _resolve(reply: asyncio.Future[Any], burst: _Burst) -> None:
-    error = asyncio.CancelledError() if reply.cancelled() else reply.exception()
-    waiters = burst.waiters
-    if error is not None and not waiters:
-        logger.warning(
-            "Redis could not store %d result records: %s: %s",
-            len(burst.keys),
-            type(error).__name__,
-            error,
-        )
-    for waiter in waiters:
-        if waiter.done():
-            continue
-        if error is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(error)
