@@ -128,8 +128,8 @@ def main() -> None:
         "flowrra-redis AutoPipeline (asyncio)": lambda: asyncio.run(
             _flowrra_pipeline(args.redis, args.n)
         ),
-        "flowrra-redis, a PING on each of two connections (a submit's shape)": lambda: (
-            asyncio.run(_flowrra_two_links(args.redis, args.n))
+        "flowrra-redis, a PING on each of two connections (a submit's shape)": lambda: asyncio.run(
+            _flowrra_two_links(args.redis, args.n)
         ),
     }
     print(f"{args.n:,} sequential PINGs to {host}:{port}, median of {args.runs} runs\n")
