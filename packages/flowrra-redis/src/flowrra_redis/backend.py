@@ -27,7 +27,7 @@ from flowrra.config import BackendConfig
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import BackendError
 from flowrra.task import TaskResult, TaskStatus
-from flowrra_redis.codec import decode_result, encode_result
+from flowrra_redis.codec import decode_result, encode_result, number_text
 from flowrra_redis.connection import (
     DONE,
     UNAVAILABLE,
@@ -56,7 +56,7 @@ _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 
 def _record_call(
     result: TaskResult, task_id: str | None = None
-) -> tuple[str, str, TaskStatus, float, str]:
+) -> tuple[str, str, TaskStatus, str, str]:
     """What :meth:`RecordWriter.write` takes for ``result``; encodes it (raising
     SerializationError before anything is sent). A record larger than
     :data:`~flowrra_redis.records.INLINE_LIMIT` gets a second, small encoding for the
@@ -83,7 +83,7 @@ def _record_call(
         result.task_id if task_id is None else task_id,
         body,
         result.status,
-        result.submitted_ts or time.time(),
+        number_text(result.submitted_ts or time.time()),  # one text for a batch's shared time
         event,
     )
 
@@ -194,7 +194,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         are independent, unlike the messages of ``enqueue_many``)."""
         expect = self._expect if self._listening else None
 
-        def calls() -> Iterator[tuple[str, str, TaskStatus, float, str]]:
+        def calls() -> Iterator[tuple[str, str, TaskStatus, str, str]]:
             for result in results:
                 call = _record_call(result)
                 if expect is not None and call[2] is TaskStatus.PENDING:

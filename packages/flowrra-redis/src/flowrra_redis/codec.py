@@ -23,7 +23,7 @@ from flowrra.exceptions import SerializationError
 from flowrra.serialization import encode_json
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 
-__all__ = ["decode_result", "encode_message", "encode_result"]
+__all__ = ["decode_result", "encode_message", "encode_result", "number_text"]
 
 _STATUS = {status.value: status for status in TaskStatus}
 _STATUS_JSON = {status: _string(status.value) for status in TaskStatus}
@@ -37,8 +37,9 @@ _int_repr = int.__repr__
 _last_float: tuple[float, str] = (0.0, "0.0")
 
 
-def _number(value: Any) -> str:
-    """A timestamp, count or priority as ``encode_json`` writes it (``null`` for None)."""
+def number_text(value: Any) -> str:
+    """A timestamp, count or priority as ``encode_json`` writes it (``null`` for None);
+    also how a score goes to Redis (hiredis writes a float argument at 0.4 µs)."""
     global _last_float
     cls = value.__class__
     if cls is float:
@@ -54,6 +55,9 @@ def _number(value: Any) -> str:
     if value is None:
         return "null"
     return encode_json(value)
+
+
+_number = number_text
 
 
 def _payload(value: Any) -> str:

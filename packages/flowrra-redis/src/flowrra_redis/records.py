@@ -135,9 +135,9 @@ class RecordWriter:
         self._burst: _Burst | None = None
 
     def write(
-        self, task_id: str, body: str, status: TaskStatus, score: float, event: str = ""
+        self, task_id: str, body: str, status: TaskStatus, score: str, event: str = ""
     ) -> asyncio.Future[None]:
-        """Queue one record (``body``: its JSON, ``score``: its place in the index,
+        """Queue one record (``body``: its JSON, ``score``: its place in the index as text,
         ``event``: what to publish on the events channel instead of ``body``, or ``""``)
         for this loop turn's script call; the future completes when Redis has stored it,
         or fails with the reason."""
@@ -147,7 +147,7 @@ class RecordWriter:
         return waiter
 
     def write_many(
-        self, calls: Iterable[tuple[str, str, TaskStatus, float, str]]
+        self, calls: Iterable[tuple[str, str, TaskStatus, str, str]]
     ) -> list[asyncio.Future[None]]:
         """:meth:`write` for many records (each the arguments of one call, taken from
         ``calls`` one at a time: a full burst goes out before the next record is made);
@@ -171,12 +171,12 @@ class RecordWriter:
         return futures
 
     def write_behind(
-        self, task_id: str, body: str, status: TaskStatus, score: float, event: str = ""
+        self, task_id: str, body: str, status: TaskStatus, score: str, event: str = ""
     ) -> None:
         """Like :meth:`write`, for a record nobody waits for: a failure is only logged."""
         self._add(task_id, body, status, score, event)
 
-    def _add(self, task_id: str, body: str, status: TaskStatus, score: float, event: str) -> _Burst:
+    def _add(self, task_id: str, body: str, status: TaskStatus, score: str, event: str) -> _Burst:
         burst = self._burst
         if burst is None:
             burst = self._burst = _Burst()
