@@ -317,6 +317,67 @@ async def _replied(link: Any) -> bool:
     return True
 
 
+async def test_commands_lost_with_a_connection_keep_their_order(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """What a dropped connection took with it is sent again before anything queued
+    during the reconnect's backoff (a RUNNING record retried after the SUCCESS queued
+    meanwhile would be the final record)."""
+    client = connect_client(redis_url, max_connections=2, socket_timeout=5, retry_on_timeout=True)
+    pipe = AutoPipeline(client, timeout=5, retries=3)
+    key = f"{prefix}:order"
+    link_id = await pipe.execute("CLIENT", "ID")
+    held = pipe.request(("BLPOP", f"{prefix}:nothing", 0.3))  # holds the connection
+    first = pipe.request(("RPUSH", key, "first"))  # sent, not run: behind the BLPOP
+    await asyncio.sleep(0.05)
+    sync_redis.client_kill_filter(_id=link_id)
+    await asyncio.sleep(0.02)  # the loss is seen; the reconnect waits for its backoff
+    second = pipe.request(("RPUSH", key, "second"))
+    assert await asyncio.wait_for(asyncio.gather(held, first, second), 5) == [None, 1, 2]
+    assert sync_redis.lrange(key, 0, -1) == [b"first", b"second"]
+    await pipe.close()
+    await client.aclose()
+
+
+async def test_closing_during_a_reconnect_backoff_opens_nothing(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    client = connect_client(redis_url, max_connections=2, socket_timeout=5, retry_on_timeout=True)
+    pipe = AutoPipeline(client, timeout=5, retries=3)
+    link_id = await pipe.execute("CLIENT", "ID")
+    held = pipe.request(("BLPOP", f"{prefix}:nothing", 1))
+    await asyncio.sleep(0.05)
+    sync_redis.client_kill_filter(_id=link_id)
+    await asyncio.sleep(0.02)
+    await pipe.close()
+    with pytest.raises(redis_errors.ConnectionError, match="closed"):
+        await held
+    await asyncio.sleep(0.3)  # past the backoff
+    assert pipe._link is None and pipe._connecting is None
+    with pytest.raises(redis_errors.ConnectionError, match="closed"):
+        await pipe.execute("PING")
+    await client.aclose()
+
+
+class _RaisingSink(_Sink):
+    def set_result(self, result: Any, /) -> None:
+        raise RuntimeError("a broken batch writer")
+
+
+async def test_a_sink_that_raises_drops_nothing(pipe: AutoPipeline, prefix: str) -> None:
+    """Redis ran the command: a caller's bug must not lose the connection, which would
+    send the commands behind it again."""
+    key = f"{prefix}:count"
+    script = Script("return 1")
+    await pipe.run_script(script, [], [])
+    link = pipe._link
+    first = pipe.request(("INCR", key))
+    pipe.request_script_into(_RaisingSink(), script, [], [])
+    second = pipe.request(("INCR", key))
+    assert await asyncio.gather(first, second) == [1, 2]
+    assert pipe._link is link and await pipe.execute("GET", key) == b"2"
+
+
 async def test_a_reply_that_never_comes_times_out(pipe: AutoPipeline, prefix: str) -> None:
     started = time.monotonic()
     with pytest.raises(redis_errors.TimeoutError):

@@ -134,3 +134,15 @@ def test_what_json_cannot_hold_is_refused_as_by_the_generic_encoder(bad: Any) ->
             encode_message(TaskMessage("id", "t", eta=bad))
         with pytest.raises(SerializationError):
             encode_result(TaskResult("id", TaskStatus.SUCCESS, "t", None, submitted_at=bad))
+
+
+class _Touchy:
+    """A result whose truth test raises: the encoder must not run it."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("do not ask")
+
+
+def test_a_result_is_not_truth_tested_before_it_is_refused() -> None:
+    with pytest.raises(SerializationError, match="cannot be encoded as JSON"):
+        encode_result(TaskResult("id", TaskStatus.SUCCESS, "t", _Touchy()))

@@ -68,11 +68,12 @@ def _payload(value: Any) -> str:
     cls = value.__class__
     if cls is str:
         return _string(value)
-    if not value:
-        if cls is tuple or cls is list:
-            return "[]"
-        if cls is dict:
-            return "{}"
+    # The class first: truth-testing a user's object would run its code (and raise
+    # outside the errors the callers turn into SerializationError).
+    if (cls is tuple or cls is list) and not value:
+        return "[]"
+    if cls is dict and not value:
+        return "{}"
     return encode_json(value)
 
 

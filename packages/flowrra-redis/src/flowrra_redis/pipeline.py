@@ -61,10 +61,10 @@ _Sink = TypeVar("_Sink", bound=ReplySink)
 
 
 class _Command:
-    """One command and its caller's future. A reply settles the future in the call that
+    """One command and where its reply goes. A reply settles the sink in the call that
     parsed it (a future in between would cost a loop turn per hop before the caller
-    wakes); an unknown script is sent again with its body, and a dropped connection or a
-    timeout is retried with backoff."""
+    wakes); an unknown script is sent again with its body. Retries after a lost connection
+    are the pipeline's (:meth:`AutoPipeline._requeue`): they keep the commands' order."""
 
     __slots__ = ("args", "attempt", "outer", "pipeline", "script")
 
@@ -74,36 +74,26 @@ class _Command:
         args: tuple[Any, ...],
         script: Script | None,
         outer: ReplySink,
-        attempt: int = 0,
     ) -> None:
         self.pipeline = pipeline
         self.args = args
         self.script = script
         self.outer = outer
-        self.attempt = attempt
+        self.attempt = 0  # connections it was lost with
 
     def resolve(self, reply: Any) -> None:
         if not self.outer.done():  # else the caller gave up (cancelled)
             self.outer.set_result(reply)
 
-    def abort(self, error: Exception) -> None:
-        """Fail without a retry (the pipeline is closing)."""
-        if not self.outer.done():
-            self.outer.set_exception(error)
-
     def fail(self, error: Exception) -> None:
-        outer = self.outer
+        """Redis answered with an error (or the command cannot be retried)."""
+        outer, script = self.outer, self.script
         if outer.done():
             return
-        script, pipeline = self.script, self.pipeline
         if script is not None and isinstance(error, redis_errors.NoScriptError):
-            pipeline._queue(_Command(pipeline, ("EVAL", script.body, *self.args[2:]), None, outer))
-        elif isinstance(error, _RETRYABLE) and self.attempt < pipeline._retries:
-            asyncio.get_running_loop().call_later(
-                min(0.05 * 2 ** (self.attempt + 1), 1.0),
-                pipeline._retry,
-                _Command(pipeline, self.args, script, outer, self.attempt + 1),
-            )
+            self.args = ("EVAL", script.body, *self.args[2:])
+            self.script = None
+            self.pipeline._queue(self)
         else:
             outer.set_exception(error)
 
@@ -162,10 +152,13 @@ class _Link(asyncio.Protocol):
             while (reply := parser.gets()) is not False:
                 self._replies += 1
                 command = sent.popleft()
-                if isinstance(reply, redis_errors.ResponseError):
-                    command.fail(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
-                else:
-                    command.resolve(reply)
+                try:
+                    if isinstance(reply, redis_errors.ResponseError):
+                        command.fail(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                    else:
+                        command.resolve(reply)
+                except Exception:  # a sink's bug: Redis ran the command, the link is fine
+                    logger.exception("a Redis reply could not be handed to its caller")
         except Exception as exc:  # a protocol error, or a reply nobody asked for
             self.pipeline._lose(self, exc)
 
@@ -204,6 +197,9 @@ class AutoPipeline:
         self._flush_scheduled = False
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._backoff: asyncio.TimerHandle | None = None  # the reconnect after a failure
+        self._failures = 0  # connections lost or refused in a row
+        self._closed = False
         self._releasing: set[asyncio.Task[None]] = set()
 
     async def execute(self, *args: Any) -> Any:
@@ -232,17 +228,16 @@ class AutoPipeline:
         """Send one command; the future gets its reply or its error. For callers that do
         not want a coroutine (batch writers resolving many waiters from one reply).
 
-        A dropped connection or a timeout is retried ``retries`` times with backoff; an
-        ``EVALSHA`` of ``script`` that the server does not know is sent again as ``EVAL``.
-        Cancelling the future abandons the retries (a command already written still runs).
+        A command lost with its connection (dropped, or no reply within ``timeout``) is
+        sent again, up to ``retries`` times, on the next connection, which opens after a
+        backoff; what was queued meanwhile goes after it, so commands keep their order.
+        An ``EVALSHA`` of ``script`` that the server does not know is sent again as
+        ``EVAL``. Cancelling the future abandons the retries (a command already written
+        still runs).
         """
         outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue(_Command(self, args, script, outer))
         return outer
-
-    def _retry(self, command: _Command) -> None:
-        if not command.outer.done():  # the caller may have given up meanwhile
-            self._queue(command)
 
     def send(self, *args: Any, what: str = "command") -> None:
         """Queue a command without waiting for its reply (write-behind).
@@ -256,7 +251,11 @@ class AutoPipeline:
 
     async def drain(self, timeout: float | None = 5.0) -> None:
         """Wait until every queued command has been answered."""
-        if not self._waiting and (self._link is None or not self._link.sent):
+        if (
+            not self._waiting
+            and not self._before_flush
+            and (self._link is None or not self._link.sent)
+        ):
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.execute("PING"), timeout)
@@ -270,6 +269,9 @@ class AutoPipeline:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _queue(self, command: _Command) -> None:
+        if self._closed:
+            command.fail(_closed())
+            return
         self._waiting.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -294,8 +296,7 @@ class AutoPipeline:
             return
         link = self._link
         if link is None:
-            if self._connecting is None or self._connecting.done():
-                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            self._reconnect()
             return  # _connect flushes once connected
         batch, self._waiting = self._waiting, []
         try:
@@ -303,13 +304,25 @@ class AutoPipeline:
         except Exception as exc:
             self._lose(link, exc)
 
+    def _reconnect(self) -> None:
+        """Open a connection now, unless one is opening or a backoff is under way."""
+        if self._closed or self._backoff is not None:
+            return
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    def _after_backoff(self) -> None:
+        self._backoff = None
+        if self._waiting:
+            self._reconnect()
+
     async def _connect(self) -> None:
         try:
             pool = self._client.connection_pool
             connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         except Exception as exc:
             waiting, self._waiting = self._waiting, []
-            self._fail(waiting, _as_redis_error(exc))
+            self._requeue(waiting, _as_redis_error(exc))
             return
         try:
             writer = connection._writer
@@ -320,27 +333,53 @@ class AutoPipeline:
         except Exception as exc:
             await self._release(connection)
             waiting, self._waiting = self._waiting, []
-            self._fail(waiting, _as_redis_error(exc))
+            self._requeue(waiting, _as_redis_error(exc))
             return
         self._link = link
+        self._failures = 0
         self._flush()
 
     def _lose(self, link: _Link, exc: BaseException) -> None:
-        """The connection broke: its unanswered commands fail (callers retry), and what
-        is still waiting goes out on a new connection."""
+        """The connection broke: its unanswered commands are sent again (those with
+        retries left) ahead of what is still waiting, on a new connection."""
         if link.lost:
             return
         link.close()
-        self._fail(list(link.sent), _as_redis_error(exc))
+        unanswered = list(link.sent)
         link.sent.clear()
         if self._link is link:
             self._link = None
-        loop = asyncio.get_running_loop()
-        releasing = loop.create_task(self._release(link.connection))
+        releasing = asyncio.get_running_loop().create_task(self._release(link.connection))
         self._releasing.add(releasing)
         releasing.add_done_callback(self._releasing.discard)
-        if self._waiting and (self._connecting is None or self._connecting.done()):
-            self._connecting = loop.create_task(self._connect())
+        self._requeue(unanswered, _as_redis_error(exc))
+
+    def _requeue(self, failed: list[_Command], error: Exception) -> None:
+        """``failed``, in order: the commands a lost connection took with it, or those
+        a refused one could not send. Each counts one more failed attempt; those out of
+        retries (or failed by something other than the connection) get ``error``. The
+        rest go back ahead of what waits, and all of it waits for one reconnect after a
+        backoff: commands keep the order they were queued in."""
+        retryable = isinstance(error, _RETRYABLE)
+        kept: list[_Command] = []
+        for command in failed:
+            if command.outer.done():
+                continue  # its caller gave up
+            command.attempt += 1
+            if retryable and command.attempt <= self._retries:
+                kept.append(command)
+            else:
+                command.fail(error)
+        if not kept:
+            if self._waiting:
+                self._reconnect()
+            return
+        self._waiting[:0] = kept
+        self._failures += 1
+        if self._backoff is None and not self._closed:
+            self._backoff = asyncio.get_running_loop().call_later(
+                min(0.05 * 2**self._failures, 1.0), self._after_backoff
+            )
 
     async def _release(self, connection: AbstractConnection) -> None:
         with contextlib.suppress(Exception):
@@ -354,26 +393,32 @@ class AutoPipeline:
         run."""
         if drain and self._link is not None:
             await self.drain()
+        self._closed = True
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
+        callbacks, self._before_flush = self._before_flush, []
+        for callback in callbacks:  # a batch writer's pending burst: it fails below
+            with contextlib.suppress(Exception):
+                callback()
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
         self._connecting = None
-        closed = redis_errors.ConnectionError("the connection was closed")
         waiting, self._waiting = self._waiting, []
         for command in waiting:
-            command.abort(closed)
+            command.fail(_closed())
         link, self._link = self._link, None
         if link is not None:
             link.close()
             for command in link.sent:
-                command.abort(closed)
+                command.fail(_closed())
             await self._release(link.connection)
 
-    @staticmethod
-    def _fail(commands: list[_Command], error: Exception) -> None:
-        for command in commands:
-            command.fail(error)
+
+def _closed() -> Exception:
+    return redis_errors.ConnectionError("the connection was closed")
 
 
 def _as_redis_error(exc: BaseException) -> Exception:
