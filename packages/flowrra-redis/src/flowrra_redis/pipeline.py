@@ -9,8 +9,12 @@ arrive (the connection's transport is handed to a protocol of ours) and resolve 
 futures in order, with no reader task and no timer per reply. With N tasks in flight,
 their commands share round trips: the more load, the bigger the batches.
 
-Commands are retried on a dropped connection or a timeout, like redis-py's own retries;
-a script unknown to the server (after a restart) is sent again with its body.
+Commands lost with a dropped connection (or one that stopped answering) are sent again,
+like redis-py's own retries, on one new connection opened after a backoff, ahead of what
+was queued meanwhile: commands on one pipeline reach Redis in the order they were queued,
+retries included. A script unknown to the server (after a restart) is sent again with its
+body. A reply settles its caller's future (or a batch writer's sink) in the call that
+parsed it.
 """
 
 from __future__ import annotations
