@@ -87,7 +87,7 @@ def encode_message(message: TaskMessage) -> str:
     try:
         return (
             f'{{"id":{_payload(message.id)},"name":{_payload(message.name)},"args":'
-            f"{'[]' if args == () else _payload(args)},"
+            f"{'[]' if args == () else _payload(list(args))},"  # list(): as to_dict does
             f'"kwargs":{"{}" if kwargs == {} else _payload(kwargs)},'
             f'"priority":{_int_repr(priority) if priority.__class__ is int else _number(priority)},'
             f'"attempt":{_int_repr(attempt) if attempt.__class__ is int else _number(attempt)},'
