@@ -339,6 +339,23 @@ async def test_commands_lost_with_a_connection_keep_their_order(
     await client.aclose()
 
 
+@pytest.mark.parametrize("retry_on_timeout", [True, False])
+async def test_a_timed_out_command_is_retried_only_with_retry_on_timeout(
+    redis_url: str, prefix: str, retry_on_timeout: bool
+) -> None:
+    broker = RedisBroker(
+        redis_url, prefix=prefix, socket_timeout=0.3, retry_on_timeout=retry_on_timeout
+    )
+    pipe = broker.pipe
+    lost: list[int] = []  # how many commands each lost connection took with it
+    requeue = pipe._requeue
+    pipe._requeue = lambda failed, error: (lost.append(len(failed)), requeue(failed, error))[1]  # type: ignore[method-assign]
+    with pytest.raises(redis_errors.TimeoutError):
+        await pipe.execute("BLPOP", f"{prefix}:never", 5)
+    assert lost == ([1, 1, 1, 1] if retry_on_timeout else [1])  # first try + 3 retries
+    await broker.close()
+
+
 async def test_closing_during_a_reconnect_backoff_opens_nothing(
     redis_url: str, prefix: str, sync_redis: redis.Redis
 ) -> None:

@@ -205,7 +205,11 @@ class RedisEndpoint:
     def pipe(self) -> AutoPipeline:
         """The batched command path (see :mod:`flowrra_redis.pipeline`)."""
         if self._pipe is None:
-            self._pipe = AutoPipeline(self.client, timeout=self.socket_timeout or None)
+            self._pipe = AutoPipeline(
+                self.client,
+                timeout=self.socket_timeout or None,
+                retry_on_timeout=self.retry_on_timeout,
+            )
         return self._pipe
 
     async def close(self) -> None:

@@ -192,10 +192,12 @@ class AutoPipeline:
         *,
         timeout: float | None,
         retries: int = 3,
+        retry_on_timeout: bool = True,
     ) -> None:
         self._client = client
         self._timeout = timeout
         self._retries = retries
+        self._retry_on_timeout = retry_on_timeout
         self._waiting: list[_Command] = []
         self._before_flush: list[Callable[[], None]] = []
         self._flush_scheduled = False
@@ -232,12 +234,12 @@ class AutoPipeline:
         """Send one command; the future gets its reply or its error. For callers that do
         not want a coroutine (batch writers resolving many waiters from one reply).
 
-        A command lost with its connection (dropped, or no reply within ``timeout``) is
-        sent again, up to ``retries`` times, on the next connection, which opens after a
-        backoff; what was queued meanwhile goes after it, so commands keep their order.
-        An ``EVALSHA`` of ``script`` that the server does not know is sent again as
-        ``EVAL``. Cancelling the future abandons the retries (a command already written
-        still runs).
+        A command lost with its connection (dropped, or, with ``retry_on_timeout``, no
+        reply within ``timeout``) is sent again, up to ``retries`` times, on the next
+        connection, which opens after a backoff; what was queued meanwhile goes after
+        it, so commands keep their order. An ``EVALSHA`` of ``script`` that the server
+        does not know is sent again as ``EVAL``. Cancelling the future abandons the
+        retries (a command already written still runs).
         """
         outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue(_Command(self, args, script, outer))
@@ -364,7 +366,9 @@ class AutoPipeline:
         retries (or failed by something other than the connection) get ``error``. The
         rest go back ahead of what waits, and all of it waits for one reconnect after a
         backoff: commands keep the order they were queued in."""
-        retryable = isinstance(error, _RETRYABLE)
+        retryable = isinstance(error, _RETRYABLE) and (
+            self._retry_on_timeout or not isinstance(error, redis_errors.TimeoutError)
+        )
         kept: list[_Command] = []
         for command in failed:
             if command.outer.done():
