@@ -258,28 +258,8 @@ class Flowrra:
         now = time.time()
         message = TaskMessage(task_id, name, args, kwargs, priority, 0, eta, now)
         pending = _pending_record(message)
-        # Both calls before either await: a networked backend and broker send their writes
-        # at once and share a round trip; an async def backend records PENDING before the
-        # broker is even called. (submit_many does the same for many; this copy stays
-        # here, as a shared coroutine costs 4% of an embedded task's instructions.)
         stored = self.backend.store(task_id, pending)
-        try:
-            queued = self.broker.enqueue(message)
-        except BaseException:
-            _abandon(stored)
-            raise
-        try:
-            await stored
-        except BaseException:
-            _abandon(queued)
-            raise
-        if self.events.active:
-            self.worker.publish(pending)
-        try:
-            await queued
-        except BaseException as exc:
-            await self._not_queued([pending], exc)
-            raise
+        await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
 
     async def submit_many(
@@ -327,30 +307,42 @@ class Flowrra:
                 ensure_encodable(message.args, f"the arguments of task {name!r}")
             if message.kwargs:
                 ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
-        # As in submit: both calls before either await (a networked backend and broker
-        # store while the other encodes).
         stored = store_many(self.backend, pending)
+        await self._record_and_queue(stored, self.broker.enqueue_many, messages, pending)
+        return [message.id for message in messages]
+
+    async def _record_and_queue(
+        self,
+        stored: Awaitable[None],
+        enqueue: Callable[[Any], Awaitable[None]],
+        queued: Any,
+        pending: Sequence[TaskResult],
+    ) -> None:
+        """The rest of a submit once the PENDING records' store is called (``stored``):
+        ``enqueue(queued)`` is called before either is awaited, so a networked backend
+        and broker send their writes at once and share a round trip (an async def
+        backend records PENDING before the broker is even called). A refused enqueue
+        marks the records FAILED."""
         try:
-            queued = self.broker.enqueue_many(messages)
+            enqueued = enqueue(queued)
         except BaseException:
             _abandon(stored)
             raise
         try:
             await stored
         except BaseException:
-            _abandon(queued)
+            _abandon(enqueued)
             raise
         if self.events.active:
             for record in pending:
                 self.worker.publish(record)
         try:
-            await queued
+            await enqueued
         except BaseException as exc:
             await self._not_queued(pending, exc)
             raise
-        return [message.id for message in messages]
 
-    async def _not_queued(self, pending: list[TaskResult], exc: BaseException) -> None:
+    async def _not_queued(self, pending: Sequence[TaskResult], exc: BaseException) -> None:
         """The broker refused: mark these records FAILED (best effort; the caller raises)."""
         finished = time.time()
         for record in pending:
