@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -34,8 +34,6 @@ DEFAULT_PREFIX = "flowrra"
 
 #: Errors that mean "the server could not be reached or answered too late".
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
-
-T = TypeVar("T")
 
 
 def prefix_from_url(url: str) -> str | None:
@@ -229,17 +227,6 @@ def unavailable(
         f"{what}: Redis at {describe_url(url)} is unavailable ({type(exc).__name__}: {exc}); "
         "check that the server is running and the URL is right"
     )
-
-
-async def guarded(
-    error_type: type[FlowrraError], url: str, what: str, call: Callable[[], Awaitable[T]]
-) -> T:
-    """Run ``call``; a connection failure (after the client's retries) becomes
-    ``error_type`` with a message naming the server, never the password."""
-    try:
-        return await call()
-    except UNAVAILABLE as exc:
-        raise unavailable(error_type, url, what, exc) from exc
 
 
 class _Done:
