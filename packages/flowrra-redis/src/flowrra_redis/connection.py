@@ -17,10 +17,11 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from flowrra.exceptions import FlowrraError
 from flowrra.plugins import describe_url
-from flowrra_redis.pipeline import AutoPipeline
+from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "UNAVAILABLE",
     "Keys",
     "RedisEndpoint",
     "connect_client",
@@ -31,9 +32,6 @@ __all__ = [
 logger = logging.getLogger("flowrra.redis")
 
 DEFAULT_PREFIX = "flowrra"
-
-#: Errors that mean "the server could not be reached or answered too late".
-UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 def prefix_from_url(url: str) -> str | None:

@@ -33,13 +33,15 @@ import redis.exceptions as redis_errors
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["AutoPipeline", "ReplySink", "Script"]
+__all__ = ["UNAVAILABLE", "AutoPipeline", "ReplySink", "Script"]
 
 _pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 logger = logging.getLogger("flowrra.redis")
 
-_RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+#: Errors that mean "the server could not be reached or answered too late": a command
+#: lost with them is retried here; callers turn them into BrokerError / BackendError.
+UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 class Script:
@@ -366,7 +368,7 @@ class AutoPipeline:
         retries (or failed by something other than the connection) get ``error``. The
         rest go back ahead of what waits, and all of it waits for one reconnect after a
         backoff: commands keep the order they were queued in."""
-        retryable = isinstance(error, _RETRYABLE) and (
+        retryable = isinstance(error, UNAVAILABLE) and (
             self._retry_on_timeout or not isinstance(error, redis_errors.TimeoutError)
         )
         kept: list[_Command] = []
