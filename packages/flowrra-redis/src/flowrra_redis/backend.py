@@ -354,7 +354,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                 self._listening = False
                 self._expected.clear()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def _listener_reconnected(self, connection: object) -> None:
         """redis-py reconnected the listener: completions may have been missed meanwhile.
@@ -430,7 +430,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                     await asyncio.sleep(delay)
                 finally:
                     with contextlib.suppress(Exception):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()
 
         async with hub.subscribe(max_buffer) as events:
             reader = asyncio.create_task(pump(), name="flowrra-redis-events")
