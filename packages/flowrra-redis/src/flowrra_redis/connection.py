@@ -8,7 +8,7 @@ import logging
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
@@ -148,12 +148,23 @@ def connect_client(
     return aioredis.Redis(connection_pool=pool)
 
 
+#: Query parameters Flowrra reads itself; redis-py would take them for connection options.
+_FLOWRRA_PARAMS = frozenset({"prefix"})
+
+
 def _without_flowrra_params(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
+    """``url`` for redis-py: the same text, less the query parameters Flowrra reads itself.
+
+    Every other part is kept as written (user, password, ``db=``, TLS options). The URL is
+    cut as ``urlsplit`` cuts it (fragment, then query) but not put back together with
+    ``urlunsplit``, which turns ``unix:///run/redis.sock`` into ``unix:/run/redis.sock``.
+    """
+    rest, hash_mark, fragment = url.partition("#")
+    base, question_mark, query = rest.partition("?")
+    if not question_mark:
         return url
-    kept = [q for q in parts.query.split("&") if q and not q.startswith("prefix=")]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+    kept = [q for q in query.split("&") if q and q.partition("=")[0] not in _FLOWRRA_PARAMS]
+    return base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
 
 
 class RedisEndpoint:
