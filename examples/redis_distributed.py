@@ -1,6 +1,6 @@
 """Distributed on Redis: this process submits, a `flowrra worker` process runs the tasks.
 
-    pip install flowrra-core flowrra-redis
+    pip install "flowrra[redis]"
     python examples/redis_distributed.py          # needs Redis on localhost:6379
 
 Run as a script, it starts `flowrra worker redis_distributed:app` (this very module, so the

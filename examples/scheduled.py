@@ -1,7 +1,7 @@
 """Schedules on the embedded default: an interval, a one-time run and a cron expression,
 kept in a SQLite file (a temporary one here; `.flowrra_schedule.db` by default).
 
-    pip install flowrra-core flowrra-scheduler
+    pip install "flowrra[scheduler]"
     python examples/scheduled.py
 """
 

@@ -8,10 +8,14 @@
 from __future__ import annotations
 
 from flowrra.config import BackendConfig, BrokerConfig
-from flowrra_redis._version import __version__
-from flowrra_redis.backend import RedisBackend
-from flowrra_redis.broker import RedisBroker, priority_key
-from flowrra_redis.connection import Keys
+from flowrra_redis._redis_compat import check_redis_py
+
+check_redis_py()  # before the modules that take over redis-py's connections
+
+from flowrra_redis._version import __version__  # noqa: E402
+from flowrra_redis.backend import RedisBackend  # noqa: E402
+from flowrra_redis.broker import RedisBroker, priority_key  # noqa: E402
+from flowrra_redis.connection import Keys  # noqa: E402
 
 __all__ = [
     "Keys",
