@@ -11,11 +11,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from apps import redis_app
-from conftest import Workers
 from flowrra_redis import RedisBackend, RedisBroker
 from flowrra_redis.connection import _without_flowrra_params
 
@@ -105,14 +105,16 @@ async def test_unix_socket_url_in_process(unix_redis: str) -> None:
     assert _keys(unix_redis, 0) == set()
 
 
-async def test_unix_socket_url_with_a_worker_process(unix_redis: str) -> None:
+async def test_unix_socket_url_with_a_worker_process(
+    unix_redis: str, workers: Any, prefix: str
+) -> None:
     url = f"unix://{unix_redis}?db=1"
-    producer = Flowrra.from_urls(broker=url, backend=url)
+    # The worker (redis_app) takes its prefix from the environment, this app from the URL.
+    producer = Flowrra.from_urls(broker=f"{url}&prefix={prefix}", backend=f"{url}&prefix={prefix}")
     for handle in redis_app.app.registry:
         producer.registry.register(handle)
-    workers = Workers(url, "flowrra")  # the prefix from_urls gives: the default
     try:
-        workers.start("-c", "2")
+        workers.start("-c", "2", url=url)
         async with producer.producer():
             task_id = await producer.submit(redis_app.record, 7)
             result = await producer.wait_for_result(task_id, timeout=60)
@@ -120,6 +122,6 @@ async def test_unix_socket_url_with_a_worker_process(unix_redis: str) -> None:
         workers.stop_all()
     assert result.status is TaskStatus.SUCCESS and result.result == 7
     in_db1 = _keys(unix_redis, 1)
-    assert f"{{flowrra}}:result:{task_id}" in in_db1
-    assert "flowrra:ran" in in_db1  # written by the worker's own client, on the same URL
+    assert f"{{{prefix}}}:result:{task_id}" in in_db1
+    assert f"{prefix}:ran" in in_db1  # written by the worker's own client, on the same URL
     assert _keys(unix_redis, 0) == set()
