@@ -4,9 +4,7 @@ advises: ``AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_u
 
 from __future__ import annotations
 
-from flowrra_ui_django.conf import config, load_app, load_permission
+from flowrra_ui_django.conf import config, load_app
 from flowrra_ui_django.views import websocket_urls
 
-websocket_urlpatterns = websocket_urls(
-    load_app(), config().get("WS_PREFIX", "flowrra/"), permission=load_permission()
-)
+websocket_urlpatterns = websocket_urls(load_app(), config().get("WS_PREFIX", "flowrra/"))

@@ -11,24 +11,34 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import get_token
 from django.urls import URLPattern, path
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
 from flowrra_ui.service import stream_events
 
-from flowrra_ui_django.conf import is_staff
+from flowrra_ui_django.conf import load_permission, load_writable, no_auth_message
 
 __all__ = ["LiveConsumer", "get_urls", "websocket_urls"]
 
 Permission = Callable[[Any], bool]
 
 
+async def _user(request: HttpRequest) -> Any:
+    """The user Django's authentication middleware gives; without that middleware, an
+    error saying what to add instead of an ``AttributeError``."""
+    auser = getattr(request, "auser", None)
+    if auser is None:
+        raise ImproperlyConfigured(no_auth_message())
+    return await auser()
+
+
 def _view(service: UIService, routes: list[Route], permission: Permission) -> Any:
     by_method = {route.method: route for route in routes}
 
     async def view(request: HttpRequest, **params: str) -> JsonResponse:
-        user = await request.auser()
+        user = await _user(request)
         if not permission(user):
             status = 401 if not user.is_authenticated else 403
             return JsonResponse({"error": "staff members only"}, status=status)
@@ -53,7 +63,7 @@ def _view(service: UIService, routes: list[Route], permission: Permission) -> An
 
 def _asset_view(permission: Permission) -> Any:
     async def view(request: HttpRequest, name: str = INDEX) -> HttpResponseBase:
-        user = await request.auser()
+        user = await _user(request)
         if not permission(user):
             if name == INDEX and not user.is_authenticated:
                 from django.contrib.auth.views import redirect_to_login  # needs apps loaded
@@ -71,24 +81,28 @@ def _asset_view(permission: Permission) -> Any:
 
 
 def get_urls(
-    app: Any, *, permission: Permission | None = None, writable: bool = True
+    app: Any, *, permission: Permission | None = None, writable: bool | None = None
 ) -> list[URLPattern]:
     """URL patterns of the UI for ``app``, ``include(get_urls(app))``: the dashboard page
     (the include's root, with its files under ``static/``) and the JSON API (``api/...``).
-    Only users for whom ``permission(user)`` is true get in (default: active staff
-    members); an anonymous visitor of the page is sent to ``settings.LOGIN_URL``."""
-    service = UIService(app, writable=writable)
+
+    Only users for whom ``permission(user)`` is true get in; an anonymous visitor of the
+    page is sent to ``settings.LOGIN_URL``. ``writable`` allows retries and schedule
+    changes. Either one left out comes from ``FLOWRRA_UI`` (``"PERMISSION"``, default:
+    active staff members; ``"WRITABLE"``, default true), read when this is called, as
+    ``include("flowrra_ui_django.urls")`` reads them: it calls this with the app alone.
+    """
+    allowed = permission if permission is not None else load_permission()
+    service = UIService(app, writable=load_writable() if writable is None else writable)
     grouped: dict[str, list[Route]] = {}
     for route in ROUTES:
         grouped.setdefault(route.path, []).append(route)
-    assets = _asset_view(permission or is_staff)
+    assets = _asset_view(allowed)
     patterns = [path("", assets, name="index"), path("static/<str:name>", assets, name="static")]
     for route_path, routes in grouped.items():
         django_path = re.sub(r"\{(\w+)\}", r"<str:\1>", route_path.lstrip("/"))
         name = route_path.strip("/").replace("/", "-").replace("{", "").replace("}", "")
-        patterns.append(
-            path(django_path, _view(service, routes, permission or is_staff), name=name)
-        )
+        patterns.append(path(django_path, _view(service, routes, allowed), name=name))
     return patterns
 
 
@@ -130,7 +144,9 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 def websocket_urls(
     app: Any, prefix: str = "flowrra/", *, permission: Permission | None = None
 ) -> list[URLPattern]:
-    """The Channels routes of the live stream (``<prefix>ws``) for ``app``."""
+    """The Channels routes of the live stream (``<prefix>ws``) for ``app``, for users
+    ``permission`` lets in (left out: ``FLOWRRA_UI["PERMISSION"]``, as in :func:`get_urls`)."""
+    allowed = permission if permission is not None else load_permission()
     service = UIService(app)
-    consumer = LiveConsumer.as_asgi(service=service, permission=permission or is_staff)
+    consumer = LiveConsumer.as_asgi(service=service, permission=allowed)
     return [path(f"{prefix}ws", consumer)]
