@@ -116,3 +116,31 @@ def test_flowrra_is_the_engine_with_an_extra_per_plugin(dist: Path) -> None:
     }  # fmt: skip
     plain = [r for r in metadata.get_all("Requires-Dist", []) if "extra ==" not in r]
     assert plain == []  # the engine alone has no runtime dependency
+
+
+TEST_TOOLS = {"pytest", "pytest_asyncio", "playwright", "_pytest"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runtime_modules_import_no_test_tool(dist: Path, name: str) -> None:
+    """Test support ships only in modules a declared ``testing`` extra covers; the rest
+    of a distribution imports no test tool, so installing it pulls in none."""
+    import ast
+
+    metadata = _metadata(_wheel(dist, name))
+    testing_extra = [r for r in metadata.get_all("Requires-Dist", []) if "'testing'" in r]
+    with zipfile.ZipFile(_wheel(dist, name)) as archive:
+        for path in (n for n in archive.namelist() if n.endswith(".py")):
+            imported = set()
+            for node in ast.walk(ast.parse(archive.read(path))):
+                if isinstance(node, ast.Import):
+                    imported |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    imported.add(node.module.split(".")[0])
+            tools = imported & TEST_TOOLS
+            if not tools:
+                continue
+            assert path.rsplit("/", 1)[-1] in {"testing.py", "browser_contract.py"}, (
+                f"{path} imports {tools}: test support belongs in a testing module"
+            )
+            assert testing_extra, f"{name} ships {path} but declares no 'testing' extra"

@@ -15,7 +15,8 @@ implementation::
             yield broker
             await broker.close()
 
-The in-memory broker and store of flowrra-core run these same suites, and the SQLite,
+They need pytest and pytest-asyncio: ``pip install "flowrra[testing]"``; ``import flowrra``
+never imports this module. The in-memory broker and store run these same suites, and the SQLite,
 PostgreSQL and MySQL stores of flowrra-scheduler run :class:`ScheduleStoreContract`.
 """
 

@@ -11,7 +11,8 @@ worker import builds its Flowrra app with :func:`served_ui_app`.
 Screenshots of every page go to ``$FLOWRRA_UI_SCREENSHOTS`` (default: a folder under the
 system's temporary directory), printed when the suite starts; look at them.
 
-Without chromium the tests are skipped, unless ``CI`` or ``FLOWRRA_REQUIRE_SERVICES=1`` is
+It needs what ``pip install "flowrra-ui[testing]"`` brings (pytest, flowrra-redis,
+Playwright); ``import flowrra_ui`` never imports it. Without chromium the tests are skipped, unless ``CI`` or ``FLOWRRA_REQUIRE_SERVICES=1`` is
 set: then they fail (``tools/ensure-browser.sh`` installs it).
 """
 
