@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,9 +22,11 @@ from flowrra import (
     ExecutorConfig,
     Flowrra,
     FlowrraError,
+    MemoryBroker,
     NotRunningError,
     ResultTimeoutError,
     SerializationError,
+    TaskMessage,
     TaskNotRegisteredError,
     TaskRegistrationError,
     TaskResult,
@@ -241,8 +246,6 @@ async def test_delay_and_eta(make_app) -> None:
     for task_id in (delayed, at):
         ran_at = (await app.wait_for_result(task_id, timeout=5)).result
         assert ran_at >= submitted + 0.29
-    with pytest.raises(ValueError, match="timezone-aware"):
-        await app.submit(stamp, eta=datetime.now())
     with pytest.raises(ValueError, match=">= 0"):
         await app.submit(stamp, delay=-1)
 
@@ -282,11 +285,64 @@ def test_task_result_timestamps_take_datetimes_or_unix_seconds() -> None:
     by_seconds.finished_at = when + timedelta(seconds=2)
     assert by_seconds.finished_ts == when.timestamp() + 2
     assert by_seconds != by_datetime
-    with pytest.raises(ValueError, match="timezone-aware"):
-        TaskResult("a", TaskStatus.PENDING, started_at=datetime(2026, 1, 1))
     with pytest.raises(TypeError, match="datetime, Unix seconds or None"):
         TaskResult("a", TaskStatus.PENDING, started_at="2026-01-01")  # type: ignore[arg-type]
     assert "status=TaskStatus.PENDING" in repr(by_datetime)
+
+
+@pytest.fixture
+def new_york_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZoneInfo]:
+    """This process's local time is New York's (not UTC: a naive datetime read as UTC
+    would be five hours off)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield ZoneInfo("America/New_York")
+    monkeypatch.undo()
+    time.tzset()
+
+
+class NotingBroker(MemoryBroker):
+    """The in-memory broker, keeping what was enqueued."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[TaskMessage] = []
+
+    async def enqueue(self, message: TaskMessage) -> None:
+        self.sent.append(message)
+        await super().enqueue(message)
+
+    async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
+        self.sent.extend(messages)
+        await super().enqueue_many(messages)
+
+
+async def test_a_naive_eta_is_local_time_as_in_0_1_8(new_york_local_time: ZoneInfo) -> None:
+    broker = NotingBroker()
+    app = Flowrra(broker=broker)
+
+    @app.task()
+    async def later() -> None:
+        return None
+
+    naive = datetime.now() + timedelta(hours=1)
+    await app.submit(later, eta=naive)
+    await later.with_options(eta=naive).submit()
+    await app.submit_many(later, [(), ()], eta=naive)
+    meant = naive.replace(tzinfo=new_york_local_time).timestamp()
+    assert [m.eta for m in broker.sent] == [meant] * 4
+    await app.stop(wait=False)
+
+
+def test_task_result_takes_a_naive_datetime_as_local_time(new_york_local_time: ZoneInfo) -> None:
+    naive = datetime(2026, 7, 1, 9, 30, 15, 250000)  # 13:30:15.25 UTC in New York's summer
+    meant = datetime(2026, 7, 1, 13, 30, 15, 250000, tzinfo=UTC)
+    made = TaskResult("a", TaskStatus.SUCCESS, submitted_at=naive, started_at=naive)
+    made.finished_at = naive + timedelta(seconds=2)
+    assert made.submitted_at == meant and made.submitted_at.tzinfo is UTC
+    assert made.started_ts == meant.timestamp()
+    assert made.finished_at == meant + timedelta(seconds=2)
+    assert TaskResult.from_dict(made.to_dict()) == made
 
 
 def test_task_ids_are_unique_in_forked_children() -> None:

@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
 from flowrra.retry import RetryPolicy
+from flowrra.times import as_aware
 
 __all__ = ["TaskCall", "TaskHandle", "TaskOptions", "TaskRegistry", "eta_from"]
 
@@ -47,7 +48,8 @@ class _Submitter(Protocol):
 
 
 def eta_from(delay: float | None, eta: datetime | None) -> float | None:
-    """The Unix due time for a ``delay`` in seconds or an aware ``eta`` datetime."""
+    """The Unix due time for a ``delay`` in seconds or an ``eta`` datetime (a naive one is
+    local time, as in 0.1.8: :func:`flowrra.times.as_aware`)."""
     if delay is not None and eta is not None:
         raise ValueError("give either delay= or eta=, not both")
     if delay is not None:
@@ -55,11 +57,7 @@ def eta_from(delay: float | None, eta: datetime | None) -> float | None:
             raise ValueError(f"delay must be >= 0 seconds, got {delay}")
         return time.time() + delay
     if eta is not None:
-        if eta.tzinfo is None:
-            raise ValueError(
-                "eta must be a timezone-aware datetime, e.g. datetime.now(UTC) + timedelta(...)"
-            )
-        return eta.timestamp()
+        return as_aware(eta).timestamp()
     return None
 
 
@@ -106,7 +104,7 @@ class TaskHandle(Generic[P, R]):
         self, *, priority: int = 0, delay: float | None = None, eta: datetime | None = None
     ) -> TaskCall[P]:
         """Bind per-call options: ``priority`` (lower runs first), and a due time given as
-        ``delay`` seconds from now or an aware ``eta`` datetime."""
+        ``delay`` seconds from now or an ``eta`` datetime (naive: local time)."""
         return TaskCall(self, priority, eta_from(delay, eta))
 
     # Attribute names flowrra 0.1.8 set on decorated functions.

@@ -13,6 +13,8 @@ from enum import Enum
 from random import getrandbits as _getrandbits
 from typing import Any
 
+from flowrra.times import as_aware
+
 __all__ = ["Task", "TaskMessage", "TaskResult", "TaskStatus", "Timestamp", "new_task_id"]
 
 
@@ -54,17 +56,15 @@ def _from_iso(value: Any) -> datetime | None:
 
 
 Timestamp = datetime | float | None
-"""What a :class:`TaskResult` accepts for a point in time: an aware datetime, Unix seconds,
-or ``None``."""
+"""What a :class:`TaskResult` accepts for a point in time: a datetime (naive means local
+time, see :func:`flowrra.times.as_aware`), Unix seconds, or ``None``."""
 
 
 def _seconds(value: Timestamp) -> float | None:
     if value is None or value.__class__ is float:
         return value
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"TaskResult timestamps must be timezone-aware, got {value!r}")
-        return value.timestamp()
+        return as_aware(value).timestamp()
     if isinstance(value, int | float):
         return float(value)
     raise TypeError(f"a TaskResult timestamp is a datetime, Unix seconds or None, not {value!r}")
@@ -85,7 +85,8 @@ class TaskResult:
     They are kept as Unix seconds (``submitted_ts``, ``started_ts``, ``finished_ts``) and
     turned into datetimes when read: a worker records three results per task and most
     timestamps are never looked at, so the engine does not pay for datetimes nobody reads.
-    The constructor and the setters take a datetime or Unix seconds.
+    The constructor and the setters take a datetime (a naive one is local time, as in
+    0.1.8) or Unix seconds.
     """
 
     __slots__ = (
