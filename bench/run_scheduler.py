@@ -200,8 +200,8 @@ async def _calibrate(scheduler: Any, task: Any) -> float:
     for i in range(CALIBRATION_N):
         made.append(await scheduler.schedule_once(task, run_at=far + timedelta(microseconds=i)))
     per_call = (time.perf_counter() - started) / CALIBRATION_N
-    for schedule in made:
-        await scheduler.delete(schedule)
+    for schedule_id in made:
+        await scheduler.delete(schedule_id)
     return per_call
 
 
@@ -310,8 +310,7 @@ async def _schedule_all(
     rng.shuffle(order)
     by_id: dict[str, datetime] = {}
     for run_at in order:
-        schedule = await scheduler.schedule_once(task, run_at=run_at)
-        by_id[schedule.id] = run_at
+        by_id[await scheduler.schedule_once(task, run_at=run_at)] = run_at
     if len(by_id) != len(due):
         raise BenchError(f"{len(due):,} schedule_once calls made {len(by_id):,} schedules")
     return by_id

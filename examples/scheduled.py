@@ -30,11 +30,13 @@ async def main() -> None:
         once = await scheduler.schedule_once(
             heartbeat, run_at=datetime.now(UTC) + timedelta(seconds=0.5), args=("one-time",)
         )
-        daily = await scheduler.schedule_cron(
+        daily_id = await scheduler.schedule_cron(  # each returns the schedule's id, a str
             "heartbeat", cron="0 9 * * 1-5", timezone="Europe/Paris", args=("cron",)
         )
         again = await scheduler.schedule_interval(heartbeat, interval=0.3, args=("interval",))
-        assert again.id == every.id  # the same schedule twice is one schedule
+        assert again == every  # the same schedule twice is one schedule
+        daily = await scheduler.get(daily_id)  # the whole ScheduledTask
+        assert daily is not None
         print(f"weekday 09:00 in Paris next runs at {daily.next_run_at} (UTC)")
 
         async with app, scheduler:

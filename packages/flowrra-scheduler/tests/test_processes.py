@@ -72,6 +72,7 @@ async def test_three_schedulers_fire_each_occurrence_exactly_once(
         made = await control.schedule_interval(
             beat, EVERY, args=("beat",), misfire_policy=MisfirePolicy.RUN_ALL, misfire_grace=60
         )
+        first = await control.get(made)  # before its first run, EVERY seconds away
         async with asyncio.timeout(90):
             while True:
                 current = await control.get(made)
@@ -90,8 +91,9 @@ async def test_three_schedulers_fire_each_occurrence_exactly_once(
     # Exactly once: as many executions as occurrences claimed ...
     assert len(lines) == final.run_count >= OCCURRENCES, outputs
     # ... and never zero: the claimed occurrences are every one from the first to the last.
-    assert made.next_run_at is not None and final.last_run_at is not None
-    span = (final.last_run_at - made.next_run_at) / timedelta(seconds=EVERY)
+    assert first is not None and first.next_run_at is not None
+    assert final.last_run_at is not None
+    span = (final.last_run_at - first.next_run_at) / timedelta(seconds=EVERY)
     assert round(span) + 1 == final.run_count
     firing_pids = {line.split()[1] for line in lines}
     assert firing_pids <= {str(p.pid) for p in procs}

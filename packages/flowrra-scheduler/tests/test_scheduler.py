@@ -4,6 +4,7 @@ idempotency, persistence, misfires, changes, bad input, and failures of the brok
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,9 +78,19 @@ def soon(seconds: float = 0.3) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
+async def fetch(scheduler: Scheduler, schedule_id: str) -> ScheduledTask:
+    """The stored schedule: ``schedule_*`` return its id, as 0.1.8 did."""
+    schedule = await scheduler.get(schedule_id)
+    assert schedule is not None
+    return schedule
+
+
 async def test_interval_schedule_fires_repeatedly(harness: Harness, db_url: str) -> None:
     async with harness.app.create_scheduler(db_url) as scheduler:
-        made = await scheduler.schedule_interval(harness.record, interval=0.2, args=("tick",))
+        made = await fetch(
+            scheduler,
+            await scheduler.schedule_interval(harness.record, interval=0.2, args=("tick",)),
+        )
         await harness.wait_calls(3)
         await scheduler.stop()
     assert harness.calls[:3] == [("tick",)] * 3
@@ -98,7 +109,9 @@ async def test_one_time_schedule_fires_once_then_is_kept_disabled(
 ) -> None:
     run_at = soon(0.3)
     scheduler = harness.app.create_scheduler(db_url, sync_interval=0.1)
-    made = await scheduler.schedule_once("record", run_at=run_at, kwargs={"once": True})
+    made = await fetch(
+        scheduler, await scheduler.schedule_once("record", run_at=run_at, kwargs={"once": True})
+    )
     assert made.next_run_at == run_at and made.schedule_type is ScheduleType.ONE_TIME
     async with scheduler:
         await harness.wait_calls(1)
@@ -131,8 +144,8 @@ async def test_scheduling_the_same_thing_twice_gives_one_schedule(
             await scheduler.schedule_cron("record", cron="0 9 * * *", timezone="Asia/Tokyo"),
             await scheduler.schedule_interval("other", 300),
         ]
-        assert (a.id, c.id, e.id) == (b.id, d.id, f.id)
-        assert len({a.id, c.id, e.id, *(s.id for s in different)}) == 6
+        assert (a, c, e) == (b, d, f)
+        assert len({a, c, e, *different}) == 6
         assert len(await scheduler.list()) == 6
     finally:
         await scheduler.stop()
@@ -147,8 +160,11 @@ def timezone_plus_two() -> Any:
 async def test_schedules_survive_a_new_scheduler_and_app(db_url: str, drop_tables: None) -> None:
     first = Harness()
     scheduler = first.app.create_scheduler(db_url)
-    made = await scheduler.schedule_cron(
-        "record", cron="30 8 * * 1-5", timezone="Europe/Paris", description="weekdays"
+    made = await fetch(
+        scheduler,
+        await scheduler.schedule_cron(
+            "record", cron="30 8 * * 1-5", timezone="Europe/Paris", description="weekdays"
+        ),
     )
     interval = await scheduler.schedule_interval("record", 0.2, args=("again",))
     await scheduler.stop()
@@ -160,11 +176,11 @@ async def test_schedules_survive_a_new_scheduler_and_app(db_url: str, drop_table
         await second.wait_calls(1)  # the interval schedule fires in the new instance
     assert second.calls[0] == ("again",)
     assert first.calls == []
-    assert interval.id in {s.id for s in await again.list()}
+    assert interval in {s.id for s in await again.list()}
     await again.store.close()
 
 
-async def _backdate(scheduler: Scheduler, schedule: ScheduledTask, by: timedelta) -> None:
+async def _backdate(scheduler: Scheduler, schedule: str, by: timedelta) -> None:
     """Pretend no scheduler ran for ``by``: move the next run into the past."""
     current = await scheduler.get(schedule)
     assert current is not None and current.next_run_at is not None
@@ -238,7 +254,9 @@ async def test_a_past_one_time_schedule_that_exists_is_returned_not_refused(
     async with scheduler:
         await harness.wait_calls(1)
         again = await scheduler.schedule_once("record", run_at=run_at)
-    assert again.id == made.id and again.run_count == 1 and not again.enabled
+    assert again == made
+    done = await fetch(scheduler, again)
+    assert done.run_count == 1 and not done.enabled
     await scheduler.store.close()
 
 
@@ -269,7 +287,9 @@ async def test_unreachable_database_names_host_and_scheme_not_the_password(
 
 async def test_update_enable_disable_delete(harness: Harness, db_url: str) -> None:
     scheduler = harness.app.create_scheduler(db_url)
-    made = await scheduler.schedule_cron("record", cron="0 9 * * *", description="old")
+    made = await fetch(
+        scheduler, await scheduler.schedule_cron("record", cron="0 9 * * *", description="old")
+    )
     changed = await scheduler.update(made, cron="0 10 * * *", description="new", priority=3)
     assert changed.schedule == "0 10 * * *" and changed.description == "new"
     assert changed.priority == 3 and changed.next_run_at is not None
@@ -347,7 +367,10 @@ async def test_a_failed_submit_gives_the_occurrence_back_and_it_fires_later(
     async def note(schedule: ScheduledTask, due: datetime, task_id: str) -> None:
         task_ids.append(task_id)
 
-    made = await scheduler.schedule_once("record", run_at=soon(0.1), priority=7, args=("x",))
+    made = await fetch(
+        scheduler,
+        await scheduler.schedule_once("record", run_at=soon(0.1), priority=7, args=("x",)),
+    )
     async with harness.app, scheduler:
         await harness.wait_calls(1)
     assert harness.calls == [("x",)]
@@ -364,11 +387,12 @@ async def test_create_scheduler_takes_the_0_1_8_names(harness: Harness, db_url: 
     assert isinstance(scheduler, Scheduler) and harness.app.scheduler is scheduler
     assert scheduler.sync_interval == 2.5
     made = await scheduler.schedule_interval("record", 30)
-    assert (await scheduler.get_scheduled_task(made.id)) is not None
-    assert [s.id for s in await scheduler.list_scheduled_tasks()] == [made.id]
-    assert not (await scheduler.disable_task(made.id)).enabled
-    assert (await scheduler.enable_task(made.id)).enabled
-    assert await scheduler.unschedule(made.id) is True
+    assert isinstance(made, str)
+    assert (await scheduler.get_scheduled_task(made)) is not None
+    assert [s.id for s in await scheduler.list_scheduled_tasks()] == [made]
+    assert not (await scheduler.disable_task(made)).enabled
+    assert (await scheduler.enable_task(made)).enabled
+    assert await scheduler.unschedule(made) is True
     with pytest.raises(TypeError, match="pass the store once"):
         harness.app.create_scheduler(db_url, backend=db_url)
     await scheduler.stop()
@@ -440,7 +464,9 @@ async def test_a_failed_submit_is_given_back_even_if_the_schedule_was_edited_mea
     broker = EditingBroker()
     harness = Harness(broker)
     scheduler = harness.app.create_scheduler(db_url)
-    made = await scheduler.schedule_once("record", run_at=soon(0.05), args=("kept",))
+    made = await fetch(
+        scheduler, await scheduler.schedule_once("record", run_at=soon(0.05), args=("kept",))
+    )
     broker.edit = lambda: scheduler.update(made, description="edited while firing")
     await asyncio.sleep(0.1)
     async with harness.app:
@@ -465,7 +491,7 @@ async def test_a_submit_cancelled_by_stop_gives_the_occurrence_back(
 
     harness = Harness(StuckBroker())
     scheduler = harness.app.create_scheduler(db_url)
-    made = await scheduler.schedule_once("record", run_at=soon(0.05))
+    made = await fetch(scheduler, await scheduler.schedule_once("record", run_at=soon(0.05)))
     await asyncio.sleep(0.1)
     firing = asyncio.create_task(scheduler.fire_due())
     await asyncio.sleep(0.3)
@@ -484,7 +510,7 @@ async def test_first_use_from_many_coroutines_at_once_opens_the_store_once(
     made = await asyncio.gather(
         *(scheduler.schedule_interval("record", 10 + n) for n in range(5)), scheduler.start()
     )
-    assert len({m.id for m in made if m is not None}) == 5
+    assert len({m for m in made if m is not None}) == 5
     await scheduler.stop()
 
 
@@ -521,7 +547,7 @@ async def test_more_bad_input_is_a_schedule_error(harness: Harness, db_url: str)
             await call
     first = await scheduler.schedule_interval("record", 5)
     second = await scheduler.schedule_interval("record", 6)
-    with pytest.raises(ScheduleError, match=f"{first.id} already has that definition"):
+    with pytest.raises(ScheduleError, match=f"{first} already has that definition"):
         await scheduler.update(second, interval=5)
     assert len(await scheduler.list()) == 2
     with pytest.raises(ValueError, match="batch_size"):
@@ -534,8 +560,28 @@ async def test_the_monitor_lists_the_apps_schedules(harness: Harness, db_url: st
 
     assert await Monitor(harness.app).schedules() == []
     scheduler = harness.app.create_scheduler(db_url)
-    made = await scheduler.schedule_cron("record", cron="0 9 * * *", description="daily")
+    made = await fetch(
+        scheduler, await scheduler.schedule_cron("record", cron="0 9 * * *", description="daily")
+    )
     [shown] = await Monitor(harness.app).schedules()
     assert shown["id"] == made.id and shown["description"] == "daily"
     assert shown["next_run_at"] == made.next_run_at.isoformat()  # type: ignore[union-attr]
+    await scheduler.stop()
+
+
+async def test_schedule_methods_return_the_id_as_0_1_8_did(harness: Harness, db_url: str) -> None:
+    scheduler = harness.app.create_scheduler(db_url)
+    ids = [
+        await scheduler.schedule_cron("record", cron="0 9 * * *"),
+        await scheduler.schedule_interval("record", 300),
+        await scheduler.schedule_once("record", run_at=soon(3600)),
+    ]
+    assert [type(i) for i in ids] == [str, str, str] and len(set(ids)) == 3
+    assert json.loads(json.dumps({"ids": ids})) == {"ids": ids}  # JSON and URLs take it
+    assert await scheduler.schedule_interval("record", 300.0) == ids[1]  # the same one
+    kinds = [getattr(await scheduler.get(i), "schedule_type", None) for i in ids]
+    assert kinds == [ScheduleType.CRON, ScheduleType.INTERVAL, ScheduleType.ONE_TIME]
+    for schedule_id in ids:
+        assert await scheduler.unschedule(schedule_id) is True
+    assert await scheduler.list() == []
     await scheduler.stop()

@@ -78,6 +78,8 @@ class Scheduler:
     (``sqlite:///schedules.db``, ``postgresql://…``, ``mysql://…``), a
     :class:`~flowrra.protocols.ScheduleStore`, or ``None`` for ``.flowrra_schedule.db``.
     Schedules can be added before :meth:`start`; tasks are submitted only while it runs.
+    ``schedule_cron`` / ``schedule_interval`` / ``schedule_once`` return the schedule's
+    id (a ``str``, as in 0.1.8); :meth:`get` gives the whole :class:`ScheduledTask`.
 
     ``sync_interval`` (seconds, default 5) bounds how long a change made by another
     process takes to be seen. ``batch_size`` is how many due schedules one pass claims.
@@ -181,12 +183,12 @@ class Scheduler:
         misfire_policy: MisfirePolicy | str = MisfirePolicy.RUN_ONCE,
         misfire_grace: float = 60.0,
         task_id: str | None = None,
-    ) -> ScheduledTask:
+    ) -> str:
         """Run ``task_name`` on a cron expression (``"0 9 * * *"``: 09:00 every day),
-        evaluated in ``timezone``. Idempotent: the same task, expression, zone and
-        arguments give back the existing schedule."""
+        evaluated in ``timezone``. Returns the schedule's id. Idempotent: the same
+        task, expression, zone and arguments give back the existing schedule's id."""
         timing.check_timezone(timezone)
-        return await self._create(
+        made = await self._create(
             task_name,
             ScheduleType.CRON,
             timing.check_cron(cron),
@@ -200,6 +202,7 @@ class Scheduler:
             misfire_grace=misfire_grace,
             task_id=task_id,
         )
+        return made.id
 
     async def schedule_interval(
         self,
@@ -214,11 +217,12 @@ class Scheduler:
         misfire_policy: MisfirePolicy | str = MisfirePolicy.RUN_ONCE,
         misfire_grace: float = 60.0,
         task_id: str | None = None,
-    ) -> ScheduledTask:
+    ) -> str:
         """Run ``task_name`` every ``interval`` seconds, first ``interval`` seconds from
-        now; later runs keep to that grid however late one is fired. Idempotent: the same
-        task, interval and arguments give back the existing schedule."""
-        return await self._create(
+        now; later runs keep to that grid however late one is fired. Returns the
+        schedule's id. Idempotent: the same task, interval and arguments give back the
+        existing schedule's id."""
+        made = await self._create(
             task_name,
             ScheduleType.INTERVAL,
             repr(timing.check_interval(interval)),
@@ -232,6 +236,7 @@ class Scheduler:
             misfire_grace=misfire_grace,
             task_id=task_id,
         )
+        return made.id
 
     async def schedule_once(
         self,
@@ -246,15 +251,16 @@ class Scheduler:
         misfire_policy: MisfirePolicy | str = MisfirePolicy.RUN_ONCE,
         misfire_grace: float = 60.0,
         task_id: str | None = None,
-    ) -> ScheduledTask:
+    ) -> str:
         """Run ``task_name`` once at ``run_at``, which must be timezone-aware and not in
-        the past. After it fires the schedule stays, disabled, with its ``last_run_at``.
-        Idempotent like the others: the same task, instant (to the microsecond) and
-        arguments give back the existing schedule, even once it has fired."""
+        the past. Returns the schedule's id. After it fires the schedule stays, disabled,
+        with its ``last_run_at``. Idempotent like the others: the same task, instant (to
+        the microsecond) and arguments give back the existing schedule's id, even once it
+        has fired."""
         if not isinstance(run_at, datetime) or run_at.tzinfo is None:
             timing.check_run_at(run_at, _now())  # raises the clear error
         spec = run_at.astimezone(UTC).isoformat()
-        return await self._create(
+        made = await self._create(
             task_name,
             ScheduleType.ONE_TIME,
             spec,
@@ -269,6 +275,7 @@ class Scheduler:
             task_id=task_id,
             run_at=run_at,
         )
+        return made.id
 
     async def _create(
         self,

@@ -207,18 +207,23 @@ class UIService:
         if not isinstance(task_name, str) or not task_name:
             raise ApiError(400, "task_name is required")
         if kind == "cron":
-            made = await scheduler.schedule_cron(
+            schedule_id = await scheduler.schedule_cron(
                 task_name, data.get("cron", ""), timezone=data.get("timezone", "UTC"), **common
             )
         elif kind == "interval":
-            made = await scheduler.schedule_interval(task_name, data.get("interval"), **common)
+            schedule_id = await scheduler.schedule_interval(
+                task_name, data.get("interval"), **common
+            )
         else:
             run_at = data.get("run_at")
             try:
                 when = datetime.fromisoformat(run_at) if isinstance(run_at, str) else run_at
             except ValueError:
                 raise ApiError(400, f"run_at must be an ISO 8601 instant, got {run_at!r}") from None
-            made = await scheduler.schedule_once(task_name, when, **common)
+            schedule_id = await scheduler.schedule_once(task_name, when, **common)
+        made = await scheduler.get(schedule_id)
+        if made is None:
+            raise ApiError(404, f"schedule {schedule_id!r} was deleted as soon as it was made")
         result: dict[str, Any] = made.to_dict()
         return result
 
