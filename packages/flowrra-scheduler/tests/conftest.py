@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from flowrra_scheduler.stores.mysql import MySQLScheduleStore
@@ -100,6 +102,17 @@ async def store(store_factory: Callable[[], SQLScheduleStore]) -> AsyncIterator[
     await made.connect()
     yield made
     await made.close()
+
+
+@pytest.fixture
+def new_york_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZoneInfo]:
+    """This process's local time is New York's (not UTC: a naive datetime read as UTC
+    would be five hours off)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield ZoneInfo("America/New_York")
+    monkeypatch.undo()
+    time.tzset()
 
 
 def pytest_configure(config: pytest.Config) -> None:

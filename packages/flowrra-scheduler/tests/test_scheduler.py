@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flowrra_scheduler import Scheduler
@@ -224,14 +225,12 @@ async def test_runs_missed_while_down_follow_the_misfire_policy(
 
 async def test_bad_input_is_a_clear_error_and_writes_nothing(harness: Harness, db_url: str) -> None:
     scheduler = harness.app.create_scheduler(db_url)
-    naive = datetime.now() + timedelta(hours=1)  # naive on purpose
     cases: list[tuple[Any, str]] = [
         (scheduler.schedule_cron("record", cron="0 25 * * *"), "invalid cron expression"),
         (scheduler.schedule_cron("nope", cron="0 9 * * *"), "'nope' is not registered"),
         (scheduler.schedule_cron("record", "0 9 * * *", timezone="Nowhere/Land"), "time zone"),
         (scheduler.schedule_interval("record", interval=0), "positive"),
         (scheduler.schedule_interval("record", interval=-5), "positive"),
-        (scheduler.schedule_once("record", run_at=naive), "timezone-aware"),
         (scheduler.schedule_once("record", run_at=soon(-60)), "in the past"),
         (scheduler.schedule_interval("record", 5, args=(object(),)), "must be JSON"),
         (scheduler.schedule_interval("record", 5, priority="high"), "priority"),
@@ -584,4 +583,26 @@ async def test_schedule_methods_return_the_id_as_0_1_8_did(harness: Harness, db_
     for schedule_id in ids:
         assert await scheduler.unschedule(schedule_id) is True
     assert await scheduler.list() == []
+    await scheduler.stop()
+
+
+async def test_a_naive_run_at_is_local_time_as_in_0_1_8(
+    harness: Harness, db_url: str, new_york_local_time: ZoneInfo
+) -> None:
+    scheduler = harness.app.create_scheduler(db_url)
+    naive = datetime.now() + timedelta(hours=1)  # the seed's own pattern
+    meant = naive.replace(tzinfo=new_york_local_time)
+    schedule_id = await scheduler.schedule_once("record", run_at=naive)
+    made = await scheduler.get(schedule_id)
+    assert made is not None and made.next_run_at == meant
+    assert made.next_run_at.tzinfo is not None and made.next_run_at.utcoffset() == timedelta(0)
+    # The same instant given aware is the same schedule.
+    assert await scheduler.schedule_once("record", run_at=meant) == schedule_id
+    later = naive + timedelta(hours=2)
+    moved = await scheduler.update(schedule_id, run_at=later)
+    assert moved.next_run_at == later.replace(tzinfo=new_york_local_time)
+    stored = await scheduler.get(schedule_id)
+    assert stored is not None and stored.next_run_at == moved.next_run_at
+    with pytest.raises(ScheduleError, match="in the past"):
+        await scheduler.schedule_once("record", run_at=datetime.now() - timedelta(minutes=1))
     await scheduler.stop()

@@ -133,9 +133,8 @@ def test_bad_definitions_are_clear_errors(check, value, message) -> None:
         check(value)
 
 
-def test_run_at_must_be_aware_and_not_past() -> None:
-    with pytest.raises(ScheduleError, match="timezone-aware"):
-        timing.check_run_at(datetime(2030, 1, 1), T0)
+def test_run_at_must_not_be_past_and_naive_is_local_time(new_york_local_time: ZoneInfo) -> None:
+    assert timing.check_run_at(datetime(2030, 1, 1), T0) == datetime(2030, 1, 1, 5, tzinfo=UTC)
     with pytest.raises(ScheduleError, match="in the past"):
         timing.check_run_at(T0 - timedelta(seconds=1), T0)
     paris = datetime(2030, 1, 1, 9, 0, tzinfo=ZoneInfo("Europe/Paris"))

@@ -132,6 +132,8 @@ async def test_schedules_create_enable_disable_delete(app: Flowrra) -> None:
         ("interval", {"task_name": "add", "interval": 5, "args": "x"}, "args must be"),
         ("once", {"task_name": "add", "run_at": "tomorrow"}, "ISO 8601"),
         ("once", {"task_name": "add", "run_at": "2020-01-01T00:00:00+00:00"}, "in the past"),
+        ("once", {"task_name": "add", "run_at": "2031-01-01T09:00:00"}, "with its offset"),
+        ("once", {"task_name": "add", "run_at": 1924936800}, "ISO 8601"),
     ],
 )
 async def test_bad_schedules_are_400_and_write_nothing(

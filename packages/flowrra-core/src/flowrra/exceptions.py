@@ -135,7 +135,7 @@ class BackendError(FlowrraError):
 
 class ScheduleError(FlowrraError, ValueError):
     """A schedule was asked for that cannot be made: a bad cron expression, an unknown
-    task, a non-positive interval, a naive or past ``run_at``."""
+    task, a non-positive interval, a past ``run_at``."""
 
 
 class ScheduleNotFoundError(ScheduleError, LookupError):

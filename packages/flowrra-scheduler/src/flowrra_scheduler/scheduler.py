@@ -252,18 +252,16 @@ class Scheduler:
         misfire_grace: float = 60.0,
         task_id: str | None = None,
     ) -> str:
-        """Run ``task_name`` once at ``run_at``, which must be timezone-aware and not in
-        the past. Returns the schedule's id. After it fires the schedule stays, disabled,
-        with its ``last_run_at``. Idempotent like the others: the same task, instant (to
-        the microsecond) and arguments give back the existing schedule's id, even once it
-        has fired."""
-        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
-            timing.check_run_at(run_at, _now())  # raises the clear error
-        spec = run_at.astimezone(UTC).isoformat()
+        """Run ``task_name`` once at ``run_at``, which must not be in the past (a naive
+        datetime is local time, as in 0.1.8). Returns the schedule's id. After it fires
+        the schedule stays, disabled, with its ``last_run_at``. Idempotent like the others:
+        the same task, instant (to the microsecond) and arguments give back the existing
+        schedule's id, even once it has fired."""
+        run_at = timing.utc_instant(run_at)
         made = await self._create(
             task_name,
             ScheduleType.ONE_TIME,
-            spec,
+            run_at.isoformat(),
             args,
             kwargs,
             enabled=enabled,

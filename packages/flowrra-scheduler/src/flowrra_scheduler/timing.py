@@ -17,6 +17,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 
 from flowrra.exceptions import ScheduleError
 from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
+from flowrra.times import as_aware
 
 __all__ = [
     "MAX_CATCH_UP",
@@ -27,6 +28,7 @@ __all__ = [
     "first_run",
     "next_after",
     "plan",
+    "utc_instant",
 ]
 
 MAX_CATCH_UP = 1000
@@ -79,18 +81,18 @@ def check_interval(interval: float) -> float:
     return float(interval)
 
 
-def check_run_at(run_at: datetime, now: datetime) -> datetime:
-    """``run_at`` in UTC. Naive datetimes are refused (which zone would they be in?), and
-    so are instants already past: a one-time schedule that could never run on time is a
-    mistake worth hearing about."""
+def utc_instant(run_at: datetime) -> datetime:
+    """``run_at`` in UTC; a naive datetime is local time, as in 0.1.8
+    (:func:`flowrra.times.as_aware`)."""
     if not isinstance(run_at, datetime):
         raise ScheduleError(f"run_at must be a datetime, got {run_at!r}")
-    if run_at.tzinfo is None or run_at.utcoffset() is None:
-        raise ScheduleError(
-            f"run_at must be timezone-aware, got naive {run_at.isoformat()}: pass e.g. "
-            "datetime(..., tzinfo=ZoneInfo('Europe/Paris')) or datetime.now(UTC) + timedelta(...)"
-        )
-    instant = run_at.astimezone(UTC)
+    return as_aware(run_at).astimezone(UTC)
+
+
+def check_run_at(run_at: datetime, now: datetime) -> datetime:
+    """``run_at`` in UTC (:func:`utc_instant`), if not already past: a one-time schedule
+    that could never run on time is a mistake worth hearing about."""
+    instant = utc_instant(run_at)
     if instant < now:
         raise ScheduleError(f"run_at {instant.isoformat()} is in the past (now {now.isoformat()})")
     return instant

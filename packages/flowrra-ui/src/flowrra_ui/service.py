@@ -215,12 +215,9 @@ class UIService:
                 task_name, data.get("interval"), **common
             )
         else:
-            run_at = data.get("run_at")
-            try:
-                when = datetime.fromisoformat(run_at) if isinstance(run_at, str) else run_at
-            except ValueError:
-                raise ApiError(400, f"run_at must be an ISO 8601 instant, got {run_at!r}") from None
-            schedule_id = await scheduler.schedule_once(task_name, when, **common)
+            schedule_id = await scheduler.schedule_once(
+                task_name, _instant(data.get("run_at")), **common
+            )
         made = await scheduler.get(schedule_id)
         if made is None:
             raise ApiError(404, f"schedule {schedule_id!r} was deleted as soon as it was made")
@@ -239,6 +236,24 @@ class UIService:
         if not await self._scheduler().delete(schedule_id):
             raise ApiError(404, f"no schedule with id {schedule_id!r}")
         return {"deleted": schedule_id}
+
+
+def _instant(value: Any) -> datetime:
+    """An ISO 8601 instant from a request. It must carry its offset: the client's local
+    time is not the server's, so a bare one is refused rather than guessed."""
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise ApiError(400, f"run_at must be an ISO 8601 instant, got {value!r}")
+    if when.utcoffset() is None:
+        raise ApiError(
+            400,
+            f"run_at must be an ISO 8601 instant with its offset (e.g. {value}Z or "
+            f"{value}+01:00), got {value!r}",
+        )
+    return when
 
 
 @dataclass(frozen=True)
