@@ -4,9 +4,10 @@ Records go through :class:`~flowrra_redis.records.RecordWriter`: the ones stored
 event-loop turn are one Lua script call, which writes each record (``result:<id>``, JSON,
 with the TTL), publishes it on the ``events`` channel for monitors and, when the task is
 complete, publishes it on the ``done`` channel. ``wait_for`` never polls: each
-process keeps ONE pub/sub connection subscribed to ``done`` and hands each completion to
-the futures waiting for that id. A waiter registers its future first and only then reads
-the stored record, so a completion that lands in between is never missed.
+process (each event loop in it that waits: usually one) keeps ONE pub/sub connection
+subscribed to ``done`` and hands each completion to the futures waiting for that id. A
+waiter registers its future first and only then reads the stored record, so a completion
+that lands in between is never missed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from flowrra_redis.connection import (
     text,
     unavailable,
 )
+from flowrra_redis.loops import LoopState, running_loop
+from flowrra_redis.pipeline import AutoPipeline
 from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
@@ -111,13 +114,94 @@ def decode_event(data: bytes | str) -> TaskEvent:
     return TaskEvent.from_result(decode_result(data))
 
 
-class RedisBackend(RedisEndpoint, BaseResultBackend):
+class _BackendLoop(LoopState):
+    """The backend's state in one event loop: its record writer, the waiters of
+    ``wait_for`` and the one subscription to ``done`` that wakes them."""
+
+    __slots__ = ("expected", "listener", "listening", "subscribed", "waiters", "writer")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None, client: aioredis.Redis, pipe: AutoPipeline
+    ) -> None:
+        super().__init__(loop, client, pipe)
+        self.writer: RecordWriter | None = None
+        self.waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
+        # Tasks submitted in this loop while subscribed to ``done``: their completion
+        # cannot be missed, so waiting for one needs no GET. Task id -> its completion
+        # notification once it came (b"" when it is to be read), None before.
+        self.expected: collections.OrderedDict[str, bytes | None] = collections.OrderedDict()
+        self.listening = False
+        self.listener: asyncio.Task[None] | None = None
+        self.subscribed: asyncio.Event | None = None
+
+    def expect(self, task_id: str) -> None:
+        """Remember that ``task_id``'s completion will reach this loop's listener (its
+        PENDING record goes out before the message, while the listener is subscribed)."""
+        expected = self.expected
+        expected[task_id] = None
+        if len(expected) > EXPECTED_LIMIT:
+            expected.popitem(last=False)  # its waiter, if one comes, reads the record
+
+    def forget(self, task_id: str, future: asyncio.Future[TaskResult | None]) -> None:
+        futures = self.waiters.get(task_id)
+        if futures is not None:
+            with contextlib.suppress(ValueError):
+                futures.remove(future)
+            if not futures:
+                del self.waiters[task_id]
+
+    def deliver(self, data: bytes) -> None:
+        """A completion published on ``done``: wake its waiters, or keep it for the
+        ``wait_for`` to come."""
+        bar = data.find(b"|")
+        task_id = (data if bar < 0 else data[:bar]).decode()
+        futures = self.waiters.get(task_id)
+        if not futures:
+            if task_id in self.expected:  # kept for the wait_for that will come
+                inline = bar >= 0 and len(data) - bar - 1 <= EXPECTED_RECORD_LIMIT
+                self.expected[task_id] = data[bar + 1 :] if inline else b""
+            return
+        record = None
+        if bar >= 0:
+            try:
+                record = decode_result(data[bar + 1 :])
+            except (ValueError, TypeError, KeyError):
+                logger.warning("undecodable completion for task %s; reading it instead", task_id)
+        for future in futures:
+            if not future.done():
+                future.set_result(record)
+
+    def wake_all(self) -> None:
+        for futures in self.waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+
+    def set_aside(self) -> None:
+        listener = self.listener
+        if listener is not None and not listener.done():
+            # Its loop is gone (closed, or the parent's after a fork): it can never run
+            # again and is dropped on purpose, so asyncio need not report it as pending.
+            listener._log_destroy_pending = False  # type: ignore[attr-defined]
+        super().set_aside()
+
+    async def listener_reconnected(self, connection: object) -> None:
+        """redis-py reconnected the listener: completions may have been missed meanwhile.
+        Waiters read their records; tasks submitted before are no longer expected."""
+        self.listening = False
+        self.expected.clear()
+        self.wake_all()
+
+
+class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     """A :class:`flowrra.protocols.ResultBackend` on Redis.
 
     ``ttl``: seconds each record is kept (default one day); set again at every status
     change. ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
     URL).
     """
+
+    state_class = _BackendLoop
 
     def __init__(
         self,
@@ -141,15 +225,6 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
             client=client,
         )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
-        self._writer: RecordWriter | None = None
-        self._waiters: dict[str, list[asyncio.Future[TaskResult | None]]] = {}
-        # Tasks this process submitted while subscribed to ``done``: their completion
-        # cannot be missed, so waiting for one needs no GET. Task id -> its completion
-        # notification once it came (b"" when it is to be read), None before.
-        self._expected: collections.OrderedDict[str, bytes | None] = collections.OrderedDict()
-        self._listening = False
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed: asyncio.Event | None = None
 
     @classmethod
     def from_config(cls, config: BackendConfig) -> RedisBackend:
@@ -168,20 +243,19 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         except UNAVAILABLE as exc:
             raise unavailable(BackendError, self.url, "cannot connect the backend", exc) from exc
 
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
+    async def _close_state(self, state: _BackendLoop) -> None:
+        if state.listener is not None:
+            state.listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-            self._listener = None
-            self._subscribed = None
-        for futures in self._waiters.values():
+                await state.listener
+            state.listener = None
+            state.subscribed = None
+        for futures in state.waiters.values():
             for future in futures:
                 if not future.done():
                     future.cancel()
-        self._waiters.clear()
-        self._writer = None
-        await super().close()
+        state.waiters.clear()
+        await super()._close_state(state)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -192,7 +266,8 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         Redis stores the first while the rest are encoded. A record that cannot be encoded
         raises SerializationError; the ones before it are stored all the same (records
         are independent, unlike the messages of ``enqueue_many``)."""
-        expect = self._expect if self._listening else None
+        state = self._here()
+        expect = state.expect if state.listening else None
 
         def calls() -> Iterator[tuple[str, str, TaskStatus, str, str]]:
             for result in results:
@@ -201,7 +276,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                     expect(call[0])
                 yield call
 
-        waiters = self._records().write_many(calls())
+        waiters = self._records(state).write_many(calls())
         for waiter in waiters:
             waiter.add_done_callback(retrieved)  # a caller may give up on them
         return self._all_stored(waiters)
@@ -219,36 +294,34 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         is under way before the caller awaits (``submit`` overlaps it with the enqueue).
         PENDING is stored with NX, so it never replaces a status recorded before it."""
         call = _record_call(result, task_id)
+        state = self._here()
+        writer = state.writer or self._records(state)
         if result.status is TaskStatus.RUNNING:
             # Write-behind: the task starts without waiting for this round trip, and the
             # final record, queued after it, lands after it (for a short task, in the same
             # script call, which then skips writing it). A lost RUNNING record is replaced
             # by that one.
-            self._records().write_behind(*call)
+            writer.write_behind(*call)
             return DONE
-        if self._listening and result.status is TaskStatus.PENDING:
-            self._expect(task_id)
-        reply = self._records().write(*call)
+        if state.listening and result.status is TaskStatus.PENDING:
+            state.expect(task_id)
+        reply = writer.write(*call)
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return _Reply(reply, self.url)
 
     def expects(self, task_id: str) -> bool:
-        """Whether ``task_id`` was submitted here while this process listened to ``done``
-        (its completion cannot be missed; see ``ResultBackend``), and not yet awaited."""
-        return task_id in self._expected
+        """Whether ``task_id`` was submitted in this event loop while it listened to
+        ``done`` (its completion cannot be missed; see ``ResultBackend``), and not yet
+        awaited."""
+        return task_id in self._here().expected
 
-    def _expect(self, task_id: str) -> None:
-        """Remember that ``task_id``'s completion will reach this process's listener (its
-        PENDING record goes out before the message, while the listener is subscribed)."""
-        expected = self._expected
-        expected[task_id] = None
-        if len(expected) > EXPECTED_LIMIT:
-            expected.popitem(last=False)  # its waiter, if one comes, reads the record
-
-    def _records(self) -> RecordWriter:
-        writer = self._writer
+    def _records(self, state: _BackendLoop | None = None) -> RecordWriter:
+        """The record writer of ``state`` (default: the running loop's)."""
+        if state is None:
+            state = self._here()
+        writer = state.writer
         if writer is None:
-            writer = self._writer = RecordWriter(self.pipe, self.keys, int(self.ttl * 1000))
+            writer = state.writer = RecordWriter(state.pipe, self.keys, int(self.ttl * 1000))
         return writer
 
     # -- reading -------------------------------------------------------------------------
@@ -263,8 +336,9 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
     async def wait_for(self, task_id: str, timeout: float | None) -> TaskResult:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        await self._ensure_listener()
-        notified = self._expected.pop(task_id, _UNKNOWN)
+        state = self._here()
+        await self._ensure_listener(state)
+        notified = state.expected.pop(task_id, _UNKNOWN)
         if notified:  # it came before this call: the record is in the notification
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 return decode_result(notified)
@@ -273,7 +347,7 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
         read_first = notified is not None
         while True:
             future: asyncio.Future[TaskResult | None] = loop.create_future()
-            self._waiters.setdefault(task_id, []).append(future)
+            state.waiters.setdefault(task_id, []).append(future)
             try:
                 # Armed before reading: a completion published from here on resolves it.
                 if read_first:
@@ -288,61 +362,57 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                     return delivered
                 # None: a large record announced by id, or the listener reconnected; read.
             finally:
-                self._forget(task_id, future)
+                state.forget(task_id, future)
 
-    def _forget(self, task_id: str, future: asyncio.Future[TaskResult | None]) -> None:
-        futures = self._waiters.get(task_id)
-        if futures is not None:
-            with contextlib.suppress(ValueError):
-                futures.remove(future)
-            if not futures:
-                del self._waiters[task_id]
-
-    async def _ensure_listener(self) -> None:
-        listener, subscribed = self._listener, self._subscribed
+    async def _ensure_listener(self, state: _BackendLoop) -> None:
+        listener, subscribed = state.listener, state.subscribed
         if listener is not None and not listener.done() and subscribed and subscribed.is_set():
             return  # the usual case: nothing to wait for
-        if self._listener is None or self._listener.done():
-            self._subscribed = asyncio.Event()
-            self._listener = asyncio.create_task(self._listen(), name="flowrra-redis-results")
-        assert self._subscribed is not None
-        waiting = asyncio.ensure_future(self._subscribed.wait())
-        done, _ = await asyncio.wait({waiting, self._listener}, return_when=asyncio.FIRST_COMPLETED)
+        if listener is None or listener.done():
+            subscribed = state.subscribed = asyncio.Event()
+            listener = state.listener = asyncio.create_task(
+                self._listen(state), name="flowrra-redis-results"
+            )
+        assert subscribed is not None
+        waiting = asyncio.ensure_future(subscribed.wait())
+        done, _ = await asyncio.wait({waiting, listener}, return_when=asyncio.FIRST_COMPLETED)
         if waiting not in done:
             waiting.cancel()
-            self._listener.result()  # raises why it stopped
+            listener.result()  # raises why it stopped
 
-    async def _listen(self) -> None:
-        """The one subscriber of this process: resolves waiters from ``done``; reconnects
-        with backoff and, after a reconnect, wakes every waiter to re-read its record."""
+    async def _listen(self, state: _BackendLoop) -> None:
+        """The one subscriber of this event loop: resolves waiters from ``done``;
+        reconnects with backoff and, after a reconnect, wakes every waiter to re-read its
+        record."""
         failures = 0
+        subscribed = state.subscribed
+        assert subscribed is not None
         while True:
             # Subscribe confirmations are kept: they say when messages start to arrive.
-            pubsub: PubSub = self.client.pubsub()
+            pubsub: PubSub = state.client.pubsub()
             try:
                 await pubsub.subscribe(self.keys.done)
                 # redis-py reconnects a pub/sub connection by itself and subscribes again;
                 # what was published in between is lost, so it must be known here.
                 connection: Any = pubsub.connection  # typed None in redis-py
-                connection.register_connect_callback(self._listener_reconnected)
-                assert self._subscribed is not None
+                connection.register_connect_callback(state.listener_reconnected)
                 if failures:
-                    self._wake_all()  # completions may have been missed while down
+                    state.wake_all()  # completions may have been missed while down
                 failures = 0
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
                         continue
                     if message["type"] == "message":
-                        self._deliver(message["data"])
+                        state.deliver(message["data"])
                     elif message["type"] == "subscribe":
-                        self._listening = True
-                        self._subscribed.set()
+                        state.listening = True
+                        subscribed.set()
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
                 failures += 1
-                if self._subscribed is not None and not self._subscribed.is_set() and failures > 3:
+                if not subscribed.is_set() and failures > 3:
                     raise unavailable(
                         BackendError, self.url, "cannot subscribe to results", exc
                     ) from exc
@@ -350,43 +420,12 @@ class RedisBackend(RedisEndpoint, BaseResultBackend):
                 logger.warning("result subscription lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
             finally:
-                # What this process submitted may complete unseen until it subscribes again.
-                self._listening = False
-                self._expected.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
-    async def _listener_reconnected(self, connection: object) -> None:
-        """redis-py reconnected the listener: completions may have been missed meanwhile.
-        Waiters read their records; tasks submitted before are no longer expected."""
-        self._listening = False
-        self._expected.clear()
-        self._wake_all()
-
-    def _deliver(self, data: bytes) -> None:
-        bar = data.find(b"|")
-        task_id = (data if bar < 0 else data[:bar]).decode()
-        futures = self._waiters.get(task_id)
-        if not futures:
-            if task_id in self._expected:  # kept for the wait_for that will come
-                inline = bar >= 0 and len(data) - bar - 1 <= EXPECTED_RECORD_LIMIT
-                self._expected[task_id] = data[bar + 1 :] if inline else b""
-            return
-        record = None
-        if bar >= 0:
-            try:
-                record = decode_result(data[bar + 1 :])
-            except (ValueError, TypeError, KeyError):
-                logger.warning("undecodable completion for task %s; reading it instead", task_id)
-        for future in futures:
-            if not future.done():
-                future.set_result(record)
-
-    def _wake_all(self) -> None:
-        for futures in self._waiters.values():
-            for future in futures:
-                if not future.done():
-                    future.set_result(None)
+                # What this loop submitted may complete unseen until it subscribes again.
+                state.listening = False
+                state.expected.clear()
+                if running_loop() is state.loop:  # not when collected after its loop closed
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     @contextlib.asynccontextmanager
     async def subscribe_events(

@@ -45,6 +45,7 @@ from flowrra_redis.connection import (
     text,
     unavailable,
 )
+from flowrra_redis.loops import LoopState
 from flowrra_redis.pipeline import AutoPipeline, Script
 
 __all__ = ["ACK_DELAY", "RedisBroker", "priority_key"]
@@ -93,7 +94,23 @@ def _log_release_failure(future: asyncio.Future[Any]) -> None:
         )
 
 
-class RedisBroker(RedisEndpoint):
+class _BrokerLoop(LoopState):
+    """The broker's state in one event loop: besides the client and pipeline, the
+    blocking connection a worker waits for work on, and the acks not sent yet."""
+
+    __slots__ = ("ack_timer", "acks", "blocking", "blocking_pipe")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None, client: aioredis.Redis, pipe: AutoPipeline
+    ) -> None:
+        super().__init__(loop, client, pipe)
+        self.blocking: aioredis.Redis | None = None
+        self.blocking_pipe: AutoPipeline | None = None
+        self.acks: list[bytes] = []
+        self.ack_timer: asyncio.TimerHandle | None = None
+
+
+class RedisBroker(RedisEndpoint[_BrokerLoop]):
     """A :class:`flowrra.protocols.Broker` on Redis. Build it from a URL with
     ``Flowrra.from_urls(broker="redis://host:6379/0")`` or from a :class:`BrokerConfig`.
 
@@ -104,6 +121,7 @@ class RedisBroker(RedisEndpoint):
     """
 
     durable = True
+    state_class = _BrokerLoop
 
     def __init__(
         self,
@@ -129,11 +147,7 @@ class RedisBroker(RedisEndpoint):
         )
         self.lease_seconds: float | None = lease_seconds
         self.dead_letter_limit = dead_letter_limit
-        self._blocking: aioredis.Redis | None = None
-        self._blocking_pipe: AutoPipeline | None = None
         self._drained = False  # the last RESERVE left nothing queued or delayed
-        self._acks: list[bytes] = []
-        self._ack_timer: asyncio.TimerHandle | None = None
         self._depth = 0
         self._next_due: float | None = None
 
@@ -153,17 +167,17 @@ class RedisBroker(RedisEndpoint):
         except UNAVAILABLE as exc:
             raise unavailable(BrokerError, self.url, "cannot connect the broker", exc) from exc
 
-    async def close(self) -> None:
-        self._send_acks()
-        if self._blocking_pipe is not None:
+    async def _close_state(self, state: _BrokerLoop) -> None:
+        self._send_acks(state)
+        if state.blocking_pipe is not None:
             # No drain: a BLPOP may hold the connection for seconds, and the RESERVE behind
             # it must not run now (Redis drops it with the connection).
-            await self._blocking_pipe.close(drain=False)
-            self._blocking_pipe = None
-        if self._blocking is not None:
-            await self._blocking.aclose()
-            self._blocking = None
-        await super().close()
+            await state.blocking_pipe.close(drain=False)
+            state.blocking_pipe = None
+        if state.blocking is not None:
+            await state.blocking.aclose()
+            state.blocking = None
+        await super()._close_state(state)
 
     async def _run(self, name: str, keys: list[str], args: list[Any], what: str) -> Any:
         try:
@@ -244,7 +258,8 @@ class RedisBroker(RedisEndpoint):
         k = self.keys
         now = time.time()
         assert self.lease_seconds is not None
-        acks, self._acks = self._acks, []
+        state = self._here()
+        acks, state.acks = state.acks, []
         return [k.queue, k.delayed, k.leased, k.sequence], [
             now,
             now + self.lease_seconds,
@@ -269,15 +284,16 @@ class RedisBroker(RedisEndpoint):
         if wait < 0.01:
             await asyncio.sleep(wait)
             return None
-        pipe = self._blocking_pipe
+        state = self._here()
+        pipe = state.blocking_pipe
         if pipe is None:
             # Its own connection: BLPOP holds it, and the watchdog must outlast BLPOP's
             # timeout. Not retried here: the worker backs off and reserves again.
-            self._blocking = self.new_client(
+            state.blocking = self.new_client(
                 max_connections=2, socket_timeout=(self.socket_timeout or 0) + 60.0
             )
-            pipe = self._blocking_pipe = AutoPipeline(
-                self._blocking, timeout=(self.socket_timeout or 0) + 60.0, retries=0
+            pipe = state.blocking_pipe = AutoPipeline(
+                state.blocking, timeout=(self.socket_timeout or 0) + 60.0, retries=0
             )
         keys, args = self._reserve_call(max_messages)
         # BLPOP takes a float timeout (seconds) since Redis 6.
@@ -341,17 +357,20 @@ class RedisBroker(RedisEndpoint):
 
     def _defer_acks(self, receipts: Sequence[bytes]) -> None:
         """Queue acks for the next RESERVE, or a ZREM of their own in :data:`ACK_DELAY`."""
-        self._acks += receipts
-        if self._ack_timer is None and self._acks:
-            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_acks)
+        state = self._here()
+        state.acks += receipts
+        if state.ack_timer is None and state.acks:
+            state.ack_timer = asyncio.get_running_loop().call_later(
+                ACK_DELAY, self._send_acks, state
+            )
 
-    def _send_acks(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        acks, self._acks = self._acks, []
+    def _send_acks(self, state: _BrokerLoop) -> None:
+        if state.ack_timer is not None:
+            state.ack_timer.cancel()
+            state.ack_timer = None
+        acks, state.acks = state.acks, []
         if acks:
-            self.pipe.send("ZREM", self.keys.leased, *acks, what="ack")
+            state.pipe.send("ZREM", self.keys.leased, *acks, what="ack")
 
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
         k = self.keys
@@ -427,8 +446,9 @@ class RedisBroker(RedisEndpoint):
         """Live counts: ``queued`` (due now), ``delayed``, ``leased`` (running or held by a
         worker), ``dead`` (dead letters kept)."""
         k = self.keys
-        self._send_acks()  # on the same connection: counted as settled
-        pipe = self.pipe
+        state = self._here()
+        self._send_acks(state)  # on the same connection: counted as settled
+        pipe = state.pipe
         try:
             queued, delayed, leased, dead = await asyncio.gather(
                 pipe.execute("ZCARD", k.queue),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
@@ -17,6 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from flowrra.exceptions import FlowrraError
 from flowrra.plugins import describe_url
+from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("flowrra.redis")
+
+S = TypeVar("S", bound=LoopState)
 
 DEFAULT_PREFIX = "flowrra"
 
@@ -145,7 +149,7 @@ def connect_client(
         health_check_interval=30,
         decode_responses=False,
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # closing the client disconnects its pool
 
 
 #: Query parameters Flowrra reads itself; redis-py would take them for connection options.
@@ -167,9 +171,17 @@ def _without_flowrra_params(url: str) -> str:
     return base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
 
 
-class RedisEndpoint:
-    """What the broker and the backend share: a URL, a key prefix, a redis-py client built
-    lazily from the connection settings, and the automatic pipeline on top of it."""
+class RedisEndpoint(Generic[S]):
+    """What the broker and the backend share: a URL, a key prefix, and per event loop a
+    redis-py client built from the connection settings with the automatic pipeline on top
+    of it (see :mod:`flowrra_redis.loops`: connections belong to the loop that uses them).
+
+    A ``client`` passed in serves the first loop that needs one; other loops get clients
+    built from its pool's settings.
+    """
+
+    #: The per-loop state class; subclasses add their fields.
+    state_class: type[LoopState] = LoopState
 
     def __init__(
         self,
@@ -186,8 +198,12 @@ class RedisEndpoint:
         self.max_connections = max_connections
         self.socket_timeout = socket_timeout
         self.retry_on_timeout = retry_on_timeout
-        self._client = client
-        self._pipe: AutoPipeline | None = None
+        self._given = client  # for the first loop
+        self._template = client  # what other loops' clients are built like
+        self._states: dict[asyncio.AbstractEventLoop | None, S] = {}
+        self._last: S = cast(S, _NOWHERE)
+        self._lock = threading.Lock()
+        track(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
@@ -200,32 +216,127 @@ class RedisEndpoint:
             retry_on_timeout=self.retry_on_timeout,
         )
 
+    # -- the running loop's state ---------------------------------------------------------
+
+    def _here(self) -> S:
+        """The running loop's state (made on first use). The hot path: one identity
+        compare with the state used last."""
+        state = self._last
+        if state.loop is running_loop():
+            return state
+        return self._switch()
+
+    def _switch(self) -> S:
+        loop = running_loop()
+        with self._lock:
+            state = self._states.get(loop)
+            if state is None:
+                self._drop_closed_loops()
+                # Made outside any loop (``.client`` read by sync code): this loop adopts it.
+                unbound = self._states.pop(None, None) if loop is not None else None
+                if unbound is not None:
+                    unbound.loop = loop
+                    state = unbound
+                else:
+                    state = cast(S, self.state_class(loop, *self._connection()))
+                self._states[loop] = state
+                if loop is not None:
+                    arm_guard(self, state)
+            self._last = state
+        return state
+
+    def _connection(self) -> tuple[aioredis.Redis, AutoPipeline]:
+        """A client and a pipeline for a new state."""
+        client, self._given = self._given, None
+        if client is None:
+            if self._template is not None:
+                client = _like(self._template)
+            else:
+                client = self.new_client(
+                    max_connections=self.max_connections, socket_timeout=self.socket_timeout
+                )
+        pipe = AutoPipeline(
+            client, timeout=self.socket_timeout or None, retry_on_timeout=self.retry_on_timeout
+        )
+        return client, pipe
+
+    def _drop_closed_loops(self) -> None:
+        """Forget the states of loops closed without shutting their async generators
+        down (so without closing these): nothing of a closed loop can be used or closed
+        from another. Called with the lock held."""
+        for loop, state in list(self._states.items()):
+            if loop is not None and loop.is_closed():
+                del self._states[loop]
+                state.set_aside()
+
+    def _forget_loops(self) -> list[S]:
+        """In a forked child: forget every state (they are the parent's connections)."""
+        states = list(self._states.values())
+        self._states = {}
+        self._last = cast(S, _NOWHERE)
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        return states
+
     @property
     def client(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = self.new_client(
-                max_connections=self.max_connections, socket_timeout=self.socket_timeout
-            )
-        return self._client
+        """The running loop's redis-py client."""
+        return self._here().client
 
     @property
     def pipe(self) -> AutoPipeline:
-        """The batched command path (see :mod:`flowrra_redis.pipeline`)."""
-        if self._pipe is None:
-            self._pipe = AutoPipeline(
-                self.client,
-                timeout=self.socket_timeout or None,
-                retry_on_timeout=self.retry_on_timeout,
-            )
-        return self._pipe
+        """The running loop's batched command path (see :mod:`flowrra_redis.pipeline`)."""
+        return self._here().pipe
+
+    # -- closing --------------------------------------------------------------------------
 
     async def close(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.close()
-            self._pipe = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the running loop's connections. Other loops' close when those loops
+        shut down (or by ``close()`` in them); a closed loop's are dropped."""
+        with self._lock:
+            state = self._states.get(running_loop())
+            self._drop_closed_loops()
+        if state is None:
+            return
+        await self._retire(state)
+        guard, state.guard = state.guard, None
+        if guard is not None:
+            await guard.aclose()  # its finally sees the state closed
+
+    async def _retire(self, state: S) -> None:
+        """Close ``state``, in its own loop (``close()``, or its guard at loop shutdown)."""
+        if state.closed:
+            return
+        state.closed = True
+        with self._lock:
+            if self._states.get(state.loop) is state:
+                del self._states[state.loop]
+            if self._last is state:
+                self._last = cast(S, _NOWHERE)
+        await self._close_state(state)
+
+    async def _close_state(self, state: S) -> None:
+        """Release what ``state`` holds; subclasses release theirs first."""
+        await state.pipe.close()
+        await state.client.aclose()
+
+
+def _like(client: aioredis.Redis) -> aioredis.Redis:
+    """A client with a new pool built like ``client``'s (for another event loop)."""
+    pool = client.connection_pool
+    options: dict[str, Any] = dict(pool.connection_kwargs)
+    if isinstance(pool, aioredis.BlockingConnectionPool):
+        options["timeout"] = pool.timeout
+    new_pool = type(pool)(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **options
+    )
+    return aioredis.Redis.from_pool(new_pool)
+
+
+#: The state no loop has: ``_last`` before any loop has been served.
+_NOWHERE = LoopState(
+    cast(asyncio.AbstractEventLoop, object()), cast(aioredis.Redis, None), cast(AutoPipeline, None)
+)
+_NOWHERE.closed = True
 
 
 def unavailable(

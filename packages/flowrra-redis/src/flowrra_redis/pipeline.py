@@ -15,6 +15,11 @@ was queued meanwhile: commands on one pipeline reach Redis in the order they wer
 retries included. A script unknown to the server (after a restart) is sent again with its
 body. A reply settles its caller's future (or a batch writer's sink) in the call that
 parsed it.
+
+A pipeline belongs to one event loop (its connection's transport is that loop's): the
+first loop that sends through it, or the one running when it is made. Used from another
+loop it raises at once instead of writing to a socket nobody reads (which would hang);
+:class:`~flowrra_redis.connection.RedisEndpoint` gives each loop a pipeline of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+from asyncio.events import _get_running_loop
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -137,9 +143,7 @@ class _Link(asyncio.Protocol):
 
     def _arm(self) -> None:
         assert self._timeout is not None
-        self._watchdog = asyncio.get_running_loop().call_later(
-            self._timeout, self._check, self._replies
-        )
+        self._watchdog = self.pipeline.loop.call_later(self._timeout, self._check, self._replies)
 
     def _check(self, replies_then: int) -> None:
         self._watchdog = None
@@ -209,6 +213,29 @@ class AutoPipeline:
         self._failures = 0  # connections lost or refused in a row
         self._closed = False
         self._releasing: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = _get_running_loop()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this pipeline's connection belongs to."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("this Redis pipeline has not been used in an event loop yet")
+        return loop
+
+    def _bind(self, loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+        """The running ``loop`` is not this pipeline's: adopt it on first use, else refuse
+        (a command written to another loop's transport would never see its reply)."""
+        if loop is None:
+            raise RuntimeError("a Redis pipeline is used outside a running event loop")
+        if self._loop is None:
+            self._loop = loop
+            return loop
+        raise RuntimeError(
+            f"this Redis pipeline belongs to event loop {self._loop!r}, not to the running "
+            f"{loop!r}: each event loop needs a pipeline of its own (RedisEndpoint.pipe "
+            "gives one per loop)"
+        )
 
     async def execute(self, *args: Any) -> Any:
         """Send one command; returns its reply (raises its error)."""
@@ -229,6 +256,8 @@ class AutoPipeline:
         """:meth:`request_script` with the reply (or the error, after any retries) handed
         to ``sink`` as it is parsed; returns ``sink``."""
         args = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        if self._loop is None or self._loop is not _get_running_loop():
+            self._bind(_get_running_loop())
         self._queue(_Command(self, args, script, sink))
         return sink
 
@@ -243,7 +272,10 @@ class AutoPipeline:
         does not know is sent again as ``EVAL``. Cancelling the future abandons the
         retries (a command already written still runs).
         """
-        outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or loop is not _get_running_loop():
+            loop = self._bind(_get_running_loop())
+        outer: asyncio.Future[Any] = loop.create_future()
         self._queue(_Command(self, args, script, outer))
         return outer
 
@@ -271,19 +303,24 @@ class AutoPipeline:
     def before_flush(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once, at the start of this loop turn's write: a batch writer
         queues its command then, and it leaves with everything else of the turn."""
+        loop = self._loop
+        if loop is None or loop is not _get_running_loop():
+            loop = self._bind(_get_running_loop())
         self._before_flush.append(callback)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
 
     def _queue(self, command: _Command) -> None:
+        """Queue ``command`` for this loop turn's write; the caller checked that it runs
+        in this pipeline's loop (a retry queued from ``data_received`` does)."""
         if self._closed:
             command.fail(_closed())
             return
         self._waiting.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.loop.call_soon(self._flush)
 
     def flush_now(self) -> None:
         """Write what is queued now instead of at the end of this loop turn (a batch
@@ -317,7 +354,7 @@ class AutoPipeline:
         if self._closed or self._backoff is not None:
             return
         if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            self._connecting = self.loop.create_task(self._connect())
 
     def _after_backoff(self) -> None:
         self._backoff = None
@@ -357,7 +394,7 @@ class AutoPipeline:
         link.sent.clear()
         if self._link is link:
             self._link = None
-        releasing = asyncio.get_running_loop().create_task(self._release(link.connection))
+        releasing = self.loop.create_task(self._release(link.connection))
         self._releasing.add(releasing)
         releasing.add_done_callback(self._releasing.discard)
         self._requeue(unanswered, _as_redis_error(exc))
@@ -387,7 +424,7 @@ class AutoPipeline:
         self._waiting[:0] = kept
         self._failures += 1
         if self._backoff is None and not self._closed:
-            self._backoff = asyncio.get_running_loop().call_later(
+            self._backoff = self.loop.call_later(
                 min(0.05 * 2**self._failures, 1.0), self._after_backoff
             )
 
