@@ -12,8 +12,9 @@ Screenshots of every page go to ``$FLOWRRA_UI_SCREENSHOTS`` (default: a folder u
 system's temporary directory), printed when the suite starts; look at them.
 
 It needs what ``pip install "flowrra-ui[testing]"`` brings (pytest, flowrra-redis,
-Playwright); ``import flowrra_ui`` never imports it. Without chromium the tests are skipped, unless ``CI`` or ``FLOWRRA_REQUIRE_SERVICES=1`` is
-set: then they fail (``tools/ensure-browser.sh`` installs it).
+Playwright); ``import flowrra_ui`` never imports it. Without chromium the tests are
+skipped, unless ``CI`` or ``FLOWRRA_REQUIRE_SERVICES=1`` is set: then they fail
+(``tools/ensure-browser.sh`` installs it).
 """
 
 from __future__ import annotations
