@@ -499,6 +499,7 @@ def test_public_names_are_pinned() -> None:
         "ScheduleType",
         "ScheduledTask",
         "SerializationError",
+        "SyncCallInLoopError",
         "Task",
         "TaskCall",
         "TaskEvent",

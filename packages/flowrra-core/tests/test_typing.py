@@ -1,5 +1,5 @@
 """Task handles keep their function's signature: mypy catches a wrong argument at the
-call site of `handle.submit(...)`."""
+call site of `handle.submit(...)` and of `handle.delay(...)`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ async def main() -> None:
     await send_email.submit(42)
     await send_email.submit("c@example.com", retry=3)
     reveal_type(send_email)
+
+def view() -> None:
+    ok: str = send_email.delay("a@example.com", retries=2)
+    ok2: str = send_email.with_options(priority=1).delay("b@example.com")
+    send_email.delay(42)
 """
 
 
@@ -31,7 +36,8 @@ def test_mypy_checks_submit_arguments(tmp_path: Path) -> None:
     stdout, stderr, status = api.run(["--strict", "--no-incremental", str(source)])
     assert status == 1, stdout + stderr
     errors = [line for line in stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 2, stdout
+    assert len(errors) == 3, stdout
     assert 'Argument 1 to "submit" of "TaskHandle" has incompatible type "int"' in errors[0]
     assert 'Unexpected keyword argument "retry"' in errors[1]
+    assert 'Argument 1 to "delay" of "TaskHandle" has incompatible type "int"' in errors[2]
     assert "TaskHandle[[to: str, retries: int =]" in stdout.replace("builtins.", "")

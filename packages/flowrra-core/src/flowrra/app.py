@@ -9,7 +9,15 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -19,10 +27,16 @@ from flowrra.backends.memory import MemoryBackend
 from flowrra.brokers.memory import MemoryBroker
 from flowrra.config import BackendConfig, BrokerConfig, Config
 from flowrra.events import EventHub
-from flowrra.exceptions import NotRunningError, ResultTimeoutError, UnknownTaskError
+from flowrra.exceptions import (
+    NotRunningError,
+    ResultTimeoutError,
+    SyncCallInLoopError,
+    UnknownTaskError,
+)
 from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
+from flowrra.portal import Portal, in_loop_thread
 from flowrra.protocols import Broker, Executor, ResultBackend
 from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
 from flowrra.retry import RetryPolicy
@@ -95,6 +109,8 @@ def _pending_record(message: TaskMessage) -> TaskResult:
 class Flowrra:
     """An app: register tasks with :meth:`task`, queue them with :meth:`submit`, run them
     with :meth:`start` (or ``async with app:``), read outcomes with :meth:`wait_for_result`.
+    Sync code uses :meth:`submit_sync`, ``task.delay()``, :meth:`wait_for_result_sync` and
+    :meth:`get_result_sync` (see :mod:`flowrra.portal`).
 
     ``broker``, ``backend``, ``io_executor`` and ``cpu_executor`` override what ``config``
     would build; each must satisfy its protocol in :mod:`flowrra.protocols`.
@@ -128,6 +144,8 @@ class Flowrra:
         self._connected = False
         self._stopping = False
         self._connect_lock: asyncio.Lock | None = None
+        self._connect_loop: asyncio.AbstractEventLoop | None = None
+        self._portal = Portal()
         self._startup: list[Callable[[], Awaitable[None]]] = []
         self._shutdown: list[Callable[[], Awaitable[None]]] = []
 
@@ -359,9 +377,12 @@ class Flowrra:
                 self.worker.publish(record)
 
     async def _connect(self) -> None:
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-        async with self._connect_lock:
+        loop = asyncio.get_running_loop()
+        lock = self._connect_lock
+        if lock is None or self._connect_loop is not loop:  # a lock is one loop's
+            lock = self._connect_lock = asyncio.Lock()
+            self._connect_loop = loop
+        async with lock:
             if not self._connected:
                 await self.broker.connect()
                 await self.backend.connect()
@@ -403,6 +424,67 @@ class Flowrra:
                 raise
             raise ResultTimeoutError(task_id, timeout or 0.0) from None
 
+    # -- sync callers --------------------------------------------------------------------
+
+    def submit_sync(
+        self,
+        task_func: TaskHandle[Any, Any] | Callable[..., Any] | str,
+        *args: Any,
+        priority: int = 0,
+        delay: float | None = None,
+        eta: datetime | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """:meth:`submit` for sync code (a Django view, a script, a thread): blocks until
+        the task is queued; returns its id. Safe from any number of threads at once; not
+        from a thread that runs an event loop (:class:`SyncCallInLoopError`: ``await
+        app.submit(...)`` there)."""
+        return self._call_sync(
+            "app.submit_sync()",
+            "await app.submit(...)",
+            lambda: self.submit(
+                task_func, *args, priority=priority, delay=delay, eta=eta, **kwargs
+            ),
+        )
+
+    def wait_for_result_sync(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """:meth:`wait_for_result` for sync code: blocks until the task completes, or
+        raises as it does (``ResultTimeoutError`` after ``timeout`` seconds,
+        ``NotRunningError`` when an embedded app is not running)."""
+        return self._call_sync(
+            "app.wait_for_result_sync()",
+            "await app.wait_for_result(...)",
+            lambda: self.wait_for_result(task_id, timeout),
+        )
+
+    def get_result_sync(self, task_id: str) -> TaskResult | None:
+        """:meth:`get_result` for sync code."""
+        return self._call_sync(
+            "app.get_result_sync()", "await app.get_result(...)", lambda: self.get_result(task_id)
+        )
+
+    def _enqueue_sync(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+    ) -> str:
+        """``task.delay()``: :meth:`_enqueue` for sync code."""
+        return self._call_sync(
+            "task.delay()",
+            "await task.submit(...)",
+            lambda: self._enqueue(name, args, kwargs, priority, eta),
+        )
+
+    def _call_sync(self, call: str, instead: str, make: Callable[[], Coroutine[Any, Any, R]]) -> R:
+        """Run ``make()`` on the loop the app runs in, or else on the app's own loop in a
+        background thread, and wait for it here."""
+        if in_loop_thread():
+            raise SyncCallInLoopError(call, instead)
+        return self._portal.call(make)
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -411,6 +493,7 @@ class Flowrra:
             return
         await self._connect()
         await self.worker.start()
+        self._portal.home = asyncio.get_running_loop()  # sync calls run here from now on
         logger.info(
             "flowrra started: %d I/O slots, %d CPU processes, %d tasks registered",
             self.worker.io_executor.concurrency,
@@ -430,6 +513,7 @@ class Flowrra:
             for hook in self._shutdown:
                 await hook()
         await self.worker.stop(wait=wait, timeout=timeout)
+        self._portal.home = None
         if self._connected:
             await self.broker.close()
             await self.backend.close()
@@ -438,16 +522,17 @@ class Flowrra:
         self._stopping = False
 
     async def close(self) -> None:
-        """Release the broker and backend connections. For a process that only submits (a
+        """Release the broker and backend connections (this event loop's) and stop the
+        sync API's thread, if a sync call started one. For a process that only submits (a
         web app in front of ``flowrra worker`` processes); a started app is stopped."""
         if self.worker.is_running:
             await self.stop()
-            return
-        if self._connected:
+        elif self._connected:
             self._connected = False
             self._connect_lock = None
             await self.broker.close()
             await self.backend.close()
+        await self._portal.aclose()
 
     @contextlib.asynccontextmanager
     async def producer(self) -> AsyncIterator[Flowrra]:

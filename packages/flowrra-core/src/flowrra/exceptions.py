@@ -11,6 +11,7 @@ The tree::
     ├── TaskNotRegisteredError       submit() of a function or name that was never registered
     ├── SerializationError           arguments or a result that cannot be encoded as JSON
     ├── NotRunningError              waiting on an embedded app that was never started
+    ├── SyncCallInLoopError          a *_sync call or task.delay() from a thread running a loop
     ├── UnknownTaskError             wait_for_result() on an id no backend has heard of
     ├── ResultTimeoutError           wait_for_result() timed out (also TimeoutError)
     ├── BrokerError                  the broker failed (connection lost, server error)
@@ -41,6 +42,7 @@ __all__ = [
     "ScheduleNotFoundError",
     "ScheduleStoreError",
     "SerializationError",
+    "SyncCallInLoopError",
     "TaskNotFoundError",
     "TaskNotRegisteredError",
     "TaskRegistrationError",
@@ -99,6 +101,18 @@ class NotRunningError(FlowrraError, RuntimeError):
             message
             or "the app is not running: call `await app.start()` or use `async with app:`; "
             "tasks submitted before start() wait in the queue and run once it starts"
+        )
+
+
+class SyncCallInLoopError(FlowrraError, RuntimeError):
+    """A sync call (``app.submit_sync``, ``task.delay``, ...) was made from a thread that
+    runs an event loop: it would block that loop, and deadlock if the call needs it."""
+
+    def __init__(self, call: str, instead: str) -> None:
+        self.call = call
+        super().__init__(
+            f"{call} was called from a thread that runs an event loop, which it would block "
+            f"(and deadlock, if the call needed that loop): in async code, use `{instead}`"
         )
 
 

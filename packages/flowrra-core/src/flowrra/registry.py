@@ -4,7 +4,8 @@
 checkers (``ParamSpec``): calling it runs the function directly, and
 ``await handle.submit(...)`` enqueues it with arguments checked by mypy at the call site.
 ``handle.with_options(priority=1, delay=5).submit(...)`` sets per-call options without
-colliding with the task's own keyword arguments.
+colliding with the task's own keyword arguments. Sync code calls ``handle.delay(...)``
+(and ``handle.with_options(...).delay(...)``) instead of ``await handle.submit(...)``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ class _Submitter(Protocol):
         eta: float | None,
     ) -> str: ...
 
+    def _enqueue_sync(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+    ) -> str: ...
+
 
 def eta_from(delay: float | None, eta: datetime | None) -> float | None:
     """The Unix due time for a ``delay`` in seconds or an ``eta`` datetime (a naive one is
@@ -62,7 +72,8 @@ def eta_from(delay: float | None, eta: datetime | None) -> float | None:
 
 
 class TaskCall(Generic[P]):
-    """A task with per-call options bound; ``await call.submit(*args, **kwargs)``."""
+    """A task with per-call options bound; ``await call.submit(*args, **kwargs)``, or
+    ``call.delay(*args, **kwargs)`` from sync code."""
 
     __slots__ = ("_eta", "_handle", "_priority")
 
@@ -74,6 +85,12 @@ class TaskCall(Generic[P]):
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task with these options; returns the task id."""
         return await self._handle._submitter._enqueue(
+            self._handle.name, args, kwargs, self._priority, self._eta
+        )
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """:meth:`submit` for sync code: blocks until the task is queued; returns its id."""
+        return self._handle._submitter._enqueue_sync(
             self._handle.name, args, kwargs, self._priority, self._eta
         )
 
@@ -99,6 +116,12 @@ class TaskHandle(Generic[P, R]):
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task at priority 0, to run now; returns the task id."""
         return await self._submitter._enqueue(self.name, args, kwargs, 0, None)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """:meth:`submit` for sync code (a Django view, a script, a thread): blocks until
+        the task is queued; returns its id. Not from a thread that runs an event loop
+        (``SyncCallInLoopError``: use ``await task.submit(...)`` there)."""
+        return self._submitter._enqueue_sync(self.name, args, kwargs, 0, None)
 
     def with_options(
         self, *, priority: int = 0, delay: float | None = None, eta: datetime | None = None
