@@ -438,7 +438,9 @@ class Flowrra:
         """:meth:`submit` for sync code (a Django view, a script, a thread): blocks until
         the task is queued; returns its id. Safe from any number of threads at once; not
         from a thread that runs an event loop (:class:`SyncCallInLoopError`: ``await
-        app.submit(...)`` there)."""
+        app.submit(...)`` there). On an in-memory broker the app must be running in this
+        process (else :class:`NotRunningError`: nothing would ever run the task)."""
+        self._check_queueable("app.submit_sync()")
         return self._call_sync(
             "app.submit_sync()",
             "await app.submit(...)",
@@ -472,11 +474,24 @@ class Flowrra:
         eta: float | None,
     ) -> str:
         """``task.delay()``: :meth:`_enqueue` for sync code."""
+        self._check_queueable("task.delay()")
         return self._call_sync(
             "task.delay()",
             "await task.submit(...)",
             lambda: self._enqueue(name, args, kwargs, priority, eta),
         )
+
+    def _check_queueable(self, call: str) -> None:
+        """A broker in this process (in memory) is only consumed by this app's worker: a
+        task queued from sync code while it runs nowhere could never run (and a full
+        queue would block the caller for ever)."""
+        if not self.broker.durable and not self.worker.is_running and not in_loop_thread():
+            raise NotRunningError(
+                f"{call} on an app whose broker is in this process (in memory) while the app "
+                "is not running: nothing would run the task. Start the app in this process "
+                "(`async with app:`, e.g. in the web server's lifespan), or use a broker that "
+                "worker processes serve (Redis)"
+            )
 
     def _call_sync(self, call: str, instead: str, make: Callable[[], Coroutine[Any, Any, R]]) -> R:
         """Run ``make()`` on the loop the app runs in, or else on the app's own loop in a

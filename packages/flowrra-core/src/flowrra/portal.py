@@ -10,6 +10,9 @@ daemon thread started by the first sync call and shared by every thread after it
 
 - A thread that runs an event loop gets :class:`~flowrra.exceptions.SyncCallInLoopError`:
   blocking it would stall its loop, and deadlock when the call needs that loop.
+- An in-memory app that runs nowhere could never run a task: ``submit_sync`` and
+  ``delay`` raise :class:`~flowrra.exceptions.NotRunningError` (the app checks), as
+  ``wait_for_result_sync`` does for a task still pending.
 - A loop that stops before the call is done (the app closed, its loop ended) fails the
   call with :class:`~flowrra.exceptions.NotRunningError` within a second, never a hang.
 - After ``os.fork()`` the child starts a thread and loop of its own on its first sync
