@@ -68,10 +68,11 @@ _name_pyenv_versions()
 
 
 def _install(session: nox.Session, *args: str, locked: bool = True) -> None:
-    """``pip install`` from the lock: pip itself and hatchling first, then ``args`` built
-    without isolation (so the build backend is the locked one too)."""
+    """``pip install`` from the lock: pip itself and hatchling (with editables, for
+    editable installs) first, then ``args`` built without isolation (so the build
+    backend is the locked one too)."""
     lock = ("-c", str(CONSTRAINTS)) if locked else ("--upgrade",)
-    session.install(*lock, "pip", "hatchling")
+    session.install(*lock, "pip", "hatchling", "editables")
     session.install(*lock, "--no-build-isolation", *args)
 
 
@@ -230,7 +231,9 @@ def lock(session: nox.Session) -> None:
         silent=True,
     )  # fmt: skip
     assert isinstance(resolved, str)
-    pins = [line for line in resolved.splitlines() if line and not line.startswith("./")]
+    # Only the pins: uv's progress lines come back in the same output, and the local
+    # distributions (./packages/...) are installed from their folders.
+    pins = [line for line in resolved.splitlines() if re.match(r"[A-Za-z0-9][\w.-]*==", line)]
     header = (
         "# The lock: every tool and third-party dependency the nox sessions install.\n"
         "# Made by `nox -s lock` from constraints.in; do not edit by hand.\n"
