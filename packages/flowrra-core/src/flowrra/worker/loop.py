@@ -1,0 +1,185 @@
+"""The worker loop: :class:`Worker` composes the parts and runs the slots that join them.
+
+Concurrency comes from *slots*: ``io_executor.concurrency`` coroutines each take one
+message at a time from the :class:`~flowrra.worker.reserving.Reserver` and hand it to the
+:class:`~flowrra.worker.running.Runner`. A slot whose task does not suspend goes straight
+on to the next message. A CPU-bound message is handed to one of
+``cpu_executor.concurrency`` *lanes* through a small queue, so CPU work never holds an I/O
+slot while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from typing import Any
+
+from flowrra.events import EventHub
+from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.registry import TaskHandle, TaskRegistry
+from flowrra.task import TaskMessage, TaskResult
+from flowrra.worker._cancel import reraise_if_cancelled
+from flowrra.worker.draining import Drainer
+from flowrra.worker.keepalive import Heartbeat, Leases
+from flowrra.worker.reserving import Reserver
+from flowrra.worker.running import Runner
+from flowrra.worker.settling import Settler
+
+__all__ = ["Worker"]
+
+_HOST = socket.gethostname()
+
+
+class Worker:
+    """Runs the tasks of ``registry`` that ``broker`` delivers; records to ``backend``."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        broker: Broker,
+        backend: ResultBackend,
+        io_executor: Executor,
+        cpu_executor: Executor,
+        events: EventHub,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self.broker = broker
+        self.backend = backend
+        self.io_executor = io_executor
+        self.cpu_executor = cpu_executor
+        self.events = events
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        #: Unique per worker process: host, pid and a random suffix.
+        self.worker_id = f"{_HOST}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.started_at: float | None = None
+        self.leases = Leases(broker)
+        self.reserver = Reserver(broker, self.leases.held)
+        self.settler = Settler(broker, backend, events, self.leases.held)
+        self.runner = Runner(backend, events, self.settler)
+        self.heartbeat = Heartbeat(broker, self.worker_id, self.describe)
+        self.drainer = Drainer(broker, self.reserver, self.settler, self.leases, self.heartbeat)
+        self._running = False
+        self._slots: list[asyncio.Task[None]] = []
+        self._lanes: list[asyncio.Task[None]] = []
+        self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage]]
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    @property
+    def processed(self) -> int:
+        """Tasks settled (succeeded, failed for good, or sent to retry) since start."""
+        return self.settler.processed
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        await self.io_executor.start()
+        await self.cpu_executor.start()
+        slots = self.io_executor.concurrency
+        self.reserver.start(slots, self.poll_interval)
+        self.settler.start(slots)
+        self._cpu_queue = asyncio.Queue(self.cpu_executor.concurrency)
+        self._slots = [
+            asyncio.create_task(self._io_slot(), name=f"flowrra-slot-{n}") for n in range(slots)
+        ]
+        self._lanes = [
+            asyncio.create_task(self._cpu_lane(), name=f"flowrra-cpu-lane-{n}")
+            for n in range(self.cpu_executor.concurrency)
+        ]
+        self.leases.start()
+        self.started_at = time.time()
+        self.heartbeat.start(self.heartbeat_interval)
+        self._running = True
+
+    async def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop; see :mod:`flowrra.worker.draining` for what happens to queued and running
+        tasks."""
+        if not self._running:
+            return
+        await self.drainer.drain(
+            self._slots, self._lanes, self._cpu_queue, wait=wait, timeout=timeout
+        )
+        self._slots, self._lanes = [], []
+        await self.io_executor.stop(wait)
+        await self.cpu_executor.stop(wait)
+        self._running = False
+
+    # -- the slots -------------------------------------------------------------------------
+
+    async def _io_slot(self) -> None:
+        reserver = self.reserver
+        buffer = reserver.buffer
+        run = self.runner.run
+        while True:
+            try:
+                # A batch already reserved is taken without a call into the reserver.
+                message = buffer.popleft() if buffer else await reserver.next()
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if reserver.stopping and me is not None and me.uncancel() == 0:
+                    return  # stop() woke the slot waiting on the broker
+                raise
+            if message is None:
+                return
+            reserver.busy += 1
+            try:
+                handle = self.registry.by_name.get(message.name)
+                if handle is not None and handle.options.cpu_bound:
+                    await self._cpu_queue.put((handle, message))
+                else:
+                    await run(handle, message, self.io_executor)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.settler.unsettled(message)
+                reraise_if_cancelled()
+            finally:
+                reserver.busy -= 1
+
+    async def _cpu_lane(self) -> None:
+        queue = self._cpu_queue
+        run = self.runner.run
+        while True:
+            handle, message = await queue.get()
+            try:
+                try:
+                    await run(handle, message, self.cpu_executor)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.settler.unsettled(message)
+                    reraise_if_cancelled()
+            finally:
+                queue.task_done()
+
+    # -- records and status ----------------------------------------------------------------
+
+    async def record(self, result: TaskResult, retry_in: float | None = None) -> None:
+        """Store ``result`` and publish its event (``submit`` records PENDING with it)."""
+        await self.settler.record(result, retry_in)
+
+    def publish(self, result: TaskResult, retry_in: float | None = None) -> None:
+        """Tell the event listeners about ``result``'s new status."""
+        self.settler.publish(result, retry_in)
+
+    def describe(self) -> dict[str, Any]:
+        """This worker as its heartbeat announces it (see :class:`WorkerDirectory`)."""
+        return {
+            "id": self.worker_id,
+            "host": _HOST,
+            "pid": os.getpid(),
+            "concurrency": self.io_executor.concurrency,
+            "cpu_workers": self.cpu_executor.concurrency,
+            "started": self.started_at,
+            "processed": self.settler.processed,
+            "busy": self.reserver.busy,
+            "tasks": sorted(handle.name for handle in self.registry),
+            "at": time.time(),
+        }

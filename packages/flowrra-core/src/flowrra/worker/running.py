@@ -1,0 +1,170 @@
+"""Running: one attempt of one message, from RUNNING to an outcome for the settler.
+
+The runner records RUNNING, runs the task on the executor it is given (the slot's, or a
+CPU lane's) within the task's ``timeout``, and judges the outcome: the value, or an error
+that the task's :class:`~flowrra.retry.RetryPolicy` retries (after ``delay_for`` the next
+attempt) or not. A task that runs past its timeout fails with :class:`TaskTimeoutExpired`;
+one that cancels itself fails with ``CancelledError``; a cancellation from outside (the
+worker stopping) is not an outcome, it propagates and the drain settles what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from typing import Any
+
+from flowrra.events import EventHub
+from flowrra.protocols import Executor, ResultBackend
+from flowrra.registry import TaskHandle
+from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.worker.settling import Settler
+
+__all__ = ["Runner", "TaskTimeoutExpired"]
+
+logger = logging.getLogger("flowrra.worker")
+
+_RUNNING = TaskStatus.RUNNING
+_SUCCESS = TaskStatus.SUCCESS
+_FAILED = TaskStatus.FAILED
+_RETRYING = TaskStatus.RETRYING
+
+
+class TaskTimeoutExpired(TimeoutError):
+    """A task ran past its ``timeout``; recorded as its error."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
+
+
+class Runner:
+    """Runs attempts and hands each outcome to ``settler``."""
+
+    def __init__(self, backend: ResultBackend, events: EventHub, settler: Settler) -> None:
+        self.backend = backend
+        self.events = events
+        self.settler = settler
+        self._succeeded = settler.succeeded
+
+    async def run(
+        self, handle: TaskHandle[Any, Any] | None, message: TaskMessage, executor: Executor
+    ) -> None:
+        """Run ``message`` (``handle`` is its registered task, if any) on ``executor``."""
+        if handle is None or message.undeliverable is not None:
+            await self.settler.reject(message)
+            return
+        started = time.time()
+        submitted_at = message.submitted_at or None
+        # Settler.record() inlined on the hot path: a coroutine less.
+        running = TaskResult(
+            message.id,
+            _RUNNING,
+            message.name,
+            None,
+            None,
+            submitted_at,
+            started,
+            None,
+            message.attempt,
+            message.args,
+            message.kwargs,
+            None,
+            message.priority,
+        )
+        await self.backend.store(message.id, running)
+        if self.events.active:
+            self.settler.publish(running)
+        timeout = handle.options.timeout
+        try:
+            if timeout is None:
+                value = await executor.run(handle, message.args, message.kwargs)
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    value = await executor.run(handle, message.args, message.kwargs)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise  # shutdown: the drain settles what is left in flight
+            await self._failed(
+                handle,
+                message,
+                submitted_at,
+                started,
+                asyncio.CancelledError("the task cancelled itself"),
+            )
+        except Exception as exc:
+            if timeout is not None and deadline.expired():
+                exc = TaskTimeoutExpired(f"task exceeded its timeout of {timeout}s", exc)
+            await self._failed(handle, message, submitted_at, started, exc)
+        else:
+            await self._succeeded(
+                message,
+                TaskResult(
+                    message.id,
+                    _SUCCESS,
+                    message.name,
+                    value,
+                    None,
+                    submitted_at,
+                    started,
+                    time.time(),
+                    message.attempt,
+                    message.args,
+                    message.kwargs,
+                    None,
+                    message.priority,
+                ),
+            )
+
+    async def _failed(
+        self,
+        handle: TaskHandle[Any, Any],
+        message: TaskMessage,
+        submitted_at: float | None,
+        started: float,
+        exc: BaseException,
+    ) -> None:
+        """The attempt raised ``exc``: retry it if the task's policy says so, else fail."""
+        error = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
+        policy = handle.options.retry
+        retries = message.attempt
+        delay: float | None = None
+        finished: float | None = None
+        if policy.should_retry(retries, exc):
+            delay = policy.delay_for(retries + 1)
+            logger.info(
+                "task %s[%s] failed (%s); retry %d in %.3gs",
+                message.name,
+                message.id,
+                error,
+                retries + 1,
+                delay,
+            )
+        else:
+            logger.warning(
+                "task %s[%s] failed after %d retries: %s", message.name, message.id, retries, error
+            )
+            finished = time.time()
+        result = TaskResult(
+            message.id,
+            _FAILED if delay is None else _RETRYING,
+            message.name,
+            None,
+            error,
+            submitted_at,
+            started,
+            finished,
+            retries,
+            message.args,
+            message.kwargs,
+            trace,
+            message.priority,
+        )
+        if delay is not None:
+            await self.settler.retry(message, result, delay)
+        else:
+            await self.settler.failed(message, result)

@@ -1,0 +1,265 @@
+"""Settling: what becomes of a message once its attempt is over, and the records that say so.
+
+Success → record SUCCESS, then ack (never before the record is stored: a message whose
+record could not be stored is delivered again once its lease expires). Retry → record
+RETRYING, then ``requeue`` the next attempt with its due time (no slot sleeps). Failure
+for good → record FAILED, ack. A message that can never run → dead-letter, record FAILED.
+
+A slot does not wait for a networked backend: ``backend.store`` sends the record in that
+loop turn (so a short task's RUNNING and SUCCESS records share one write, and those of the
+tasks finishing together share it too) and returns an awaitable of the reply, which
+:meth:`Settler.succeeded` hands to the *settle loop*, one coroutine that awaits each and
+then acks its message. The slot is free for the next message while the record travels.
+An ``async def`` store (the in-memory backend) has not started when called; the slot runs
+it and acks itself (a settle loop would only add a hop). At most ``bound`` successes wait
+for the settle loop; a slot that would add one more waits for room.
+
+A settled message leaves :attr:`Leases.held <flowrra.worker.keepalive.Leases.held>` and
+counts in :attr:`Settler.processed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from types import CoroutineType
+
+from flowrra.events import EventHub, TaskEvent
+from flowrra.exceptions import SerializationError
+from flowrra.protocols import Broker, ResultBackend
+from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.worker._cancel import reraise_if_cancelled
+
+__all__ = ["Settler"]
+
+logger = logging.getLogger("flowrra.worker")
+
+_FAILED = TaskStatus.FAILED
+
+
+class Settler:
+    """Records each attempt's outcome to ``backend``, publishes it to ``events`` and settles
+    its message with ``broker``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        backend: ResultBackend,
+        events: EventHub,
+        held: dict[str, TaskMessage],
+    ) -> None:
+        self.broker = broker
+        self.backend = backend
+        self.events = events
+        #: Tasks settled (succeeded, failed for good, or sent to retry) since start.
+        self.processed = 0
+        self._held = held
+        self._bound = 1
+        self._waiting: list[tuple[TaskMessage, TaskResult, Awaitable[None]]] = []
+        self._room: list[asyncio.Future[None]] = []
+        self._loop: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._closing = False
+
+    def start(self, bound: int) -> None:
+        """Start the settle loop; at most ``bound`` writes under way wait for it."""
+        self._bound = bound
+        self._waiting = []
+        self._room = []
+        self._closing = False
+        self._loop = asyncio.create_task(self._settle_writes(), name="flowrra-settler")
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    async def succeeded(self, message: TaskMessage, result: TaskResult) -> None:
+        """``message`` returned ``result`` (SUCCESS): store it, then publish and ack."""
+        if len(self._waiting) >= self._bound:
+            await self._wait_for_room()
+        try:
+            # A networked backend sends the record in this loop turn (with the task's
+            # RUNNING record, for a short task) and returns an awaitable of the reply.
+            stored = self.backend.store(message.id, result)
+        except SerializationError as exc:
+            stored = self.backend.store(message.id, _unencodable(result, exc))
+        if stored.__class__ is CoroutineType:
+            # An async def store has not started: run it here (an in-process backend
+            # does not suspend, so the settle loop would only add a hop).
+            try:
+                await stored
+            except SerializationError as exc:
+                result = _unencodable(result, exc)
+                await self.backend.store(message.id, result)
+            # _acknowledge, inlined on this hot path
+            if self.events.active:
+                self.publish(result)
+            self._held.pop(message.id, None)
+            self.processed += 1
+            await self.broker.ack(message)
+            return
+        self._waiting.append((message, result, stored))
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def retry(self, message: TaskMessage, result: TaskResult, delay: float) -> None:
+        """Record ``result`` (RETRYING) and requeue ``message``'s next attempt, due in
+        ``delay`` seconds."""
+        await self.record(result, retry_in=delay)
+        self._settled(message)
+        await self.broker.requeue(message, message.next_attempt(time.time() + delay))
+
+    async def failed(self, message: TaskMessage, result: TaskResult) -> None:
+        """Record ``result`` (FAILED, for good) and ack ``message``."""
+        await self.record(result)
+        self._settled(message)
+        await self.broker.ack(message)
+
+    async def reject(self, message: TaskMessage) -> None:
+        """``message`` can never run here (it names no registered task, or it could not be
+        decoded): dead-letter it, and record it FAILED if it has an id."""
+        if message.undeliverable is not None:
+            error = "UndeliverableMessage"
+            reason = message.undeliverable
+        else:
+            error = "TaskNotRegisteredError"
+            reason = (
+                f"task {message.name!r} is not registered in this worker: decorate it with "
+                "@app.task() in a module the worker imports"
+            )
+        logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
+        self._settled(message)
+        await self.broker.dead_letter(message, reason)
+        if not message.id:
+            return  # nothing to record it under
+        now = time.time()
+        await self.record(
+            TaskResult(
+                message.id,
+                _FAILED,
+                message.name,
+                None,
+                f"{error}: {reason}",
+                None,
+                None,
+                now,
+                message.attempt,
+                message.args,
+                message.kwargs,
+                None,
+                message.priority,
+            )
+        )
+
+    def unsettled(self, message: TaskMessage) -> None:
+        """Settling ``message`` failed (its broker or backend is unreachable): stop renewing
+        its lease, so a durable broker delivers it again once the lease expires."""
+        logger.exception(
+            "task %s[%s]: could not be settled; it will be delivered again when its lease "
+            "expires (durable brokers)",
+            message.name,
+            message.id,
+        )
+        self._held.pop(message.id, None)
+
+    def _settled(self, message: TaskMessage) -> None:
+        self._held.pop(message.id, None)
+        self.processed += 1
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def record(self, result: TaskResult, retry_in: float | None = None) -> None:
+        """Store ``result`` and publish its event.
+
+        The hot paths (PENDING in submit, RUNNING in the runner, SUCCESS here) inline these
+        two steps.
+        """
+        await self.backend.store(result.task_id, result)
+        if self.events.active:
+            self.publish(result, retry_in)
+
+    def publish(self, result: TaskResult, retry_in: float | None = None) -> None:
+        """Tell the event listeners about ``result``'s new status."""
+        self.events.publish(TaskEvent.from_result(result, retry_in))
+
+    # -- the settle loop -------------------------------------------------------------------
+
+    async def _wait_for_room(self) -> None:
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room.append(room)
+        try:
+            await room
+        finally:
+            if room in self._room:
+                self._room.remove(room)
+
+    async def _settle_writes(self) -> None:
+        """Await the SUCCESS records slots started storing, then publish and ack each.
+        Runs until :meth:`close` has let it empty the batch it holds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiting:
+                if self._closing:
+                    return
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            batch, self._waiting = self._waiting, []
+            room, self._room = self._room, []
+            for waiter in room:
+                if not waiter.done():
+                    waiter.set_result(None)
+            for message, result, stored in batch:
+                try:
+                    try:
+                        await stored
+                    except SerializationError as exc:  # a backend that finds it out late
+                        result = _unencodable(result, exc)
+                        await self.backend.store(message.id, result)
+                except Exception:
+                    reraise_if_cancelled()
+                    self.unsettled(message)
+                    continue
+                await self._acknowledge(message, result)
+
+    async def _acknowledge(self, message: TaskMessage, result: TaskResult) -> None:
+        """``message``'s final record is stored: publish it, count it and ack it."""
+        if self.events.active:
+            self.publish(result)
+        self._held.pop(message.id, None)
+        self.processed += 1
+        try:
+            await self.broker.ack(message)
+        except Exception:
+            reraise_if_cancelled()
+            logger.exception("task %s[%s]: could not be acked", message.name, message.id)
+
+    async def close(self, timeout: float) -> None:
+        """Let the settle loop store and ack what it was handed, within ``timeout``: it
+        returns once it has nothing left."""
+        settle_loop = self._loop
+        if settle_loop is None or settle_loop.done():
+            return
+        self._closing = True
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        await asyncio.wait([settle_loop], timeout=timeout)
+
+    async def stop(self) -> None:
+        """Stop the settle loop. Writes still under way are dropped: their messages are
+        still held, and released or recorded FAILED by the drain."""
+        settle_loop, self._loop = self._loop, None
+        if settle_loop is not None:
+            settle_loop.cancel()
+            await asyncio.gather(settle_loop, return_exceptions=True)
+        self._waiting = []
+
+
+def _unencodable(result: TaskResult, exc: SerializationError) -> TaskResult:
+    """``result``, FAILED because its value cannot be stored."""
+    result.status = _FAILED
+    result.result = None
+    result.error = f"SerializationError: {exc}"
+    return result
