@@ -17,7 +17,16 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.test import AsyncClient
 from django.urls import clear_url_caches, include, path
-from flowrra_ui.testing import Client, UIApiContract, decoded_body, make_ui_app, running_ui_app
+from flowrra_ui.testing import (
+    SAME_ORIGIN,
+    Client,
+    UIApiContract,
+    WebSocketProbe,
+    decoded_body,
+    make_ui_app,
+    redact_for_tests,
+    running_ui_app,
+)
 from flowrra_ui_django import get_urls, websocket_urls
 
 from flowrra import Flowrra
@@ -34,6 +43,7 @@ def mounted(ui_app: Flowrra) -> Iterator[None]:
     django_urls.urlpatterns[:] = [
         path("flowrra/", include(get_urls(ui_app))),
         path("open/", include(get_urls(ui_app, writable=False))),
+        path("redacted/", include(get_urls(ui_app, redact=redact_for_tests))),
     ]
     clear_url_caches()
     yield
@@ -56,10 +66,16 @@ def _client(http: AsyncClient, prefix: str) -> Client:
         method: str, path: str, body: Any, extra: dict[str, str] | None
     ) -> tuple[int, Any]:
         url, _, query = path.partition("?")
-        options: dict[str, Any] = {"headers": extra or {}}
+        headers: dict[str, str] = {}
+        options: dict[str, Any] = {}
         if method != "GET":  # Django's client would send an empty multipart form otherwise
             data = "" if body is None else json.dumps(body)
             options.update(data=data, content_type="application/json")
+            if body is None:  # Django sends no Content-Type with an empty body by itself
+                headers["Content-Type"] = "application/json"
+        given = {name.lower() for name in extra or {}}
+        headers = {k: v for k, v in headers.items() if k.lower() not in given}
+        options["headers"] = {**headers, **(extra or {})}
         if query:
             url = f"{url}?{query}"
         response = await getattr(http, method.lower())(prefix + url, **options)
@@ -85,6 +101,46 @@ async def readonly(mounted: None, staff: User) -> Client:
     http = AsyncClient()
     await http.aforce_login(staff)
     return _client(http, "/open")
+
+
+@pytest.fixture
+def private() -> None:
+    return None  # every Django mount is guarded (staff members, or PERMISSION)
+
+
+@pytest.fixture
+async def redacted(mounted: None, staff: User) -> Client:
+    http = AsyncClient()
+    await http.aforce_login(staff)
+    return _client(http, "/redacted")
+
+
+@pytest.fixture
+def websocket(ui_app: Flowrra, staff: User) -> WebSocketProbe:
+    application = URLRouter(websocket_urls(ui_app, "flowrra/") + websocket_urls(ui_app, "open/"))
+    mounts = {
+        "client": ("/flowrra/ws", staff),
+        "stranger": ("/flowrra/ws", AnonymousUser()),
+        "readonly": ("/open/ws", staff),
+    }
+
+    async def probe(mount: str, origin: str | None) -> Any:
+        path, user = mounts[mount]
+        headers = [(b"host", b"testserver")]
+        if origin is not None:
+            origin = "http://testserver" if origin == SAME_ORIGIN else origin
+            headers.append((b"origin", origin.encode()))
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        if not connected:
+            return None
+        try:
+            return json.loads(await communicator.receive_from(timeout=10))
+        finally:
+            await communicator.disconnect()
+
+    return probe
 
 
 class TestDjangoContract(UIApiContract):

@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import AsyncClient, override_settings
@@ -132,6 +132,69 @@ async def test_websocket_urls_honour_permission(running_app: Flowrra, visitor: U
     connected, _ = await communicator.connect()
     assert connected
     await communicator.disconnect()
+
+
+def can_see_tasks(user: Any) -> bool:
+    """A permission as a project writes one: a Django permission, read from the database
+    (``has_perm`` queries it for a user who is not a superuser)."""
+    return bool(user.is_active and user.is_staff and user.has_perm("auth.view_user"))
+
+
+def _staff(name: str, *, granted: bool) -> User:
+    user, _ = User.objects.get_or_create(username=name, defaults={"is_staff": True})
+    if granted:
+        user.user_permissions.add(
+            Permission.objects.get(codename="view_user", content_type__app_label="auth")
+        )
+    return user
+
+
+async def test_a_permission_that_reads_the_database(running_app: Flowrra, mount: Any) -> None:
+    granted = await sync_to_async(_staff)("reader", granted=True)
+    refused = await sync_to_async(_staff)("staffer", granted=False)
+    assert not granted.is_superuser and not refused.is_superuser
+    with override_settings(FLOWRRA_UI=_settings(running_app, PERMISSION=can_see_tasks)):
+        mount(_settings_urlconf())
+        application = URLRouter(websocket_urls(running_app))
+        for user, allowed in [(granted, True), (refused, False)]:
+            http = AsyncClient()
+            await http.aforce_login(user)
+            for url in ["/ui/", "/ui/static/app.js", "/ui/api/meta", "/ui/api/executions"]:
+                status = (await http.get(url)).status_code
+                assert status == (200 if allowed else 403), (user.username, url, status)
+            fresh = await User.objects.aget(pk=user.pk)  # as AuthMiddlewareStack gives it
+            communicator = WebsocketCommunicator(application, "/flowrra/ws")
+            communicator.scope["user"] = fresh
+            connected, _ = await communicator.connect()
+            assert connected is allowed, user.username
+            await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("redact", "shown"),
+    [
+        (..., {"password": "[redacted]", "n": 1}),  # not set: the default masking
+        ("flowrra_ui.testing.redact_for_tests", {"password": "[redacted]", "n": 1}),
+        (None, {"password": "hunter2", "n": 1}),  # masking turned off
+    ],
+)
+async def test_redact_comes_from_the_settings(
+    running_app: Flowrra, visitor: User, mount: Any, redact: Any, shown: dict[str, Any]
+) -> None:
+    shown_id = await running_app.submit("echo", password="hunter2", n=1)
+    failed = await running_app.submit("boom", "declined")
+    for task_id in (shown_id, failed):
+        await running_app.wait_for_result(task_id, timeout=10)
+    extra = {} if redact is ... else {"REDACT": redact}
+    with override_settings(FLOWRRA_UI=_settings(running_app, **extra)):
+        mount(_settings_urlconf())
+        http = AsyncClient()
+        await http.aforce_login(visitor)
+        detail = (await http.get(f"/ui/api/executions/{shown_id}")).json()
+        assert detail["kwargs"] == shown
+        error = (await http.get(f"/ui/api/executions/{failed}")).json()["error"]
+        hidden = redact == "flowrra_ui.testing.redact_for_tests"
+        assert error == ("[hidden]" if hidden else "RuntimeError: declined")
 
 
 def _flowrra_checks() -> list[checks.CheckMessage]:

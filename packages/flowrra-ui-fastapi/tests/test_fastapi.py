@@ -1,11 +1,13 @@
-"""The FastAPI adapter: the shared UI contract through an ASGI client, the OpenAPI
-document, and live events over a real WebSocket served by uvicorn."""
+"""The FastAPI adapter: the shared UI contract through an ASGI client (and its WebSocket
+rules over a real uvicorn server), the OpenAPI document, and live events over a real
+WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +19,16 @@ import uvicorn
 import websockets
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.requests import HTTPConnection
-from flowrra_ui.testing import Client, UIApiContract, decoded_body, make_ui_app, running_ui_app
+from flowrra_ui.testing import (
+    SAME_ORIGIN,
+    Client,
+    UIApiContract,
+    WebSocketProbe,
+    decoded_body,
+    make_ui_app,
+    redact_for_tests,
+    running_ui_app,
+)
 from flowrra_ui_fastapi import create_router
 
 from flowrra import Flowrra
@@ -31,12 +42,17 @@ def require_token(connection: HTTPConnection) -> None:
         raise HTTPException(status_code=401, detail="token required")
 
 
+GUARD = [Depends(require_token)]
+
+
 def build(ui_app: Flowrra) -> FastAPI:
+    """Every mount the contract reads, each under its own prefix."""
     api = FastAPI()
-    api.include_router(
-        create_router(ui_app, dependencies=[Depends(require_token)]), prefix="/flowrra"
-    )
-    api.include_router(create_router(ui_app), prefix="/open")  # no auth hook: read-only
+    api.include_router(create_router(ui_app, dependencies=GUARD), prefix="/flowrra")
+    api.include_router(create_router(ui_app, public=True), prefix="/open")
+    api.include_router(create_router(ui_app), prefix="/private")  # no auth hook
+    redacted = create_router(ui_app, dependencies=GUARD, redact=redact_for_tests)
+    api.include_router(redacted, prefix="/redacted")
     return api
 
 
@@ -46,14 +62,23 @@ async def ui_app(tmp_path: Path) -> AsyncIterator[Flowrra]:
         yield app
 
 
+def _headers(base: dict[str, str], extra: dict[str, str] | None) -> dict[str, str]:
+    given = {name.lower() for name in extra or {}}
+    return {**{k: v for k, v in base.items() if k.lower() not in given}, **(extra or {})}
+
+
 def _client(api: FastAPI, prefix: str, headers: dict[str, str]) -> Client:
     async def call(
         method: str, path: str, body: Any, extra: dict[str, str] | None
     ) -> tuple[int, Any]:
+        base = dict(headers)
+        options: dict[str, Any] = {"json": body} if body is not None else {}
+        if body is None and method != "GET":  # as the page sends a bodiless write
+            base["Content-Type"] = "application/json"
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             response = await http.request(
-                method, prefix + path, json=body, headers={**headers, **(extra or {})}
+                method, prefix + path, headers=_headers(base, extra), **options
             )
         return response.status_code, decoded_body(
             response.headers.get("content-type"), response.content
@@ -82,6 +107,58 @@ def readonly(api: FastAPI) -> Client:
     return _client(api, "/open", {})
 
 
+@pytest.fixture
+def private(api: FastAPI) -> Client:
+    return _client(api, "/private", {})
+
+
+@pytest.fixture
+def redacted(api: FastAPI) -> Client:
+    return _client(api, "/redacted", {"x-token": TOKEN})
+
+
+@contextlib.asynccontextmanager
+async def serve(api: FastAPI) -> AsyncIterator[int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    running = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await running
+
+
+MOUNTS = {
+    "client": f"/flowrra/ws?token={TOKEN}",
+    "stranger": "/flowrra/ws",
+    "readonly": "/open/ws",
+    "private": "/private/ws",
+}
+
+
+@pytest.fixture
+async def websocket(api: FastAPI) -> AsyncIterator[WebSocketProbe]:
+    async with serve(api) as port:
+
+        async def probe(mount: str, origin: str | None) -> Any:
+            if origin == SAME_ORIGIN:
+                origin = f"http://127.0.0.1:{port}"
+            url = f"ws://127.0.0.1:{port}{MOUNTS[mount]}"
+            try:
+                async with websockets.connect(url, origin=origin) as ws:  # type: ignore[arg-type]
+                    async with asyncio.timeout(10):
+                        return json.loads(await ws.recv())
+            except websockets.exceptions.InvalidStatus:
+                return None
+
+        yield probe
+
+
 class TestFastAPIContract(UIApiContract):
     pass
 
@@ -91,6 +168,8 @@ def test_openapi_lists_every_endpoint_with_its_schema(tmp_path: Path) -> None:
     paths = spec["paths"]
     for path, method in [
         ("/flowrra/api/stats", "get"),
+        ("/flowrra/api/meta", "get"),
+        ("/flowrra/api/workers", "get"),
         ("/flowrra/api/health", "get"),
         ("/flowrra/api/tasks", "get"),
         ("/flowrra/api/tasks/{name}", "get"),
@@ -111,23 +190,8 @@ def test_openapi_lists_every_endpoint_with_its_schema(tmp_path: Path) -> None:
     assert body["required"] == ["task_name", "cron"] and "timezone" in body["properties"]
     listing = paths["/flowrra/api/executions"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"status", "task", "limit", "offset"}
-    assert "404" in paths["/flowrra/api/tasks/{name}"]["get"]["responses"]
-
-
-@contextlib.asynccontextmanager
-async def serve(api: FastAPI) -> AsyncIterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
-    running = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await running
+    assert {"401", "404"} <= set(paths["/flowrra/api/tasks/{name}"]["get"]["responses"])
+    assert "415" in cron["responses"]
 
 
 async def test_live_events_over_a_real_websocket(ui_app: Flowrra, api: FastAPI) -> None:
@@ -149,11 +213,24 @@ async def test_live_events_over_a_real_websocket(ui_app: Flowrra, api: FastAPI) 
                 pass  # no token: refused before the handshake completes
 
 
+def test_public_true_opens_the_ui_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flowrra.ui"):
+        create_router(make_ui_app(tmp_path), dependencies=GUARD)
+        create_router(make_ui_app(tmp_path))
+    assert caplog.records == []  # guarded, or private: nothing to warn about
+    with caplog.at_level(logging.WARNING, logger="flowrra.ui"):
+        create_router(make_ui_app(tmp_path), public=True)
+    [warning] = caplog.records
+    assert warning.levelno == logging.WARNING and "public" in warning.getMessage()
+
+
 def test_the_0_1_8_import_path_gives_the_same_router(tmp_path: Path) -> None:
     from fastapi.routing import APIRouter
 
     from flowrra.ui.fastapi import create_router as create_router_018
 
-    router = create_router_018(make_ui_app(tmp_path))
+    router = create_router_018(make_ui_app(tmp_path))  # mounts, and is private
     assert isinstance(router, APIRouter)
     assert {r.path for r in router.routes} >= {"/api/stats", "/ws"}  # type: ignore[attr-defined]

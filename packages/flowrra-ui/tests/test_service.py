@@ -1,16 +1,20 @@
 """The UI's JSON API through dispatch(), as every adapter calls it: paths, status codes,
-body shapes, bad input, and the read-only default."""
+body shapes, bad input, the private default, masking, and the live stream's rules."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flowrra_ui import ROUTES, UIService, dispatch
+from flowrra_ui import PRIVATE, REDACTED, ROUTES, UIService, dispatch, websocket_refusal
+from flowrra_ui.redaction import SECRET_KEYS, redact_keys, redact_secrets
+from flowrra_ui.service import READY, stream_events
 from flowrra_ui.testing import running_ui_app
 
 from flowrra import Flowrra
@@ -30,7 +34,7 @@ async def call(service: UIService, method: str, path: str, body: Any = None, **q
 
 
 async def test_reads(app: Flowrra) -> None:
-    ui = UIService(app)
+    ui = UIService(app, public=True)
     ok = await app.submit("add", 1, 2)
     bad = await app.submit("boom", "<b>bold</b>")
     for task_id in (ok, bad):
@@ -43,7 +47,7 @@ async def test_reads(app: Flowrra) -> None:
         {"status": "ok", "checks": {"backend": "ok", "broker": "ok", "scheduler": "ok"}},
     )
     status, tasks = await call(ui, "GET", "/api/tasks")
-    assert [t["name"] for t in tasks] == ["add", "boom"]
+    assert [t["name"] for t in tasks] == ["add", "boom", "echo"]
     status, add = await call(ui, "GET", "/api/tasks/add")
     assert status == 200 and add["doc"] == "Adds two numbers."
     assert (await call(ui, "GET", "/api/tasks/nope"))[0] == 404
@@ -65,19 +69,19 @@ async def test_reads(app: Flowrra) -> None:
     ],
 )
 async def test_bad_queries_are_400(app: Flowrra, query: dict[str, str], message: str) -> None:
-    status, body = await dispatch(UIService(app), "GET", "/api/executions", query)
+    status, body = await dispatch(UIService(app, guarded=True), "GET", "/api/executions", query)
     assert status == 400 and message in body["error"]
 
 
 async def test_unknown_paths_and_methods(app: Flowrra) -> None:
-    ui = UIService(app)
+    ui = UIService(app, guarded=True)
     assert (await call(ui, "GET", "/api/nothing"))[0] == 404
     status, body = await call(ui, "DELETE", "/api/stats")
     assert status == 405 and "GET" in body["error"]
 
 
-async def test_writes_are_refused_without_auth(app: Flowrra) -> None:
-    ui = UIService(app)  # read-only, as an adapter mounts it without an auth hook
+async def test_a_public_mount_refuses_writes(app: Flowrra) -> None:
+    ui = UIService(app, public=True)  # read-only, as public=True mounts it
     for method, path in [
         ("POST", "/api/schedules/cron"),
         ("PUT", "/api/schedules/x/enable"),
@@ -91,7 +95,7 @@ async def test_writes_are_refused_without_auth(app: Flowrra) -> None:
 
 
 async def test_schedules_create_enable_disable_delete(app: Flowrra) -> None:
-    ui = UIService(app, writable=True)
+    ui = UIService(app, guarded=True)
     status, made = await call(
         ui,
         "POST",
@@ -140,14 +144,14 @@ async def test_bad_schedules_are_400_and_write_nothing(
     app: Flowrra, kind: str, body: Any, message: str
 ) -> None:
     status, answer = await call(
-        UIService(app, writable=True), "POST", f"/api/schedules/{kind}", body
+        UIService(app, guarded=True), "POST", f"/api/schedules/{kind}", body
     )
     assert status == 400 and message in answer["error"]
     assert await app.scheduler.list() == []
 
 
 async def test_retry_submits_a_failed_task_again(app: Flowrra) -> None:
-    ui = UIService(app, writable=True)
+    ui = UIService(app, guarded=True)
     ok = await app.submit("add", 2, 3)
     bad = await app.submit("boom", "again", priority=4)
     for task_id in (ok, bad):
@@ -169,7 +173,7 @@ async def test_store_down_is_503(tmp_path: Path) -> None:
         return None
 
     app.create_scheduler("sqlite:////nonexistent-dir/for/sure/ui.db")
-    ui = UIService(app, writable=True)
+    ui = UIService(app, guarded=True)
     status, body = await call(ui, "GET", "/api/schedules")
     assert status == 503 and "nonexistent-dir" in body["error"]
     status, body = await call(ui, "GET", "/api/health")
@@ -177,7 +181,7 @@ async def test_store_down_is_503(tmp_path: Path) -> None:
 
 
 async def test_writes_need_json_and_a_matching_origin(app: Flowrra) -> None:
-    ui = UIService(app, writable=True)
+    ui = UIService(app, guarded=True)
     form = b"task_name=add&cron=0+9+*+*+*"
     status, body = await dispatch(
         ui, "POST", "/api/schedules/cron", {}, form, {"Content-Type": "text/plain", "Host": "ui"}
@@ -196,3 +200,142 @@ async def test_writes_need_json_and_a_matching_origin(app: Flowrra) -> None:
     assert status == 200
     status, body = await dispatch(ui, "POST", "/api/schedules/cron", {}, b"{oops", head)
     assert status == 400 and "not valid JSON" in body["error"]
+    made = await app.scheduler.schedule_cron("add", "0 9 * * *")
+    for content_type in ["application/x-www-form-urlencoded", "multipart/form-data", "", None]:
+        bodiless = {"host": "ui"} if content_type is None else {"content-type": content_type}
+        status, _ = await dispatch(ui, "PUT", f"/api/schedules/{made}/disable", {}, b"", bodiless)
+        assert status == 415, content_type
+    schedule = await app.scheduler.get(made)
+    assert schedule is not None and schedule.enabled
+    status, _ = await dispatch(
+        ui, "PUT", f"/api/schedules/{made}/disable", {}, b"", {"Content-Type": "application/json"}
+    )
+    assert status == 200  # the page's bodiless write
+
+
+async def test_a_mount_is_private_by_default(
+    app: Flowrra, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flowrra.ui"):
+        ui = UIService(app)
+    assert ui.access == "private" and not ui.writable and caplog.records == []
+    refused = (401, {"error": PRIVATE, "access": "private"})
+    for route in ROUTES:
+        path = route.path.format(name="add", task_id="x", schedule_id="x")
+        body = {"task_name": "add", "cron": "0 9 * * *"} if route.writes else None
+        assert await call(ui, route.method, path, body) == refused, path
+    assert (await call(ui, "GET", "/api/nothing"))[0] == 401
+    assert "public=True" in PRIVATE and "dependencies=" in PRIVATE and "auth=" in PRIVATE
+    assert websocket_refusal(ui, {"Host": "ui"}) == (401, PRIVATE)
+    assert UIService(app, writable=True).access == "private"  # writable alone opens nothing
+    assert await app.scheduler.list() == []
+
+
+def test_public_is_an_explicit_choice_with_a_warning(
+    app: Flowrra, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flowrra.ui"):
+        ui = UIService(app, public=True)
+    assert ui.access == "public" and ui.writable is False
+    [warning] = caplog.records
+    assert warning.name == "flowrra.ui" and "public=True" in warning.getMessage()
+    with pytest.raises(ValueError, match="public=True"):
+        UIService(app, guarded=True, public=True)
+    assert UIService(app, guarded=True).writable is True
+    assert UIService(app, guarded=True, writable=False).writable is False
+
+
+def test_websocket_refusal_compares_origin_and_host(app: Flowrra) -> None:
+    ui = UIService(app, guarded=True)
+    assert websocket_refusal(ui, {"Host": "ui.example:8000"}) is None  # not a browser
+    same = {"Host": "ui.example:8000", "Origin": "https://ui.example:8000"}
+    assert websocket_refusal(ui, same) is None
+    for origin in ["https://evil.example", "https://ui.example", "null"]:
+        refusal = websocket_refusal(ui, {"host": "ui.example:8000", "origin": origin})
+        assert refusal is not None and refusal[0] == 403 and origin in refusal[1], origin
+    assert websocket_refusal(ui, {"origin": "https://ui.example:8000"}) is not None  # no Host
+
+
+def test_redact_secrets_masks_by_key_at_any_depth() -> None:
+    record = {
+        "task_id": "t",
+        "error": "password rejected",  # the UI's own text: not looked at
+        "args": ["plain", {"Password": "a", "nested": [{"x-api-key": "b"}]}, ("c", {"tok": 1})],
+        "kwargs": {
+            "API_KEY": "d",
+            "apiKey": "e",
+            "db_passwd": "f",
+            "client_secret": "g",
+            "Authorization": {"scheme": "Bearer"},  # the whole value
+            "set-cookie": "h",
+            "refresh_token": "i",
+            "private.key": "j",
+            "credentials": ["k"],
+            "passphrase": "l",
+            "user": "ann",
+        },
+        "result": {"session": {"csrf_token": "m", "user": "ann"}},
+    }
+    before = json.dumps(record)
+    masked = redact_secrets(record)
+    assert json.dumps(record) == before  # the argument is left as it was
+    assert masked["error"] == "password rejected" and masked["task_id"] == "t"
+    assert masked["args"] == [
+        "plain",
+        {"Password": REDACTED, "nested": [{"x-api-key": REDACTED}]},
+        ["c", {"tok": 1}],
+    ]
+    assert {k for k, v in masked["kwargs"].items() if v != REDACTED} == {"user"}
+    assert masked["result"] == {"session": {"csrf_token": REDACTED, "user": "ann"}}
+    assert redact_secrets({"result": "token"}) == {"result": "token"}  # values are not keys
+    assert "api_key" in SECRET_KEYS and "cookie" in SECRET_KEYS
+    custom = redact_keys(["SSN"])
+    assert custom({"kwargs": {"ssn": 1, "password": 2}}) == {
+        "kwargs": {"ssn": REDACTED, "password": 2}
+    }
+
+
+async def test_every_read_and_the_live_stream_go_through_redact(app: Flowrra) -> None:
+    seen: list[str] = []
+
+    def hide(record: dict[str, Any]) -> dict[str, Any]:
+        seen.append(str(record.get("task_id") or record.get("id")))
+        return {**record, "error": "[hidden]" if record.get("error") else None, "seen": True}
+
+    ui = UIService(app, guarded=True, redact=hide)
+    sent: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    gone = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message == READY:
+            ready.set()
+
+    async def receive() -> Any:
+        await gone.wait()
+        return None
+
+    streaming = asyncio.create_task(stream_events(ui, send, receive))
+    await asyncio.wait_for(ready.wait(), 10)
+    bad = await app.submit("boom", "secret text")
+    await app.wait_for_result(bad, timeout=10)
+    await asyncio.sleep(0.1)
+    gone.set()
+    await asyncio.wait_for(streaming, 10)
+    events = [m for m in sent if m != READY]
+    assert [e["status"] for e in events] == ["pending", "running", "failed"]
+    assert all(e["seen"] for e in events) and events[-1]["error"] == "[hidden]"
+
+    assert (await call(ui, "GET", f"/api/executions/{bad}"))[1]["error"] == "[hidden]"
+    assert (await call(ui, "GET", "/api/executions"))[1]["items"][0]["seen"] is True
+    assert (await call(ui, "GET", "/api/stats"))[1]["recent_failures"][0]["seen"] is True
+    status, made = await call(
+        ui, "POST", "/api/schedules/interval", {"task_name": "add", "interval": 9}
+    )
+    assert status == 200 and made["seen"] is True
+    assert (await call(ui, "GET", "/api/schedules"))[1][0]["seen"] is True
+    assert (await call(ui, "PUT", f"/api/schedules/{made['id']}/disable"))[1]["seen"] is True
+    plain = UIService(app, guarded=True, redact=None)
+    record = (await call(plain, "GET", f"/api/executions/{bad}"))[1]
+    assert record["error"] == "RuntimeError: secret text" and "seen" not in record

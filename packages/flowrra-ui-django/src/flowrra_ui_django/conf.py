@@ -3,9 +3,13 @@ of the settings.
 
 ``APP``: the Flowrra app, or its dotted path (``"myproject.tasks.app"``). ``PERMISSION``:
 who gets in, a callable ``(user) -> bool`` or its dotted path (default: active staff
-members). ``WRITABLE``: whether retries and schedule changes are allowed (default True,
-since only permitted users get in). Every mount reads them: ``include("flowrra_ui_django.urls")``,
-``get_urls(app)`` and ``websocket_urls(app)`` (where arguments given override them).
+members); a plain function runs in a thread, so it may read the database
+(``user.has_perm(...)``), an ``async def`` one is awaited. ``WRITABLE``: whether retries
+and schedule changes are allowed (default True, since only permitted users get in).
+``REDACT``: the hook masking what is shown, or its dotted path (default:
+``flowrra_ui.redact_secrets``; ``None`` shows everything). Every mount reads them:
+``include("flowrra_ui_django.urls")``, ``get_urls(app)`` and ``websocket_urls(app)``
+(where arguments given override them).
 
 The views ask Django who the user is (``request.auser()``), so the project needs Django's
 session and authentication middleware and the apps behind them: :func:`missing_middleware`
@@ -15,14 +19,22 @@ request gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-DEFAULTS: dict[str, Any] = {"APP": None, "PERMISSION": None, "WRITABLE": True}
+DEFAULTS: dict[str, Any] = {
+    "APP": None,
+    "PERMISSION": None,
+    "WRITABLE": True,
+    "REDACT": "flowrra_ui.redaction.redact_secrets",
+}
+
+#: ``(user) -> bool``, plain (run in a thread) or async.
+Permission = Callable[[Any], bool | Awaitable[bool]]
 
 SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -56,13 +68,19 @@ def is_staff(user: Any) -> bool:
     return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
 
 
-def load_permission() -> Callable[[Any], bool]:
+def load_permission() -> Permission:
     permission = _resolve(config()["PERMISSION"])
     return permission if permission is not None else is_staff
 
 
 def load_writable() -> bool:
     return bool(config()["WRITABLE"])
+
+
+def load_redact() -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """``REDACT``, imported (``None``: nothing is masked)."""
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = _resolve(config()["REDACT"])
+    return redact
 
 
 def _contains_subclass(class_path: str, candidate_paths: list[str]) -> bool:

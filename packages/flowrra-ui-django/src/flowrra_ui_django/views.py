@@ -1,28 +1,65 @@
 """The views and the Channels consumer, built per mount by :func:`get_urls` and
-:func:`websocket_urls` (they close over their own :class:`~flowrra_ui.UIService`)."""
+:func:`websocket_urls` (they close over their own :class:`~flowrra_ui.UIService`).
+
+Who gets in is ``permission(user)``: a plain function runs in a thread
+(``sync_to_async``), as Django code that reads the database must outside a sync view, so
+``user.has_perm(...)`` works; an ``async def`` one is awaited."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import inspect
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import get_token
 from django.urls import URLPattern, path
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
-from flowrra_ui.service import stream_events
+from flowrra_ui.redaction import Redact
+from flowrra_ui.service import stream_events, websocket_refusal
 
-from flowrra_ui_django.conf import load_permission, load_writable, no_auth_message
+from flowrra_ui_django.conf import (
+    Permission,
+    load_permission,
+    load_redact,
+    load_writable,
+    no_auth_message,
+)
 
-__all__ = ["LiveConsumer", "get_urls", "websocket_urls"]
+__all__ = ["FROM_SETTINGS", "LiveConsumer", "Permission", "get_urls", "websocket_urls"]
 
-Permission = Callable[[Any], bool]
+
+class _Default(enum.Enum):
+    FROM_SETTINGS = "FROM_SETTINGS"
+
+
+#: ``redact=`` left out: ``FLOWRRA_UI["REDACT"]`` decides (``None`` would mean: mask nothing).
+FROM_SETTINGS = _Default.FROM_SETTINGS
+
+
+def _redact(redact: Redact | _Default | None) -> Redact | None:
+    return load_redact() if isinstance(redact, _Default) else redact
+
+
+async def _permits(permission: Permission, user: Any, in_thread: Any = sync_to_async) -> bool:
+    """``permission(user)``: awaited if it is async, else run in a thread (by
+    ``in_thread``) so that it may query the database."""
+    if user is None:
+        return False
+    if inspect.iscoroutinefunction(permission):
+        return bool(await permission(user))
+    answer = await in_thread(permission)(user)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return bool(answer)
 
 
 async def _user(request: HttpRequest) -> Any:
@@ -39,7 +76,7 @@ def _view(service: UIService, routes: list[Route], permission: Permission) -> An
 
     async def view(request: HttpRequest, **params: str) -> JsonResponse:
         user = await _user(request)
-        if not permission(user):
+        if not await _permits(permission, user):
             status = 401 if not user.is_authenticated else 403
             return JsonResponse({"error": "staff members only"}, status=status)
         route = by_method.get(request.method or "")
@@ -64,7 +101,7 @@ def _view(service: UIService, routes: list[Route], permission: Permission) -> An
 def _asset_view(permission: Permission) -> Any:
     async def view(request: HttpRequest, name: str = INDEX) -> HttpResponseBase:
         user = await _user(request)
-        if not permission(user):
+        if not await _permits(permission, user):
             if name == INDEX and not user.is_authenticated:
                 from django.contrib.auth.views import redirect_to_login  # needs apps loaded
 
@@ -81,19 +118,30 @@ def _asset_view(permission: Permission) -> Any:
 
 
 def get_urls(
-    app: Any, *, permission: Permission | None = None, writable: bool | None = None
+    app: Any,
+    *,
+    permission: Permission | None = None,
+    writable: bool | None = None,
+    redact: Redact | _Default | None = FROM_SETTINGS,
 ) -> list[URLPattern]:
     """URL patterns of the UI for ``app``, ``include(get_urls(app))``: the dashboard page
     (the include's root, with its files under ``static/``) and the JSON API (``api/...``).
 
     Only users for whom ``permission(user)`` is true get in; an anonymous visitor of the
     page is sent to ``settings.LOGIN_URL``. ``writable`` allows retries and schedule
-    changes. Either one left out comes from ``FLOWRRA_UI`` (``"PERMISSION"``, default:
-    active staff members; ``"WRITABLE"``, default true), read when this is called, as
-    ``include("flowrra_ui_django.urls")`` reads them: it calls this with the app alone.
+    changes. ``redact`` masks what is shown (``None``: nothing). Each one left out comes
+    from ``FLOWRRA_UI`` (``"PERMISSION"``, default: active staff members; ``"WRITABLE"``,
+    default true; ``"REDACT"``, default :func:`flowrra_ui.redact_secrets`), read when this
+    is called, as ``include("flowrra_ui_django.urls")`` reads them: it calls this with the
+    app alone.
     """
     allowed = permission if permission is not None else load_permission()
-    service = UIService(app, writable=load_writable() if writable is None else writable)
+    service = UIService(
+        app,
+        guarded=True,
+        writable=load_writable() if writable is None else writable,
+        redact=_redact(redact),
+    )
     grouped: dict[str, list[Route]] = {}
     for route in ROUTES:
         grouped.setdefault(route.path, []).append(route)
@@ -107,7 +155,8 @@ def get_urls(
 
 
 class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    """Sends live task events to permitted users; others are refused before accept."""
+    """Sends live task events to permitted users; others, and handshakes from another
+    site (``Origin``), are refused before accept."""
 
     service: UIService
     permission: Permission
@@ -120,7 +169,15 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._pump: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        if not self.permission(self.scope.get("user")):
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in self.scope.get("headers", [])
+        }
+        user = self.scope.get("user")
+        if (
+            not await _permits(self.permission, user, database_sync_to_async)
+            or websocket_refusal(self.service, headers) is not None
+        ):
             await self.close()
             return
         await self.accept()
@@ -142,11 +199,17 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
 
 def websocket_urls(
-    app: Any, prefix: str = "flowrra/", *, permission: Permission | None = None
+    app: Any,
+    prefix: str = "flowrra/",
+    *,
+    permission: Permission | None = None,
+    redact: Redact | _Default | None = FROM_SETTINGS,
 ) -> list[URLPattern]:
     """The Channels routes of the live stream (``<prefix>ws``) for ``app``, for users
-    ``permission`` lets in (left out: ``FLOWRRA_UI["PERMISSION"]``, as in :func:`get_urls`)."""
+    ``permission`` lets in, events masked by ``redact`` (either left out: from
+    ``FLOWRRA_UI``, as in :func:`get_urls`). A handshake whose ``Origin`` names another
+    site than its ``Host`` is refused too (as ``AllowedHostsOriginValidator`` does)."""
     allowed = permission if permission is not None else load_permission()
-    service = UIService(app)
+    service = UIService(app, guarded=True, redact=_redact(redact))
     consumer = LiveConsumer.as_asgi(service=service, permission=allowed)
     return [path(f"{prefix}ws", consumer)]

@@ -6,13 +6,14 @@
     from flowrra_ui_fastapi import create_router
 
     api = FastAPI()
-    api.include_router(create_router(app, dependencies=[Depends(require_admin)]),
+    api.include_router(create_router(app, dependencies=[Depends(staff_only)]),
                        prefix="/flowrra")
 
-The router holds routing, auth and WebSocket wiring only; every endpoint's behaviour
-lives in :mod:`flowrra_ui.service`. Without ``dependencies`` the UI is read-only (writes
-answer 403 and say how to enable them). Dependencies typed on ``HTTPConnection`` cover the
-WebSocket (``/ws``) too.
+The router holds routing, auth and WebSocket wiring only; every endpoint's behaviour and
+access rule lives in :mod:`flowrra_ui.service`. Dependencies typed on ``HTTPConnection``
+cover the WebSocket (``/ws``) too. Without ``dependencies`` the UI is private: the page
+says how to add auth and the API answers 401, unless ``public=True`` opens it (read-only,
+with a warning in the log).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
-from flowrra_ui.service import openapi_operation, stream_events
+from flowrra_ui.redaction import Redact, redact_secrets
+from flowrra_ui.service import openapi_operation, stream_events, websocket_refusal
 
 from flowrra_ui_fastapi._version import __version__
 
@@ -57,19 +59,37 @@ def _asset(name: str, request: Request) -> Response:
     return Response(body, status_code=status, headers=headers)
 
 
+async def _refuse(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse the handshake: with an HTTP answer where the server can send one (uvicorn,
+    hypercorn), else by closing it (the client sees 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"error": message}, status))
+    else:
+        await websocket.close(code=1008)
+
+
 def create_router(
     app: Any,
     *,
     dependencies: Sequence[Depends] | None = None,
+    public: bool = False,
     writable: bool | None = None,
+    redact: Redact | None = redact_secrets,
     tags: Sequence[str] = ("flowrra",),
 ) -> APIRouter:
     """An ``APIRouter`` serving the UI for ``app``: the dashboard page (``/``, with its files
-    under ``/static/``), the JSON API (``/api/...``) and live events (``/ws``). ``dependencies``
-    guard every route (your auth); the UI accepts changes (retries, schedules) only when some
-    are given, unless ``writable`` says otherwise. Each call builds its own state, so the router
-    can be mounted twice."""
-    service = UIService(app, writable=bool(dependencies) if writable is None else writable)
+    under ``/static/``), the JSON API (``/api/...``) and live events (``/ws``).
+
+    ``dependencies`` guard every route, the WebSocket included (your auth: type them on
+    ``HTTPConnection``). Without them the UI is private (no task data; the page says how
+    to add auth), unless ``public=True`` opens it to anyone who can reach it (a warning is
+    logged). Changes (retries, schedules) are accepted on a guarded UI only, unless
+    ``writable`` says otherwise. ``redact`` masks what is shown
+    (:func:`flowrra_ui.redact_secrets` by default; ``None`` shows everything). Each call
+    builds its own state, so the router can be mounted twice."""
+    service = UIService(
+        app, guarded=bool(dependencies), public=public, writable=writable, redact=redact
+    )
     router = APIRouter(dependencies=list(dependencies or []), tags=list(tags))
     for route in ROUTES:
         router.add_api_route(
@@ -93,6 +113,10 @@ def create_router(
     )
 
     async def live(websocket: WebSocket) -> None:
+        refusal = websocket_refusal(service, dict(websocket.headers))
+        if refusal is not None:
+            await _refuse(websocket, *refusal)
+            return
         await websocket.accept()
 
         async def receive() -> Any:

@@ -2,20 +2,23 @@
 
 ::
 
-    from quart import Quart, request
+    from quart import Quart, session
     from flowrra_ui_quart import create_blueprint
 
     web = Quart(__name__)
     web.register_blueprint(
-        create_blueprint(app, auth=lambda: request.headers.get("X-Token") == TOKEN),
+        create_blueprint(app, auth=lambda: session.get("staff") is True),
         url_prefix="/flowrra",
     )
 
 The blueprint holds routing, auth and WebSocket wiring only; every endpoint's behaviour
-lives in :mod:`flowrra_ui.service`. ``auth`` is called before every request *and* before
-the WebSocket is accepted (Quart's ``before_request`` and ``before_websocket``); it reads
-``quart.request`` or ``quart.websocket`` and returns whether to let it through. Without
-it the UI is read-only.
+and access rule lives in :mod:`flowrra_ui.service`. ``auth`` is called before every
+request *and* before the WebSocket is accepted (Quart's ``before_request`` and
+``before_websocket``); it reads ``quart.request`` or ``quart.websocket`` and returns
+whether to let it through, or a response to send instead (a 401 with
+``WWW-Authenticate`` for HTTP basic auth, a redirect to your sign-in page). Without it the
+UI is private (no task data; the page says how to add auth), unless ``public=True`` opens
+it (read-only, with a warning in the log).
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
-from flowrra_ui.service import stream_events
+from flowrra_ui.redaction import Redact, redact_secrets
+from flowrra_ui.service import stream_events, websocket_refusal
 from quart import Blueprint, Response, request, websocket
 
 from flowrra_ui_quart._version import __version__
 
-__all__ = ["__version__", "create_blueprint"]
+__all__ = ["Auth", "__version__", "create_blueprint"]
 
-Auth = Callable[[], bool | Awaitable[bool]]
+#: The ``auth`` hook: plain or async, ``() -> bool | Response`` (see the module docs).
+Auth = Callable[[], bool | Response | Awaitable[bool | Response]]
 
 
 def _json(body: Any, status: int) -> Response:
@@ -66,14 +71,23 @@ def create_blueprint(
     app: Any,
     *,
     auth: Auth | None = None,
+    public: bool = False,
     writable: bool | None = None,
+    redact: Redact | None = redact_secrets,
     name: str = "flowrra_ui",
 ) -> Blueprint:
     """A Quart ``Blueprint`` serving the UI for ``app``: the dashboard page (``/``, with its
-    files under ``/static/``), the JSON API (``/api/...``) and live events (``/ws``). Changes
-    (retries, schedules) are accepted only when ``auth`` is given, unless ``writable`` says
-    otherwise. Each call builds its own state; give each mount its own ``name``."""
-    service = UIService(app, writable=auth is not None if writable is None else writable)
+    files under ``/static/``), the JSON API (``/api/...``) and live events (``/ws``).
+
+    ``auth`` guards every request and the WebSocket (see the module docs). Without it the
+    UI is private, unless ``public=True`` opens it to anyone who can reach it (a warning is
+    logged). Changes (retries, schedules) are accepted on a guarded UI only, unless
+    ``writable`` says otherwise. ``redact`` masks what is shown
+    (:func:`flowrra_ui.redact_secrets` by default; ``None`` shows everything). Each call
+    builds its own state; give each mount its own ``name``."""
+    service = UIService(
+        app, guarded=auth is not None, public=public, writable=writable, redact=redact
+    )
     blueprint = Blueprint(name, __name__)
 
     if auth is not None:
@@ -82,6 +96,8 @@ def create_blueprint(
             allowed = auth()
             if inspect.isawaitable(allowed):
                 allowed = await allowed
+            if isinstance(allowed, Response):
+                return allowed  # the hook's own answer: a challenge, a redirect
             if not allowed:
                 return _json({"error": "authentication required"}, 401)
             return None
@@ -108,7 +124,11 @@ def create_blueprint(
     blueprint.add_url_rule("/static/<name>", endpoint="asset", view_func=static, methods=["GET"])
 
     @blueprint.websocket("/ws")
-    async def live() -> None:
+    async def live() -> Response | None:
+        refusal = websocket_refusal(service, dict(websocket.headers))
+        if refusal is not None:
+            status, message = refusal
+            return _json({"error": message}, status)  # sent instead of accepting
         await websocket.accept()
 
         async def send(message: dict[str, Any]) -> None:
@@ -116,5 +136,6 @@ def create_blueprint(
 
         # Quart cancels this handler when the client goes away.
         await stream_events(service, send, websocket.receive)
+        return None
 
     return blueprint

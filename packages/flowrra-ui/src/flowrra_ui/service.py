@@ -1,11 +1,23 @@
 """The web UI's JSON API, without a web framework: one :class:`UIService` per mounted UI
-(it closes over its app, so two mounts never share state), a table of :data:`ROUTES`, and
+(it closes over its app, so two mounts never share state), a table of :data:`ROUTES`,
 :func:`dispatch`, which the FastAPI, Quart and Django adapters call with what they parsed
-from the request. Every path, status code and body shape lives here once.
+from the request, and :func:`websocket_refusal`, which they call before accepting the live
+stream. Every path, status code, body shape and access rule lives here once.
+
+Who may see what is decided here too, so every adapter behaves the same:
+
+- a mount is **guarded** (the adapter runs the host's auth hook before every request and
+  before the WebSocket), **public** (the host opted in with ``public=True``: anyone who
+  reaches it may read), or **private** (neither: the default). A private mount serves the
+  page, which says how to add auth, and answers every API request and the WebSocket with
+  401 and the same advice: no task data without a decision of the host.
+- everything read goes through the mount's ``redact`` hook (:mod:`flowrra_ui.redaction`),
+  which masks secrets by default.
 
 Errors are :class:`ApiError` with a status and a message, rendered as
-``{"error": message}``: 400 for bad input, 403 for a write on a read-only UI, 404 for an
-unknown id or name, 503 when the result store, broker or schedule store is down.
+``{"error": message}``: 400 for bad input, 401 on a private mount, 403 for a write on a
+read-only UI or a cross-site request, 404 for an unknown id or name, 415 for a write not
+sent as JSON, 503 when the result store, broker or schedule store is down.
 """
 
 from __future__ import annotations
@@ -13,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from flowrra.events import TaskEvent
 from flowrra.exceptions import (
@@ -30,9 +44,12 @@ from flowrra.exceptions import (
 )
 from flowrra.monitor import Monitor
 from flowrra.task import TaskStatus
+from flowrra_ui.redaction import Redact, redact_secrets
 
 __all__ = [
+    "PRIVATE",
     "ROUTES",
+    "Access",
     "ApiError",
     "Route",
     "UIService",
@@ -40,8 +57,20 @@ __all__ = [
     "event_json",
     "openapi_operation",
     "stream_events",
+    "websocket_refusal",
 ]
 
+logger = logging.getLogger("flowrra.ui")
+
+#: ``"guarded"``, ``"public"`` or ``"private"``: see the module docs.
+Access = Literal["guarded", "public", "private"]
+
+PRIVATE = (
+    "this Flowrra UI is private: it shows no task data until it is given an auth hook "
+    "(FastAPI: create_router(app, dependencies=[Depends(your_auth)]); Quart: "
+    "create_blueprint(app, auth=your_auth); Django guards it by itself), or is opened "
+    "to anyone who can reach it with public=True (read-only). See 'Auth' in the Web UI docs."
+)
 WRITES_DISABLED = (
     "this UI is read-only: mount it with an auth hook (FastAPI: dependencies=[...], Quart: "
     "auth=..., Django: staff members by default) to enable retries and schedule changes"
@@ -77,22 +106,59 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 class UIService:
-    """What the UI's endpoints do, for one app. ``writable=False`` refuses every change
-    with 403 (the adapters pass True only when the host gave an auth hook)."""
+    """What the UI's endpoints do, for one app, and who may see them.
 
-    def __init__(self, app: Any, *, writable: bool = False, sample: int = 1000) -> None:
+    ``guarded``: the adapter runs the host's auth hook before every request and before the
+    WebSocket. ``public``: the host opted in to an open UI (a warning is logged: anyone
+    who reaches it reads every task). Neither: the mount is private (see the module docs);
+    both is a mistake (``ValueError``). ``writable`` allows retries and schedule changes
+    (default: on a guarded mount only); otherwise they are refused with 403. ``redact``
+    is applied to everything read (:mod:`flowrra_ui.redaction`; ``None``: nothing masked).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        guarded: bool = False,
+        public: bool = False,
+        writable: bool | None = None,
+        redact: Redact | None = redact_secrets,
+        sample: int = 1000,
+    ) -> None:
+        if guarded and public:
+            raise ValueError(
+                "public=True opens the UI to everyone; it cannot be combined with an auth "
+                "hook (drop one of them)"
+            )
         self.app = app
-        self.writable = writable
+        self.access: Access = "guarded" if guarded else "public" if public else "private"
+        wanted = guarded if writable is None else writable
+        self.writable = wanted and self.access != "private"
+        self.redact = redact
         self.monitor = Monitor(app, sample=sample)
+        if self.access == "public":
+            logger.warning(
+                "The Flowrra UI is public (public=True): anyone who can reach it sees every "
+                "task's name, arguments, result and error%s%s. Give it an auth hook instead "
+                "unless something in front of it (a proxy, a middleware) checks who comes in.",
+                " (values under secret-looking keys masked)" if redact is not None else "",
+                ", and may retry tasks and change schedules" if self.writable else "",
+            )
+
+    def _shown(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` as this mount shows it: through its ``redact`` hook."""
+        return self.redact(record) if self.redact is not None else record
 
     # -- reads ---------------------------------------------------------------------------
 
     def meta(self) -> dict[str, Any]:
-        """What the page needs to know about this mount: whether it accepts changes (and,
-        if not, how to enable them) and whether the app has a scheduler."""
+        """What the page needs to know about this mount: who may see it, whether it accepts
+        changes (and, if not, how to enable them) and whether the app has a scheduler."""
         from flowrra_ui._version import __version__
 
         return {
+            "access": self.access,
             "writable": self.writable,
             "hint": None if self.writable else WRITES_DISABLED,
             "scheduler": getattr(self.app, "scheduler", None) is not None,
@@ -104,7 +170,9 @@ class UIService:
 
     async def stats(self, query: Mapping[str, str]) -> dict[str, Any]:
         minutes = _int(query, "minutes", 15, 1, 240)
-        return await self.monitor.stats(minutes=minutes)
+        stats = await self.monitor.stats(minutes=minutes)
+        stats["recent_failures"] = [self._shown(r) for r in stats["recent_failures"]]
+        return stats
 
     async def health(self) -> dict[str, Any]:
         checks: dict[str, str] = {}
@@ -148,16 +216,21 @@ class UIService:
         items = await self.monitor.executions(
             status=status, task_name=query.get("task") or None, limit=limit, offset=offset
         )
-        return {"items": items, "limit": limit, "offset": offset}
+        shown = [self._shown(item) for item in items]
+        return {"items": shown, "limit": limit, "offset": offset}
 
     async def execution(self, task_id: str) -> dict[str, Any]:
         found = await self.monitor.execution(task_id)
         if found is None:
             raise ApiError(404, f"no task with id {task_id!r}")
-        return found
+        return self._shown(found)
 
     async def schedules(self) -> list[dict[str, Any]]:
-        return await self.monitor.schedules()
+        return [self._shown(schedule) for schedule in await self.monitor.schedules()]
+
+    def event(self, event: TaskEvent) -> dict[str, Any]:
+        """A live task event as this mount sends it: :func:`event_json`, redacted."""
+        return self._shown(event_json(event))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -221,15 +294,13 @@ class UIService:
         made = await scheduler.get(schedule_id)
         if made is None:
             raise ApiError(404, f"schedule {schedule_id!r} was deleted as soon as it was made")
-        result: dict[str, Any] = made.to_dict()
-        return result
+        return self._shown(made.to_dict())
 
     async def set_enabled(self, schedule_id: str, enabled: bool) -> dict[str, Any]:
         self._check_writable()
         scheduler = self._scheduler()
         changed = await (scheduler.enable if enabled else scheduler.disable)(schedule_id)
-        result: dict[str, Any] = changed.to_dict()
-        return result
+        return self._shown(changed.to_dict())
 
     async def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
         self._check_writable()
@@ -314,9 +385,33 @@ ROUTES: list[Route] = [
 
 
 def _same_origin(origin: str, host: str | None) -> bool:
-    from urllib.parse import urlsplit
-
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def _is_json(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower(): v for k, v in (headers or {}).items()}
+
+
+def websocket_refusal(
+    service: UIService, headers: Mapping[str, str] | None
+) -> tuple[int, str] | None:
+    """Why the live stream's handshake must be refused, as ``(HTTP status, message)``, or
+    ``None`` to accept it. Adapters call this before ``accept`` (after the host's auth
+    hook): a private mount refuses (401), and so does a handshake whose ``Origin`` (which
+    browsers always send) names another site than the ``Host`` it was sent to (403): a
+    page elsewhere cannot read the stream with the visitor's cookies. ``headers`` are the
+    handshake's."""
+    if service.access == "private":
+        return 401, PRIVATE
+    head = _lower(headers)
+    origin = head.get("origin")
+    if origin is not None and not _same_origin(origin, head.get("host")):
+        return 403, f"cross-site WebSocket refused (Origin {origin})"
+    return None
 
 
 async def dispatch(
@@ -332,10 +427,17 @@ async def dispatch(
     with lower-case names. Never raises for a request's fault; adapters render the body as
     JSON with that status.
 
-    Cross-site protection for the adapters without their own (Django has CSRF): a write
-    must carry a JSON body (``Content-Type: application/json``), which a plain HTML form
-    cannot send, and an ``Origin`` header, when present, must name this host."""
-    head = {k.lower(): v for k, v in (headers or {}).items()}
+    On a private mount every request is answered 401 with :data:`PRIVATE` (and
+    ``"access": "private"``, which the page reads).
+
+    Cross-site protection for the adapters without their own (Django has CSRF too): a
+    write must be sent as JSON (``Content-Type: application/json``, with or without a
+    body), which a plain HTML form cannot send and which a script elsewhere cannot send
+    without the browser asking this server first (CORS), and an ``Origin`` header, when
+    present, must name this host."""
+    if service.access == "private":
+        return 401, {"error": PRIVATE, "access": "private"}
+    head = _lower(headers)
     allowed = []
     for route in ROUTES:
         match = route.pattern.match(path)
@@ -350,9 +452,9 @@ async def dispatch(
                 if origin is not None and not _same_origin(origin, head.get("host")):
                     raise ApiError(403, f"cross-site request refused (Origin {origin})")
             payload: Any = None
+            if (route.writes or body) and not _is_json(head.get("content-type")):
+                raise ApiError(415, "send the request as JSON (Content-Type: application/json)")
             if body:
-                if not head.get("content-type", "").startswith("application/json"):
-                    raise ApiError(415, "send the request body as application/json")
                 try:
                     payload = json.loads(body)
                 except ValueError:
@@ -395,7 +497,9 @@ async def stream_events(
 ) -> None:
     """Send each live task event to one WebSocket client until it goes away. ``send``
     sends a JSON message; ``receive`` waits for the client's next message and raises (or
-    returns ``None``) once it has disconnected. Adapters call this after ``accept``.
+    returns ``None``) once it has disconnected. Adapters call this after ``accept``, which
+    they do only when :func:`websocket_refusal` has no objection. Events go through the
+    mount's ``redact`` hook.
 
     The first message is :data:`READY`, sent once the subscription holds: every event
     published after the client reads it reaches the client (the page says "Live" and
@@ -405,7 +509,7 @@ async def stream_events(
         async with service.monitor.events() as events:
             await send(READY)
             async for event in events:
-                await send(event_json(event))
+                await send(service.event(event))
 
     async def until_gone() -> None:
         while await receive() is not None:
@@ -472,8 +576,10 @@ def openapi_operation(route: Route) -> dict[str, Any]:
         }
         for code, text in [
             (400, "bad input"),
+            (401, "a private UI (no auth hook, not public=True)"),
             (403, "read-only UI or cross-site request"),
             (404, "unknown id or name"),
+            *([(415, "not sent as application/json")] if route.writes else []),
             (503, "a store or the broker is down"),
         ]
     }

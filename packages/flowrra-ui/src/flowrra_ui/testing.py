@@ -1,17 +1,32 @@
 """The contract every UI adapter passes: the same paths, status codes and bodies under
-FastAPI, Quart and Django, auth and cross-site protection included.
+FastAPI, Quart and Django, auth, privacy, masking and cross-site protection included.
 
-Subclass :class:`UIApiContract` in an adapter's tests and provide four fixtures:
+Subclass :class:`UIApiContract` in an adapter's tests and provide these fixtures:
 
 - ``ui_app``: the Flowrra app of :func:`make_ui_app`, started;
-- ``client``: a :data:`Client` for a mount **with** an auth hook, sending credentials;
+- ``client``: a :data:`Client` for a mount **with** an auth hook, sending credentials
+  (default masking of secrets);
 - ``stranger``: a :data:`Client` for that same mount, **without** credentials;
-- ``readonly``: a :data:`Client` for a mount **without** an auth hook.
+- ``readonly``: a :data:`Client` for a read-only mount anyone the adapter lets in may read
+  (FastAPI and Quart: ``public=True``; Django: ``writable=False``);
+- ``private``: a :data:`Client` for a mount given neither an auth hook nor ``public=True``,
+  or ``None`` where the adapter has no such mount (Django: always guarded);
+- ``redacted``: a :data:`Client` for a mount with credentials and
+  ``redact=redact_for_tests``;
+- ``websocket``: a :data:`WebSocketProbe` opening ``/ws`` on those mounts.
 
 A :data:`Client` is ``await client(method, path, json_body, headers) -> (status, body)``,
 with ``path`` relative to the mount point (``/api/stats``) and ``body`` what
 :func:`decoded_body` makes of the answer: the decoded JSON, or the raw bytes of anything
-else (the page and its files).
+else (the page and its files). A write whose ``json_body`` is ``None`` is sent as the page
+sends it: ``Content-Type: application/json`` and an empty body (``headers`` given win).
+
+A :data:`WebSocketProbe` is ``await websocket(mount, origin) -> first message or None``:
+it opens ``<mount>/ws`` of the mount the fixture of that name (``"client"``,
+``"stranger"``, ``"readonly"``, ``"private"``) serves, with that fixture's credentials and
+with ``Origin: origin`` (:data:`SAME_ORIGIN`: the origin of the server itself; ``None``: no
+``Origin`` header, as a non-browser client), and returns the first message decoded, or
+``None`` when the server refused the handshake.
 """
 
 from __future__ import annotations
@@ -23,12 +38,32 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flowrra import Flowrra
 from flowrra_ui.assets import serve_asset
+from flowrra_ui.redaction import REDACTED, SECRET_KEYS, redact_keys
 
-__all__ = ["Client", "UIApiContract", "decoded_body", "make_ui_app", "running_ui_app"]
+__all__ = [
+    "SAME_ORIGIN",
+    "Client",
+    "UIApiContract",
+    "WebSocketProbe",
+    "decoded_body",
+    "make_ui_app",
+    "redact_for_tests",
+    "running_ui_app",
+]
 
 Client = Callable[[str, str, Any, dict[str, str] | None], Awaitable[tuple[int, Any]]]
+WebSocketProbe = Callable[[str, str | None], Awaitable[Any]]
+
+#: The ``origin`` a :data:`WebSocketProbe` replaces with the server's own origin.
+SAME_ORIGIN = "same-origin"
+EVIL_ORIGIN = "https://evil.example"
+
+#: Secrets the masking tests pass to tasks; no answer may contain one of them.
+_SECRETS = ("hunter2", "sk_live_51Hx", "Bearer abc.def", "p4ss", "tok-9", "cookie-v")
 
 
 def decoded_body(content_type: str | None, raw: bytes) -> Any:
@@ -39,10 +74,11 @@ def decoded_body(content_type: str | None, raw: bytes) -> Any:
 
 
 def make_ui_app(folder: Path, url: str | None = None) -> Flowrra:
-    """An app with an ``add`` task, a ``boom`` task that fails, and a scheduler on a SQLite
-    file in ``folder`` (start it with ``async with app``). With ``url`` (a Redis URL), its
-    broker and backend are there: processes making it with the same arguments share the
-    queue, the results and the schedules."""
+    """An app with an ``add`` task, a ``boom`` task that fails, an ``echo`` task returning
+    what it was given, and a scheduler on a SQLite file in ``folder`` (start it with
+    ``async with app``). With ``url`` (a Redis URL), its broker and backend are there:
+    processes making it with the same arguments share the queue, the results and the
+    schedules."""
     app = Flowrra.from_urls(broker=url, backend=url)
 
     @app.task(max_retries=0)
@@ -51,8 +87,13 @@ def make_ui_app(folder: Path, url: str | None = None) -> Flowrra:
         return a + b
 
     @app.task(max_retries=0)
-    async def boom(text: str) -> None:
+    async def boom(text: str, **context: Any) -> None:
         raise RuntimeError(text)
+
+    @app.task(max_retries=0)
+    async def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Returns its arguments."""
+        return {"args": list(args), "kwargs": kwargs}
 
     app.create_scheduler(f"sqlite:///{folder / 'ui-schedules.db'}")
     return app
@@ -68,8 +109,24 @@ async def running_ui_app(folder: Path) -> AsyncIterator[Flowrra]:
     await app.scheduler.stop()
 
 
+def redact_for_tests(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``redact=`` hook of the contract's ``redacted`` mount: the default masking, the
+    key ``card`` too, and every error message and traceback replaced by ``"[hidden]"``."""
+    masked = redact_keys((*SECRET_KEYS, "card"))(record)
+    for field in ("error", "traceback"):
+        if masked.get(field):
+            masked[field] = "[hidden]"
+    return masked
+
+
 async def _get(client: Client, path: str) -> tuple[int, Any]:
     return await client("GET", path, None, None)
+
+
+def _no_secret_in(answer: Any, where: str) -> None:
+    text = json.dumps(answer)
+    for secret in _SECRETS:
+        assert secret not in text, f"{secret!r} shown by {where}: {text}"
 
 
 class UIApiContract:
@@ -87,16 +144,19 @@ class UIApiContract:
         status, health = await _get(client, "/api/health")
         assert status == 200 and health["status"] == "ok"
         status, tasks = await _get(client, "/api/tasks")
-        assert status == 200 and [t["name"] for t in tasks] == ["add", "boom"]
+        assert status == 200 and [t["name"] for t in tasks] == ["add", "boom", "echo"]
         status, add = await _get(client, "/api/tasks/add")
         assert status == 200 and add["doc"] == "Adds two numbers."
         status, page = await _get(client, "/api/executions?status=failed&limit=5")
         assert status == 200 and [e["task_id"] for e in page["items"]] == [bad]
+        status, page = await _get(client, "/api/executions?task=add")
+        assert status == 200 and [e["task_id"] for e in page["items"]] == [ok]
         status, detail = await _get(client, f"/api/executions/{bad}")
         assert status == 200 and detail["error"] == "RuntimeError: <script>alert('x')</script>"
         assert (await _get(client, "/api/schedules")) == (200, [])
         status, meta = await _get(client, "/api/meta")
         assert status == 200 and meta["writable"] is True and meta["scheduler"] is True
+        assert meta["access"] == "guarded"
         assert (await _get(client, "/api/workers")) == (200, [])  # embedded: no heartbeats
 
     async def test_the_dashboard_page_and_its_files(self, client: Client) -> None:
@@ -183,7 +243,38 @@ class UIApiContract:
             assert status in (401, 403) or (path == "/" and status == 302), (path, status)
         assert await ui_app.scheduler.list() == []
 
-    async def test_without_an_auth_hook_the_ui_is_read_only(
+    async def test_without_an_auth_hook_no_task_data_is_served(
+        self, ui_app: Flowrra, private: Client | None
+    ) -> None:
+        if private is None:
+            pytest.skip("this adapter has no mount without auth")
+        secret = await ui_app.submit("echo", password="hunter2")
+        await ui_app.wait_for_result(secret, timeout=10)
+        status, page = await _get(private, "/")  # the page, which says how to add auth
+        assert status == 200 and b'<script src="static/app.js"' in page
+        assert (await _get(private, "/static/app.js"))[0] == 200
+        for path in [
+            "/api/meta",
+            "/api/stats",
+            "/api/workers",
+            "/api/health",
+            "/api/tasks",
+            "/api/tasks/echo",
+            "/api/executions",
+            f"/api/executions/{secret}",
+            "/api/schedules",
+        ]:
+            status, body = await _get(private, path)
+            assert status == 401, (path, status, body)
+            assert "private" in body["error"] and "public=True" in body["error"], body
+            _no_secret_in(body, path)
+        status, body = await private(
+            "POST", "/api/schedules/cron", {"task_name": "add", "cron": "0 9 * * *"}, None
+        )
+        assert status == 401 and "private" in body["error"]
+        assert await ui_app.scheduler.list() == []
+
+    async def test_a_read_only_mount_refuses_changes(
         self, ui_app: Flowrra, readonly: Client
     ) -> None:
         assert (await readonly("GET", "/api/tasks", None, None))[0] == 200
@@ -200,7 +291,105 @@ class UIApiContract:
             "POST",
             "/api/schedules/cron",
             {"task_name": "add", "cron": "0 9 * * *"},
-            {"Origin": "https://evil.example"},
+            {"Origin": EVIL_ORIGIN},
         )
         assert status == 403
         assert await ui_app.scheduler.list() == []
+
+    async def test_writes_without_a_json_content_type_are_415(
+        self, ui_app: Flowrra, client: Client
+    ) -> None:
+        """What an HTML form on another site can send (no Origin check applies when a
+        browser leaves Origin out): a bodiless write with a form's content type."""
+        made = await ui_app.scheduler.schedule_cron("add", "0 9 * * *")
+        bad = await ui_app.submit("boom", "no retry")
+        await ui_app.wait_for_result(bad, timeout=10)
+        before = len((await _get(client, "/api/executions"))[1]["items"])
+        for method, path in [
+            ("PUT", f"/api/schedules/{made}/disable"),
+            ("DELETE", f"/api/schedules/{made}"),
+            ("POST", f"/api/executions/{bad}/retry"),
+        ]:
+            for content_type in ("application/x-www-form-urlencoded", "text/plain", ""):
+                status, body = await client(method, path, None, {"Content-Type": content_type})
+                assert status == 415, (method, path, content_type, status)
+                assert "application/json" in body["error"]
+        schedule = await ui_app.scheduler.get(made)
+        assert schedule is not None and schedule.enabled is True
+        assert len((await _get(client, "/api/executions"))[1]["items"]) == before
+
+    async def test_secrets_are_masked_on_every_read(self, ui_app: Flowrra, client: Client) -> None:
+        kwargs: dict[str, Any] = {
+            "user": "ann",
+            "password": "hunter2",
+            "api_key": "sk_live_51Hx",
+            "headers": {"Authorization": "Bearer abc.def", "Accept": "text/plain"},
+            "accounts": [{"name": "db", "DB_PASSWD": "p4ss"}],
+        }
+        shown = await ui_app.submit("echo", "visible", {"Access-Token": "tok-9"}, **kwargs)
+        failed = await ui_app.submit("boom", "denied", session_cookie="cookie-v", user="bob")
+        for task_id in (shown, failed):
+            await ui_app.wait_for_result(task_id, timeout=10)
+
+        status, detail = await _get(client, f"/api/executions/{shown}")
+        assert status == 200
+        _no_secret_in(detail, "one execution")
+        assert detail["args"] == ["visible", {"Access-Token": REDACTED}]
+        assert detail["kwargs"]["user"] == "ann" and detail["kwargs"]["password"] == REDACTED
+        assert detail["kwargs"]["headers"] == {"Authorization": REDACTED, "Accept": "text/plain"}
+        assert detail["kwargs"]["accounts"] == [{"name": "db", "DB_PASSWD": REDACTED}]
+        assert detail["result"]["kwargs"]["api_key"] == REDACTED  # a dict result too
+        assert detail["result"]["kwargs"]["user"] == "ann"
+        status, listed = await _get(client, "/api/executions")
+        assert status == 200 and len(listed["items"]) == 2
+        _no_secret_in(listed, "the executions")
+        status, stats = await _get(client, "/api/stats")
+        [failure] = stats["recent_failures"]
+        assert failure["kwargs"] == {"session_cookie": REDACTED, "user": "bob"}
+        _no_secret_in(stats, "the dashboard")
+
+        schedule = {"task_name": "echo", "interval": 60, "kwargs": {"token": "tok-9", "n": 1}}
+        status, made = await client("POST", "/api/schedules/interval", schedule, None)
+        assert status == 200 and made["kwargs"] == {"token": REDACTED, "n": 1}
+        status, listed = await _get(client, "/api/schedules")
+        _no_secret_in(listed, "the schedules")
+        stored = await ui_app.scheduler.get(made["id"])
+        assert stored is not None and stored.kwargs == {"token": "tok-9", "n": 1}
+
+        # What is masked is what is shown: a retry runs with the real arguments.
+        status, retried = await client("POST", f"/api/executions/{failed}/retry", None, None)
+        assert status == 200
+        again = await ui_app.wait_for_result(retried["task_id"], timeout=10)
+        assert again.kwargs == {"session_cookie": "cookie-v", "user": "bob"}
+
+    async def test_a_redact_hook_decides_what_is_shown(
+        self, ui_app: Flowrra, redacted: Client
+    ) -> None:
+        shown = await ui_app.submit("echo", card="4242 4242", password="hunter2", n=1)
+        failed = await ui_app.submit("boom", "the card 4242 4242 was declined")
+        for task_id in (shown, failed):
+            await ui_app.wait_for_result(task_id, timeout=10)
+        status, detail = await _get(redacted, f"/api/executions/{shown}")
+        assert status == 200
+        assert detail["kwargs"] == {"card": REDACTED, "password": REDACTED, "n": 1}
+        status, detail = await _get(redacted, f"/api/executions/{failed}")
+        assert status == 200 and detail["error"] == detail["traceback"] == "[hidden]"
+        status, stats = await _get(redacted, "/api/stats")
+        assert [f["error"] for f in stats["recent_failures"]] == ["[hidden]"]
+        status, listed = await _get(redacted, "/api/executions")
+        assert status == 200 and len(listed["items"]) == 2
+        for item in listed["items"]:
+            assert item["error"] in (None, "[hidden]") and item["traceback"] in (None, "[hidden]")
+            assert "4242" not in json.dumps(item["kwargs"])
+
+    async def test_the_websocket_checks_access_and_origin(
+        self, websocket: WebSocketProbe, private: Client | None
+    ) -> None:
+        assert await websocket("client", SAME_ORIGIN) == {"type": "ready"}
+        assert await websocket("client", None) == {"type": "ready"}  # not a browser
+        assert await websocket("client", EVIL_ORIGIN) is None
+        assert await websocket("stranger", SAME_ORIGIN) is None
+        assert await websocket("readonly", SAME_ORIGIN) == {"type": "ready"}
+        assert await websocket("readonly", EVIL_ORIGIN) is None
+        if private is not None:
+            assert await websocket("private", SAME_ORIGIN) is None
