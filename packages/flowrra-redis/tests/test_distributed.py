@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,3 +289,20 @@ async def test_live_events_reach_a_monitor_in_another_process(
     # PENDING from this process's submit; RUNNING and SUCCESS from the worker process.
     assert statuses == [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS]
     assert event.task_name == "record" and event.at is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "met"), [(["-c", "3"], True), (["-c", "3", "--threads", "2"], False)]
+)
+async def test_a_worker_runs_blocking_tasks_in_threads(
+    producer: Flowrra, workers: Workers, prefix: str, args: list[str], met: bool
+) -> None:
+    """Three blocking tasks that wait for each other: a worker with three slots runs them
+    in three threads at once; ``--threads 2`` leaves the third outside, and all three give
+    up (so each one's outcome shows how many threads the worker really had)."""
+    workers.start(*args)
+    group = uuid.uuid4().hex[:8]
+    ids = [await producer.submit("meet_in_thread", group, 3, 3.0) for _ in range(3)]
+    results = [await producer.wait_for_result(i, timeout=60) for i in ids]
+    expected = TaskStatus.SUCCESS if met else TaskStatus.FAILED
+    assert [r.status for r in results] == [expected] * 3, [r.error for r in results]

@@ -135,7 +135,7 @@ class Flowrra:
             self.registry,
             self.broker,
             self.backend,
-            io_executor or IOExecutor(executor_config.num_workers),
+            io_executor or IOExecutor(executor_config.num_workers, executor_config.threads),
             cpu_executor or CPUExecutor(executor_config.cpu_workers),
             self.events,
         )

@@ -134,6 +134,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         app.worker.io_executor.concurrency = args.concurrency
     if args.cpu_workers is not None:
         app.worker.cpu_executor.concurrency = args.cpu_workers
+    if args.threads is not None:
+        from flowrra.executors.io import IOExecutor
+
+        io_executor = app.worker.io_executor
+        if not isinstance(io_executor, IOExecutor):
+            raise SystemExit(f"--threads needs the built-in IOExecutor, not {io_executor!r}")
+        io_executor.threads = args.threads
     asyncio.run(run_worker(app, args.grace))
     return 0
 
@@ -219,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--cpu-workers",
         type=_positive_int,
         help="processes for CPU-bound tasks (default: the app's cpu_workers)",
+    )
+    worker.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="threads for plain def tasks (default: the app's threads, else the concurrency)",
     )
     worker.add_argument(
         "--grace",

@@ -79,7 +79,8 @@ class ExecutorConfig:
     """How tasks run.
 
     ``num_workers`` (alias ``io_workers``): I/O tasks run at once. ``cpu_workers``: processes
-    in the CPU pool (default: the number of CPUs). ``max_queue_size``: the in-memory queue's
+    in the CPU pool (default: the number of CPUs). ``threads``: threads for plain ``def``
+    tasks that are not ``cpu_bound`` (default: ``num_workers``). ``max_queue_size``: the in-memory queue's
     bound; ``submit`` waits for room when full (0 = unbounded). ``max_retries``,
     ``retry_delay`` and ``retry_max_delay`` are the defaults for tasks that set none.
     """
@@ -91,6 +92,7 @@ class ExecutorConfig:
     retry_delay: float = 1.0
     retry_max_delay: float = 300.0
     io_workers: int | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.io_workers is not None:
@@ -103,6 +105,7 @@ class ExecutorConfig:
         self.io_workers = self.num_workers
         _require(self.num_workers >= 1, "num_workers must be >= 1")
         _require(self.cpu_workers is None or self.cpu_workers >= 1, "cpu_workers must be >= 1")
+        _require(self.threads is None or self.threads >= 1, "threads must be >= 1")
         _require(self.max_queue_size >= 0, "max_queue_size must be >= 0 (0 = unbounded)")
         _require(self.max_retries >= 0, "max_retries must be >= 0")
         _require(self.retry_delay >= 0, "retry_delay must be >= 0")

@@ -104,6 +104,8 @@ class TaskHandle(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.options = options
+        #: A plain ``def`` that is not ``cpu_bound``: the I/O executor runs it in a thread.
+        self.in_thread = not options.cpu_bound and not inspect.iscoroutinefunction(fn)
         self._submitter = submitter
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
@@ -148,7 +150,7 @@ class TaskHandle(Generic[P, R]):
         return self.options.retry.delay
 
     def __repr__(self) -> str:
-        kind = "cpu" if self.options.cpu_bound else "io"
+        kind = "cpu" if self.options.cpu_bound else "thread" if self.in_thread else "io"
         return f"<TaskHandle {self.name!r} ({kind})>"
 
 
@@ -156,9 +158,8 @@ def check_callable(fn: Callable[..., Any], name: str, cpu_bound: bool) -> None:
     """Reject at decoration time what could never run as asked."""
     if not callable(fn):
         raise TaskRegistrationError(f"@task() needs a function, got {fn!r}")
-    is_async = inspect.iscoroutinefunction(fn)
     if cpu_bound:
-        if is_async:
+        if inspect.iscoroutinefunction(fn):
             raise TaskRegistrationError(
                 f"task {name!r} is `async def` but cpu_bound=True: CPU tasks run in a process "
                 "pool and must be plain `def` functions; drop cpu_bound for an I/O task"
@@ -169,11 +170,6 @@ def check_callable(fn: Callable[..., Any], name: str, cpu_bound: bool) -> None:
                 f"task {name!r} is a lambda or nested function: CPU tasks run in other "
                 "processes, which import them by name, so define them at module level"
             )
-    elif not is_async:
-        raise TaskRegistrationError(
-            f"task {name!r} is a plain function: make it `async def` for an I/O task, or "
-            "register it with @app.task(cpu_bound=True) to run it in the process pool"
-        )
 
 
 class TaskRegistry:

@@ -56,6 +56,21 @@ async def fails_once(label: str) -> str:
     return f"{label} ok after {runs} runs"
 
 
+@app.task(max_retries=0)
+def meet_in_thread(group: str, size: int, wait: float) -> int:
+    """A blocking task (a plain def: a thread of the worker's pool) that waits until
+    ``size`` tasks of ``group`` are inside at once; raises if they never are."""
+    key = f"{PREFIX}:meet:{group}"
+    arrived = _sync.incr(key)
+    deadline = time.monotonic() + wait
+    while int(_sync.get(key) or 0) < size:
+        if time.monotonic() > deadline:
+            _sync.decr(key)  # gone: one arriving later does not count it
+            raise TimeoutError(f"only {int(_sync.get(key) or 0) + 1} of {size} met")
+        time.sleep(0.01)
+    return int(arrived)
+
+
 @app.task(cpu_bound=True)
 def square_in_pool(n: int) -> list[int]:
     """CPU task: returns ``[n*n, pid]`` so the test sees it ran in another process."""
