@@ -80,8 +80,8 @@ class ExecutorConfig:
 
     ``num_workers`` (alias ``io_workers``): I/O tasks run at once. ``cpu_workers``: processes
     in the CPU pool (default: the number of CPUs). ``threads``: threads for plain ``def``
-    tasks that are not ``cpu_bound`` (default: ``num_workers``). ``max_queue_size``: the in-memory queue's
-    bound; ``submit`` waits for room when full (0 = unbounded). ``max_retries``,
+    tasks that are not ``cpu_bound`` (default: ``num_workers``). ``max_queue_size``: the
+    in-memory queue's bound; ``submit`` waits for room when full (0 = unbounded). ``max_retries``,
     ``retry_delay`` and ``retry_max_delay`` are the defaults for tasks that set none.
     """
 
