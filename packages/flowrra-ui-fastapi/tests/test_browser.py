@@ -1,5 +1,6 @@
 """The dashboard in Debian's chromium, served by uvicorn in front of a worker process on
-Redis (the shared suite of flowrra_ui.browser_contract)."""
+Redis (the shared suite of flowrra_ui.browser_contract), signed in as docs/ui.md shows:
+the app's session cookie, and HTTP basic auth."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ import pytest
 from flowrra_ui.browser_contract import ServedUI, UIBrowserContract, serve_ui
 
 SERVED = Path(__file__).parent / "served"
+USERNAME, PASSWORD = "ada", "correct horse"  # as served/fastapi_served.py checks them
 
 
 @pytest.fixture
 def served(tmp_path: Path, redis_url: str) -> Iterator[ServedUI]:
     server = [sys.executable, "-m", "uvicorn", "fastapi_served:api", "--port", "{port}"]
-    cookies = [{"name": "flowrra_token", "value": "browser-token"}]
-    worker = "fastapi_served:flowrra"
     with serve_ui(
-        server, worker, cwd=SERVED, redis_url=redis_url, folder=tmp_path, cookies=cookies
+        server,
+        "fastapi_served:flowrra",
+        cwd=SERVED,
+        redis_url=redis_url,
+        folder=tmp_path,
+        login_path="/login",
+        credentials=(USERNAME, PASSWORD),
+        private_mount="/private/",
+        basic_mount="/basic/",
     ) as served:
         yield served
 

@@ -1,25 +1,67 @@
 """The Quart app the browser tests serve with hypercorn (``quart_served:web``), and the
-Flowrra app their ``flowrra worker quart_served:flowrra`` runs: the UI at ``/flowrra/``
-behind a cookie check, and read-only at ``/open/``."""
+Flowrra app their ``flowrra worker quart_served:flowrra`` runs. The UI is mounted as
+docs/ui.md shows it: at ``/flowrra/`` for people signed in with the app's session cookie
+(``/login`` signs in), at ``/basic/`` behind HTTP basic auth, at ``/open/`` public and
+read-only, and at ``/private/`` with no auth hook (so: private)."""
 
 from __future__ import annotations
 
+import secrets
+
 from flowrra_ui.browser_contract import served_ui_app
 from flowrra_ui_quart import create_blueprint
-from quart import Quart, request, websocket
+from quart import Quart, Response, has_websocket_context, redirect, request, session, websocket
 
-TOKEN = "browser-token"
+USERNAME, PASSWORD = "ada", "correct horse"
 flowrra = served_ui_app()
 
 
+def _matches(username: str | None, password: str | None) -> bool:
+    return secrets.compare_digest((username or "").encode(), USERNAME.encode()) and (
+        secrets.compare_digest((password or "").encode(), PASSWORD.encode())
+    )
+
+
 def signed_in() -> bool:  # before every request and before the WebSocket is accepted
-    cookies = websocket.cookies if websocket else request.cookies
-    return cookies.get("flowrra_token") == TOKEN
+    return session.get("user") is not None
+
+
+def basic_auth() -> bool | Response:
+    auth = (websocket if has_websocket_context() else request).authorization
+    if auth is not None and auth.type == "basic" and _matches(auth.username, auth.password):
+        return True
+    return Response("sign in", 401, {"WWW-Authenticate": 'Basic realm="Flowrra", charset="UTF-8"'})
 
 
 web = Quart(__name__)
+web.secret_key = "tests-only"
 web.register_blueprint(create_blueprint(flowrra, auth=signed_in), url_prefix="/flowrra")
-web.register_blueprint(create_blueprint(flowrra, name="open_ui"), url_prefix="/open")
+web.register_blueprint(
+    create_blueprint(flowrra, auth=basic_auth, name="basic_ui"), url_prefix="/basic"
+)
+web.register_blueprint(create_blueprint(flowrra, public=True, name="open_ui"), url_prefix="/open")
+web.register_blueprint(create_blueprint(flowrra, name="private_ui"), url_prefix="/private")
+
+LOGIN_FORM = """<!doctype html><title>Sign in</title>
+<form method="post" action="/login">
+  <label>Name <input name="username"></label>
+  <label>Password <input name="password" type="password"></label>
+  <button type="submit">Sign in</button>
+</form>"""
+
+
+@web.get("/login")
+async def login_form() -> str:
+    return LOGIN_FORM
+
+
+@web.post("/login")
+async def login() -> Response:
+    form = await request.form
+    if not _matches(form.get("username"), form.get("password")):
+        return Response("wrong name or password", 401)
+    session["user"] = form["username"]
+    return redirect("/flowrra/", 303)
 
 
 @web.after_serving

@@ -9,7 +9,9 @@ fixture (a :class:`ServedUI`), usually from :func:`serve_ui`. The module its ser
 worker import builds its Flowrra app with :func:`served_ui_app`.
 
 Screenshots of every page go to ``$FLOWRRA_UI_SCREENSHOTS`` (default: a folder under the
-system's temporary directory), printed when the suite starts; look at them.
+system's temporary directory), printed when the suite starts; look at them. With
+``$FLOWRRA_UI_DOCS_IMG`` set (``docs/img``), the pages in light and dark mode are saved there
+too, as the documentation shows them (``ui-<page>.png``, ``ui-<page>-dark.png``).
 
 It needs what ``pip install "flowrra-ui[testing]"`` brings (pytest, flowrra-redis,
 Playwright); ``import flowrra_ui`` never imports it. Without chromium the tests are
@@ -60,15 +62,25 @@ def served_ui_app() -> Flowrra:
 @dataclass
 class ServedUI:
     """A UI served for real: ``url`` is the mount root with an auth hook (ending in
-    ``/``), ``readonly_url`` one without (or ``None``), ``cookies`` what lets the browser
-    in (Playwright's ``add_cookies`` format, without ``url``), ``redis_url`` and
-    ``folder`` where the app's queue and schedules are."""
+    ``/``), ``readonly_url`` a read-only one anyone let in may read (``public=True``), or
+    ``None``; ``redis_url`` and ``folder`` where the app's queue and schedules are.
+
+    What lets the browser in to ``url``: ``cookies`` (Playwright's ``add_cookies`` format,
+    without ``url``), or ``login_url``, the host app's sign-in form (fields ``username``
+    and ``password``, a submit button; it sets the host's session cookie and redirects to
+    ``url``) with ``credentials``. ``private_url`` is a mount given no auth hook,
+    ``basic_url`` one guarded by HTTP basic auth with ``credentials`` (each ``None`` where
+    the adapter has none)."""
 
     url: str
     readonly_url: str | None
     redis_url: str
     folder: Path
     cookies: list[dict[str, Any]] = field(default_factory=list)
+    login_url: str | None = None
+    credentials: tuple[str, str] | None = None
+    private_url: str | None = None
+    basic_url: str | None = None
 
 
 def _free_port() -> int:
@@ -110,12 +122,16 @@ def serve_ui(
     mount: str = "/flowrra/",
     readonly_mount: str | None = "/open/",
     cookies: list[dict[str, Any]] | None = None,
+    login_path: str | None = None,
+    credentials: tuple[str, str] | None = None,
+    private_mount: str | None = None,
+    basic_mount: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[ServedUI]:
     """Run ``server`` (a command line; ``{port}`` is replaced by a free port) and a
     ``flowrra worker worker_app`` process in ``cwd``, on a fresh key prefix of
-    ``redis_url``; yield the :class:`ServedUI`; stop both (SIGTERM) and delete the
-    prefix's keys at the end."""
+    ``redis_url``; yield the :class:`ServedUI` (its URLs are these paths on the server);
+    stop both (SIGTERM) and delete the prefix's keys at the end."""
     import redis
 
     prefix = f"flowrra-ui-browser-{uuid.uuid4().hex[:8]}"
@@ -135,8 +151,21 @@ def serve_ui(
     try:
         _wait_for_port(port, web)
         base = f"http://127.0.0.1:{port}"
-        readonly = base + readonly_mount if readonly_mount else None
-        yield ServedUI(base + mount, readonly, url, folder, list(cookies or []))
+
+        def at(path: str | None) -> str | None:
+            return base + path if path else None
+
+        yield ServedUI(
+            base + mount,
+            at(readonly_mount),
+            url,
+            folder,
+            list(cookies or []),
+            login_url=at(login_path),
+            credentials=credentials,
+            private_url=at(private_mount),
+            basic_url=at(basic_mount),
+        )
     finally:
         _stop(web)
         _stop(worker)
@@ -155,6 +184,16 @@ def screenshot_folder() -> Path:
     )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def docs_folder() -> Path | None:
+    """``$FLOWRRA_UI_DOCS_IMG`` (created), where the documentation's screenshots go, or
+    ``None`` when it is not set."""
+    folder = os.environ.get("FLOWRRA_UI_DOCS_IMG")
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder)
 
 
 def _require_browser() -> None:
@@ -222,21 +261,46 @@ class UIBrowserContract:
             finally:
                 await browser.close()
 
-    async def _page(self, browser: Any, served: ServedUI, **options: Any) -> Any:
+    async def _page(
+        self, browser: Any, served: ServedUI, *, signed_in: bool = True, **options: Any
+    ) -> Any:
+        """A page in a fresh browser context, signed in to ``served.url`` as the adapter
+        says (``signed_in=False``: not)."""
         options = {"timezone_id": "UTC", "viewport": {"width": 1280, "height": 860}, **options}
         context = await browser.new_context(**options)
-        if served.cookies:
+        if signed_in and served.cookies:
             origin = "{0.scheme}://{0.netloc}/".format(urlsplit(served.url))  # every mount
             await context.add_cookies([{**c, "url": origin} for c in served.cookies])
+        if signed_in and served.login_url is not None:
+            # The host's sign-in form, posted by the browser context: its answer sets the
+            # host's session cookie in this context, as a person signing in would get it.
+            username, password = served.credentials or ("", "")
+            answer = await context.request.post(
+                served.login_url, form={"username": username, "password": password}
+            )
+            assert answer.ok, f"signing in at {served.login_url} gave {answer.status}"
         page = await context.new_page()
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         return page
 
-    async def _shot(self, page: Any, name: str) -> None:
+    async def _shot(self, page: Any, name: str, docs: str | None = None) -> None:
+        """A full-page screenshot ``<adapter>-<name>.png``; with ``docs`` and
+        ``$FLOWRRA_UI_DOCS_IMG`` set, also ``<that folder>/ui-<docs>.png``."""
         folder = screenshot_folder()
         path = folder / f"{self.adapter}-{name}.png"
         await page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
+        documented = docs_folder()
+        if docs is not None and documented is not None:
+            await page.screenshot(path=str(documented / f"ui-{docs}.png"), full_page=True)
+
+    async def _submit_sample(self, producer: Flowrra) -> tuple[list[str], str]:
+        """Two ``add`` tasks and one ``boom``, finished: ``([add ids], boom id)``."""
+        done = [await producer.submit("add", n, n) for n in (1, 2)]
+        bad = await producer.submit("boom", "the payment service answered 503")
+        for task_id in [*done, bad]:
+            await producer.wait_for_result(task_id, timeout=15)
+        return done, bad
 
     async def test_tasks_appear_live_and_a_failures_traceback_opens(
         self, browser: Any, served: ServedUI, producer: Flowrra
@@ -389,4 +453,200 @@ class UIBrowserContract:
         await expect(page.locator("#totals .card.success .value")).to_have_text("0")
         await page.clock.run_for(11_000)  # past the 15 s poll
         await expect(page.locator("#totals .card.success .value")).to_have_text("1")
+        assert self.page_errors == []
+
+    async def test_filter_by_task_search_by_id_and_open_a_task_by_its_url(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        done, bad = await self._submit_sample(producer)
+        page = await self._page(browser, served)
+        await page.goto(served.url + "#executions")
+        rows = page.locator("#executions-table tbody tr[data-id]")
+        await expect(rows).to_have_count(3)
+        task = page.locator('#filters select[name="task"]')
+        await expect(task.locator("option")).to_have_text(["any", "add", "boom", "echo"])
+        await task.select_option("add")
+        await expect(rows).to_have_count(2)
+        await expect(rows.locator("td.task")).to_have_text(["add", "add"])
+        await task.select_option("boom")
+        await expect(rows).to_have_count(1)
+        await expect(rows).to_have_attribute("data-id", bad)
+        await task.select_option("")
+        await expect(rows).to_have_count(3)
+
+        search = page.locator('#filters input[name="id"]')
+        await search.fill(done[0])
+        await search.press("Enter")
+        await expect(rows).to_have_count(1)
+        await expect(rows).to_have_attribute("data-id", done[0])
+        await search.fill("no-such-id")
+        await search.press("Enter")
+        await expect(rows).to_have_count(0)
+        await expect(page.locator("#executions-table tbody")).to_contain_text("No task with id")
+        await search.fill("")
+        await search.press("Enter")
+        await expect(rows).to_have_count(3)
+
+        # A click puts the task in the URL; that URL opens it again, in another tab.
+        await page.click(f'#executions-table tr[data-id="{bad}"]')
+        await expect(page.locator("#detail dl.kv")).to_contain_text(bad)
+        await expect(page).to_have_url(re.compile(f"[?&]task={bad}"))
+        link = page.url
+        other = await self._page(browser, served)
+        await other.goto(link)
+        detail = other.locator("#detail")
+        await expect(detail).to_be_visible()
+        await expect(detail.locator("dl.kv")).to_contain_text(bad)
+        await expect(detail.locator("pre.error")).to_contain_text("payment service")
+        await other.click("#detail-close")
+        await expect(detail).to_be_hidden()
+        await expect(other).not_to_have_url(re.compile("task="))  # closed: no longer linked
+        assert self.page_errors == []
+
+    async def test_dark_mode_follows_the_system_and_every_page_in_both(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        """Screenshots of each page in light and dark mode (the documentation's, with
+        ``$FLOWRRA_UI_DOCS_IMG``); the colours follow ``prefers-color-scheme``."""
+        from playwright.async_api import expect
+
+        _, bad = await self._submit_sample(producer)
+        await producer.scheduler.schedule_cron(
+            "add", "0 9 * * 1-5", args=[1, 2], description="weekday report"
+        )
+        await producer.scheduler.schedule_interval("echo", 300, kwargs={"token": "tok-9"})
+        luminance = (
+            "(() => { const [r, g, b] = getComputedStyle(document.documentElement)"
+            ".backgroundColor"
+            ".match(/\\d+/g).map(Number); return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; })()"
+        )
+        for scheme in ("light", "dark"):
+            suffix = "" if scheme == "light" else "-dark"
+            page = await self._page(browser, served, color_scheme=scheme)
+            await page.goto(served.url)
+            await expect(page.locator("#live")).to_have_text("Live", timeout=15_000)
+            live = await producer.submit("add", 20, 22)  # for the feed of live events
+            feed = page.locator(f'#feed li[data-id="{live}"][data-status="success"]')
+            await expect(feed).to_have_count(1, timeout=15_000)
+            await expect(page.locator("#totals .card.failed .value")).to_have_text("1")
+            shade = await page.evaluate(luminance)
+            if scheme == "dark":
+                assert shade < 0.25, f"the dark page's background is light ({shade:.2f})"
+            else:
+                assert shade > 0.85, f"the light page's background is dark ({shade:.2f})"
+            await self._shot(page, f"dashboard-{scheme}", docs=f"dashboard{suffix}")
+            await page.goto(served.url + "#executions")
+            rows = page.locator("#executions-table tbody tr[data-id]")
+            await expect(rows).to_have_count(4 if scheme == "light" else 5)
+            await self._shot(page, f"executions-{scheme}", docs=f"executions{suffix}")
+            await page.click(f'#executions-table tr[data-id="{bad}"]')
+            await expect(page.locator("#detail pre.traceback")).to_contain_text("RuntimeError")
+            await self._shot(page, f"execution-{scheme}", docs=f"execution{suffix}")
+            await page.click("#detail-close")
+            await page.goto(served.url + "#tasks")
+            await expect(page.locator("#tasks-table tbody tr")).to_have_count(3)
+            await self._shot(page, f"tasks-{scheme}", docs=f"tasks{suffix}")
+            await page.goto(served.url + "#schedules")
+            await expect(page.locator("#schedules-table tbody tr[data-id]")).to_have_count(2)
+            await expect(page.locator("#schedules-table")).not_to_contain_text("tok-9")
+            await self._shot(page, f"schedules-{scheme}", docs=f"schedules{suffix}")
+        assert self.page_errors == []
+
+    async def test_schedules_on_a_phone(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        made = await producer.scheduler.schedule_cron(
+            "add", "30 7 * * *", timezone="Europe/Paris", description="morning digest"
+        )
+        width = 390
+        phone = await self._page(browser, served, viewport={"width": width, "height": 844})
+        phone.on("dialog", lambda dialog: dialog.accept())
+        await phone.goto(served.url + "#schedules")
+        row = phone.locator(f'#schedules-table tr[data-id="{made}"]')
+        await expect(row).to_contain_text("morning digest")
+        await self._shot(phone, "schedules-phone")
+        overflow = await phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the page is {overflow}px wider than a phone"
+        buttons = [
+            row.locator('button[data-action="disable"]'),
+            row.locator('button[data-action="delete"]'),
+            phone.locator('#schedule-form button[type="submit"]'),
+        ]
+        for button in buttons:
+            await expect(button).to_be_visible()
+            box = await button.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
+                f"a button is off the screen at {width} px: {box}"
+            )
+        await row.locator('button[data-action="disable"]').click()
+        await expect(row.locator("td.state")).to_have_text("disabled")
+        assert self.page_errors == []
+
+    async def test_a_mount_without_auth_shows_no_data_and_says_how_to_add_it(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        if served.private_url is None:
+            pytest.skip("this adapter has no mount without auth")
+        await self._submit_sample(producer)
+        page = await self._page(browser, served, signed_in=False)
+        await page.goto(served.private_url)
+        locked = page.locator("#locked")
+        await expect(locked).to_be_visible()
+        await expect(locked).to_contain_text("private")
+        await expect(locked).to_contain_text("public=True")
+        await expect(page.locator("#view-dashboard")).to_be_hidden()
+        await expect(page.locator("#live")).to_have_text("Private")
+        await self._shot(page, "private", docs="private")
+        assert await page.locator("#totals .card").count() == 0
+        assert self.page_errors == []
+
+    async def test_signing_in_with_the_hosts_session_cookie(
+        self, browser: Any, served: ServedUI
+    ) -> None:
+        from playwright.async_api import expect
+
+        if served.login_url is None or served.credentials is None:
+            pytest.skip("this adapter's tests sign in with a cookie of their own")
+        page = await self._page(browser, served, signed_in=False)
+        refused = await page.goto(served.url)
+        assert refused is not None and refused.status == 401
+        await page.goto(served.login_url)
+        username, password = served.credentials
+        await page.fill('input[name="username"]', username)
+        await page.fill('input[name="password"]', password)
+        await page.click('button[type="submit"]')
+        await page.wait_for_url(served.url)
+        await expect(page.locator("#live")).to_have_text("Live", timeout=15_000)
+        await expect(page.locator("#totals .card.success")).to_be_visible()
+        assert self.page_errors == []
+
+    async def test_http_basic_auth(self, browser: Any, served: ServedUI) -> None:
+        from playwright.async_api import expect
+
+        if served.basic_url is None or served.credentials is None:
+            pytest.skip("this adapter's tests have no mount behind HTTP basic auth")
+        page = await self._page(browser, served, signed_in=False)
+        refused = await page.request.get(served.basic_url)
+        assert refused.status == 401
+        challenge = refused.headers.get("www-authenticate", "")
+        assert challenge.lower().startswith("basic"), challenge
+
+        # Chromium answers the challenge (and only a challenge: Playwright's default) with
+        # the name and password a person would type into its prompt.
+        username, password = served.credentials
+        credentials = {"username": username, "password": password}
+        page = await self._page(browser, served, signed_in=False, http_credentials=credentials)
+        await page.goto(served.basic_url)
+        await expect(page.locator("#live")).to_have_text("Live", timeout=15_000)
+        await expect(page.locator("#totals .card.success")).to_be_visible()
+        await page.goto(served.basic_url + "#tasks")
+        await expect(page.locator('#tasks-table tr[data-task="add"]')).to_be_visible()
         assert self.page_errors == []

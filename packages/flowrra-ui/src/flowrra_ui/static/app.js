@@ -1,6 +1,7 @@
 // Flowrra UI: the dashboard page. Plain ES2020, no framework and nothing from a CDN.
 // Every piece of data is put on the page as text (textContent / text nodes), never as
 // HTML, so task arguments and error messages holding markup are shown, not run.
+// "?task=<id>" in the page's URL opens that task's execution (and a click puts it there).
 "use strict";
 
 (() => {
@@ -69,9 +70,10 @@
   // -- the API ---------------------------------------------------------------------------
 
   class ApiFailure extends Error {
-    constructor(status, message) {
+    constructor(status, message, data) {
       super(message);
       this.status = status;
+      this.data = data || {};
     }
   }
 
@@ -83,10 +85,10 @@
   async function api(method, path, body) {
     const headers = { Accept: "application/json" };
     const init = { method, headers, credentials: "same-origin" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
+    // Every change is sent as JSON, a body or not: the server refuses anything else (415),
+    // which is what an HTML form on another site could send.
+    if (method !== "GET") headers["Content-Type"] = "application/json";
+    if (body !== undefined) init.body = JSON.stringify(body);
     const token = method === "GET" ? null : csrfToken(); // Django's CSRF protection
     if (token) headers["X-CSRFToken"] = token;
     let response;
@@ -103,7 +105,7 @@
     }
     if (!response.ok) {
       const message = data && typeof data.error === "string" ? data.error : `HTTP ${response.status}`;
-      throw new ApiFailure(response.status, message);
+      throw new ApiFailure(response.status, message, data);
     }
     return data;
   }
@@ -148,6 +150,17 @@
     },
     async executions() {
       const form = $("#filters");
+      const wanted = form.id.value.trim();
+      if (wanted) {
+        // One task by its id (the status and task filters do not apply).
+        try {
+          renderExecutions([await api("GET", `api/executions/${encodeURIComponent(wanted)}`)], true);
+        } catch (error) {
+          if (error.status !== 404) throw error;
+          renderExecutions([], true, `No task with id ${wanted}.`);
+        }
+        return;
+      }
       const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
       if (form.status.value) query.set("status", form.status.value);
       if (form.task.value) query.set("task", form.task.value);
@@ -359,11 +372,11 @@
 
   // -- executions ------------------------------------------------------------------------
 
-  function renderExecutions(items) {
+  function renderExecutions(items, single = false, none = null) {
     const rows = items.map((record) =>
       el("tr", { class: "clickable", "data-id": record.task_id, "data-status": record.status,
         onclick: () => openDetail(record.task_id) },
-        el("td", {}, record.task_name ?? "?"),
+        el("td", { class: "task" }, record.task_name ?? "?"),
         el("td", { class: "state" }, badge(record.status)),
         el("td", { class: "mono", title: record.task_id }, shortId(record.task_id)),
         el("td", {}, String(record.retries)),
@@ -371,14 +384,22 @@
         el("td", {}, fmtDuration(record.started_at, record.finished_at))));
     if (!rows.length) {
       rows.push(el("tr", {}, el("td", { colspan: 6, class: "empty" },
-        state.offset ? "No older executions." : "No executions match.")));
+        none ?? (state.offset ? "No older executions." : "No executions match."))));
     }
     $("#executions-table tbody").replaceChildren(...rows);
-    $("#prev").disabled = state.offset === 0;
-    $("#next").disabled = items.length < PAGE_SIZE;
-    $("#page-info").textContent = items.length
-      ? `${state.offset + 1}–${state.offset + items.length}, newest first`
-      : "";
+    $("#prev").disabled = single || state.offset === 0;
+    $("#next").disabled = single || items.length < PAGE_SIZE;
+    $("#page-info").textContent = single || !items.length
+      ? ""
+      : `${state.offset + 1}–${state.offset + items.length}, newest first`;
+  }
+
+  // The open task's id in the page's URL, so the address bar can be shared.
+  function linkTask(taskId) {
+    const url = new URL(location.href);
+    if (taskId) url.searchParams.set("task", taskId);
+    else url.searchParams.delete("task");
+    if (url.href !== location.href) history.replaceState(history.state, "", url);
   }
 
   async function openDetail(taskId) {
@@ -387,6 +408,7 @@
     $("#detail-title").textContent = "Execution";
     body.replaceChildren(empty("Loading…"));
     if (!dialog.open) dialog.showModal();
+    linkTask(taskId);
     let record;
     try {
       record = await api("GET", `api/executions/${encodeURIComponent(taskId)}`);
@@ -458,7 +480,7 @@
     const names = state.tasks.map((task) => task.name);
     const filter = $("#filters").task;
     const chosen = filter.value;
-    filter.replaceChildren(el("option", { value: "" }, "any"), names.map((n) => el("option", { value: n }, n)));
+    filter.replaceChildren(el("option", { value: "" }, "any"), ...names.map((n) => el("option", { value: n }, n)));
     filter.value = chosen;
     $("#schedule-form").task_name.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
   }
@@ -480,16 +502,18 @@
         "This app has no scheduler: call app.create_scheduler() where the app is made.")));
       return;
     }
+    // data-label: each cell's heading, shown beside it where the table becomes cards (phones).
     const rows = schedules.map((s) => el("tr", { "data-id": s.id },
-      el("td", {}, el("strong", {}, s.task_name), s.description ? el("div", { class: "muted" }, s.description) : null),
-      el("td", { class: "mono" }, describeSchedule(s)),
-      el("td", {}, fmtTime(s.next_run_at)),
-      el("td", {}, fmtTime(s.last_run_at)),
-      el("td", {}, String(s.run_count)),
-      el("td", { class: "state" }, s.enabled
+      el("td", { "data-label": "Task" }, el("div", {}, el("strong", {}, s.task_name),
+        s.description ? el("div", { class: "muted" }, s.description) : null)),
+      el("td", { class: "mono", "data-label": "Schedule" }, describeSchedule(s)),
+      el("td", { "data-label": "Next run" }, fmtTime(s.next_run_at)),
+      el("td", { "data-label": "Last run" }, fmtTime(s.last_run_at)),
+      el("td", { "data-label": "Runs" }, String(s.run_count)),
+      el("td", { class: "state", "data-label": "State" }, s.enabled
         ? el("span", { class: "status success" }, "enabled")
         : el("span", { class: "status disabled" }, "disabled")),
-      el("td", {}, scheduleActions(s))));
+      el("td", { class: "actions-cell", "data-label": "Actions" }, scheduleActions(s))));
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No schedules yet.")));
     tbody.replaceChildren(...rows);
   }
@@ -572,6 +596,22 @@
 
   // -- start -----------------------------------------------------------------------------
 
+  // A mount that lets this visitor see nothing (private, or not signed in): say why and how
+  // to change it, and do not keep asking.
+  function showLocked(error) {
+    const isPrivate = error.data.access === "private";
+    $("#locked-title").textContent = isPrivate
+      ? "This monitoring UI is private"
+      : "You may not see this monitoring UI";
+    $("#locked-message").textContent = error.message.charAt(0).toUpperCase() + error.message.slice(1);
+    $("#locked").hidden = false;
+    document.body.classList.add("locked");
+    for (const name of VIEWS) $(`#view-${name}`).hidden = true;
+    const pill = $("#live");
+    pill.className = "pill locked";
+    pill.textContent = isPrivate ? "Private" : "No access";
+  }
+
   function applyMeta() {
     const notice = $("#notice-readonly");
     notice.hidden = state.meta.writable;
@@ -582,7 +622,13 @@
 
   async function start() {
     $("#detail-close").addEventListener("click", () => $("#detail").close());
+    $("#detail").addEventListener("close", () => linkTask(null));
     $("#filters").addEventListener("change", () => {
+      state.offset = 0;
+      refresh();
+    });
+    $("#filters").addEventListener("submit", (event) => {
+      event.preventDefault(); // Enter in the id search
       state.offset = 0;
       refresh();
     });
@@ -596,15 +642,21 @@
     });
     $("#schedule-form").addEventListener("submit", createSchedule);
     $("#schedule-form").kind.addEventListener("change", showKindFields);
-    window.addEventListener("hashchange", showView);
     try {
       [state.meta, state.tasks] = await Promise.all([api("GET", "api/meta"), api("GET", "api/tasks")]);
     } catch (error) {
+      if (error.status === 401 || error.status === 403) {
+        showLocked(error);
+        return;
+      }
       showError(error);
     }
     applyMeta();
     fillTaskChoices();
+    window.addEventListener("hashchange", showView);
     showView();
+    const linked = new URLSearchParams(location.search).get("task");
+    if (linked) openDetail(linked);
     connectLive();
     setInterval(() => {
       if (!document.hidden) refresh();
