@@ -226,11 +226,17 @@ def test_public_true_opens_the_ui_with_a_warning(
     assert warning.levelno == logging.WARNING and "public" in warning.getMessage()
 
 
-def test_the_0_1_8_import_path_gives_the_same_router(tmp_path: Path) -> None:
+async def test_the_0_1_8_import_path_gives_the_same_router(ui_app: Flowrra) -> None:
     from fastapi.routing import APIRouter
 
     from flowrra.ui.fastapi import create_router as create_router_018
 
-    router = create_router_018(make_ui_app(tmp_path))  # mounts, and is private
+    router = create_router_018(ui_app)  # the 0.1.8 call: it mounts, and is private
     assert isinstance(router, APIRouter)
     assert {r.path for r in router.routes} >= {"/api/stats", "/ws"}  # type: ignore[attr-defined]
+    api = FastAPI()
+    api.include_router(router, prefix="/flowrra")
+    anyone = _client(api, "/flowrra", {})
+    assert (await anyone("GET", "/", None, None))[0] == 200
+    status, stats = await anyone("GET", "/api/stats", None, None)
+    assert status == 401 and "private" in stats["error"]
