@@ -250,17 +250,16 @@ async def test_task_result_dict_round_trip() -> None:
     original = TaskResult(
         "id1",
         TaskStatus.FAILED,
-        "t",
-        None,
-        "ValueError: x",
-        now,
-        now,
-        now,
-        2,
-        (1, "a"),
-        {"k": [1]},
-        "Traceback...",
-        3,
+        task_name="t",
+        error="ValueError: x",
+        submitted_at=now,
+        started_at=now,
+        finished_at=now,
+        retries=2,
+        args=(1, "a"),
+        kwargs={"k": [1]},
+        traceback="Traceback...",
+        priority=3,
     )
     data = original.to_dict()
     assert data["status"] == "failed" and data["submitted_at"] == now.isoformat()

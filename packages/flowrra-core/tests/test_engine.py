@@ -281,7 +281,7 @@ async def test_unknown_task_message_is_dead_lettered_and_worker_survives(make_ap
         return "still working"
 
     await app.start()
-    ghost = TaskMessage("ghost-1", "no_such_task", (), {}, 0, 0, None, time.time())
+    ghost = TaskMessage("ghost-1", "no_such_task", submitted_at=time.time())
     await app.broker.enqueue(ghost)
     result = None
     for _ in range(100):

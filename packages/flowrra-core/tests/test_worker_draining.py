@@ -70,7 +70,7 @@ def drainer_for(broker: MemoryBroker, backend: MemoryBackend) -> Drainer:
 
 
 def message(task_id: str, eta: float | None = None) -> TaskMessage:
-    return TaskMessage(task_id, "job", (), {}, 0, 0, eta, time.time())
+    return TaskMessage(task_id, "job", eta=eta, submitted_at=time.time())
 
 
 async def test_leftovers_go_back_to_a_durable_broker() -> None:

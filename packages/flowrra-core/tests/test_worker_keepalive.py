@@ -83,7 +83,7 @@ class SilentlySwallowingDirectoryBroker(DirectoryBroker):
 
 
 def message(task_id: str) -> TaskMessage:
-    return TaskMessage(task_id, "job", (), {}, 0, 0, None, time.time())
+    return TaskMessage(task_id, "job", submitted_at=time.time())
 
 
 def loop_tasks(name: str) -> list[asyncio.Task[Any]]:

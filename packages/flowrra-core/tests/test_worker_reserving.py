@@ -53,7 +53,7 @@ class SwallowingBroker(CountingBroker):
 
 
 def message(task_id: str, priority: int = 0) -> TaskMessage:
-    return TaskMessage(task_id, "job", (), {}, priority, 0, None, time.time())
+    return TaskMessage(task_id, "job", priority=priority, submitted_at=time.time())
 
 
 async def queue(broker: MemoryBroker, *ids: str) -> None:

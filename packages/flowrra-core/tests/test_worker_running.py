@@ -35,7 +35,7 @@ class Parts:
 
     async def run(self, name: str, *args: Any, attempt: int = 0) -> TaskMessage:
         # the task's name is its id too: one id across its attempts
-        msg = TaskMessage(name, name, args, {}, 0, attempt, None, time.time())
+        msg = TaskMessage(name, name, args, attempt=attempt, submitted_at=time.time())
         self.held[msg.id] = msg
         await self.runner.run(self.app.registry.get(name), msg, IOExecutor())
         return msg

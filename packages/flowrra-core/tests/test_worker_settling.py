@@ -51,16 +51,18 @@ class DeferredBackend(MemoryBackend):
 
 
 def message(task_id: str = "t1", attempt: int = 0) -> TaskMessage:
-    return TaskMessage(task_id, "job", (1,), {"k": 2}, 5, attempt, None, time.time())
+    return TaskMessage(
+        task_id, "job", (1,), {"k": 2}, priority=5, attempt=attempt, submitted_at=time.time()
+    )
 
 
 def outcome(msg: TaskMessage, status: TaskStatus, value: object = None) -> TaskResult:
-    error = None if status is TaskStatus.SUCCESS else "RuntimeError: no"
-    finished = None if status is TaskStatus.RETRYING else time.time()
-    return TaskResult(
-        msg.id, status, msg.name, value, error, msg.submitted_at, time.time(), finished,
-        msg.attempt, msg.args, msg.kwargs, None, msg.priority,
-    )  # fmt: skip
+    now = time.time()
+    if status is TaskStatus.SUCCESS:
+        return TaskResult.succeeded(msg, value, started=now, finished=now)
+    if status is TaskStatus.RETRYING:
+        return TaskResult.retrying(msg, "RuntimeError: no", started=now)
+    return TaskResult.failed(msg, "RuntimeError: no", started=now, finished=now)
 
 
 def settler_for(

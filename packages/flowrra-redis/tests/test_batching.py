@@ -35,8 +35,10 @@ async def test_a_superseded_record_is_not_written_but_its_event_is(
     await backend.connect()
     task_id = new_task_id()
     async with backend.subscribe_events() as events:
-        running = TaskResult(task_id, TaskStatus.RUNNING, "x", None, None, time.time())
-        done = TaskResult(task_id, TaskStatus.SUCCESS, "x", 7, None, time.time())
+        running = TaskResult(task_id, TaskStatus.RUNNING, task_name="x", submitted_at=time.time())
+        done = TaskResult(
+            task_id, TaskStatus.SUCCESS, task_name="x", result=7, submitted_at=time.time()
+        )
         # The same loop turn: one script call, which skips the RUNNING write.
         await asyncio.gather(backend.store(task_id, running), backend.store(task_id, done))
         seen = [(await anext(events)).status for _ in range(2)]
@@ -59,7 +61,9 @@ async def test_a_subscription_holds_once_entered(redis_url: str, prefix: str) ->
             subscribers = await client.pubsub_numsub(backend.keys.events)
             assert subscribers == [(backend.keys.events.encode(), 1)]
             task_id = new_task_id()
-            record = TaskResult(task_id, TaskStatus.SUCCESS, "x", 1, None, time.time())
+            record = TaskResult(
+                task_id, TaskStatus.SUCCESS, task_name="x", result=1, submitted_at=time.time()
+            )
             await other.store(task_id, record)
             async with asyncio.timeout(5):
                 assert (await anext(events)).task_id == task_id
@@ -82,7 +86,14 @@ async def test_a_large_record_publishes_a_small_event(
     waiting = asyncio.create_task(backend.wait_for(task_id, timeout=5))
     await asyncio.sleep(0.1)
     error = "ValueError: " + "y" * 5000
-    record = TaskResult(task_id, TaskStatus.FAILED, "big", large, error, time.time())
+    record = TaskResult(
+        task_id,
+        TaskStatus.FAILED,
+        task_name="big",
+        result=large,
+        error=error,
+        submitted_at=time.time(),
+    )
     record.args = (large,)
     await backend.store(task_id, record)
     got = await waiting
@@ -105,7 +116,9 @@ async def test_records_of_one_turn_are_one_script_call(
     backend = RedisBackend(redis_url, prefix=prefix)
     await backend.connect()
     ids = [new_task_id() for _ in range(20)]
-    records = [TaskResult(i, TaskStatus.SUCCESS, "x", n) for n, i in enumerate(ids)]
+    records = [
+        TaskResult(i, TaskStatus.SUCCESS, task_name="x", result=n) for n, i in enumerate(ids)
+    ]
     await backend.store_many(records)
     assert [(await backend.get(i)).result for i in ids] == list(range(20))  # type: ignore[union-attr]
     assert len(await backend.list(limit=100)) == 20
@@ -123,7 +136,9 @@ async def test_a_large_store_many_goes_out_as_it_is_encoded(
     backend = RedisBackend(redis_url, prefix=prefix)
     await backend.connect()
     ids = [new_task_id() for _ in range(BURST_LIMIT * 2 + 10)]
-    records = [TaskResult(i, TaskStatus.PENDING, "x", None, None, time.time()) for i in ids]
+    records = [
+        TaskResult(i, TaskStatus.PENDING, task_name="x", submitted_at=time.time()) for i in ids
+    ]
     stored = backend.store_many(records)
     writer = backend._records()
     assert writer._burst is not None and len(writer._burst.keys) == 10  # two went out
@@ -131,9 +146,11 @@ async def test_a_large_store_many_goes_out_as_it_is_encoded(
     assert sync_redis.exists(*(backend.keys.result(i) for i in ids)) == len(ids)
 
     good = [new_task_id() for _ in range(BURST_LIMIT + 5)]
-    bad = TaskResult(new_task_id(), TaskStatus.SUCCESS, "x", object())
+    bad = TaskResult(new_task_id(), TaskStatus.SUCCESS, task_name="x", result=object())
     with pytest.raises(SerializationError):
-        backend.store_many([TaskResult(i, TaskStatus.SUCCESS, "x", 1) for i in good] + [bad])
+        backend.store_many(
+            [TaskResult(i, TaskStatus.SUCCESS, task_name="x", result=1) for i in good] + [bad]
+        )
     await asyncio.sleep(0.1)  # the partial burst goes out at the next loop turn
     assert sync_redis.exists(*(backend.keys.result(i) for i in good)) == len(good)
     assert not sync_redis.exists(backend.keys.result(bad.task_id))
@@ -409,10 +426,10 @@ async def test_a_pending_record_never_replaces_a_later_status(redis_url: str, pr
     backend = RedisBackend(redis_url, prefix=prefix)
     await backend.connect()
     earlier, same_call = new_task_id(), new_task_id()
-    await backend.store_many([TaskResult(earlier, TaskStatus.RUNNING, "x")])
-    await backend.store(earlier, TaskResult(earlier, TaskStatus.PENDING, "x"))
-    running = backend.store(same_call, TaskResult(same_call, TaskStatus.RUNNING, "x"))
-    await backend.store(same_call, TaskResult(same_call, TaskStatus.PENDING, "x"))
+    await backend.store_many([TaskResult(earlier, TaskStatus.RUNNING, task_name="x")])
+    await backend.store(earlier, TaskResult(earlier, TaskStatus.PENDING, task_name="x"))
+    running = backend.store(same_call, TaskResult(same_call, TaskStatus.RUNNING, task_name="x"))
+    await backend.store(same_call, TaskResult(same_call, TaskStatus.PENDING, task_name="x"))
     await running
     for task_id in (earlier, same_call):
         stored = await backend.get(task_id)
@@ -532,7 +549,9 @@ async def test_a_store_is_under_way_when_called(redis_url: str, prefix: str) -> 
     backend = RedisBackend(redis_url, prefix=prefix)
     await backend.connect()
     task_id = new_task_id()
-    stored = backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, "x", 1))
+    stored = backend.store(
+        task_id, TaskResult(task_id, TaskStatus.SUCCESS, task_name="x", result=1)
+    )
     assert not inspect.iscoroutine(stored)
     await stored
     assert (await backend.get(task_id)).result == 1  # type: ignore[union-attr]

@@ -176,7 +176,10 @@ async def test_results_carry_the_ttl(redis_url: str, prefix: str, sync_redis: re
     backend = RedisBackend(redis_url, prefix=prefix, ttl=120)
     await backend.connect()
     task_id = new_task_id()
-    await backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, "x", 1, None, time.time()))
+    await backend.store(
+        task_id,
+        TaskResult(task_id, TaskStatus.SUCCESS, task_name="x", result=1, submitted_at=time.time()),
+    )
     ttl_ms = sync_redis.pttl(backend.keys.result(task_id))
     assert 110_000 < ttl_ms <= 120_000
     await backend.close()
@@ -191,13 +194,15 @@ async def test_one_subscription_serves_every_waiter(
     await writer.connect()
     ids = [new_task_id() for _ in range(50)]
     for task_id in ids:
-        await writer.store(task_id, TaskResult(task_id, TaskStatus.PENDING, "x"))
+        await writer.store(task_id, TaskResult(task_id, TaskStatus.PENDING, task_name="x"))
     waits = [asyncio.create_task(backend.wait_for(task_id, 10)) for task_id in ids]
     await asyncio.sleep(0.2)
     [(_, subscribers)] = sync_redis.pubsub_numsub(backend.keys.done)
     assert subscribers == 1
     for n, task_id in enumerate(ids):
-        await writer.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, "x", n))
+        await writer.store(
+            task_id, TaskResult(task_id, TaskStatus.SUCCESS, task_name="x", result=n)
+        )
     results = await asyncio.gather(*waits)
     assert [r.result for r in results] == list(range(50))
     await backend.close()
@@ -214,8 +219,8 @@ async def test_a_completion_between_subscribe_and_read_is_not_missed(
     await writer.connect()
     for _ in range(100):
         task_id = new_task_id()
-        await writer.store(task_id, TaskResult(task_id, TaskStatus.PENDING, "x"))
-        done = TaskResult(task_id, TaskStatus.SUCCESS, "x", 1)
+        await writer.store(task_id, TaskResult(task_id, TaskStatus.PENDING, task_name="x"))
+        done = TaskResult(task_id, TaskStatus.SUCCESS, task_name="x", result=1)
         got, _ = await asyncio.gather(backend.wait_for(task_id, 5), writer.store(task_id, done))
         assert got.result == 1
     await backend.close()

@@ -48,11 +48,12 @@ __all__ = ["Flowrra"]
 
 logger = logging.getLogger("flowrra.app")
 
+_pending = TaskResult.pending  # bound once: a classmethod's lookup costs more than its call
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _MEMORY = "memory"
-_PENDING = TaskStatus.PENDING
 
 
 def _make_broker(config: Config) -> Broker:
@@ -85,25 +86,6 @@ def _abandon(call: Awaitable[Any]) -> None:
 def _quiet(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _pending_record(message: TaskMessage) -> TaskResult:
-    """The PENDING record ``submit`` stores before it queues ``message``."""
-    return TaskResult(
-        message.id,
-        _PENDING,
-        message.name,
-        None,
-        None,
-        message.submitted_at,
-        None,
-        None,
-        0,
-        message.args,
-        message.kwargs,
-        None,
-        message.priority,
-    )
 
 
 class Flowrra:
@@ -274,8 +256,10 @@ class Flowrra:
             raise TypeError(f"priority must be an int, got {priority!r}")
         task_id = new_task_id()
         now = time.time()
-        message = TaskMessage(task_id, name, args, kwargs, priority, 0, eta, now)
-        pending = _pending_record(message)
+        message = TaskMessage(
+            task_id, name, args, kwargs, priority=priority, eta=eta, submitted_at=now
+        )
+        pending = _pending(message)
         stored = self.backend.store(task_id, pending)
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
@@ -315,9 +299,11 @@ class Flowrra:
                     "each call is a tuple of positional arguments or a dict of keyword "
                     f"arguments, got {call!r}"
                 )
-            message = TaskMessage(new_task_id(), name, args, kwargs, priority, 0, due, now)
+            message = TaskMessage(
+                new_task_id(), name, args, kwargs, priority=priority, eta=due, submitted_at=now
+            )
             messages.append(message)
-            pending.append(_pending_record(message))
+            pending.append(_pending(message))
         if not messages:
             return []
         for message in messages:  # fail before anything is stored, as submit does

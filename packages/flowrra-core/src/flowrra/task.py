@@ -2,8 +2,10 @@
 
 A :class:`TaskMessage` is what a broker carries from ``submit`` to a worker. A
 :class:`TaskResult` is what the result backend holds about one task id: its current status
-and, once complete, its return value or error. Both convert to and from plain JSON-ready
-dicts, which is how they cross process boundaries; nothing is ever unpickled.
+and, once complete, its return value or error. Both are built by name (keyword arguments,
+or the named constructors such as :meth:`TaskResult.running`) and cross process
+boundaries as JSON-ready data; nothing is ever unpickled.
+
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ class TaskStatus(Enum):
     # Members are singletons: hash them by identity, in C. Enum's own __hash__ is a Python
     # call, and records are looked up by status several times per task.
     __hash__ = object.__hash__
+
+
+_STATUS_OF = {status.value: status for status in TaskStatus}
+_PENDING = TaskStatus.PENDING
+_RUNNING = TaskStatus.RUNNING
+_SUCCESS = TaskStatus.SUCCESS
+_FAILED = TaskStatus.FAILED
+_RETRYING = TaskStatus.RETRYING
+_new = object.__new__
 
 
 def new_task_id() -> str:
@@ -87,6 +98,11 @@ class TaskResult:
     timestamps are never looked at, so the engine does not pay for datetimes nobody reads.
     The constructor and the setters take a datetime (a naive one is local time, as in
     0.1.8) or Unix seconds.
+
+    Build one by name: ``TaskResult(task_id, status, result=..., error=...)`` (every field
+    after ``status`` is keyword-only: two of the same type can never be swapped), or with
+    the constructor named after the status, from the message it records:
+    :meth:`pending`, :meth:`running`, :meth:`succeeded`, :meth:`retrying`, :meth:`failed`.
     """
 
     __slots__ = (
@@ -109,6 +125,7 @@ class TaskResult:
         self,
         task_id: str,
         status: TaskStatus,
+        *,
         task_name: str | None = None,
         result: Any = None,
         error: str | None = None,
@@ -146,6 +163,61 @@ class TaskResult:
         self.kwargs = kwargs if kwargs is not None else {}
         self.traceback = traceback
         self.priority = priority
+
+    # -- named constructors: the record of a message in each status ------------------------
+
+    @classmethod
+    def pending(cls, message: TaskMessage) -> TaskResult:
+        """``message`` is queued (what ``submit`` records)."""
+        return _record_of(cls, message, _PENDING)
+
+    @classmethod
+    def running(cls, message: TaskMessage, *, started: float) -> TaskResult:
+        """An attempt at ``message`` started at ``started`` (Unix seconds)."""
+        return _record_of(cls, message, _RUNNING, started=started)
+
+    @classmethod
+    def succeeded(
+        cls, message: TaskMessage, value: Any, *, started: float | None, finished: float
+    ) -> TaskResult:
+        """The attempt started at ``started`` returned ``value`` at ``finished``."""
+        return _record_of(cls, message, _SUCCESS, value, started=started, finished=finished)
+
+    @classmethod
+    def retrying(
+        cls,
+        message: TaskMessage,
+        error: str,
+        *,
+        started: float | None,
+        traceback: str | None = None,
+    ) -> TaskResult:
+        """The attempt started at ``started`` failed with ``error``; another one follows."""
+        return _record_of(
+            cls, message, _RETRYING, error=error, started=started, traceback=traceback
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        message: TaskMessage,
+        error: str,
+        *,
+        finished: float,
+        started: float | None = None,
+        traceback: str | None = None,
+    ) -> TaskResult:
+        """``message`` failed for good with ``error`` at ``finished`` (``started``: when
+        its last attempt started, if one did)."""
+        return _record_of(
+            cls,
+            message,
+            _FAILED,
+            error=error,
+            started=started,
+            finished=finished,
+            traceback=traceback,
+        )
 
     @property
     def submitted_at(self) -> datetime | None:
@@ -222,6 +294,61 @@ class TaskResult:
             priority=int(data.get("priority", 0)),
         )
 
+    def to_wire(self) -> list[Any]:
+        """The record as a JSON-ready list of its 13 fields (times as Unix seconds): what
+        the Redis backend stores."""
+        return [
+            self.task_id,
+            self.status.value,
+            self.task_name,
+            self.result,
+            self.error,
+            self.submitted_ts,
+            self.started_ts,
+            self.finished_ts,
+            self.retries,
+            list(self.args),
+            self.kwargs,
+            self.traceback,
+            self.priority,
+        ]
+
+    @classmethod
+    def from_wire(cls, fields: list[Any]) -> TaskResult:
+        """The record :meth:`to_wire` gave. Raises ``TypeError``, ``ValueError`` or
+        ``KeyError`` (an unknown status) on malformed input."""
+        if fields.__class__ is not list:
+            raise TypeError(f"a task record is a JSON list, not {type(fields).__name__}")
+        record = _new(cls)
+        (
+            record.task_id,
+            status,
+            record.task_name,
+            record.result,
+            record.error,
+            submitted,
+            started,
+            finished,
+            record.retries,
+            args,
+            kwargs,
+            record.traceback,
+            record.priority,
+        ) = fields
+        record.status = _STATUS_OF[status]
+        record.submitted_ts = (
+            submitted if submitted is None or submitted.__class__ is float else _seconds(submitted)
+        )
+        record.started_ts = (
+            started if started is None or started.__class__ is float else _seconds(started)
+        )
+        record.finished_ts = (
+            finished if finished is None or finished.__class__ is float else _seconds(finished)
+        )
+        record.args = tuple(args)
+        record.kwargs = kwargs if kwargs is not None else {}
+        return record
+
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
@@ -242,6 +369,37 @@ class TaskResult:
         )
 
 
+def _record_of(
+    cls: type[TaskResult],
+    message: TaskMessage,
+    status: TaskStatus,
+    result: Any = None,
+    *,
+    error: str | None = None,
+    started: float | None = None,
+    finished: float | None = None,
+    traceback: str | None = None,
+) -> TaskResult:
+    """``message``'s record in ``status``, for the named constructors of
+    :class:`TaskResult`. (Fields are set one by one: a worker makes three records per task,
+    and calling a class with 13 arguments costs twice as much.)"""
+    record = _new(cls)
+    record.task_id = message.id
+    record.status = status
+    record.task_name = message.name
+    record.result = result
+    record.error = error
+    record.submitted_ts = message.submitted_at or None
+    record.started_ts = started
+    record.finished_ts = finished
+    record.retries = message.attempt
+    record.args = message.args
+    record.kwargs = message.kwargs
+    record.traceback = traceback
+    record.priority = message.priority
+    return record
+
+
 class TaskMessage:
     """One delivery's worth of work: which task, with what, how urgent, and when.
 
@@ -251,6 +409,8 @@ class TaskMessage:
     delivery data (a lease token, the raw bytes) in ``receipt``; it never travels.
     ``undeliverable``: set by a broker that could not decode what it delivered (the
     reason); the worker dead-letters such a message and records it FAILED if it has an id.
+
+    ``id``, ``name``, ``args`` and ``kwargs`` may be given by position, the rest by name.
     """
 
     __slots__ = (
@@ -272,6 +432,7 @@ class TaskMessage:
         name: str,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
+        *,
         priority: int = 0,
         attempt: int = 0,
         eta: float | None = None,
@@ -295,10 +456,10 @@ class TaskMessage:
             self.name,
             self.args,
             self.kwargs,
-            self.priority,
-            self.attempt + 1,
-            eta,
-            self.submitted_at,
+            priority=self.priority,
+            attempt=self.attempt + 1,
+            eta=eta,
+            submitted_at=self.submitted_at,
         )
 
     def to_dict(self) -> dict[str, Any]:

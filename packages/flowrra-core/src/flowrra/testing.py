@@ -47,7 +47,9 @@ def message(
     name: str = "job", *args: Any, priority: int = 0, eta: float | None = None, **kwargs: Any
 ) -> TaskMessage:
     """A fresh message for tests."""
-    return TaskMessage(new_task_id(), name, args, kwargs, priority, 0, eta, time.time())
+    return TaskMessage(
+        new_task_id(), name, args, kwargs, priority=priority, eta=eta, submitted_at=time.time()
+    )
 
 
 async def _drain(broker: Broker, expected: int, timeout: float = 5.0) -> list[TaskMessage]:
@@ -180,12 +182,11 @@ def _result(task_id: str, status: TaskStatus, value: Any = None) -> TaskResult:
     return TaskResult(
         task_id,
         status,
-        "job",
-        value,
-        None,
-        now,
-        now,
-        now if status in (TaskStatus.SUCCESS, TaskStatus.FAILED) else None,
+        task_name="job",
+        result=value,
+        submitted_at=now,
+        started_at=now,
+        finished_at=now if status in (TaskStatus.SUCCESS, TaskStatus.FAILED) else None,
     )
 
 

@@ -72,13 +72,12 @@ def _record_call(
             TaskResult(
                 result.task_id,
                 result.status,
-                result.task_name,
-                None,
-                error if error is None or len(error) <= 1000 else error[:1000] + "…",
-                result.submitted_ts,
-                result.started_ts,
-                result.finished_ts,
-                result.retries,
+                task_name=result.task_name,
+                error=error if error is None or len(error) <= 1000 else error[:1000] + "…",
+                submitted_at=result.submitted_ts,
+                started_at=result.started_ts,
+                finished_at=result.finished_ts,
+                retries=result.retries,
                 priority=result.priority,
             )
         )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowrra.protocols import Broker
-from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.task import TaskResult
 from flowrra.worker.keepalive import Heartbeat, Leases
 from flowrra.worker.reserving import Reserver
 from flowrra.worker.settling import Settler
@@ -26,7 +26,7 @@ __all__ = ["Drainer"]
 
 logger = logging.getLogger("flowrra.worker")
 
-_FAILED = TaskStatus.FAILED
+_CANCELLED = "Cancelled: the app stopped before this task finished"
 
 
 class Drainer:
@@ -94,22 +94,4 @@ class Drainer:
             )
         now = time.time()
         for message in lost:
-            await self.settler.record(_cancelled(message, now))
-
-
-def _cancelled(message: TaskMessage, now: float) -> TaskResult:
-    return TaskResult(
-        message.id,
-        _FAILED,
-        message.name,
-        None,
-        "Cancelled: the app stopped before this task finished",
-        message.submitted_at or None,
-        None,
-        now,
-        message.attempt,
-        message.args,
-        message.kwargs,
-        None,
-        message.priority,
-    )
+            await self.settler.record(TaskResult.failed(message, _CANCELLED, finished=now))

@@ -19,17 +19,16 @@ from typing import Any
 from flowrra.events import EventHub
 from flowrra.protocols import Executor, ResultBackend
 from flowrra.registry import TaskHandle
-from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.task import TaskMessage, TaskResult
 from flowrra.worker.settling import Settler
 
 __all__ = ["Runner", "TaskTimeoutExpired"]
 
 logger = logging.getLogger("flowrra.worker")
 
-_RUNNING = TaskStatus.RUNNING
-_SUCCESS = TaskStatus.SUCCESS
-_FAILED = TaskStatus.FAILED
-_RETRYING = TaskStatus.RETRYING
+# Bound once: looking a classmethod up on its class costs more than the call.
+_running = TaskResult.running
+_succeeded = TaskResult.succeeded
 
 
 class TaskTimeoutExpired(TimeoutError):
@@ -57,23 +56,8 @@ class Runner:
             await self.settler.reject(message)
             return
         started = time.time()
-        submitted_at = message.submitted_at or None
         # Settler.record() inlined on the hot path: a coroutine less.
-        running = TaskResult(
-            message.id,
-            _RUNNING,
-            message.name,
-            None,
-            None,
-            submitted_at,
-            started,
-            None,
-            message.attempt,
-            message.args,
-            message.kwargs,
-            None,
-            message.priority,
-        )
+        running = _running(message, started=started)
         await self.backend.store(message.id, running)
         if self.events.active:
             self.settler.publish(running)
@@ -89,41 +73,22 @@ class Runner:
             if me is not None and me.cancelling():
                 raise  # shutdown: the drain settles what is left in flight
             await self._failed(
-                handle,
-                message,
-                submitted_at,
-                started,
-                asyncio.CancelledError("the task cancelled itself"),
+                handle, message, started, asyncio.CancelledError("the task cancelled itself")
             )
         except Exception as exc:
             if timeout is not None and deadline.expired():
                 exc = TaskTimeoutExpired(f"task exceeded its timeout of {timeout}s", exc)
-            await self._failed(handle, message, submitted_at, started, exc)
+            await self._failed(handle, message, started, exc)
         else:
             await self._succeeded(
                 message,
-                TaskResult(
-                    message.id,
-                    _SUCCESS,
-                    message.name,
-                    value,
-                    None,
-                    submitted_at,
-                    started,
-                    time.time(),
-                    message.attempt,
-                    message.args,
-                    message.kwargs,
-                    None,
-                    message.priority,
-                ),
+                _succeeded(message, value, started=started, finished=time.time()),
             )
 
     async def _failed(
         self,
         handle: TaskHandle[Any, Any],
         message: TaskMessage,
-        submitted_at: float | None,
         started: float,
         exc: BaseException,
     ) -> None:
@@ -132,8 +97,6 @@ class Runner:
         trace = "".join(traceback.format_exception(exc))
         policy = handle.options.retry
         retries = message.attempt
-        delay: float | None = None
-        finished: float | None = None
         if policy.should_retry(retries, exc):
             delay = policy.delay_for(retries + 1)
             logger.info(
@@ -144,27 +107,13 @@ class Runner:
                 retries + 1,
                 delay,
             )
-        else:
-            logger.warning(
-                "task %s[%s] failed after %d retries: %s", message.name, message.id, retries, error
-            )
-            finished = time.time()
-        result = TaskResult(
-            message.id,
-            _FAILED if delay is None else _RETRYING,
-            message.name,
-            None,
-            error,
-            submitted_at,
-            started,
-            finished,
-            retries,
-            message.args,
-            message.kwargs,
-            trace,
-            message.priority,
+            retrying = TaskResult.retrying(message, error, started=started, traceback=trace)
+            await self.settler.retry(message, retrying, delay)
+            return
+        logger.warning(
+            "task %s[%s] failed after %d retries: %s", message.name, message.id, retries, error
         )
-        if delay is not None:
-            await self.settler.retry(message, result, delay)
-        else:
-            await self.settler.failed(message, result)
+        failed = TaskResult.failed(
+            message, error, started=started, finished=time.time(), traceback=trace
+        )
+        await self.settler.failed(message, failed)

@@ -133,24 +133,7 @@ class Settler:
         await self.broker.dead_letter(message, reason)
         if not message.id:
             return  # nothing to record it under
-        now = time.time()
-        await self.record(
-            TaskResult(
-                message.id,
-                _FAILED,
-                message.name,
-                None,
-                f"{error}: {reason}",
-                None,
-                None,
-                now,
-                message.attempt,
-                message.args,
-                message.kwargs,
-                None,
-                message.priority,
-            )
-        )
+        await self.record(TaskResult.failed(message, f"{error}: {reason}", finished=time.time()))
 
     def unsettled(self, message: TaskMessage) -> None:
         """Settling ``message`` failed (its broker or backend is unreachable): stop renewing
