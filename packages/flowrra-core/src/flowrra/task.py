@@ -6,6 +6,16 @@ and, once complete, its return value or error. Both are built by name (keyword a
 or the named constructors such as :meth:`TaskResult.running`) and cross process
 boundaries as JSON-ready data; nothing is ever unpickled.
 
+The wire format and its versions (see the docs, "Wire format and rolling upgrades"):
+
+- A message is the object of :meth:`TaskMessage.to_dict`, with ``"v"``, the format version
+  (:data:`WIRE_FORMAT`). Format 1 (before the marker) is the same object without ``"v"``.
+  New fields are new keys; readers ignore keys they do not know.
+- A record is the list of :meth:`TaskResult.to_wire`: the 13 fields of format 1, in their
+  order, for ever. Fields added later go in a 14th item, an object with ``"v"`` and the
+  new fields by name, written only when the record carries one of them, so a reader that
+  knows only the 13 (which fails on any other length) reads every record that fits in
+  them. Readers ignore names in that object they do not know, and items after it.
 """
 
 from __future__ import annotations
@@ -17,7 +27,21 @@ from typing import Any
 
 from flowrra.times import as_aware
 
-__all__ = ["Task", "TaskMessage", "TaskResult", "TaskStatus", "Timestamp", "new_task_id"]
+__all__ = [
+    "WIRE_FORMAT",
+    "Task",
+    "TaskMessage",
+    "TaskResult",
+    "TaskStatus",
+    "Timestamp",
+    "new_task_id",
+]
+
+#: The version of the wire format this release writes: ``"v"`` in every message, and in
+#: the trailing object of a record that has one. 1 was the format without a marker.
+WIRE_FORMAT = 2
+#: Fields of a record's list in format 1; what later formats add comes after them.
+RECORD_FIELDS = 13
 
 
 class TaskStatus(Enum):
@@ -295,8 +319,8 @@ class TaskResult:
         )
 
     def to_wire(self) -> list[Any]:
-        """The record as a JSON-ready list of its 13 fields (times as Unix seconds): what
-        the Redis backend stores."""
+        """The record as durable backends store it: the 13-item list of format 1 (times as
+        Unix seconds), JSON-ready. See the module docstring for what comes after them."""
         return [
             self.task_id,
             self.status.value,
@@ -315,10 +339,15 @@ class TaskResult:
 
     @classmethod
     def from_wire(cls, fields: list[Any]) -> TaskResult:
-        """The record :meth:`to_wire` gave. Raises ``TypeError``, ``ValueError`` or
-        ``KeyError`` (an unknown status) on malformed input."""
+        """The record :meth:`to_wire` gave, in any format: the 13 fields of format 1 are
+        read; what follows them (fields of later formats) is ignored. Raises ``TypeError``,
+        ``ValueError`` or ``KeyError`` (an unknown status) on malformed input."""
         if fields.__class__ is not list:
             raise TypeError(f"a task record is a JSON list, not {type(fields).__name__}")
+        if len(fields) != RECORD_FIELDS:
+            if len(fields) < RECORD_FIELDS:
+                raise ValueError(f"a task record has {RECORD_FIELDS} fields, not {len(fields)}")
+            fields = fields[:RECORD_FIELDS]
         record = _new(cls)
         (
             record.task_id,
@@ -463,8 +492,10 @@ class TaskMessage:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; what durable brokers store."""
+        """A JSON-ready dict; what durable brokers store. ``"v"`` is the wire format's
+        version (:data:`WIRE_FORMAT`)."""
         return {
+            "v": WIRE_FORMAT,
             "id": self.id,
             "name": self.name,
             "args": list(self.args),
@@ -477,8 +508,10 @@ class TaskMessage:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskMessage:
-        """Rebuild a message from :meth:`to_dict` output; raises ``KeyError``/``TypeError``
-        / ``ValueError`` on malformed input (brokers dead-letter such messages)."""
+        """Rebuild a message from :meth:`to_dict` output of any format version: keys it
+        does not know are ignored, missing optional ones default. Raises ``KeyError`` /
+        ``TypeError`` / ``ValueError`` on malformed input (brokers dead-letter such
+        messages)."""
         args = data.get("args") or []
         kwargs = data.get("kwargs") or {}
         if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):

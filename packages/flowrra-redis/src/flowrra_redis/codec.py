@@ -10,7 +10,9 @@ and errors stay the same.
 
 A record is the list ``[task_id, status, task_name, result, error, submitted_ts,
 started_ts, finished_ts, retries, args, kwargs, traceback, priority]`` (timestamps as Unix
-seconds).
+seconds). A message carries the format version (``"v"``); a record is format 1's list,
+which every reader since format 1 reads, and is read back whatever follows those 13 items
+(fields of later formats). See :mod:`flowrra.task` for the rules.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from flowrra.exceptions import SerializationError
 from flowrra.serialization import encode_json
-from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.task import WIRE_FORMAT, TaskMessage, TaskResult, TaskStatus
 
 __all__ = ["decode_result", "encode_message", "encode_result", "number_text"]
 
@@ -57,6 +59,7 @@ def number_text(value: Any) -> str:
 
 
 _number = number_text
+_MESSAGE_START = f'{{"v":{WIRE_FORMAT},"id":'
 _from_wire = TaskResult.from_wire
 _loads = json.loads
 
@@ -87,7 +90,7 @@ def encode_message(message: TaskMessage) -> str:
     priority, attempt = message.priority, message.attempt
     try:
         return (
-            f'{{"id":{_payload(message.id)},"name":{_payload(message.name)},"args":'
+            f'{_MESSAGE_START}{_payload(message.id)},"name":{_payload(message.name)},"args":'
             f"{'[]' if args == () else _payload(list(args))},"  # list(): as to_dict does
             f'"kwargs":{"{}" if kwargs == {} else _payload(kwargs)},'
             f'"priority":{_int_repr(priority) if priority.__class__ is int else _number(priority)},'
@@ -131,6 +134,6 @@ def encode_result(result: TaskResult) -> str:
 
 
 def decode_result(data: bytes | str) -> TaskResult:
-    """The inverse of :func:`encode_result`; raises ``ValueError``, ``TypeError`` or
-    ``KeyError`` on malformed data."""
+    """The inverse of :func:`encode_result`, for records of every format version; raises
+    ``ValueError``, ``TypeError`` or ``KeyError`` on malformed data."""
     return _from_wire(_loads(data))

@@ -1,0 +1,78 @@
+"""Records and messages carry a format version; readers take the previous format and
+ignore what they do not know (rolling upgrades)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flowrra import TaskResult
+from flowrra.serialization import encode_json
+from flowrra.task import WIRE_FORMAT, TaskMessage
+
+# Written by the format-1 encoder (flowrra-redis before the version marker), byte for byte.
+FORMAT_1_MESSAGE = (
+    '{"id":"0123456789abcdef0123456789abcdef","name":"wire.add","args":[2,[3,"\\u00e9"]],'
+    '"kwargs":{"extra":4},"priority":5,"attempt":1,"eta":null,"submitted_at":1765000000.25}'
+)
+FORMAT_1_RECORD = (
+    '["0123456789abcdef0123456789abcdef","success","wire.add",{"sum":9},null,1765000000.25,'
+    '1765000001.5,1765000002.75,1,[2,[3,"\\u00e9"]],{"extra":4},null,5]'
+)
+MESSAGE = TaskMessage.from_dict(json.loads(FORMAT_1_MESSAGE))
+SUCCEEDED = TaskResult.succeeded(MESSAGE, {"sum": 9}, started=1765000001.5, finished=1765000002.75)
+
+
+def test_a_message_carries_the_format_version_and_what_format_1_had() -> None:
+    data = MESSAGE.to_dict()
+    assert data["v"] == WIRE_FORMAT == 2
+    assert {k: v for k, v in data.items() if k != "v"} == json.loads(FORMAT_1_MESSAGE)
+
+
+def test_a_format_1_message_is_read() -> None:
+    read = MESSAGE
+    assert (read.id, read.name, read.args, read.kwargs) == (
+        "0123456789abcdef0123456789abcdef",
+        "wire.add",
+        (2, [3, "é"]),
+        {"extra": 4},
+    )
+    assert (read.priority, read.attempt, read.eta, read.submitted_at) == (5, 1, None, 1765000000.25)
+
+
+def test_a_later_message_is_read_by_the_fields_this_release_knows() -> None:
+    later = {**MESSAGE.to_dict(), "v": 9, "headers": {"trace": "abc"}, "queue": "mail"}
+    assert TaskMessage.from_dict(later).to_dict() == MESSAGE.to_dict()
+
+
+def test_a_record_is_format_1s_list() -> None:
+    """So that a reader of format 1, which unpacks exactly 13 items, reads it."""
+    assert encode_json(SUCCEEDED.to_wire()) == FORMAT_1_RECORD
+
+
+def test_a_format_1_record_is_read() -> None:
+    assert TaskResult.from_wire(json.loads(FORMAT_1_RECORD)) == SUCCEEDED
+
+
+def test_a_later_record_is_read_by_the_fields_this_release_knows() -> None:
+    later = [*json.loads(FORMAT_1_RECORD), {"v": 9, "queue": "mail", "st": "x"}, "more"]
+    assert TaskResult.from_wire(later) == SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"task_id": "a"}, TypeError),
+        (json.loads(FORMAT_1_RECORD)[:12], ValueError),
+        (["a", "no-such-status", *json.loads(FORMAT_1_RECORD)[2:]], KeyError),
+        (
+            [*json.loads(FORMAT_1_RECORD)[:5], "yesterday", *json.loads(FORMAT_1_RECORD)[6:]],
+            TypeError,
+        ),
+    ],
+)
+def test_a_malformed_record_is_refused(fields: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        TaskResult.from_wire(fields)
