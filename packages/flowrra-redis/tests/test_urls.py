@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+import redis.asyncio as aioredis
 from apps import redis_app
 from flowrra_redis import RedisBackend, RedisBroker
 from flowrra_redis.connection import _without_flowrra_params
@@ -60,9 +61,9 @@ def unix_redis() -> Iterator[str]:
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(unix_socket_path=str(sock)).ping()
+                _ping(sock)
                 break
-            except (redis.ConnectionError, FileNotFoundError):
+            except OSError:
                 assert proc.poll() is None, "redis-server on a unix socket exited"
                 assert time.monotonic() < deadline, "redis-server on a unix socket did not start"
                 time.sleep(0.05)
@@ -77,12 +78,22 @@ def unix_redis() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _keys(sock: str, db: int) -> set[str]:
-    client = redis.Redis(unix_socket_path=sock, db=db)
+def _ping(sock: Path) -> None:
+    """PING over a plain socket: redis-py 8.0's sync client cannot open a unix socket (it
+    asks a unix connection for its host; the asyncio one, which Flowrra uses, can)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1)
+        probe.connect(str(sock))
+        probe.sendall(b"PING\r\n")
+        assert probe.recv(16) == b"+PONG\r\n"
+
+
+async def _keys(sock: str, db: int) -> set[str]:
+    client = aioredis.Redis(unix_socket_path=sock, db=db)
     try:
-        return {key.decode() for key in client.scan_iter(count=1000)}
+        return {key.decode() async for key in client.scan_iter(count=1000)}
     finally:
-        client.close()
+        await client.aclose()
 
 
 async def test_unix_socket_url_in_process(unix_redis: str) -> None:
@@ -99,10 +110,10 @@ async def test_unix_socket_url_in_process(unix_redis: str) -> None:
         result = await app.wait_for_result(task_id, timeout=30)
     await app.close()
     assert result.status is TaskStatus.SUCCESS and result.result == 5
-    in_db1 = _keys(unix_redis, 1)
+    in_db1 = await _keys(unix_redis, 1)
     assert f"{{shop}}:result:{task_id}" in in_db1
     assert all(key.startswith("{shop}:") for key in in_db1)
-    assert _keys(unix_redis, 0) == set()
+    assert await _keys(unix_redis, 0) == set()
 
 
 async def test_unix_socket_url_with_a_worker_process(
@@ -121,7 +132,7 @@ async def test_unix_socket_url_with_a_worker_process(
     finally:
         workers.stop_all()
     assert result.status is TaskStatus.SUCCESS and result.result == 7
-    in_db1 = _keys(unix_redis, 1)
+    in_db1 = await _keys(unix_redis, 1)
     assert f"{{{prefix}}}:result:{task_id}" in in_db1
     assert f"{prefix}:ran" in in_db1  # written by the worker's own client, on the same URL
-    assert _keys(unix_redis, 0) == set()
+    assert await _keys(unix_redis, 0) == set()

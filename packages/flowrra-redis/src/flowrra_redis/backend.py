@@ -28,6 +28,7 @@ from flowrra.config import BackendConfig
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import BackendError
 from flowrra.task import TaskResult, TaskStatus
+from flowrra_redis._redis_compat import on_reconnect
 from flowrra_redis.codec import decode_result, encode_result, number_text
 from flowrra_redis.connection import (
     DONE,
@@ -393,8 +394,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                 await pubsub.subscribe(self.keys.done)
                 # redis-py reconnects a pub/sub connection by itself and subscribes again;
                 # what was published in between is lost, so it must be known here.
-                connection: Any = pubsub.connection  # typed None in redis-py
-                connection.register_connect_callback(state.listener_reconnected)
+                on_reconnect(pubsub, state.listener_reconnected)
                 if failures:
                     state.wake_all()  # completions may have been missed while down
                 failures = 0

@@ -18,6 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from flowrra.exceptions import FlowrraError
 from flowrra.plugins import describe_url
+from flowrra_redis._redis_compat import pool_like
 from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
 
@@ -322,14 +323,7 @@ class RedisEndpoint(Generic[S]):
 
 def _like(client: aioredis.Redis) -> aioredis.Redis:
     """A client with a new pool built like ``client``'s (for another event loop)."""
-    pool = client.connection_pool
-    options: dict[str, Any] = dict(pool.connection_kwargs)
-    if isinstance(pool, aioredis.BlockingConnectionPool):
-        options["timeout"] = pool.timeout
-    new_pool = type(pool)(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **options
-    )
-    return aioredis.Redis.from_pool(new_pool)
+    return aioredis.Redis.from_pool(pool_like(client))
 
 
 #: The state no loop has: ``_last`` before any loop has been served.

@@ -5,9 +5,10 @@ wrappers, a timeout task per read), and a worker's tasks each send several comma
 every caller appends its command to a shared list and awaits a future; one connection
 (opened by redis-py, so URLs, AUTH, SELECT and TLS work as anywhere else) takes, each loop
 turn, everything waiting as one write. Its replies are parsed with hiredis as the bytes
-arrive (the connection's transport is handed to a protocol of ours) and resolve the
-futures in order, with no reader task and no timer per reply. With N tasks in flight,
-their commands share round trips: the more load, the bigger the batches.
+arrive (the connection's transport is handed to a protocol of ours, through
+:mod:`flowrra_redis._redis_compat`, the one module that touches redis-py's internals) and
+resolve the futures in order, with no reader task and no timer per reply. With N tasks in
+flight, their commands share round trips: the more load, the bigger the batches.
 
 Commands lost with a dropped connection (or one that stopped answering) are sent again,
 like redis-py's own retries, on one new connection opened after a backoff, ahead of what
@@ -36,8 +37,14 @@ from typing import Any, Protocol, TypeVar
 import hiredis
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
-from redis._parsers.base import BaseParser
-from redis.asyncio.connection import AbstractConnection
+
+from flowrra_redis._redis_compat import (
+    RedisConnection,
+    checkout,
+    parse_error,
+    release,
+    take_transport,
+)
 
 __all__ = ["UNAVAILABLE", "AutoPipeline", "ReplySink", "Script"]
 
@@ -118,19 +125,20 @@ class _Link(asyncio.Protocol):
     seconds (one timer per link, not one per reply).
     """
 
+    #: The connection's socket, set once the link has taken it over (``_connect``).
+    transport: asyncio.WriteTransport
+
     def __init__(
         self,
         pipeline: AutoPipeline,
-        connection: AbstractConnection,
-        transport: asyncio.WriteTransport,
+        connection: RedisConnection,
         timeout: float | None,
     ) -> None:
         self.pipeline = pipeline
         self.connection = connection
-        self.transport = transport
         self.sent: collections.deque[_Command] = collections.deque()
         self.lost = False
-        self._parser = hiredis.Reader(replyError=redis_errors.ResponseError)
+        self._hiredis = hiredis.Reader(replyError=redis_errors.ResponseError)
         self._timeout = timeout
         self._replies = 0
         self._watchdog: asyncio.TimerHandle | None = None
@@ -155,7 +163,7 @@ class _Link(asyncio.Protocol):
             self._arm()
 
     def data_received(self, data: bytes) -> None:
-        parser = self._parser
+        parser = self._hiredis
         sent = self.sent
         try:
             parser.feed(data)
@@ -164,7 +172,7 @@ class _Link(asyncio.Protocol):
                 command = sent.popleft()
                 try:
                     if isinstance(reply, redis_errors.ResponseError):
-                        command.fail(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                        command.fail(parse_error(str(reply)))
                     else:
                         command.resolve(reply)
                 except Exception:  # a sink's bug: Redis ran the command, the link is fine
@@ -363,18 +371,14 @@ class AutoPipeline:
 
     async def _connect(self) -> None:
         try:
-            pool = self._client.connection_pool
-            connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = await checkout(self._client)
         except Exception as exc:
             waiting, self._waiting = self._waiting, []
             self._requeue(waiting, _as_redis_error(exc))
             return
         try:
-            writer = connection._writer
-            assert writer is not None
-            transport: Any = writer.transport
-            link = _Link(self, connection, transport, self._timeout)
-            transport.set_protocol(link)  # replies now reach link.data_received
+            link = _Link(self, connection, self._timeout)
+            link.transport = take_transport(connection, link)  # replies reach the link now
         except Exception as exc:
             await self._release(connection)
             waiting, self._waiting = self._waiting, []
@@ -428,11 +432,9 @@ class AutoPipeline:
                 min(0.05 * 2**self._failures, 1.0), self._after_backoff
             )
 
-    async def _release(self, connection: AbstractConnection) -> None:
+    async def _release(self, connection: RedisConnection) -> None:
         with contextlib.suppress(Exception):
-            await connection.disconnect(nowait=True)
-        with contextlib.suppress(Exception):
-            await self._client.connection_pool.release(connection)
+            await release(self._client, connection)
 
     async def close(self, *, drain: bool = True) -> None:
         """Close the connection; first wait (``drain``) for the replies still due, unless
