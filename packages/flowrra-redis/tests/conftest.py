@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import redis
 from flowrra_redis import RedisBackend, RedisBroker
 
 from flowrra import Flowrra
+from flowrra.testing import SECRET
 
 REDIS_URL = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 APPS = Path(__file__).parent / "apps"
@@ -32,6 +34,16 @@ def redis_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return REDIS_URL
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    """A Redis URL with a password (:data:`flowrra.testing.SECRET`) for a port of this
+    machine that nothing listens on: every connection is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://flowrra:{SECRET}@127.0.0.1:{port}/3"
 
 
 @pytest.fixture

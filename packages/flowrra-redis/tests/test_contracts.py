@@ -38,6 +38,10 @@ class TestRedisBrokerContract(BrokerContract):
         yield broker
         await broker.close()
 
+    @pytest.fixture
+    def unreachable_broker(self, unreachable_url: str) -> RedisBroker:
+        return RedisBroker(unreachable_url, socket_timeout=1.0, retries=0)
+
 
 class TestRedisBackendContract(ResultBackendContract):
     @pytest.fixture
@@ -46,6 +50,10 @@ class TestRedisBackendContract(ResultBackendContract):
         await backend.connect()
         yield backend
         await backend.close()
+
+    @pytest.fixture
+    def unreachable_backend(self, unreachable_url: str) -> RedisBackend:
+        return RedisBackend(unreachable_url, socket_timeout=1.0, retries=0)
 
 
 def test_priority_key_sorts_like_the_numbers() -> None:

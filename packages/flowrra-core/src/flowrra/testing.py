@@ -18,23 +18,40 @@ implementation::
 They need pytest and pytest-asyncio: ``pip install "flowrra[testing]"``; ``import flowrra``
 never imports this module. The in-memory broker and store run these same suites, and the SQLite,
 PostgreSQL and MySQL stores of flowrra-scheduler run :class:`ScheduleStoreContract`.
+
+The error boundary: a networked broker or backend also overrides the fixture
+``unreachable_broker`` / ``unreachable_backend`` with one configured for a server that does
+not answer (a closed port), :data:`SECRET` as its password. Every public method of the
+protocol (and of :class:`~flowrra.protocols.WorkerDirectory` / ``EventSource`` where the
+object is one) must then raise ``BrokerError`` / ``BackendError``, never a driver's own
+exception, and no error may show the password. Where the fixture is not overridden (an
+in-memory implementation cannot be unreachable) that test is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from flowrra.exceptions import SerializationError
-from flowrra.protocols import Broker, ResultBackend, ScheduleStore
+from flowrra.backends.base import store_many
+from flowrra.exceptions import BackendError, BrokerError, FlowrraError, SerializationError
+from flowrra.protocols import (
+    Broker,
+    EventSource,
+    ResultBackend,
+    ScheduleStore,
+    WorkerDirectory,
+)
 from flowrra.schedules import ScheduledTask, ScheduleType
 from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
 
 __all__ = [
+    "SECRET",
     "BrokerContract",
     "ResultBackendContract",
     "ScheduleStoreContract",
@@ -52,6 +69,47 @@ def message(
     )
 
 
+#: The password an ``unreachable_broker`` / ``unreachable_backend`` fixture puts in its URL
+#: (or wherever its implementation takes one): no error may show it.
+SECRET = "flowrra-contract-s3cret"
+
+#: Seconds one call may take against an unreachable server before the contract calls it hung.
+_HUNG = 30.0
+
+
+async def _fails_with(
+    error_type: type[FlowrraError], name: str, call: Callable[[], Awaitable[Any]]
+) -> None:
+    """``call()`` (the method ``name``, against an unreachable server) raises ``error_type``,
+    within :data:`_HUNG` seconds, and nothing in the error (its causes included) shows
+    :data:`SECRET`."""
+    scope = asyncio.timeout(_HUNG)
+    try:
+        async with scope:
+            await call()
+    except error_type as exc:
+        _check_secret_kept(name, exc)
+        return
+    except Exception as exc:
+        if scope.expired():
+            pytest.fail(f"{name}() hung for {_HUNG}s on an unreachable server")
+        pytest.fail(
+            f"{name}() raised {type(exc).__module__}.{type(exc).__qualname__} ({exc}) on an "
+            f"unreachable server: a plugin raises {error_type.__name__} (translate the "
+            "driver's error at the plugin's boundary: raise ... from exc)"
+        )
+    pytest.fail(f"{name}() returned on an unreachable server: it must raise {error_type.__name__}")
+
+
+def _check_secret_kept(name: str, exc: BaseException) -> None:
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and not any(seen is known for known in chain):  # chains may loop
+        chain.append(seen)
+        assert SECRET not in str(seen), f"{name}(): an error shows the password: {seen}"
+        seen = seen.__cause__ or seen.__context__
+
+
 async def _drain(broker: Broker, expected: int, timeout: float = 5.0) -> list[TaskMessage]:
     out: list[TaskMessage] = []
     deadline = time.monotonic() + timeout
@@ -63,7 +121,55 @@ async def _drain(broker: Broker, expected: int, timeout: float = 5.0) -> list[Ta
 
 
 class BrokerContract:
-    """Inherit and provide an async ``broker`` fixture yielding a connected, empty broker."""
+    """Inherit and provide an async ``broker`` fixture yielding a connected, empty broker
+    (and, for a broker that talks to a server, ``unreachable_broker``: see the module docs)."""
+
+    @pytest.fixture
+    def unreachable_broker(self) -> Broker | None:
+        """Override with a broker, not connected, configured for a server that does not
+        answer (a closed port), with :data:`SECRET` as its password and short timeouts and
+        retries (each call should fail in well under a second). ``None``, the default,
+        skips :meth:`test_an_unreachable_server_raises_broker_error`."""
+        return None
+
+    async def test_an_unreachable_server_raises_broker_error(
+        self, unreachable_broker: Broker | None
+    ) -> None:
+        broker = unreachable_broker
+        if broker is None:
+            pytest.skip("no unreachable_broker fixture: this broker has no server to lose")
+        held = message("held")
+        held.receipt = b"flowrra-contract-receipt"  # a reservation the server never made
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "connect": broker.connect,
+            "enqueue": lambda: broker.enqueue(message("x")),
+            "enqueue_many": lambda: broker.enqueue_many([message("x"), message("y")]),
+            "reserve": lambda: broker.reserve(1, 0.1),
+            "requeue": lambda: broker.requeue(held, held.next_attempt(time.time() + 60)),
+            "release": lambda: broker.release([held]),
+            "dead_letter": lambda: broker.dead_letter(held, "cannot run"),
+            "extend": lambda: broker.extend([held]),
+            "purge": broker.purge,
+        }
+        if isinstance(broker, WorkerDirectory):
+            directory = broker
+            calls |= {
+                "announce": lambda: directory.announce({"id": "w1"}, 15.0),
+                "retire": lambda: directory.retire("w1"),
+                "workers": directory.workers,
+                "queue_depths": directory.queue_depths,
+            }
+        try:
+            for name, call in calls.items():
+                await _fails_with(BrokerError, name, call)
+            # An ack may be write-behind (a lost ack means a redelivery: at least once).
+            try:
+                await broker.ack(held)
+            except BrokerError as exc:
+                _check_secret_kept("ack", exc)
+            assert isinstance(broker.pending_count(), int)
+        finally:
+            await broker.close()  # harmless, whatever failed
 
     async def test_round_trip_keeps_fields(self, broker: Broker) -> None:
         sent = message("add", 1, "two", [3], priority=4, key={"a": None})
@@ -191,7 +297,48 @@ def _result(task_id: str, status: TaskStatus, value: Any = None) -> TaskResult:
 
 
 class ResultBackendContract:
-    """Inherit and provide an async ``backend`` fixture yielding a connected backend."""
+    """Inherit and provide an async ``backend`` fixture yielding a connected backend (and,
+    for a backend that talks to a server, ``unreachable_backend``: see the module docs)."""
+
+    @pytest.fixture
+    def unreachable_backend(self) -> ResultBackend | None:
+        """Override with a backend, not connected, configured for a server that does not
+        answer (a closed port), with :data:`SECRET` as its password and short timeouts and
+        retries. ``None``, the default, skips
+        :meth:`test_an_unreachable_server_raises_backend_error`."""
+        return None
+
+    async def test_an_unreachable_server_raises_backend_error(
+        self, unreachable_backend: ResultBackend | None
+    ) -> None:
+        backend = unreachable_backend
+        if backend is None:
+            pytest.skip("no unreachable_backend fixture: this backend has no server to lose")
+        task_id = new_task_id()
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "connect": backend.connect,
+            "store": lambda: backend.store(task_id, _result(task_id, TaskStatus.PENDING)),
+            "store (complete)": lambda: backend.store(
+                task_id, _result(task_id, TaskStatus.SUCCESS, 1)
+            ),
+            "store_many": lambda: store_many(backend, [_result(task_id, TaskStatus.FAILED)]),
+            "get": lambda: backend.get(task_id),
+            "wait_for": lambda: backend.wait_for(task_id, None),
+            "list": backend.list,
+        }
+        if isinstance(backend, EventSource):
+            source = backend
+
+            async def subscribe() -> None:
+                async with source.subscribe_events():
+                    pass
+
+            calls["subscribe_events"] = subscribe
+        try:
+            for name, call in calls.items():
+                await _fails_with(BackendError, name, call)
+        finally:
+            await backend.close()  # harmless, whatever failed
 
     async def test_unknown_id_is_none(self, backend: ResultBackend) -> None:
         assert await backend.get(new_task_id()) is None

@@ -34,9 +34,10 @@ from flowrra_redis.connection import (
     DONE,
     UNAVAILABLE,
     RedisEndpoint,
+    Translating,
+    boundary,
     retrieved,
     text,
-    unavailable,
 )
 from flowrra_redis.loops import LoopState, running_loop
 from flowrra_redis.pipeline import AutoPipeline
@@ -92,21 +93,19 @@ def _record_call(
 
 
 class _Reply:
-    """A write under way: awaiting it waits for Redis's reply (an unreachable server
-    raises BackendError). Not a coroutine, so a caller can tell it from a store that has
-    not started (the worker hands these to its settler)."""
+    """A write under way: awaiting it waits for Redis's reply (a failure raises
+    BackendError: this is ``store``'s error boundary). Not a coroutine, so a caller can
+    tell it from a store that has not started (the worker hands these to its settler)."""
 
-    __slots__ = ("_reply", "_url")
+    __slots__ = ("_boundary", "_reply")
 
-    def __init__(self, reply: asyncio.Future[None], url: str) -> None:
+    def __init__(self, reply: asyncio.Future[None], boundary: Translating) -> None:
         self._reply = reply
-        self._url = url
+        self._boundary = boundary
 
     def __await__(self) -> Generator[Any, None, None]:
-        try:
+        with self._boundary:
             yield from self._reply.__await__()
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self._url, "cannot store a result", exc) from exc
 
 
 def decode_event(data: bytes | str) -> TaskEvent:
@@ -198,10 +197,16 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
 
     ``ttl``: seconds each record is kept (default one day); set again at every status
     change. ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
-    URL).
+    URL). ``retries``: how many times a command lost with its connection is sent again
+    (and a lost subscription re-established before a waiter hears of it) before the caller
+    gets a BackendError.
+
+    Every public method raises :class:`~flowrra.exceptions.BackendError` (naming the
+    server, never the password) for whatever redis-py raises.
     """
 
     state_class = _BackendLoop
+    error_type = BackendError
 
     def __init__(
         self,
@@ -212,6 +217,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         max_connections: int = 50,
         socket_timeout: float = 5.0,
         retry_on_timeout: bool = True,
+        retries: int = 3,
         client: aioredis.Redis | None = None,
     ) -> None:
         if ttl is not None and ttl <= 0:
@@ -222,9 +228,11 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             max_connections=max_connections,
             socket_timeout=socket_timeout,
             retry_on_timeout=retry_on_timeout,
+            retries=retries,
             client=client,
         )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
+        self._storing = self.translating("cannot store a result")
 
     @classmethod
     def from_config(cls, config: BackendConfig) -> RedisBackend:
@@ -236,12 +244,10 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             retry_on_timeout=config.retry_on_timeout,
         )
 
+    @boundary("cannot connect the backend")
     async def connect(self) -> None:
-        try:
-            # Loaded up front: RUNNING records are sent as EVALSHA without waiting.
-            await self.pipe.execute("SCRIPT", "LOAD", STORE.body)
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot connect the backend", exc) from exc
+        # Loaded up front: RUNNING records are sent as EVALSHA without waiting.
+        await self.pipe.execute("SCRIPT", "LOAD", STORE.body)
 
     async def _close_state(self, state: _BackendLoop) -> None:
         if state.listener is not None:
@@ -282,11 +288,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         return self._all_stored(waiters)
 
     async def _all_stored(self, waiters: list[asyncio.Future[None]]) -> None:
-        try:
+        with self._storing:
             for waiter in waiters:
                 await waiter
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot store a result", exc) from exc
 
     def store(self, task_id: str, result: TaskResult) -> Awaitable[None]:
         """Queue the record for this loop turn's script call (raising SerializationError
@@ -307,7 +311,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             state.expect(task_id)
         reply = writer.write(*call)
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
-        return _Reply(reply, self.url)
+        return _Reply(reply, self._storing)
 
     def expects(self, task_id: str) -> bool:
         """Whether ``task_id`` was submitted in this event loop while it listened to
@@ -326,13 +330,12 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
 
     # -- reading -------------------------------------------------------------------------
 
+    @boundary("cannot read a result")
     async def get(self, task_id: str) -> TaskResult | None:
-        try:
-            data = await self.pipe.execute("GET", self.keys.result(task_id))
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot read a result", exc) from exc
+        data = await self.pipe.execute("GET", self.keys.result(task_id))
         return None if data is None else decode_result(data)
 
+    @boundary("cannot wait for a result", passing=(TimeoutError,))
     async def wait_for(self, task_id: str, timeout: float | None) -> TaskResult:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -411,10 +414,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                 raise
             except UNAVAILABLE as exc:
                 failures += 1
-                if not subscribed.is_set() and failures > 3:
-                    raise unavailable(
-                        BackendError, self.url, "cannot subscribe to results", exc
-                    ) from exc
+                if not subscribed.is_set() and failures > self.retries:
+                    raise  # to the waiters (wait_for's boundary)
                 delay = min(0.1 * 2 ** (failures - 1), 5.0)
                 logger.warning("result subscription lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -434,8 +435,10 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         producers), for monitors: ``async with backend.subscribe_events() as events:
         async for event in events: ...``. One pub/sub connection per subscription (the UI
         fans one out to its clients); a subscriber ``max_buffer`` events behind loses the
-        oldest. A lost connection is re-established with backoff; events published while
-        it was down are not replayed (read the records for the truth)."""
+        oldest. Entering returns once Redis confirmed the subscription, or raises
+        BackendError when it could not be made (``retries`` attempts after the first). A
+        connection lost later is re-established with backoff; events published while it
+        was down are not replayed (read the records for the truth)."""
         hub = EventHub()  # the fan-out and the bounded buffer of in-process events
         subscribed = asyncio.Event()
 
@@ -463,6 +466,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                             logger.warning("undecodable task event: %r", message["data"][:200])
                 except UNAVAILABLE as exc:
                     failures += 1
+                    if not subscribed.is_set() and failures > self.retries:
+                        raise  # to the caller entering the subscription
                     delay = min(0.1 * 2 ** (failures - 1), 5.0)
                     logger.warning("event subscription lost (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
@@ -472,15 +477,21 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
 
         async with hub.subscribe(max_buffer) as events:
             reader = asyncio.create_task(pump(), name="flowrra-redis-events")
-            waiting = asyncio.ensure_future(subscribed.wait())
-            await asyncio.wait({waiting, reader}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
             try:
+                with self.translating("cannot subscribe to task events"):
+                    waiting = asyncio.ensure_future(subscribed.wait())
+                    try:
+                        await asyncio.wait({waiting, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiting.cancel()
+                    if reader.done():
+                        reader.result()  # raises why it stopped
                 yield events
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                if not reader.done():
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await reader
 
     async def list(
         self,
@@ -495,7 +506,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         wanted = offset + limit
         found: list[TaskResult] = []
         start, chunk = 0, max(wanted * 2, 200)
-        try:
+        with self.translating("cannot list results"):
             while len(found) < wanted:
                 ids = await client.zrevrange(k.results_index, start, start + chunk - 1)
                 if not ids:
@@ -511,10 +522,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                     if task_name is not None and record.task_name != task_name:
                         continue
                     found.append(record)
-        except UNAVAILABLE as exc:
-            raise unavailable(BackendError, self.url, "cannot list results", exc) from exc
         return found[offset:wanted]
 
+    @boundary("cannot delete a result")
     async def delete(self, task_id: str) -> bool:
         """Forget a task's record; True if there was one."""
         k = self.keys

@@ -39,11 +39,10 @@ from flowrra_redis import scripts
 from flowrra_redis.codec import encode_message
 from flowrra_redis.connection import (
     DONE,
-    UNAVAILABLE,
     RedisEndpoint,
+    boundary,
     retrieved,
     text,
-    unavailable,
 )
 from flowrra_redis.loops import LoopState
 from flowrra_redis.pipeline import AutoPipeline, Script
@@ -117,11 +116,16 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
     ``lease_seconds``: how long a reservation lasts without renewal (the worker renews it
     every third of that while the task runs); a dead worker's tasks come back after it.
     ``prefix``: key prefix (a Redis Cluster hash tag is added), also settable with
-    ``?prefix=`` in the URL or ``BrokerConfig.queue_key``.
+    ``?prefix=`` in the URL or ``BrokerConfig.queue_key``. ``retries``: how many times a
+    command lost with its connection is sent again before the caller gets a BrokerError.
+
+    Every public method raises :class:`~flowrra.exceptions.BrokerError` (naming the
+    server, never the password) for whatever redis-py raises.
     """
 
     durable = True
     state_class = _BrokerLoop
+    error_type = BrokerError
 
     def __init__(
         self,
@@ -132,6 +136,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         max_connections: int = 50,
         socket_timeout: float = 5.0,
         retry_on_timeout: bool = True,
+        retries: int = 3,
         dead_letter_limit: int = 10_000,
         client: aioredis.Redis | None = None,
     ) -> None:
@@ -143,6 +148,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             max_connections=max_connections,
             socket_timeout=socket_timeout,
             retry_on_timeout=retry_on_timeout,
+            retries=retries,
             client=client,
         )
         self.lease_seconds: float | None = lease_seconds
@@ -161,11 +167,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             retry_on_timeout=config.retry_on_timeout,
         )
 
+    @boundary("cannot connect the broker")
     async def connect(self) -> None:
-        try:
-            await self.pipe.execute("PING")
-        except UNAVAILABLE as exc:
-            raise unavailable(BrokerError, self.url, "cannot connect the broker", exc) from exc
+        await self.pipe.execute("PING")
 
     async def _close_state(self, state: _BrokerLoop) -> None:
         self._send_acks(state)
@@ -179,17 +183,15 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             state.blocking = None
         await super()._close_state(state)
 
-    async def _run(self, name: str, keys: list[str], args: list[Any], what: str) -> Any:
-        try:
-            return await self.pipe.run_script(_SCRIPTS[name], keys, args)
-        except UNAVAILABLE as exc:
-            raise unavailable(BrokerError, self.url, what, exc) from exc
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self.pipe.run_script(_SCRIPTS[name], keys, args)
 
     # -- producing -----------------------------------------------------------------------
 
     def enqueue(self, message: TaskMessage) -> Awaitable[None]:
         """Send the message now (raising SerializationError if it cannot be encoded) and
-        return an awaitable of Redis's reply (BrokerError if it was not stored)."""
+        return an awaitable of Redis's reply (BrokerError if it was not stored: the
+        awaitable is this method's error boundary, as nothing is sent before it)."""
         return self._enqueued(self._send_enqueue((message,)))
 
     def enqueue_many(self, messages: Sequence[TaskMessage]) -> Awaitable[None]:
@@ -215,13 +217,12 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         return reply
 
     async def _enqueued(self, reply: asyncio.Future[Any]) -> None:
-        try:
+        with self.translating("cannot enqueue"):
             self._depth = int(await reply)
-        except UNAVAILABLE as exc:
-            raise unavailable(BrokerError, self.url, "cannot enqueue", exc) from exc
 
     # -- consuming -----------------------------------------------------------------------
 
+    @boundary("cannot reserve")
     async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
         """Take up to ``max_messages`` due messages, waiting up to ``timeout`` seconds.
 
@@ -233,7 +234,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         if self._drained and timeout >= 0.01:
             reply = None  # the last RESERVE emptied the queue: a producer's token will say
         else:
-            reply = await self._run("RESERVE", *self._reserve_call(max_messages), "cannot reserve")
+            reply = await self._run("RESERVE", *self._reserve_call(max_messages))
         while True:
             if reply is not None:
                 members = self._reserved(reply)
@@ -249,9 +250,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
                 # Timed out (a delayed message may be due now, and the pipelined RESERVE
                 # used the time it was sent at; an expired lease comes back), or a token
                 # another worker had emptied.
-                reply = await self._run(
-                    "RESERVE", *self._reserve_call(max_messages), "cannot reserve"
-                )
+                reply = await self._run("RESERVE", *self._reserve_call(max_messages))
 
     def _reserve_call(self, max_messages: int) -> tuple[list[str], list[Any]]:
         """RESERVE's keys and arguments; takes the acks waiting to be sent along."""
@@ -304,17 +303,13 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             # Shielded: if this wait is cancelled, the RESERVE's reply still arrives here
             # and what it leased is released (below).
             return await asyncio.shield(reserved)
-        except asyncio.CancelledError:
-            # Stopping: what the RESERVE may still lease goes back at once, not when its
-            # lease expires; its acks are sent again (ZREM is idempotent), as the
-            # connection may close before it runs.
+        except BaseException:
+            # Stopping (cancelled), or the connection failed: what the RESERVE may still
+            # lease goes back at once, not when its lease expires; its acks are sent again
+            # (ZREM is idempotent), as the connection may close before it runs.
             reserved.add_done_callback(self._release_unclaimed)
             self._defer_acks(args[3:])
             raise
-        except UNAVAILABLE as exc:
-            reserved.add_done_callback(self._release_unclaimed)
-            self._defer_acks(args[3:])
-            raise unavailable(BrokerError, self.url, "cannot wait for work", exc) from exc
 
     def _release_unclaimed(self, reply: asyncio.Future[Any]) -> None:
         """A RESERVE nobody waits for any more leased ``members``: put them back (RELEASE)."""
@@ -351,7 +346,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         :data:`ACK_DELAY` seconds (the other slots run long tasks, or the worker waits for
         work). If it is lost
         with the connection, the lease expires and the message is delivered again (at
-        least once)."""
+        least once). It sends nothing itself, so it raises nothing."""
         if message.receipt is not None:
             self._defer_acks((message.receipt,))
 
@@ -372,6 +367,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         if acks:
             state.pipe.send("ZREM", self.keys.leased, *acks, what="ack")
 
+    @boundary("cannot requeue")
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
         k = self.keys
         self._depth = int(
@@ -385,16 +381,17 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
                     "" if retry.eta is None else repr(retry.eta),
                     _queued(0, retry),
                 ],
-                "cannot requeue",
             )
         )
 
+    @boundary("cannot release")
     async def release(self, messages: Sequence[TaskMessage]) -> None:
         receipts = [m.receipt for m in messages if m.receipt is not None]
         if receipts:
             k = self.keys
-            await self._run("RELEASE", [k.leased, k.queue, k.wake], receipts, "cannot release")
+            await self._run("RELEASE", [k.leased, k.queue, k.wake], receipts)
 
+    @boundary("cannot dead-letter")
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
         raw = message.receipt
         entry = {
@@ -408,30 +405,25 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             "DEAD_LETTER",
             [self.keys.leased, self.keys.dead],
             [raw or "", json.dumps(entry), self.dead_letter_limit],
-            "cannot dead-letter",
         )
 
+    @boundary("cannot extend leases")
     async def extend(self, messages: Sequence[TaskMessage]) -> None:
         receipts = [m.receipt for m in messages if m.receipt is not None]
         if receipts and self.lease_seconds:
             await self._run(
-                "EXTEND",
-                [self.keys.leased],
-                [time.time() + self.lease_seconds, *receipts],
-                "cannot extend leases",
+                "EXTEND", [self.keys.leased], [time.time() + self.lease_seconds, *receipts]
             )
 
+    @boundary("cannot purge")
     async def purge(self) -> list[TaskMessage]:
         """Remove every queued and delayed message (not the leased ones); returns them."""
         k = self.keys
-        try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.zrange(k.queue, 0, -1)
-                pipe.zrange(k.delayed, 0, -1)
-                pipe.delete(k.queue, k.delayed)
-                queued, delayed, _ = await pipe.execute()
-        except UNAVAILABLE as exc:
-            raise unavailable(BrokerError, self.url, "cannot purge", exc) from exc
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrange(k.queue, 0, -1)
+            pipe.zrange(k.delayed, 0, -1)
+            pipe.delete(k.queue, k.delayed)
+            queued, delayed, _ = await pipe.execute()
         self._depth = 0
         return [self._decode(m) for m in [*queued, *delayed]]
 
@@ -442,6 +434,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
 
     # -- monitoring ----------------------------------------------------------------------
 
+    @boundary("cannot read queue depths")
     async def queue_depths(self) -> dict[str, int]:
         """Live counts: ``queued`` (due now), ``delayed``, ``leased`` (running or held by a
         worker), ``dead`` (dead letters kept)."""
@@ -449,35 +442,32 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         state = self._here()
         self._send_acks(state)  # on the same connection: counted as settled
         pipe = state.pipe
-        try:
-            queued, delayed, leased, dead = await asyncio.gather(
-                pipe.execute("ZCARD", k.queue),
-                pipe.execute("ZCARD", k.delayed),
-                pipe.execute("ZCARD", k.leased),
-                pipe.execute("LLEN", k.dead),
-            )
-        except UNAVAILABLE as exc:
-            raise unavailable(BrokerError, self.url, "cannot read queue depths", exc) from exc
+        queued, delayed, leased, dead = await asyncio.gather(
+            pipe.execute("ZCARD", k.queue),
+            pipe.execute("ZCARD", k.delayed),
+            pipe.execute("ZCARD", k.leased),
+            pipe.execute("LLEN", k.dead),
+        )
         self._depth = int(queued) + int(delayed)
         return {"queued": queued, "delayed": delayed, "leased": leased, "dead": dead}
 
+    @boundary("cannot read dead letters")
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest dead letters: ``reason``, ``at``, ``id``, ``name`` and ``raw``."""
         entries = await self.client.lrange(self.keys.dead, 0, max(limit, 1) - 1)
         return [json.loads(e) for e in entries]
 
+    @boundary("cannot send a heartbeat")
     async def announce(self, info: dict[str, Any], ttl: float) -> None:
         """Record a worker's heartbeat; it counts as alive for ``ttl`` seconds."""
         k = self.keys
         worker_id = str(info["id"])
-        try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(k.worker(worker_id), json.dumps(info), px=int(ttl * 1000))
-                pipe.zadd(k.workers, {worker_id: time.time() + ttl})
-                await pipe.execute()
-        except UNAVAILABLE as exc:
-            raise unavailable(BrokerError, self.url, "cannot send a heartbeat", exc) from exc
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(k.worker(worker_id), json.dumps(info), px=int(ttl * 1000))
+            pipe.zadd(k.workers, {worker_id: time.time() + ttl})
+            await pipe.execute()
 
+    @boundary("cannot retire a worker")
     async def retire(self, worker_id: str) -> None:
         """Forget a worker that stopped cleanly."""
         k = self.keys
@@ -486,6 +476,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             pipe.zrem(k.workers, worker_id)
             await pipe.execute()
 
+    @boundary("cannot read the workers")
     async def workers(self) -> list[dict[str, Any]]:
         """Workers whose heartbeat has not expired, each as it announced itself."""
         k = self.keys

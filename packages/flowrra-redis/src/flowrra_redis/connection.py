@@ -1,4 +1,13 @@
-"""Clients, key names and error translation shared by the broker and the backend."""
+"""Clients, key names and the error boundary shared by the broker and the backend.
+
+The error boundary: every public method of :class:`~flowrra_redis.RedisBroker` and
+:class:`~flowrra_redis.RedisBackend` raises ``BrokerError`` / ``BackendError`` (their
+:attr:`RedisEndpoint.error_type`) for whatever redis-py or the OS under it raises, naming
+the server and never the password. One mechanism does it: :class:`Translating`, a context
+manager, applied once per method by the :func:`boundary` decorator (``async def``
+methods), or around the reply inside the awaitable that a method sending its command when
+called returns (``enqueue``, ``store``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +15,10 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from types import TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
@@ -24,12 +34,15 @@ from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DRIVER_ERRORS",
     "UNAVAILABLE",
     "Keys",
     "RedisEndpoint",
+    "Translating",
+    "boundary",
     "connect_client",
     "describe_url",
-    "unavailable",
+    "failure",
 ]
 
 logger = logging.getLogger("flowrra.redis")
@@ -172,6 +185,98 @@ def _without_flowrra_params(url: str) -> str:
     return base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
 
 
+#: What redis-py raises, and the OS under it (a socket, TLS, a timeout): what the error
+#: boundary translates.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (redis_errors.RedisError, OSError)
+
+
+def failure(
+    error_type: type[FlowrraError], url: str, what: str, exc: BaseException
+) -> FlowrraError:
+    """The ``error_type`` to raise for the driver error ``exc``: what failed, the server
+    (the URL without its password, which is masked in redis-py's text too) and what to
+    check next."""
+    if isinstance(exc, UNAVAILABLE):
+        state = "is unavailable"
+        advice = "check that the server is running and the URL is right"
+    else:
+        state = "answered with an error"
+        advice = (
+            "check the server's configuration (ACLs, maxmemory, a read-only replica) and "
+            "that nothing else writes under Flowrra's key prefix"
+        )
+    detail = f"{type(exc).__name__}: {exc}"
+    for secret in _secrets(url):
+        detail = detail.replace(secret, "***")
+    return error_type(f"{what}: Redis at {describe_url(url)} {state} ({detail}); {advice}")
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords in ``url``: before the host, and in ``?password=``."""
+    credentials, at, _ = url.partition("://")[2].rpartition("@")
+    found = [credentials.partition(":")[2]] if at else []
+    found += parse_qs(urlsplit(url).query).get("password", [])
+    return [secret for secret in found if secret]
+
+
+class Translating:
+    """``with Translating(BrokerError, url, "cannot purge"): ...``: a driver error raised
+    inside leaves as ``BrokerError`` (:func:`failure`), caused by the original; anything
+    else passes untouched, and so do the ``passing`` types. It keeps no state between
+    uses: one instance may serve any number of calls."""
+
+    __slots__ = ("error_type", "passing", "url", "what")
+
+    def __init__(
+        self,
+        error_type: type[FlowrraError],
+        url: str,
+        what: str,
+        passing: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.error_type = error_type
+        self.url = url
+        self.what = what
+        self.passing = passing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, DRIVER_ERRORS) and not isinstance(exc, self.passing):
+            raise failure(self.error_type, self.url, self.what, exc) from exc
+
+
+_E = TypeVar("_E", bound="RedisEndpoint[Any]")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Method: TypeAlias = Callable[Concatenate[_E, _P], Coroutine[Any, Any, _R]]
+
+
+def boundary(
+    what: str, *, passing: tuple[type[BaseException], ...] = ()
+) -> Callable[[_Method[_E, _P, _R]], _Method[_E, _P, _R]]:
+    """Decorate a public ``async def`` of a :class:`RedisEndpoint`: a driver error it
+    raises leaves as the endpoint's :attr:`~RedisEndpoint.error_type`, saying ``what``
+    failed (see :class:`Translating`). ``passing``: exception types that are the method's
+    own answer, not a failure (``wait_for``'s ``TimeoutError``)."""
+
+    def decorate(method: _Method[_E, _P, _R]) -> _Method[_E, _P, _R]:
+        @functools.wraps(method)
+        async def guarded(self: _E, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with Translating(self.error_type, self.url, what, passing):
+                return await method(self, *args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
 class RedisEndpoint(Generic[S]):
     """What the broker and the backend share: a URL, a key prefix, and per event loop a
     redis-py client built from the connection settings with the automatic pipeline on top
@@ -183,6 +288,8 @@ class RedisEndpoint(Generic[S]):
 
     #: The per-loop state class; subclasses add their fields.
     state_class: type[LoopState] = LoopState
+    #: What the public methods raise for a driver error (BrokerError, BackendError).
+    error_type: type[FlowrraError] = FlowrraError
 
     def __init__(
         self,
@@ -192,9 +299,13 @@ class RedisEndpoint(Generic[S]):
         max_connections: int,
         socket_timeout: float,
         retry_on_timeout: bool,
+        retries: int,
         client: aioredis.Redis | None,
     ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
         self.url = url
+        self.retries = retries
         self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
         self.max_connections = max_connections
         self.socket_timeout = socket_timeout
@@ -215,7 +326,13 @@ class RedisEndpoint(Generic[S]):
             max_connections=max_connections,
             socket_timeout=socket_timeout,
             retry_on_timeout=self.retry_on_timeout,
+            retries=self.retries,
         )
+
+    def translating(self, what: str) -> Translating:
+        """The error boundary as a context manager, for what :func:`boundary` cannot
+        decorate (the awaitable a method returns)."""
+        return Translating(self.error_type, self.url, what)
 
     # -- the running loop's state ---------------------------------------------------------
 
@@ -257,7 +374,10 @@ class RedisEndpoint(Generic[S]):
                     max_connections=self.max_connections, socket_timeout=self.socket_timeout
                 )
         pipe = AutoPipeline(
-            client, timeout=self.socket_timeout or None, retry_on_timeout=self.retry_on_timeout
+            client,
+            timeout=self.socket_timeout or None,
+            retries=self.retries,
+            retry_on_timeout=self.retry_on_timeout,
         )
         return client, pipe
 
@@ -290,6 +410,7 @@ class RedisEndpoint(Generic[S]):
 
     # -- closing --------------------------------------------------------------------------
 
+    @boundary("cannot close the connections")
     async def close(self) -> None:
         """Close the running loop's connections. Other loops' close when those loops
         shut down (or by ``close()`` in them); a closed loop's are dropped."""
@@ -331,16 +452,6 @@ _NOWHERE = LoopState(
     cast(asyncio.AbstractEventLoop, object()), cast(aioredis.Redis, None), cast(AutoPipeline, None)
 )
 _NOWHERE.closed = True
-
-
-def unavailable(
-    error_type: type[FlowrraError], url: str, what: str, exc: BaseException
-) -> FlowrraError:
-    """The FlowrraError to raise when Redis at ``url`` could not be reached."""
-    return error_type(
-        f"{what}: Redis at {describe_url(url)} is unavailable ({type(exc).__name__}: {exc}); "
-        "check that the server is running and the URL is right"
-    )
 
 
 class _Done:
