@@ -13,10 +13,10 @@ One dict, with defaults (as django-debug-toolbar's ``DEBUG_TOOLBAR_CONFIG``)::
         "AUTODISCOVER": True,    # import each installed app's tasks.py at startup
     }
 
-The app is resolved once per process, and again after a test changes ``FLOWRRA`` with
-``override_settings``. Whichever it is, :func:`get_app` prepares it for Django: the tasks it
-runs close the database connections Django would close around a request
-(:mod:`flowrra_django.executor`).
+The app is resolved once per process; a test that changes ``FLOWRRA`` with
+``override_settings`` gets an app of its settings, and the project's back afterwards.
+Whichever it is, :func:`get_app` prepares it for Django: the tasks it runs close the
+database connections Django would close around a request (:mod:`flowrra_django.executor`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ BUILD_KEYS = ("BROKER_URL", "BACKEND_URL", "BROKER_OPTIONS", "BACKEND_OPTIONS", 
 
 _lock = threading.RLock()  # re-entrant: an APP module that calls get_app() fails, not hangs
 _app: Flowrra | None = None
+#: The apps of the settings ``override_settings(FLOWRRA=...)`` blocks replaced, innermost last.
+_outer: list[Flowrra | None] = []
 
 
 def config() -> dict[str, Any]:
@@ -140,9 +142,18 @@ def reset() -> None:
         _app = None
 
 
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "FLOWRRA":
-        reset()
+def _on_setting_changed(*, setting: str, enter: bool = True, **kwargs: Any) -> None:
+    """A test's ``override_settings(FLOWRRA=...)`` gets an app of its settings, and the app
+    of the settings before it back at the end (the one the tasks modules registered with)."""
+    global _app
+    if setting != "FLOWRRA":
+        return
+    with _lock:
+        if enter:
+            _outer.append(_app)
+            _app = None
+        else:
+            _app = _outer.pop() if _outer else None
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="flowrra_django.conf")
