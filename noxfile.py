@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "types", "tests", "upgrade", "docs", "examples"]
+nox.options.sessions = ["lint", "types", "tests", "redis_range", "upgrade", "docs", "examples"]
 nox.options.error_on_missing_interpreters = True
 nox.options.download_python = "never"
 nox.options.default_venv_backend = "venv"
@@ -206,6 +206,21 @@ def tests(session: nox.Session) -> None:
     _install(session, *_packages(extra="[test]"), f"./{TEST_PLUGIN}")
     _reinstall_from_tree(session)
     _run_tests(session, browsers=session.python == PYTHONS[0])
+
+
+@nox.session
+def redis_range(session: nox.Session) -> None:
+    """flowrra-redis's fast tests under the lowest and the highest redis-py its range
+    allows (it drives redis-py internals), each in a throwaway virtualenv."""
+    if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
+        session.run("bash", "tools/ensure-services.sh", external=True)
+    session.run(
+        "python",
+        "packages/flowrra-redis/tests/redis_py_range.py",
+        "--constraints",
+        str(CONSTRAINTS),
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHONS[-1])
