@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from flowrra.backends.base import store_many
 from flowrra.backends.memory import MemoryBackend
 from flowrra.brokers.memory import MemoryBroker
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BackendConfig, BrokerConfig, Config
 from flowrra.events import EventHub
 from flowrra.exceptions import (
@@ -56,10 +57,10 @@ R = TypeVar("R")
 _MEMORY = "memory"
 
 
-def _make_broker(config: Config) -> Broker:
+def _make_broker(config: Config, clock: Clock) -> Broker:
     broker_config = config.broker or BrokerConfig()
     if scheme_of(broker_config.url) == _MEMORY:
-        return MemoryBroker(max_queue_size=config.executor.max_queue_size)
+        return MemoryBroker(max_queue_size=config.executor.max_queue_size, clock=clock)
     factory = find_plugin(BROKERS, scheme_of(broker_config.url))
     broker: Broker = factory(broker_config)
     return broker
@@ -96,6 +97,11 @@ class Flowrra:
 
     ``broker``, ``backend``, ``io_executor`` and ``cpu_executor`` override what ``config``
     would build; each must satisfy its protocol in :mod:`flowrra.protocols`.
+
+    ``clock`` (a :class:`flowrra.clock.Clock`, default the system's) decides when: the due
+    time of ``delay=`` and of each retry, lease renewals, heartbeats, the scheduler's
+    firing, and due times in the in-memory broker the app builds. A broker you build
+    yourself takes its own ``clock=``. Tests pass a :class:`flowrra.clock.ManualClock`.
     """
 
     def __init__(
@@ -106,12 +112,16 @@ class Flowrra:
         backend: ResultBackend | None = None,
         io_executor: Executor | None = None,
         cpu_executor: Executor | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config or Config()
         executor_config = self.config.executor
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.registry = TaskRegistry()
         self.events = EventHub()
-        self.broker: Broker = broker if broker is not None else _make_broker(self.config)
+        self.broker: Broker = (
+            broker if broker is not None else _make_broker(self.config, self.clock)
+        )
         self.backend: ResultBackend = backend if backend is not None else _make_backend(self.config)
         self.worker = Worker(
             self.registry,
@@ -120,6 +130,7 @@ class Flowrra:
             io_executor or IOExecutor(executor_config.num_workers, executor_config.threads),
             cpu_executor or CPUExecutor(executor_config.cpu_workers),
             self.events,
+            clock=self.clock,
         )
         self.scheduler: Any = None
         """The scheduler ``create_scheduler()`` built for this app, if any."""
@@ -239,7 +250,7 @@ class Flowrra:
         Before :meth:`start`, the task waits in the queue.
         """
         name = self.registry.resolve(task_func)
-        due = None if delay is None and eta is None else eta_from(delay, eta)
+        due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         return await self._enqueue(name, args, kwargs, priority, due)
 
     async def _enqueue(
@@ -280,7 +291,7 @@ class Flowrra:
         or its keyword arguments (a dict). ``priority``, ``delay`` and ``eta`` apply to all.
         """
         name = self.registry.resolve(task_func)
-        due = None if delay is None and eta is None else eta_from(delay, eta)
+        due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         if priority.__class__ is not int:
             raise TypeError(f"priority must be an int, got {priority!r}")
         if not self._connected:

@@ -11,13 +11,13 @@ colliding with the task's own keyword arguments. Sync code calls ``handle.delay(
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
 from flowrra.retry import RetryPolicy
 from flowrra.times import as_aware
@@ -38,6 +38,9 @@ class TaskOptions:
 
 
 class _Submitter(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
     async def _enqueue(
         self,
         name: str,
@@ -57,15 +60,17 @@ class _Submitter(Protocol):
     ) -> str: ...
 
 
-def eta_from(delay: float | None, eta: datetime | None) -> float | None:
-    """The Unix due time for a ``delay`` in seconds or an ``eta`` datetime (a naive one is
-    local time, as in 0.1.8: :func:`flowrra.times.as_aware`)."""
+def eta_from(
+    delay: float | None, eta: datetime | None, clock: Clock = SYSTEM_CLOCK
+) -> float | None:
+    """The Unix due time for a ``delay`` in seconds from now on ``clock``, or an ``eta``
+    datetime (a naive one is local time, as in 0.1.8: :func:`flowrra.times.as_aware`)."""
     if delay is not None and eta is not None:
         raise ValueError("give either delay= or eta=, not both")
     if delay is not None:
         if delay < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay}")
-        return time.time() + delay
+        return clock.time() + delay
     if eta is not None:
         return as_aware(eta).timestamp()
     return None
@@ -130,7 +135,7 @@ class TaskHandle(Generic[P, R]):
     ) -> TaskCall[P]:
         """Bind per-call options: ``priority`` (lower runs first), and a due time given as
         ``delay`` seconds from now or an ``eta`` datetime (naive: local time)."""
-        return TaskCall(self, priority, eta_from(delay, eta))
+        return TaskCall(self, priority, eta_from(delay, eta, self._submitter.clock))
 
     # Attribute names flowrra 0.1.8 set on decorated functions.
     @property

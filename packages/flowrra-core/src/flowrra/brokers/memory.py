@@ -4,6 +4,10 @@
 come first and equal priorities keep submit order; ``_delayed`` holds messages with a future
 ``eta`` ordered by due time, moved to ``_ready`` when due. Nothing is encoded, but arguments
 are checked against the JSON wire format so an app behaves the same on a durable broker.
+
+Due times are read on the broker's :class:`~flowrra.clock.Clock` (the app's, when the app
+builds the broker): with a :class:`~flowrra.clock.ManualClock` a delayed message becomes
+due when the test advances the clock. ``reserve``'s ``timeout`` is real time (a budget).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.serialization import ensure_encodable
 from flowrra.task import TaskMessage
 
@@ -32,8 +37,12 @@ class MemoryBroker:
     durable = False
     lease_seconds: float | None = None
 
-    def __init__(self, max_queue_size: int = 0, dead_letter_limit: int = 1000) -> None:
+    def __init__(
+        self, max_queue_size: int = 0, dead_letter_limit: int = 1000, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.max_queue_size = max_queue_size
+        #: What "now" is for due times.
+        self.clock = clock
         self._ready: list[tuple[int, int, TaskMessage]] = []
         self._delayed: list[tuple[float, int, TaskMessage]] = []
         self._seq = itertools.count()
@@ -62,7 +71,7 @@ class MemoryBroker:
 
     def _push(self, message: TaskMessage) -> None:
         eta = message.eta
-        if eta is not None and eta > time.time():
+        if eta is not None and eta > self.clock.time():
             heapq.heappush(self._delayed, (eta, next(self._seq), message))
         else:
             heapq.heappush(self._ready, (message.priority, next(self._seq), message))
@@ -108,7 +117,7 @@ class MemoryBroker:
                 self._producers_waiting -= 1
 
     def _promote_due(self) -> None:
-        now = time.time()
+        now = self.clock.time()
         delayed, ready = self._delayed, self._ready
         while delayed and delayed[0][0] <= now:
             _, seq, message = heapq.heappop(delayed)
@@ -131,18 +140,26 @@ class MemoryBroker:
             wait = deadline - time.monotonic()
             if wait <= 0:
                 return []
-            if self._delayed:
-                wait = min(wait, max(self._delayed[0][0] - time.time(), 0.0))
             available = self._events()[0]
             available.clear()
             self._consumers_waiting += 1
             try:
                 async with asyncio.timeout(wait):
-                    await available.wait()
+                    if self._delayed:
+                        await self._wait_until_due(available)
+                    else:
+                        await available.wait()
             except TimeoutError:
                 pass
             finally:
                 self._consumers_waiting -= 1
+
+    async def _wait_until_due(self, available: asyncio.Event) -> None:
+        """Wait for a new message, or until the earliest delayed one is due on the clock."""
+        clock = self.clock
+        due = clock.monotonic() + (self._delayed[0][0] - clock.time())
+        async with clock.timeout_at(due):
+            await available.wait()
 
     async def ack(self, message: TaskMessage) -> None:
         """Nothing to settle: a reserved message already left the queue."""

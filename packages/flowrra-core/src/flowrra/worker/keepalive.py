@@ -7,7 +7,9 @@ stops holding (settled, or given up on) is delivered again once its lease expire
 :class:`Heartbeat` announces the worker every ``heartbeat_interval`` seconds on a broker
 that is a :class:`~flowrra.protocols.WorkerDirectory`, and retires it when it stops.
 
-Both loops outlive a broker that fails: they log and try again next time.
+Both loops outlive a broker that fails: they log and try again next time. Both wait on the
+worker's :class:`~flowrra.clock.Clock`, so a test drives them with a
+:class:`~flowrra.clock.ManualClock` instead of waiting.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.protocols import Broker, WorkerDirectory
 from flowrra.task import TaskMessage
 from flowrra.worker._cancel import reraise_if_cancelled
@@ -36,8 +39,9 @@ class Leases:
     """The messages this worker holds (reserved, not yet settled), by id, and the loop
     that renews their leases while they run."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, clock: Clock = SYSTEM_CLOCK) -> None:
         self.broker = broker
+        self.clock = clock
         #: Reserved and not yet settled. The reserver adds to it, the settler takes from
         #: it; the dict is never replaced, so they may keep a reference to it.
         self.held: dict[str, TaskMessage] = {}
@@ -55,8 +59,9 @@ class Leases:
         await _cancel(keeper)
 
     async def _keep(self, lease_seconds: float) -> None:
+        clock = self.clock
         while True:
-            await asyncio.sleep(lease_seconds / 3)
+            await clock.sleep_until(clock.monotonic() + lease_seconds / 3)
             if self.held:
                 try:
                     await self.broker.extend(list(self.held.values()))
@@ -71,9 +76,14 @@ class Heartbeat:
     directory of live workers."""
 
     def __init__(
-        self, broker: Broker, worker_id: str, describe: Callable[[], dict[str, Any]]
+        self,
+        broker: Broker,
+        worker_id: str,
+        describe: Callable[[], dict[str, Any]],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.broker = broker
+        self.clock = clock
         self.worker_id = worker_id
         self.describe = describe
         self._beat: asyncio.Task[None] | None = None
@@ -105,6 +115,7 @@ class Heartbeat:
                 logger.warning("could not remove this worker's heartbeat", exc_info=True)
 
     async def _run(self, directory: WorkerDirectory, interval: float) -> None:
+        clock = self.clock
         while True:
             try:
                 await directory.announce(self.describe(), interval * 3)
@@ -115,4 +126,4 @@ class Heartbeat:
             # transaction pipelines can): the sleep would then wait for a stop() already
             # asked, and this loop would never end.
             reraise_if_cancelled()
-            await asyncio.sleep(interval)
+            await clock.sleep_until(clock.monotonic() + interval)

@@ -16,6 +16,7 @@ import socket
 import time
 from typing import Any
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub
 from flowrra.protocols import Broker, Executor, ResultBackend
 from flowrra.registry import TaskHandle, TaskRegistry
@@ -33,7 +34,9 @@ _HOST = socket.gethostname()
 
 
 class Worker:
-    """Runs the tasks of ``registry`` that ``broker`` delivers; records to ``backend``."""
+    """Runs the tasks of ``registry`` that ``broker`` delivers; records to ``backend``.
+
+    ``clock`` decides when: retries' due times, lease renewals, heartbeats."""
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class Worker:
         events: EventHub,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.registry = registry
         self.broker = broker
@@ -57,11 +61,12 @@ class Worker:
         #: Unique per worker process: host, pid and a random suffix.
         self.worker_id = f"{_HOST}-{os.getpid()}-{os.urandom(3).hex()}"
         self.started_at: float | None = None
-        self.leases = Leases(broker)
+        self.clock = clock
+        self.leases = Leases(broker, clock)
         self.reserver = Reserver(broker, self.leases.held)
-        self.settler = Settler(broker, backend, events, self.leases.held)
+        self.settler = Settler(broker, backend, events, self.leases.held, clock)
         self.runner = Runner(backend, events, self.settler)
-        self.heartbeat = Heartbeat(broker, self.worker_id, self.describe)
+        self.heartbeat = Heartbeat(broker, self.worker_id, self.describe, clock)
         self.drainer = Drainer(broker, self.reserver, self.settler, self.leases, self.heartbeat)
         self._running = False
         self._slots: list[asyncio.Task[None]] = []

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable
 from types import CoroutineType
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.protocols import Broker, ResultBackend
@@ -49,8 +50,11 @@ class Settler:
         backend: ResultBackend,
         events: EventHub,
         held: dict[str, TaskMessage],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.broker = broker
+        #: Where a retry's due time is read: now on this clock, plus the delay.
+        self.clock = clock
         self.backend = backend
         self.events = events
         #: Tasks settled (succeeded, failed for good, or sent to retry) since start.
@@ -108,7 +112,7 @@ class Settler:
         ``delay`` seconds."""
         await self.record(result, retry_in=delay)
         self._settled(message)
-        await self.broker.requeue(message, message.next_attempt(time.time() + delay))
+        await self.broker.requeue(message, message.next_attempt(self.clock.time() + delay))
 
     async def failed(self, message: TaskMessage, result: TaskResult) -> None:
         """Record ``result`` (FAILED, for good) and ack ``message``."""
