@@ -1,13 +1,12 @@
 """The engine's behaviour: order, retries, concurrency, CPU processes, timeouts, stopping,
-bounds and events. Timing appears only as loose lower bounds and orderings, never as
-performance claims."""
+bounds and events. Due times (retries) are asserted on a ManualClock the test advances,
+never as gaps measured on the wall clock; no test makes a performance claim."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import itertools
 import os
 import random
 import sys
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from flowrra import Flowrra, MemoryBackend, MemoryBroker, TaskEvent, TaskStatus
+from flowrra import Flowrra, MemoryBackend, MemoryBroker, TaskEvent, TaskMessage, TaskStatus
+from flowrra.clock import ManualClock
 from flowrra.config import Config, ExecutorConfig
 from flowrra.exceptions import BackendError
 
@@ -51,24 +51,46 @@ async def test_priority_order_under_load(make_app) -> None:
     assert order == expected
 
 
-async def test_retries_back_off_exponentially(make_app) -> None:
-    app = make_app()
-    attempts: list[float] = []
+class RequeueRecorder(MemoryBroker):
+    """The in-memory broker, noting the due time of every retry it is asked to queue."""
 
-    @app.task(max_retries=3, retry_delay=0.1)
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.due_times: asyncio.Queue[float | None] = asyncio.Queue()
+
+    async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
+        self.due_times.put_nowait(retry.eta)
+        await super().requeue(message, retry)
+
+
+async def test_retries_back_off_exponentially() -> None:
+    """Retry n is due ``retry_delay * 2**(n-1)`` after the attempt that failed, on the
+    app's clock, and the broker holds it until then."""
+    clock = ManualClock(start=1_767_225_600.0)
+    broker = RequeueRecorder(clock)
+    app = Flowrra(broker=broker, clock=clock)
+    ran_at: list[float] = []
+
+    @app.task(max_retries=3, retry_delay=2)
     async def always_fails() -> None:
-        attempts.append(time.monotonic())
+        ran_at.append(clock.time())
         raise ConnectionError("down")
 
-    await app.start()
-    result = await app.wait_for_result(await app.submit(always_fails), timeout=10)
+    async with app:
+        task_id = await app.submit(always_fails)
+        for delay in (2, 4, 8):
+            due = await asyncio.wait_for(broker.due_times.get(), 10)
+            assert due == ran_at[-1] + delay == clock.time() + delay
+            async with asyncio.timeout(10):
+                await clock.waiting()
+            assert clock.next_wake == due  # the broker waits for exactly that moment
+            clock.advance(delay)
+        result = await app.wait_for_result(task_id, timeout=10)
     assert result.status is TaskStatus.FAILED and result.retries == 3
     assert result.error == "ConnectionError: down" and "ConnectionError" in result.traceback
-    gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    assert len(gaps) == 3
-    for gap, expected in zip(gaps, (0.1, 0.2, 0.4), strict=True):
-        assert expected - 0.01 <= gap < expected + 1.0, gaps
-    assert gaps[0] < gaps[1] < gaps[2]
+    start = ran_at[0]
+    assert ran_at == [start, start + 2, start + 6, start + 14]
+    assert broker.due_times.empty()
 
 
 async def test_retry_succeeds_and_only_listed_exceptions_retry(make_app) -> None:
@@ -94,30 +116,31 @@ async def test_retry_succeeds_and_only_listed_exceptions_retry(make_app) -> None
     assert (bad.status, bad.retries, calls["fatal"]) == (TaskStatus.FAILED, 0, 1)
 
 
-async def test_a_retry_waiting_for_its_due_time_holds_no_slot(make_app) -> None:
-    app = make_app(num_workers=1)
-    done_at: dict[str, float] = {}
+async def test_a_retry_waiting_for_its_due_time_holds_no_slot() -> None:
+    clock = ManualClock()
+    app = Flowrra(Config(executor=ExecutorConfig(num_workers=1)), clock=clock)
     tries = {"n": 0}
 
-    @app.task(max_retries=1, retry_delay=0.5)
-    async def fails_once() -> None:
+    @app.task(max_retries=1, retry_delay=30)
+    async def fails_once() -> str:
         tries["n"] += 1
         if tries["n"] == 1:
             raise RuntimeError("first try fails")
-        done_at["retried"] = time.monotonic()
+        return "retried"
 
     @app.task()
-    async def quick() -> None:
-        done_at["quick"] = time.monotonic()
+    async def quick() -> str:
+        return "quick"
 
-    await app.start()
-    retried = await app.submit(fails_once)
-    await asyncio.sleep(0.05)
-    quick_id = await app.submit(quick)
-    await app.wait_for_result(quick_id, timeout=5)
-    assert (await app.get_result(retried)).status is TaskStatus.RETRYING  # type: ignore[union-attr]
-    await app.wait_for_result(retried, timeout=5)
-    assert done_at["quick"] < done_at["retried"]
+    async with app:
+        retried = await app.submit(fails_once)
+        async with asyncio.timeout(10):
+            await clock.waiting()  # the retry waits in the broker, due in 30 s
+        # The only slot is free: the quick task runs while the retry is not due.
+        assert (await app.wait_for_result(await app.submit(quick), timeout=10)).result == "quick"
+        assert (await app.get_result(retried)).status is TaskStatus.RETRYING  # type: ignore[union-attr]
+        clock.advance(30)
+        assert (await app.wait_for_result(retried, timeout=10)).result == "retried"
 
 
 async def test_io_tasks_run_num_workers_at_a_time(make_app) -> None:

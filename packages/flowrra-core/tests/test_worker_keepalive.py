@@ -13,16 +13,17 @@ from typing import Any
 import pytest
 
 from flowrra import MemoryBroker
+from flowrra.clock import ManualClock
 from flowrra.exceptions import BrokerError
 from flowrra.task import TaskMessage
 from flowrra.worker.keepalive import Heartbeat, Leases
 
 
 class LeasingBroker(MemoryBroker):
-    """A memory broker with short leases that keeps what it was asked to extend; its
-    first ``failures`` extends fail."""
+    """A memory broker with 30 s leases that keeps what it was asked to extend; its first
+    ``failures`` extends fail."""
 
-    lease_seconds = 0.03
+    lease_seconds = 30.0
 
     def __init__(self, failures: int = 0) -> None:
         super().__init__()
@@ -90,25 +91,41 @@ def loop_tasks(name: str) -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
 
 
-async def test_leases_of_held_messages_are_renewed_until_stop() -> None:
+async def next_renewal(clock: ManualClock) -> None:
+    """Wait until the lease keeper sleeps on ``clock``: it renews a third of a lease (10 s)
+    after now; move the clock there."""
+    async with asyncio.timeout(10):
+        await clock.waiting()
+    assert clock.next_wake == clock.time() + 10
+    clock.advance(9.5)
+    assert clock.sleepers == 1  # not yet
+    clock.advance(0.5)
+
+
+async def test_leases_of_held_messages_are_renewed_every_third_of_a_lease_until_stop() -> None:
+    clock = ManualClock()
     broker = LeasingBroker()
-    leases = Leases(broker)
+    leases = Leases(broker, clock)
     leases.held.update({"a": message("a"), "b": message("b")})
     leases.start()
+    await next_renewal(clock)
     assert await asyncio.wait_for(broker.extended.get(), 10) == ["a", "b"]
     del leases.held["a"]  # settled: no longer renewed
-    async with asyncio.timeout(10):
-        while await broker.extended.get() != ["b"]:
-            pass  # a renewal that started before "a" was settled
+    await next_renewal(clock)
+    assert await asyncio.wait_for(broker.extended.get(), 10) == ["b"]
     await leases.stop()
     assert loop_tasks("flowrra-leases") == [] and list(leases.held) == ["b"]
+    assert broker.extended.empty() and clock.sleepers == 0
 
 
 async def test_renewing_outlives_a_failing_broker(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
     broker = LeasingBroker(failures=2)
-    leases = Leases(broker)
+    leases = Leases(broker, clock)
     leases.held["a"] = message("a")
     leases.start()
+    for _ in range(3):  # two renewals fail, the third lands
+        await next_renewal(clock)
     assert await asyncio.wait_for(broker.extended.get(), 10) == ["a"]
     await leases.stop()
     assert [r.getMessage() for r in caplog.records] == ["could not extend task leases"] * 2
