@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from flowrra import MemoryBackend, MemoryBroker
+from flowrra.clock import ManualClock
 from flowrra.testing import BrokerContract, ResultBackendContract
 
 
 class TestMemoryBroker(BrokerContract):
     @pytest.fixture
-    async def broker(self) -> AsyncIterator[MemoryBroker]:
-        broker = MemoryBroker()
+    async def broker(self, clock: ManualClock) -> AsyncIterator[MemoryBroker]:
+        broker = MemoryBroker(clock=clock)
         await broker.connect()
         yield broker
         await broker.close()

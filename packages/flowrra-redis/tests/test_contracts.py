@@ -16,6 +16,7 @@ from flowrra_redis import RedisBackend, RedisBroker, priority_key
 from flowrra_redis.backend import decode_event
 
 from flowrra import BrokerError, Flowrra, TaskStatus
+from flowrra.clock import ManualClock
 from flowrra.task import TaskMessage, TaskResult, new_task_id
 from flowrra.testing import BrokerContract, ResultBackendContract, message
 
@@ -32,8 +33,10 @@ async def recorded(app: Flowrra, task_id: str, timeout: float = 10.0) -> TaskRes
 
 class TestRedisBrokerContract(BrokerContract):
     @pytest.fixture
-    async def broker(self, redis_url: str, prefix: str) -> AsyncIterator[RedisBroker]:
-        broker = RedisBroker(redis_url, prefix=prefix)
+    async def broker(
+        self, redis_url: str, prefix: str, clock: ManualClock
+    ) -> AsyncIterator[RedisBroker]:
+        broker = RedisBroker(redis_url, prefix=prefix, clock=clock)
         await broker.connect()
         yield broker
         await broker.close()
@@ -81,7 +84,8 @@ async def test_fifo_within_a_priority_across_calls_batches_and_due_delays(
     """A batch shares one sequence number (its messages are ordered by their place in
     it); singles and later batches come after it, and a delayed message after what was
     queued before the reserve that found it due."""
-    broker = RedisBroker(redis_url, prefix=prefix)
+    clock = ManualClock()
+    broker = RedisBroker(redis_url, prefix=prefix, clock=clock)
     await broker.connect()
     sent: list[TaskMessage] = []
 
@@ -91,11 +95,11 @@ async def test_fifo_within_a_priority_across_calls_batches_and_due_delays(
         return made
 
     await broker.enqueue_many(batch(300))  # places 00000000 .. 0000012b
-    delayed = message("d", -1, priority=1, eta=time.time() + 0.2)
+    delayed = message("d", -1, priority=1, eta=clock.time() + 30)
     await broker.enqueue(delayed)
     for _ in range(3):
         await broker.enqueue(*batch(1))
-    await asyncio.sleep(0.3)  # due now, but it takes its number when a reserve moves it
+    clock.advance(30)  # due now, but it takes its number when a reserve moves it
     await broker.enqueue_many(batch(40))
     sent.append(delayed)
     got = await broker.reserve(len(sent), 1.0)
@@ -104,37 +108,86 @@ async def test_fifo_within_a_priority_across_calls_batches_and_due_delays(
     await broker.close()
 
 
-async def test_expired_lease_is_delivered_again(redis_url: str, prefix: str) -> None:
-    dying = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
-    other = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
-    await dying.connect()
-    await other.connect()
+def leases(sync_redis: redis.Redis, broker: RedisBroker) -> list[tuple[bytes, float]]:
+    """The leased members and their expiries, as Redis holds them."""
+    return [(m, s) for m, s in sync_redis.zrange(broker.keys.leased, 0, -1, withscores=True)]
+
+
+async def test_expired_lease_is_delivered_again(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """A lease expires ``lease_seconds`` after the reserve, on the brokers' clock (the
+    scripts take "now" from it); only then does another worker get the message."""
+    clock = ManualClock()
+    dying, other, later = (
+        RedisBroker(redis_url, prefix=prefix, lease_seconds=30, clock=clock) for _ in range(3)
+    )
+    for broker in (dying, other, later):
+        await broker.connect()
     sent = message("job", 1)
     await dying.enqueue(sent)
     [held] = await dying.reserve(1, 1.0)  # its worker "dies" without acking
-    assert await other.reserve(1, 0.1) == []  # leased: nobody else gets it meanwhile
-    await asyncio.sleep(0.6)
-    [again] = await other.reserve(1, 1.0)
+    assert leases(sync_redis, dying) == [(held.receipt, clock.time() + 30)]
+    clock.advance(29.5)
+    assert await other.reserve(1, 0.05) == []  # leased: nobody else gets it meanwhile
+    clock.advance(0.5)
+    [again] = await later.reserve(1, 1.0)
     assert again.id == held.id == sent.id
-    await other.ack(again)
-    assert (await other.queue_depths())["leased"] == 0
-    await dying.close()
-    await other.close()
+    assert leases(sync_redis, later) == [(again.receipt, clock.time() + 30)]  # leased anew
+    await later.ack(again)
+    assert (await later.queue_depths())["leased"] == 0
+    for broker in (dying, other, later):
+        await broker.close()
 
 
-async def test_extend_keeps_the_lease(redis_url: str, prefix: str) -> None:
-    holder = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
-    other = RedisBroker(redis_url, prefix=prefix, lease_seconds=0.5)
+async def test_extend_keeps_the_lease(redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    """Each extend moves the expiry to ``lease_seconds`` after now on the clock."""
+    clock = ManualClock()
+    holder = RedisBroker(redis_url, prefix=prefix, lease_seconds=30, clock=clock)
+    other = RedisBroker(redis_url, prefix=prefix, lease_seconds=30, clock=clock)
     await holder.connect()
     await other.connect()
     await holder.enqueue(message("long"))
     held = await holder.reserve(1, 1.0)
-    for _ in range(4):
-        await asyncio.sleep(0.25)
+    start = clock.time()
+    assert leases(sync_redis, holder) == [(held[0].receipt, start + 30)]
+    for n in range(1, 5):  # renewed every 10 s, as a worker does (a third of the lease)
+        clock.advance(10)
         await holder.extend(held)
+        assert leases(sync_redis, holder) == [(held[0].receipt, start + 10 * n + 30)]
+    clock.advance(29.5)  # 69.5 s after the reserve: the lease would have expired at 30
     assert await other.reserve(1, 0.05) == []
     await holder.close()
     await other.close()
+
+
+async def test_a_retry_is_written_due_at_now_plus_the_backoff(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """Retry n of a failing task is stored in the delayed set scored now + retry_delay *
+    2**(n-1) on the app's clock, and leaves it once the clock reaches that score."""
+    clock = ManualClock()
+    broker = RedisBroker(redis_url, prefix=prefix, clock=clock)
+    app = Flowrra(broker=broker, backend=RedisBackend(redis_url, prefix=prefix), clock=clock)
+    ran_at: list[float] = []
+
+    @app.task(max_retries=2, retry_delay=2)
+    async def always_fails() -> None:
+        ran_at.append(clock.time())
+        raise ConnectionError("down")
+
+    async with app:
+        task_id = await app.submit(always_fails)
+        for attempts, delay in ((1, 2), (2, 4)):
+            async with asyncio.timeout(10):  # that attempt ran, and its retry is queued
+                while len(ran_at) < attempts or not sync_redis.zcard(broker.keys.delayed):
+                    await asyncio.sleep(0.01)
+            [(_, due)] = sync_redis.zrange(broker.keys.delayed, 0, -1, withscores=True)
+            assert due == ran_at[-1] + delay == clock.time() + delay
+            clock.advance(delay)
+        result = await app.wait_for_result(task_id, timeout=10)
+    assert (result.status, result.retries) == (TaskStatus.FAILED, 2)
+    assert ran_at == [ran_at[0], ran_at[0] + 2, ran_at[0] + 6]
 
 
 async def test_garbage_in_the_queue_is_dead_lettered_and_recorded(

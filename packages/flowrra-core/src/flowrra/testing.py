@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from flowrra.backends.base import store_many
+from flowrra.clock import ManualClock
 from flowrra.exceptions import BackendError, BrokerError, FlowrraError, SerializationError
 from flowrra.protocols import (
     Broker,
@@ -110,6 +111,14 @@ def _check_secret_kept(name: str, exc: BaseException) -> None:
         seen = seen.__cause__ or seen.__context__
 
 
+def _check_clock(broker: Broker, clock: ManualClock) -> None:
+    if getattr(broker, "clock", None) is not clock:
+        pytest.fail(
+            "the broker does not read due times from the contract's clock: take the `clock` "
+            "fixture in your `broker` fixture and build the broker with it (clock=clock)"
+        )
+
+
 async def _drain(broker: Broker, expected: int, timeout: float = 5.0) -> list[TaskMessage]:
     out: list[TaskMessage] = []
     deadline = time.monotonic() + timeout
@@ -171,6 +180,13 @@ class BrokerContract:
         finally:
             await broker.close()  # harmless, whatever failed
 
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        """The clock the due-time tests move: they never wait for a due time. Take it in
+        the ``broker`` fixture and build the broker with it (``MyBroker(..., clock=clock)``);
+        the broker reads "now" for due times from it (see :mod:`flowrra.clock`)."""
+        return ManualClock()
+
     async def test_round_trip_keeps_fields(self, broker: Broker) -> None:
         sent = message("add", 1, "two", [3], priority=4, key={"a": None})
         await broker.enqueue(sent)
@@ -213,9 +229,8 @@ class BrokerContract:
             await broker.ack(m)
 
     async def test_reserve_times_out_empty(self, broker: Broker) -> None:
-        started = time.monotonic()
+        # That it waits meanwhile: test_reserve_wakes_when_a_message_arrives.
         assert await broker.reserve(1, 0.2) == []
-        assert time.monotonic() - started >= 0.15
 
     async def test_reserve_wakes_when_a_message_arrives(self, broker: Broker) -> None:
         waiting = asyncio.create_task(broker.reserve(1, 10.0))
@@ -226,22 +241,32 @@ class BrokerContract:
         assert [m.id for m in got] == [sent.id]
         await broker.ack(got[0])
 
-    async def test_message_with_future_eta_waits_until_due(self, broker: Broker) -> None:
-        due = time.time() + 0.3
+    async def test_message_with_future_eta_waits_until_due(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        _check_clock(broker, clock)
+        due = clock.time() + 30
         sent = message("later", eta=due)
         await broker.enqueue(sent)
         assert await broker.reserve(1, 0.1) == []
+        clock.advance(29.5)
+        assert await broker.reserve(1, 0.1) == []  # due in half a second
+        clock.advance(0.5)
         [got] = await _drain(broker, 1)
-        assert time.time() >= due - 0.01
-        assert got.id == sent.id
+        assert (got.id, got.eta) == (sent.id, due)
 
-    async def test_requeue_delivers_the_retry_when_due(self, broker: Broker) -> None:
+    async def test_requeue_delivers_the_retry_when_due(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        _check_clock(broker, clock)
         await broker.enqueue(message("flaky"))
         [first] = await broker.reserve(1, 1.0)
-        due = time.time() + 0.2
+        due = clock.time() + 2
         await broker.requeue(first, first.next_attempt(due))
+        assert await broker.reserve(1, 0.1) == []
+        clock.advance(2)
         [retry] = await _drain(broker, 1)
-        assert retry.id == first.id and retry.attempt == 1 and time.time() >= due - 0.01
+        assert (retry.id, retry.attempt, retry.eta) == (first.id, 1, due)
 
     async def test_release_hands_messages_back(self, broker: Broker) -> None:
         sent = message("unfinished")

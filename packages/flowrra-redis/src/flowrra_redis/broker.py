@@ -32,6 +32,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
 from flowrra.task import TaskMessage
@@ -115,6 +116,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
 
     ``lease_seconds``: how long a reservation lasts without renewal (the worker renews it
     every third of that while the task runs); a dead worker's tasks come back after it.
+    ``clock``: where "now" is read for due times, lease expiries and heartbeats (the
+    scripts take it from here, not from Redis's ``TIME``); every process sharing the
+    queue must agree on it, so only tests pass another (:class:`flowrra.clock.ManualClock`).
     ``prefix``: key prefix (a Redis Cluster hash tag is added), also settable with
     ``?prefix=`` in the URL or ``BrokerConfig.queue_key``. ``retries``: how many times a
     command lost with its connection is sent again before the caller gets a BrokerError.
@@ -139,6 +143,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         retries: int = 3,
         dead_letter_limit: int = 10_000,
         client: aioredis.Redis | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
@@ -152,6 +157,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             client=client,
         )
         self.lease_seconds: float | None = lease_seconds
+        self.clock = clock
         self.dead_letter_limit = dead_letter_limit
         self._drained = False  # the last RESERVE left nothing queued or delayed
         self._depth = 0
@@ -202,7 +208,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         return self._enqueued(self._send_enqueue(messages))
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
-        args: list[Any] = [time.time(), ""]
+        args: list[Any] = [self.clock.time(), ""]
         for place, message in enumerate(messages):
             eta = message.eta
             args += [
@@ -244,7 +250,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
             if wait <= 0:
                 return []
             if self._next_due is not None:
-                wait = min(wait, max(self._next_due - time.time(), 0.0) + 0.001)
+                wait = min(wait, max(self._next_due - self.clock.time(), 0.0) + 0.001)
             reply = await self._wait_for_work(wait, max_messages)
             if reply is None or not reply[0]:
                 # Timed out (a delayed message may be due now, and the pipelined RESERVE
@@ -255,7 +261,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
     def _reserve_call(self, max_messages: int) -> tuple[list[str], list[Any]]:
         """RESERVE's keys and arguments; takes the acks waiting to be sent along."""
         k = self.keys
-        now = time.time()
+        now = self.clock.time()
         assert self.lease_seconds is not None
         state = self._here()
         acks, state.acks = state.acks, []
@@ -375,7 +381,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
                 "ENQUEUE",
                 [k.queue, k.sequence, k.wake, k.delayed, k.leased],
                 [
-                    time.time(),
+                    self.clock.time(),
                     message.receipt or "",
                     priority_key(retry.priority),
                     "" if retry.eta is None else repr(retry.eta),
@@ -412,7 +418,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         receipts = [m.receipt for m in messages if m.receipt is not None]
         if receipts and self.lease_seconds:
             await self._run(
-                "EXTEND", [self.keys.leased], [time.time() + self.lease_seconds, *receipts]
+                "EXTEND", [self.keys.leased], [self.clock.time() + self.lease_seconds, *receipts]
             )
 
     @boundary("cannot purge")
@@ -464,7 +470,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
         worker_id = str(info["id"])
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.set(k.worker(worker_id), json.dumps(info), px=int(ttl * 1000))
-            pipe.zadd(k.workers, {worker_id: time.time() + ttl})
+            pipe.zadd(k.workers, {worker_id: self.clock.time() + ttl})
             await pipe.execute()
 
     @boundary("cannot retire a worker")
@@ -480,7 +486,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop]):
     async def workers(self) -> list[dict[str, Any]]:
         """Workers whose heartbeat has not expired, each as it announced itself."""
         k = self.keys
-        now = time.time()
+        now = self.clock.time()
         client = self.client
         await client.zremrangebyscore(k.workers, "-inf", now)
         ids = [text(i) for i in await client.zrange(k.workers, 0, -1)]
