@@ -46,10 +46,11 @@ from flowrra.exceptions import (
     UnknownTaskError,
 )
 from flowrra.executors import CPUExecutor, IOExecutor
+from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import Broker, Executor, ResultBackend, ScheduleStore
 from flowrra.registry import TaskCall, TaskHandle, TaskRegistry
 from flowrra.retry import RetryPolicy
-from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType, get_scheduler_backend
+from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
 from flowrra.task import Task, TaskMessage, TaskResult, TaskStatus
 
 __all__ = [

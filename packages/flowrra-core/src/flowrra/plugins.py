@@ -5,6 +5,9 @@ to a factory taking the ``BrokerConfig`` / ``BackendConfig``; ``flowrra.schedule
 maps a scheme to a schedule store; ``flowrra.extensions`` maps a name to what
 ``app.create_<name>()`` builds; ``flowrra.cli`` maps a name to a function adding ``flowrra``
 sub-commands. Two distributions claiming one name in a group is an error, not a silent pick.
+
+:func:`get_scheduler_backend` (also importable from ``flowrra``) is the schedule-store
+lookup by database URL.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import functools
 import re
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 from flowrra.exceptions import PluginConflictError, PluginError, PluginNotFoundError
+from flowrra.schedules import DEFAULT_SCHEDULE_URL
+
+if TYPE_CHECKING:
+    from flowrra.protocols import ScheduleStore
 
 __all__ = [
     "BACKENDS",
@@ -26,6 +33,7 @@ __all__ = [
     "SCHEDULE_STORES",
     "describe_url",
     "find_plugin",
+    "get_scheduler_backend",
     "plugins_in",
     "scheme_of",
 ]
@@ -132,3 +140,20 @@ def find_plugin(group: str, name: str) -> Callable[..., Any]:
     except Exception as exc:
         raise PluginError(f"the {what} plugin {name!r} ({ep.value}) failed to load: {exc}") from exc
     return loaded
+
+
+def get_scheduler_backend(url: str | None = None) -> ScheduleStore:
+    """The schedule store for a database URL, from the plugin registered for its scheme
+    in ``flowrra.schedule_stores`` (``flowrra-scheduler`` provides ``sqlite``,
+    ``postgresql``/``postgres`` and ``mysql``).
+
+    ``None`` means :data:`flowrra.schedules.DEFAULT_SCHEDULE_URL`. A bare path (no scheme)
+    is a SQLite file. ``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` and
+    ``sqlite:///:memory:`` follow SQLAlchemy's spelling. The store connects on first use.
+    """
+    target = url or DEFAULT_SCHEDULE_URL
+    scheme = scheme_of(target) if "://" in target else "sqlite"
+    if "://" not in target:
+        target = f"sqlite:///{quote(target)}"  # %, # and ? are part of a file name
+    store: ScheduleStore = find_plugin(SCHEDULE_STORES, scheme)(target)
+    return store

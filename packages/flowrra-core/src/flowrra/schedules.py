@@ -18,11 +18,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
-
-if TYPE_CHECKING:
-    from flowrra.protocols import ScheduleStore
+from typing import Any
 
 __all__ = [
     "MisfirePolicy",
@@ -30,7 +26,6 @@ __all__ = [
     "ScheduledTask",
     "definition_key",
     "from_micros",
-    "get_scheduler_backend",
     "to_micros",
 ]
 
@@ -201,20 +196,11 @@ class ScheduledTask:
         )
 
 
-def get_scheduler_backend(url: str | None = None) -> ScheduleStore:
-    """The schedule store for a database URL, from the plugin registered for its scheme
-    in ``flowrra.schedule_stores`` (``flowrra-scheduler`` provides ``sqlite``,
-    ``postgresql``/``postgres`` and ``mysql``).
+def __getattr__(name: str) -> Any:
+    # get_scheduler_backend is a plugin lookup: it lives in flowrra.plugins, so that this
+    # data module imports nothing of Flowrra's. The old import path keeps working.
+    if name == "get_scheduler_backend":
+        from flowrra.plugins import get_scheduler_backend
 
-    ``None`` means :data:`DEFAULT_SCHEDULE_URL`. A bare path (no scheme) is a SQLite file.
-    ``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` and ``sqlite:///:memory:``
-    follow SQLAlchemy's spelling. The store connects on first use.
-    """
-    from flowrra.plugins import SCHEDULE_STORES, find_plugin, scheme_of
-
-    target = url or DEFAULT_SCHEDULE_URL
-    scheme = scheme_of(target) if "://" in target else "sqlite"
-    if "://" not in target:
-        target = f"sqlite:///{quote(target)}"  # %, # and ? are part of a file name
-    store: ScheduleStore = find_plugin(SCHEDULE_STORES, scheme)(target)
-    return store
+        return get_scheduler_backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import ScheduleStore
-from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType, get_scheduler_backend
+from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
 from flowrra_scheduler._version import __version__
 from flowrra_scheduler.scheduler import Scheduler
 

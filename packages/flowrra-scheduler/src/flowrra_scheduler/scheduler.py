@@ -33,8 +33,9 @@ from flowrra.exceptions import (
     ScheduleStoreError,
     TaskNotRegisteredError,
 )
+from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import ScheduleStore
-from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType, get_scheduler_backend
+from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
 from flowrra_scheduler import timing
 
 __all__ = ["Scheduler"]
