@@ -11,7 +11,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import flowrra
+import flowrra.schedules
 
 PACKAGE = Path(flowrra.__file__).parent
 #: Modules that do something when imported: ``python -m flowrra`` runs the command line.
@@ -116,3 +119,13 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter() -> None:
         if run.returncode:
             failures[name] = output.strip().splitlines()[-1:]
     assert failures == {}
+
+
+def test_the_schedule_store_lookup_is_importable_where_it_was() -> None:
+    from flowrra import get_scheduler_backend
+    from flowrra.plugins import get_scheduler_backend as in_plugins
+    from flowrra.schedules import get_scheduler_backend as old_path
+
+    assert get_scheduler_backend is in_plugins is old_path
+    with pytest.raises(AttributeError, match="no_such_name"):
+        flowrra.schedules.no_such_name  # noqa: B018
