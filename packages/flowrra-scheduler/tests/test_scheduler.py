@@ -24,6 +24,7 @@ from flowrra import (
     ScheduleType,
     TaskMessage,
 )
+from flowrra.clock import ManualClock
 
 
 class FlakyBroker(MemoryBroker):
@@ -86,38 +87,62 @@ async def fetch(scheduler: Scheduler, schedule_id: str) -> ScheduledTask:
     return schedule
 
 
-async def test_interval_schedule_fires_repeatedly(harness: Harness, db_url: str) -> None:
-    async with harness.app.create_scheduler(db_url) as scheduler:
+def instant(clock: ManualClock, seconds: float = 0.0) -> datetime:
+    """``seconds`` after the clock's now, as the scheduler reads it."""
+    return datetime.fromtimestamp(clock.time(), UTC) + timedelta(seconds=seconds)
+
+
+async def next_pass(clock: ManualClock) -> None:
+    """Wait until the scheduler's loop has finished a pass and sleeps on ``clock``."""
+    async with asyncio.timeout(15):
+        await clock.waiting()
+
+
+async def test_interval_schedule_fires_on_its_grid(harness: Harness, db_url: str) -> None:
+    clock = ManualClock()
+    fired: list[datetime] = []
+    async with harness.app.create_scheduler(db_url, clock=clock) as scheduler:
+        scheduler.on_fire(lambda schedule, due, task_id: fired.append(due))
         made = await fetch(
             scheduler,
-            await scheduler.schedule_interval(harness.record, interval=0.2, args=("tick",)),
+            await scheduler.schedule_interval(harness.record, interval=60, args=("tick",)),
         )
-        await harness.wait_calls(3)
-        await scheduler.stop()
-    assert harness.calls[:3] == [("tick",)] * 3
-    got = await scheduler.get(made)
-    assert got is not None and got.run_count >= 3 and got.enabled
-    assert got.last_run_at is not None and got.next_run_at is not None
-    # On the grid: every run is a whole number of intervals after the first due time.
-    assert made.next_run_at is not None
-    steps = (got.last_run_at - made.next_run_at) / timedelta(seconds=0.2)
-    assert abs(steps - round(steps)) < 1e-6
+        first = instant(clock, 60)
+        assert made.next_run_at == first  # an interval from now, on the scheduler's clock
+        for n in range(1, 4):
+            await next_pass(clock)
+            clock.advance(59)
+            await next_pass(clock)
+            assert scheduler.fired == n - 1  # not due yet
+            clock.advance(1)
+            await harness.wait_calls(n)
+    assert harness.calls == [("tick",)] * 3
+    assert fired == [first, first + timedelta(seconds=60), first + timedelta(seconds=120)]
+    got = await fetch(scheduler, made.id)
+    assert (got.run_count, got.enabled, got.last_run_at) == (3, True, fired[-1])
+    assert got.next_run_at == first + timedelta(seconds=180)
     await scheduler.store.close()
 
 
 async def test_one_time_schedule_fires_once_then_is_kept_disabled(
     harness: Harness, db_url: str
 ) -> None:
-    run_at = soon(0.3)
-    scheduler = harness.app.create_scheduler(db_url, sync_interval=0.1)
+    clock = ManualClock()
+    run_at = instant(clock, 30)
+    scheduler = harness.app.create_scheduler(db_url, sync_interval=10, clock=clock)
     made = await fetch(
         scheduler, await scheduler.schedule_once("record", run_at=run_at, kwargs={"once": True})
     )
     assert made.next_run_at == run_at and made.schedule_type is ScheduleType.ONE_TIME
     async with scheduler:
+        await next_pass(clock)
+        clock.advance(30)
         await harness.wait_calls(1)
-        await asyncio.sleep(0.5)  # several more passes: nothing more fires
-        assert harness.calls == [(("once", True),)]
+        for _ in range(5):  # five more passes, ten seconds apart: nothing more fires
+            await next_pass(clock)
+            clock.advance(10)
+        await next_pass(clock)
+        assert harness.calls == [(("once", True),)] and scheduler.fired == 1
         done = await scheduler.get(made.id)
     assert done is not None
     assert (done.enabled, done.next_run_at, done.last_run_at, done.run_count) == (
@@ -330,10 +355,11 @@ async def test_a_disabled_schedule_does_not_fire(harness: Harness, db_url: str) 
 
 
 async def test_wakes_for_a_schedule_added_in_its_own_process(harness: Harness, db_url: str) -> None:
-    # sync_interval is 60 s: only the wake-up on add can make this fire in time.
-    async with harness.app.create_scheduler(db_url, sync_interval=60) as scheduler:
-        await asyncio.sleep(0.2)  # the loop is asleep on an empty store
-        await scheduler.schedule_once("record", run_at=soon(0.2), args=("woken",))
+    clock = ManualClock()  # it never moves: only the wake-up on add can make this fire
+    async with harness.app.create_scheduler(db_url, sync_interval=60, clock=clock) as scheduler:
+        await next_pass(clock)  # the loop is asleep on an empty store
+        assert clock.next_wake == clock.time() + 60
+        await scheduler.schedule_once("record", run_at=instant(clock), args=("woken",))
         await harness.wait_calls(1, timeout=10)
     assert harness.calls == [("woken",)]
 

@@ -9,6 +9,10 @@ task runs, and any number of scheduler processes can share one store.
 
 If the submit fails (the broker is down), the claim is undone so the occurrence fires on a
 later attempt instead of being lost.
+
+"Now" and the waits between passes are read on a :class:`~flowrra.clock.Clock`, the app's
+by default: with a :class:`~flowrra.clock.ManualClock` a test moves time forward and sees
+exactly what fires, without waiting for it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import (
     FlowrraError,
     ScheduleError,
@@ -64,10 +69,6 @@ _UPDATABLE = {
 }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _id_of(schedule: ScheduleRef) -> str:
     return schedule.id if isinstance(schedule, ScheduledTask) else str(schedule)
 
@@ -84,6 +85,8 @@ class Scheduler:
 
     ``sync_interval`` (seconds, default 5) bounds how long a change made by another
     process takes to be seen. ``batch_size`` is how many due schedules one pass claims.
+    ``clock`` (default: the app's ``clock``, else the system's) is where "now" is read and
+    the waits between passes are timed.
     """
 
     def __init__(
@@ -93,12 +96,14 @@ class Scheduler:
         *,
         sync_interval: float = 5.0,
         batch_size: int = 200,
+        clock: Clock | None = None,
     ) -> None:
         if not sync_interval > 0:
             raise ValueError(f"sync_interval must be positive, got {sync_interval!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.app = app
+        self.clock: Clock = clock if clock is not None else getattr(app, "clock", SYSTEM_CLOCK)
         self.store: ScheduleStore = (
             store
             if store is not None and not isinstance(store, str)
@@ -293,7 +298,7 @@ class Scheduler:
         task_id: str | None,
         run_at: datetime | None = None,
     ) -> ScheduledTask:
-        now = _now()
+        now = self._now()
         schedule = ScheduledTask(
             id=task_id or uuid.uuid4().hex,
             task_name=self._task_name(task),
@@ -400,7 +405,7 @@ class Scheduler:
             # Someone else wrote it in between (a firing, another process): read again.
 
     def _apply(self, current: ScheduledTask, changes: dict[str, Any]) -> ScheduledTask:
-        now = _now()
+        now = self._now()
         new = dataclasses.replace(current)
         retime = False
         kind = current.schedule_type
@@ -510,7 +515,7 @@ class Scheduler:
     async def _until_next(self) -> float:
         """Seconds until something is due that this instance would fire (at most
         ``sync_interval``)."""
-        now = _now()
+        now = self._now()
         if not self._held:
             next_at = await self.store.next_run_at()
         else:
@@ -523,13 +528,18 @@ class Scheduler:
             next_at = min(times, default=None)
         if next_at is None:
             return self.sync_interval
-        return min(self.sync_interval, max(0.0, (next_at - _now()).total_seconds()))
+        return min(self.sync_interval, max(0.0, (next_at - self._now()).total_seconds()))
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0 or self._wake.is_set():
             return
+        clock = self.clock
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with clock.timeout_at(clock.monotonic() + seconds):
+                await self._wake.wait()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.time(), UTC)
 
     async def fire_due(self) -> int:
         """One pass: claim and submit what is due now (up to ``batch_size`` schedules);
@@ -544,7 +554,7 @@ class Scheduler:
         one schedule that cannot fire here neither spins the loop nor delays the rest."""
         _, previous = self._held.get(schedule.id, (None, 0.0))
         pause = min(max(previous * 2, at_least), max(self.sync_interval, 1.0) * 6)
-        self._held[schedule.id] = (_now() + timedelta(seconds=pause), pause)
+        self._held[schedule.id] = (self._now() + timedelta(seconds=pause), pause)
         logger.error(
             "schedule %s (%s): %s; trying again in %.2fs",
             schedule.id,
@@ -556,7 +566,7 @@ class Scheduler:
     async def _pass(self) -> bool:
         """Fire what is due; True if the batch was full, so more may be due."""
         await self._ready()
-        now = _now()
+        now = self._now()
         due = await self.store.due(now, self.batch_size + len(self._held))
         tried = 0
         for schedule in due:
@@ -624,7 +634,7 @@ class Scheduler:
                 schedule.task_name,
                 schedule.id,
                 due_at.isoformat(),
-                (_now() - due_at).total_seconds(),
+                (self._now() - due_at).total_seconds(),
                 task_id,
             )
             for callback in self._on_fire:
