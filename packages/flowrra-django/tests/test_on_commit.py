@@ -58,12 +58,16 @@ async def notes_queued(app: Flowrra) -> list[str]:
 
 
 def submissions(app: Flowrra) -> dict[str, Callable[[str], None]]:
-    """Each documented way of submitting on commit."""
+    """Each documented way of submitting on commit (docs/django.md)."""
     task = note_task(app)
+
+    def with_on_commit(text: str) -> None:
+        transaction.on_commit(lambda: task.delay(text))
+
     return {
         "delay_on_commit": lambda text: delay_on_commit(task, text),
         "with_options": lambda text: delay_on_commit(task.with_options(priority=-1), text),
-        "on_commit": lambda text: transaction.on_commit(lambda: task.delay(text)),
+        "on_commit": with_on_commit,
     }
 
 

@@ -8,9 +8,9 @@ served project runs the same backend on Redis with a real worker (test_served.py
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -36,6 +36,8 @@ from django.test import override_settings
 from django.utils import timezone
 from flowrra_django import get_app
 from flowrra_django.tasks import FlowrraBackend
+from reports.tasks import count_orders
+from shop.models import Order
 
 from flowrra import Flowrra, TaskStatus
 
@@ -164,24 +166,27 @@ async def test_task_enqueued_is_sent(running: Flowrra) -> None:
     assert sent == [(FlowrraBackend, result.id)]
 
 
+def order_then_count(*, fail: bool) -> None:
+    """A view's transaction that enqueues a task when it commits, as Django documents."""
+    try:
+        with transaction.atomic():
+            Order.objects.create(item="book")
+            transaction.on_commit(partial(count_orders.enqueue, "new"))
+            if fail:
+                raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+
+
 @pytest.mark.usefixtures("database")
 async def test_enqueue_on_commit_as_django_documents_it(running: Flowrra) -> None:
-    add = backend_tasks.add
-
-    def in_transaction(a: int, *, fail: bool) -> None:
-        try:
-            with transaction.atomic():
-                transaction.on_commit(functools.partial(add.enqueue, a, 100))
-                if fail:
-                    raise RuntimeError("rolled back")
-        except RuntimeError:
-            pass
-
-    await sync_to_async(in_transaction)(1, fail=True)
-    assert await running.backend.list(task_name=add.module_path) == []
-    await sync_to_async(in_transaction)(2, fail=False)
-    (record,) = await running.backend.list(task_name=add.module_path)
-    assert (await finished(record.task_id)).return_value == 102
+    name = count_orders.module_path
+    await sync_to_async(order_then_count)(fail=True)
+    assert await running.backend.list(task_name=name) == []
+    await sync_to_async(order_then_count)(fail=False)
+    (record,) = await running.backend.list(task_name=name)
+    count = await sync_to_async(Order.objects.filter(status="new").count)()
+    assert (await finished(record.task_id)).return_value == count
 
 
 def test_named_queues_are_refused_clearly() -> None:

@@ -1,5 +1,6 @@
 from django.apps import apps
 from django.urls import include, path
+
 from shop import views
 
 urlpatterns = [

@@ -1,6 +1,7 @@
 """Django's own Tasks (Django 6.0+), run by Flowrra through FlowrraBackend."""
 
 from django.tasks import task
+
 from shop.models import Order
 
 
