@@ -257,11 +257,35 @@ def lock(session: nox.Session) -> None:
     session.log(f"{len(pins)} pins written to {CONSTRAINTS.name}")
 
 
+def _install_docs(session: nox.Session) -> None:
+    """MkDocs Material and mkdocstrings from the lock, and every distribution (from the
+    working tree, with its test extras: what the pages' code blocks import)."""
+    _install(
+        session,
+        "mkdocs",
+        "mkdocs-material",
+        "mkdocstrings[python]",
+        "ruff",  # mkdocstrings formats long signatures with it
+        "./packages/flowrra-core[all,testing]",
+        *_packages(extra="[test]"),
+    )
+    session.install("--no-deps", "--no-build-isolation", "--force-reinstall", *_packages())
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation; warnings are errors."""
-    _install(session, "mkdocs")
+    """The documentation site, then every code block of every page.
+
+    ``mkdocs build --strict``: a warning fails it, and so do a broken link, anchor or
+    cross-reference; the API reference is rendered by mkdocstrings from the distributions'
+    docstrings and signatures, the CLI reference from ``flowrra.cli``'s parser
+    (``tools/docs_hooks.py``). Then ``tests/test_docs.py`` runs the Python blocks of every
+    page (Redis ones against the local server) and parses the deployment files."""
+    _install_docs(session)
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+    if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
+        session.run("bash", "tools/ensure-services.sh", external=True)
+    session.run("pytest", "tests/test_docs.py", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
