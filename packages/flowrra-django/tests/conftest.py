@@ -116,3 +116,24 @@ def terminate_backend(pid: int) -> bool:
     with admin:
         row = admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()
     return bool(row and row[0])
+
+
+def backend_gone(pid: int, timeout: float = 5.0) -> bool:
+    """Whether the PostgreSQL backend ``pid`` is gone (its client closed the connection; the
+    server takes a moment to notice), asked for up to ``timeout`` seconds."""
+    import time
+
+    import psycopg
+
+    admin = admin_connection()
+    assert isinstance(admin, psycopg.Connection)
+    deadline = time.monotonic() + timeout
+    with admin:
+        while True:
+            row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+            found = row.fetchone()
+            if not (found and found[0]):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
