@@ -198,14 +198,16 @@ class TaskResult:
     @classmethod
     def running(cls, message: TaskMessage, *, started: float) -> TaskResult:
         """An attempt at ``message`` started at ``started`` (Unix seconds)."""
-        return _record_of(cls, message, _RUNNING, started=started)
+        return _record_of(cls, message, _RUNNING, started)
 
     @classmethod
     def succeeded(
         cls, message: TaskMessage, value: Any, *, started: float | None, finished: float
     ) -> TaskResult:
         """The attempt started at ``started`` returned ``value`` at ``finished``."""
-        return _record_of(cls, message, _SUCCESS, value, started=started, finished=finished)
+        record = _record_of(cls, message, _SUCCESS, started, finished)
+        record.result = value
+        return record
 
     @classmethod
     def retrying(
@@ -217,9 +219,7 @@ class TaskResult:
         traceback: str | None = None,
     ) -> TaskResult:
         """The attempt started at ``started`` failed with ``error``; another one follows."""
-        return _record_of(
-            cls, message, _RETRYING, error=error, started=started, traceback=traceback
-        )
+        return _failure(_record_of(cls, message, _RETRYING, started), error, traceback)
 
     @classmethod
     def failed(
@@ -233,15 +233,7 @@ class TaskResult:
     ) -> TaskResult:
         """``message`` failed for good with ``error`` at ``finished`` (``started``: when
         its last attempt started, if one did)."""
-        return _record_of(
-            cls,
-            message,
-            _FAILED,
-            error=error,
-            started=started,
-            finished=finished,
-            traceback=traceback,
-        )
+        return _failure(_record_of(cls, message, _FAILED, started, finished), error, traceback)
 
     @property
     def submitted_at(self) -> datetime | None:
@@ -402,30 +394,33 @@ def _record_of(
     cls: type[TaskResult],
     message: TaskMessage,
     status: TaskStatus,
-    result: Any = None,
-    *,
-    error: str | None = None,
     started: float | None = None,
     finished: float | None = None,
-    traceback: str | None = None,
 ) -> TaskResult:
-    """``message``'s record in ``status``, for the named constructors of
-    :class:`TaskResult`. (Fields are set one by one: a worker makes three records per task,
-    and calling a class with 13 arguments costs twice as much.)"""
+    """``message``'s record in ``status``, attempted from ``started`` to ``finished``: what
+    the named constructors of :class:`TaskResult` start from. (Fields are set one by one,
+    and the arguments are positional: a worker makes three records per task, and a class
+    called with keywords, or keyword defaults, cost more than the rest of it.)"""
     record = _new(cls)
     record.task_id = message.id
     record.status = status
     record.task_name = message.name
-    record.result = result
-    record.error = error
+    record.result = None
+    record.error = None
     record.submitted_ts = message.submitted_at or None
     record.started_ts = started
     record.finished_ts = finished
     record.retries = message.attempt
     record.args = message.args
     record.kwargs = message.kwargs
-    record.traceback = traceback
+    record.traceback = None
     record.priority = message.priority
+    return record
+
+
+def _failure(record: TaskResult, error: str, traceback: str | None) -> TaskResult:
+    record.error = error
+    record.traceback = traceback
     return record
 
 
