@@ -39,6 +39,7 @@ PACKAGES = [
     "flowrra-ui-fastapi",
     "flowrra-ui-quart",
     "flowrra-ui-django",
+    "flowrra-django",
 ]
 #: The Pythons Flowrra claims (classifiers) and tests; the browser suites run on the first.
 PYTHONS = ["3.11", "3.12", "3.13"]
