@@ -15,6 +15,7 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -44,6 +45,7 @@ from flowrra.retry import RetryPolicy
 from flowrra.serialization import ensure_encodable
 from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
 from flowrra.worker import Worker
+from flowrra.worker.eager import run_eagerly
 
 __all__ = ["Flowrra"]
 
@@ -55,6 +57,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MEMORY = "memory"
+_JOIN_POLL = 0.005  # seconds between two looks at what is left, in join()
 
 
 def _make_broker(config: Config, clock: Clock) -> Broker:
@@ -102,6 +105,10 @@ class Flowrra:
     time of ``delay=`` and of each retry, lease renewals, heartbeats, the scheduler's
     firing, and due times in the in-memory broker the app builds. A broker you build
     yourself takes its own ``clock=``. Tests pass a :class:`flowrra.clock.ManualClock`.
+
+    ``eager=True`` (or ``with app.eager():``, for a part of a test) runs each submitted
+    task at once, in the caller, and stores its result in the backend: no broker, no
+    worker. See :meth:`eager`.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class Flowrra:
         io_executor: Executor | None = None,
         cpu_executor: Executor | None = None,
         clock: Clock | None = None,
+        eager: bool = False,
     ) -> None:
         self.config = config or Config()
         executor_config = self.config.executor
@@ -135,6 +143,7 @@ class Flowrra:
         self.scheduler: Any = None
         """The scheduler ``create_scheduler()`` built for this app, if any."""
         self._connected = False
+        self._eager = eager
         self._stopping = False
         self._connect_lock: asyncio.Lock | None = None
         self._connect_loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +270,8 @@ class Flowrra:
         priority: int,
         eta: float | None,
     ) -> str:
+        if self._eager:
+            return await self._submit_eagerly(name, args, kwargs, priority, eta)
         if not self._connected:
             await self._connect()
         if priority.__class__ is not int:
@@ -322,6 +333,10 @@ class Flowrra:
                 ensure_encodable(message.args, f"the arguments of task {name!r}")
             if message.kwargs:
                 ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+        if self._eager:
+            for message, record in zip(messages, pending, strict=True):
+                await self._run_eagerly(message, record)
+            return [message.id for message in messages]
         stored = store_many(self.backend, pending)
         await self._record_and_queue(stored, self.broker.enqueue_many, messages, pending)
         return [message.id for message in messages]
@@ -356,6 +371,39 @@ class Flowrra:
         except BaseException as exc:
             await self._not_queued(pending, exc)
             raise
+
+    async def _submit_eagerly(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+    ) -> str:
+        """:meth:`_enqueue` in eager mode: run the task here and now."""
+        if not self._connected:
+            await self._connect()
+        if priority.__class__ is not int:
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        message = TaskMessage(
+            new_task_id(), name, args, kwargs, priority=priority, eta=eta, submitted_at=time.time()
+        )
+        if args:  # checked as a broker would, so a test fails where production would
+            ensure_encodable(args, f"the arguments of task {name!r}")
+        if kwargs:
+            ensure_encodable(kwargs, f"the keyword arguments of task {name!r}")
+        await self._run_eagerly(message, _pending(message))
+        return message.id
+
+    async def _run_eagerly(self, message: TaskMessage, pending: TaskResult) -> None:
+        await self.worker.record(pending)
+        await run_eagerly(
+            self.registry.by_name.get(message.name),
+            message,
+            self.backend,
+            self.events,
+            self.clock,
+        )
 
     async def _not_queued(self, pending: Sequence[TaskResult], exc: BaseException) -> None:
         """The broker refused: mark these records FAILED (best effort; the caller raises)."""
@@ -482,7 +530,12 @@ class Flowrra:
         """A broker in this process (in memory) is only consumed by this app's worker: a
         task queued from sync code while it runs nowhere could never run (and a full
         queue would block the caller for ever)."""
-        if not self.broker.durable and not self.worker.is_running and not in_loop_thread():
+        if (
+            not self.broker.durable
+            and not self.worker.is_running
+            and not self._eager
+            and not in_loop_thread()
+        ):
             raise NotRunningError(
                 f"{call} on an app whose broker is in this process (in memory) while the app "
                 "is not running: nothing would run the task. Start the app in this process "
@@ -564,6 +617,73 @@ class Flowrra:
     def pending_count(self) -> int:
         """Tasks queued and not yet taken by a worker (as known to this process)."""
         return self.broker.pending_count()
+
+    # -- tests ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def eager(self, enabled: bool = True) -> Iterator[Flowrra]:
+        """``with app.eager():`` runs each task submitted in the block at once, in the
+        caller (``submit``, ``submit_many``, ``task.submit``, and the sync ``delay`` and
+        ``submit_sync``), and gives the app back; at the end the app is as it was.
+        ``Flowrra(eager=True)`` is eager from the start; ``app.eager(False)`` turns it off
+        for a block.
+
+        Each attempt runs through the same code as on a worker (RUNNING, the task's
+        ``timeout`` and retry policy) and its records are stored in the app's backend, so
+        ``wait_for_result`` returns at once. No broker is involved and no worker starts.
+        A task that raises does not raise from ``submit``: its result is FAILED, as in
+        production (assert on ``result.status`` and ``result.error``). Retries run at
+        once: their delay is not waited, and neither is a submit's ``delay`` or ``eta``.
+        A plain ``def`` task (threaded or ``cpu_bound``) runs in the caller too.
+        """
+        previous, self._eager = self._eager, enabled
+        try:
+            yield self
+        finally:
+            self._eager = previous
+
+    @property
+    def is_eager(self) -> bool:
+        """True while submitted tasks run at once (see :meth:`eager`)."""
+        return self._eager
+
+    async def join(self, timeout: float | None = 30.0) -> None:
+        """Wait until every task submitted so far is done: nothing queued or delayed in
+        the broker, nothing running or being settled by this app's worker (a retry waits
+        for its due time, and for its next attempt). For tests: Dramatiq's ``join``.
+
+        On a broker that gives live depths (``queue_depths()``, as Redis does), what
+        other processes' workers hold counts too. Raises ``TimeoutError`` after
+        ``timeout`` seconds, and :class:`NotRunningError` when tasks wait on an in-memory
+        broker that no worker consumes (the app is not started). Polls every 5 ms.
+        """
+        if not self._connected:
+            await self._connect()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = await self._outstanding()
+            if not left:
+                return
+            if not self.broker.durable and not self.worker.is_running:
+                raise NotRunningError(
+                    f"app.join(): {left} tasks wait on an in-memory broker and the app is "
+                    "not running, so nothing would ever run them: start it (`async with "
+                    "app:`, or the flowrra_worker fixture)"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"app.join(): {left} tasks still queued, delayed or running after {timeout}s"
+                )
+            await asyncio.sleep(_JOIN_POLL)
+
+    async def _outstanding(self) -> int:
+        """Tasks queued, delayed, running or being settled (see :meth:`join`)."""
+        held = len(self.worker.leases.held)
+        depths = getattr(self.broker, "queue_depths", None)
+        if depths is not None and self.broker.durable:
+            live: dict[str, int] = await depths()
+            return held + sum(int(live.get(k, 0)) for k in ("queued", "delayed", "leased"))
+        return held + self.broker.pending_count()
 
     async def __aenter__(self) -> Flowrra:
         await self.start()

@@ -14,15 +14,14 @@ import asyncio
 import logging
 import time
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 from flowrra.events import EventHub
 from flowrra.protocols import Executor, ResultBackend
 from flowrra.registry import TaskHandle
 from flowrra.task import TaskMessage, TaskResult
-from flowrra.worker.settling import Settler
 
-__all__ = ["Runner", "TaskTimeoutExpired"]
+__all__ = ["Outcomes", "Runner", "TaskTimeoutExpired"]
 
 logger = logging.getLogger("flowrra.worker")
 
@@ -39,10 +38,26 @@ class TaskTimeoutExpired(TimeoutError):
         self.__cause__ = cause
 
 
+class Outcomes(Protocol):
+    """What :class:`Runner` hands each attempt's outcome to: the worker's
+    :class:`~flowrra.worker.settling.Settler`, or an eager app's
+    :class:`~flowrra.worker.eager.EagerSettler` (which runs a retry at once)."""
+
+    async def succeeded(self, message: TaskMessage, result: TaskResult) -> None: ...
+
+    async def retry(self, message: TaskMessage, result: TaskResult, delay: float) -> None: ...
+
+    async def failed(self, message: TaskMessage, result: TaskResult) -> None: ...
+
+    async def reject(self, message: TaskMessage) -> None: ...
+
+    def publish(self, result: TaskResult, retry_in: float | None = None) -> None: ...
+
+
 class Runner:
     """Runs attempts and hands each outcome to ``settler``."""
 
-    def __init__(self, backend: ResultBackend, events: EventHub, settler: Settler) -> None:
+    def __init__(self, backend: ResultBackend, events: EventHub, settler: Outcomes) -> None:
         self.backend = backend
         self.events = events
         self.settler = settler

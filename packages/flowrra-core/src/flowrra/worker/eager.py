@@ -1,0 +1,113 @@
+"""Eager runs: an app in eager mode (``Flowrra(eager=True)``, ``with app.eager():``) runs
+each submitted task at once, in the caller, for tests.
+
+The attempt goes through the worker's :class:`~flowrra.worker.running.Runner` (RUNNING,
+the task's timeout, its retry policy) with an :class:`EagerSettler` in place of the
+worker's settler: it stores each record in the app's backend, where ``wait_for_result``
+finds it, and involves no broker. A retry runs at once: its delay is recorded (the
+RETRYING record's ``retry_in`` event, the next attempt's due time) but not waited.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+from flowrra.clock import Clock
+from flowrra.events import EventHub, TaskEvent
+from flowrra.exceptions import SerializationError
+from flowrra.protocols import ResultBackend
+from flowrra.registry import TaskHandle
+from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.worker.running import Runner
+
+__all__ = ["EagerSettler", "InlineExecutor", "run_eagerly"]
+
+
+class InlineExecutor:
+    """Runs a task here, in the caller's loop: awaits an ``async def``, calls a ``def``
+    (a thread task or a ``cpu_bound`` one alike) directly."""
+
+    concurrency = 1
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def stop(self, wait: bool) -> None:
+        """Nothing to stop."""
+
+    async def run(
+        self, task: TaskHandle[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        value = task.fn(*args, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+
+INLINE = InlineExecutor()
+
+
+class EagerSettler:
+    """Records each outcome of an eager run; a retry becomes :attr:`next`, the attempt
+    :func:`run_eagerly` runs at once."""
+
+    def __init__(self, backend: ResultBackend, events: EventHub, clock: Clock) -> None:
+        self.backend = backend
+        self.events = events
+        self.clock = clock
+        #: The next attempt to run, after a retry; ``None`` once the task is settled.
+        self.next: TaskMessage | None = None
+
+    async def succeeded(self, message: TaskMessage, result: TaskResult) -> None:
+        """Store ``result`` (SUCCESS), or FAILED if its value cannot be stored."""
+        try:
+            await self.backend.store(message.id, result)
+        except SerializationError as exc:
+            result.status = TaskStatus.FAILED
+            result.result = None
+            result.error = f"SerializationError: {exc}"
+            await self.backend.store(message.id, result)
+        if self.events.active:
+            self.publish(result)
+
+    async def retry(self, message: TaskMessage, result: TaskResult, delay: float) -> None:
+        """Record ``result`` (RETRYING); the next attempt runs at once (due, on paper, in
+        ``delay`` seconds)."""
+        await self.record(result, retry_in=delay)
+        self.next = message.next_attempt(self.clock.time() + delay)
+
+    async def failed(self, message: TaskMessage, result: TaskResult) -> None:
+        """Record ``result`` (FAILED, for good)."""
+        await self.record(result)
+
+    async def reject(self, message: TaskMessage) -> None:
+        """``message`` names no registered task: record it FAILED."""
+        error = f"TaskNotRegisteredError: task {message.name!r} is not registered"
+        await self.record(TaskResult.failed(message, error, finished=time.time()))
+
+    async def record(self, result: TaskResult, retry_in: float | None = None) -> None:
+        await self.backend.store(result.task_id, result)
+        if self.events.active:
+            self.publish(result, retry_in)
+
+    def publish(self, result: TaskResult, retry_in: float | None = None) -> None:
+        self.events.publish(TaskEvent.from_result(result, retry_in))
+
+
+async def run_eagerly(
+    handle: TaskHandle[Any, Any] | None,
+    message: TaskMessage,
+    backend: ResultBackend,
+    events: EventHub,
+    clock: Clock,
+) -> None:
+    """Run ``message`` and its retries here, until it succeeds or fails for good."""
+    settler = EagerSettler(backend, events, clock)
+    runner = Runner(backend, events, settler)
+    attempt: TaskMessage | None = message
+    while attempt is not None:
+        settler.next = None
+        await runner.run(handle, attempt, INLINE)
+        attempt = settler.next
