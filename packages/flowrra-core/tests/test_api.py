@@ -462,6 +462,7 @@ def test_public_names_are_pinned() -> None:
         "AsyncTaskExecutor",
         "BackendConfig",
         "BackendError",
+        "BaseBroker",
         "BaseResultBackend",
         "Broker",
         "BrokerConfig",

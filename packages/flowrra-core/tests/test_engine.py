@@ -523,6 +523,8 @@ class DeferredBackend(MemoryBackend):
     """A backend whose SUCCESS writes are under way when ``store`` returns (a Future), as
     a networked backend's are; they land when the test says so."""
 
+    sends_when_called = True
+
     def __init__(self) -> None:
         super().__init__()
         self.in_flight: list[tuple[asyncio.Future[None], str, object]] = []

@@ -38,6 +38,8 @@ class DurableBroker(MemoryBroker):
 class DeferredBackend(MemoryBackend):
     """SUCCESS writes are under way when ``store`` returns; they land when told to."""
 
+    sends_when_called = True
+
     def __init__(self) -> None:
         super().__init__()
         self.in_flight: list[tuple[asyncio.Future[None], str, TaskResult]] = []

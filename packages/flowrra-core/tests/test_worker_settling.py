@@ -29,6 +29,8 @@ class DeferredBackend(MemoryBackend):
     """SUCCESS writes are under way when ``store`` returns (a Future), as a networked
     backend's are; they land, or fail, when the test says so."""
 
+    sends_when_called = True
+
     def __init__(self) -> None:
         super().__init__()
         self.in_flight: list[tuple[asyncio.Future[None], str, TaskResult]] = []

@@ -24,6 +24,7 @@ from flowrra.testing import SECRET, message
 #: Public callables that send nothing to Redis, so have nothing to translate.
 _NO_IO = {
     "ack",  # write-behind: sent with the next reserve (a lost ack means a redelivery)
+    "check_encodable",  # BaseBroker's argument check
     "expects",
     "from_config",
     "list_by_status",  # calls list

@@ -19,6 +19,7 @@ from flowrra._version import __version__
 from flowrra.app import Flowrra
 from flowrra.backends.base import BaseResultBackend
 from flowrra.backends.memory import InMemoryBackend, MemoryBackend
+from flowrra.brokers.base import BaseBroker
 from flowrra.brokers.memory import MemoryBroker
 from flowrra.compat import AsyncTaskExecutor
 from flowrra.config import BackendConfig, BrokerConfig, Config, ExecutorConfig
@@ -57,6 +58,7 @@ __all__ = [
     "AsyncTaskExecutor",
     "BackendConfig",
     "BackendError",
+    "BaseBroker",
     "BaseResultBackend",
     "Broker",
     "BrokerConfig",

@@ -39,7 +39,7 @@ from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
-from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.protocols import AppScheduler, Broker, Executor, KnownTasks, ResultBackend
 from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
 from flowrra.retry import RetryPolicy
 from flowrra.serialization import ensure_encodable
@@ -140,8 +140,14 @@ class Flowrra:
             self.events,
             clock=self.clock,
         )
-        self.scheduler: Any = None
-        """The scheduler ``create_scheduler()`` built for this app, if any."""
+        self.scheduler: AppScheduler | None = None
+        """The scheduler ``create_scheduler()`` built for this app (flowrra-scheduler's
+        ``Scheduler``), if any: what the core and the UI use of it is
+        :class:`~flowrra.protocols.AppScheduler`."""
+        # The backend's KnownTasks capability, looked up once (wait_for_result asks it).
+        self._expects: Callable[[str], bool] | None = (
+            self.backend.expects if isinstance(self.backend, KnownTasks) else None
+        )
         self._connected = False
         self._eager = eager
         self._stopping = False
@@ -452,7 +458,7 @@ class Flowrra:
         """
         if not self._connected:
             await self._connect()
-        expects = getattr(self.backend, "expects", None)
+        expects = self._expects
         if expects is None or not expects(task_id):
             current = await self.backend.get(task_id)
             if current is None:

@@ -18,10 +18,13 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra._version import __version__
 from flowrra.plugins import CLI, find_plugin, plugins_in
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["CommandError", "load_app", "main", "serve"]
 
@@ -105,7 +108,7 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
-async def run_worker(app: Any, grace: float) -> None:
+async def run_worker(app: Flowrra, grace: float) -> None:
     """Start ``app``, wait for SIGTERM/SIGINT, then stop it gracefully; a second signal
     stops it at once."""
 
@@ -145,7 +148,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-async def read_status(app: Any) -> dict[str, Any]:
+async def read_status(app: Flowrra) -> dict[str, Any]:
     """Queue depths and live workers of ``app``'s broker, as ``flowrra status`` shows them
     (see :meth:`flowrra.monitor.Monitor.status`)."""
     from flowrra.monitor import Monitor

@@ -15,11 +15,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.events import EventHub, TaskEvent
 from flowrra.protocols import EventSource, WorkerDirectory
 from flowrra.task import TaskResult, TaskStatus
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["Monitor"]
 
@@ -27,7 +30,7 @@ __all__ = ["Monitor"]
 class Monitor:
     """Read-only views of one :class:`flowrra.Flowrra` app (see the module docs)."""
 
-    def __init__(self, app: Any, *, sample: int = 1000) -> None:
+    def __init__(self, app: Flowrra, *, sample: int = 1000) -> None:
         if sample < 1:
             raise ValueError(f"sample must be >= 1, got {sample}")
         self.app = app
@@ -119,7 +122,7 @@ class Monitor:
 
     async def schedules(self) -> list[dict[str, Any]]:
         """The schedules of the app's scheduler (``app.create_scheduler()``), or none."""
-        scheduler = getattr(self.app, "scheduler", None)
+        scheduler = self.app.scheduler
         if scheduler is None:
             return []
         return [schedule.to_dict() for schedule in await scheduler.list()]

@@ -6,12 +6,23 @@ Plugins register factories under the entry-point groups ``flowrra.brokers`` and
 an object satisfying the protocol. Instances can also be passed straight to
 ``Flowrra(broker=..., backend=...)``. ``flowrra.testing`` holds the contract suites every
 implementation's tests should subclass.
+
+Most plugins inherit :class:`~flowrra.brokers.base.BaseBroker` /
+:class:`~flowrra.backends.base.BaseResultBackend` (both exported from ``flowrra``), which
+give every member that has a sensible default and leave a few abstract methods.
+
+Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
+(a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
+:class:`EventSource` (result backends) and :class:`WorkerDirectory` (brokers), which the
+engine checks with ``isinstance``. The contract suites test that an implementation
+declaring a capability provides it.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 
@@ -24,9 +35,12 @@ if TYPE_CHECKING:
     from flowrra.schedules import ScheduledTask
 
 __all__ = [
+    "AppScheduler",
+    "BatchStore",
     "Broker",
     "EventSource",
     "Executor",
+    "KnownTasks",
     "ResultBackend",
     "ScheduleStore",
     "WorkerDirectory",
@@ -50,6 +64,9 @@ class Broker(Protocol):
       non-durable broker drains the queue first; on a durable one it stops reserving and
       releases what it holds.
     - ``lease_seconds`` is the lease length, or ``None`` if messages have no lease.
+
+    :class:`~flowrra.brokers.base.BaseBroker` gives the members with a sensible default;
+    a broker shared by processes may also be a :class:`WorkerDirectory`.
     """
 
     durable: bool
@@ -112,11 +129,17 @@ class ResultBackend(Protocol):
     is stored, so a result landing in between is not missed. ``store`` raises
     ``SerializationError`` for a result it cannot encode.
 
-    Optional: ``expects(task_id) -> bool``, True when this backend knows the task (this
-    process stored its PENDING record) and will see its completion, so
-    ``app.wait_for_result`` can go straight to ``wait_for`` without reading the record
-    first (the Redis backend does this for tasks submitted while it listens).
+    ``sends_when_called`` (a class attribute; ``BaseResultBackend`` says ``False``) is
+    ``True`` when ``store`` starts the write as it is called and returns an awaitable of
+    the reply (never a coroutine, which would not have started). The worker then hands a
+    success's reply to its settle loop and moves on; with ``False`` it awaits ``store``
+    itself. Either value is correct for any backend; it decides only who waits.
+
+    Optional capabilities, each a protocol of its own: :class:`BatchStore`
+    (``store_many``), :class:`KnownTasks` (``expects``), :class:`EventSource`.
     """
+
+    sends_when_called: ClassVar[bool]
 
     async def connect(self) -> None:
         """Open connections; called once before first use."""
@@ -146,6 +169,34 @@ class ResultBackend(Protocol):
         offset: int = 0,
     ) -> list[TaskResult]:
         """Recent records, newest submitted first, optionally filtered."""
+
+
+@runtime_checkable
+class BatchStore(Protocol):
+    """A result backend that stores several records in one call (optional).
+
+    ``submit_many`` uses it for the PENDING records of a batch (see
+    :func:`flowrra.backends.base.store_many`); without it each record is stored in turn.
+    """
+
+    def store_many(self, results: Sequence[TaskResult]) -> Awaitable[None]:
+        """Store every record, as ``store`` would each (a record that cannot be encoded
+        raises ``SerializationError``). May send them when called, like ``store``."""
+
+
+@runtime_checkable
+class KnownTasks(Protocol):
+    """A result backend that knows which tasks it will see complete (optional).
+
+    ``app.wait_for_result`` asks it first: for a task it ``expects`` (this process stored
+    its PENDING record, and the backend will not miss its completion) the wait goes
+    straight to ``wait_for`` without reading the record first. The Redis backend does
+    this for tasks submitted while it listens.
+    """
+
+    def expects(self, task_id: str) -> bool:
+        """True only if ``wait_for(task_id)`` cannot miss the completion; False for any id
+        this backend has not stored a PENDING record for."""
 
 
 @runtime_checkable
@@ -206,6 +257,80 @@ class EventSource(Protocol):
         self, max_buffer: int = 10_000
     ) -> AbstractAsyncContextManager[AsyncIterator[TaskEvent]]:
         """``async with backend.subscribe_events() as events: async for event in events``."""
+
+
+class AppScheduler(Protocol):
+    """What the core and the UI need of the scheduler an app holds as ``app.scheduler``.
+
+    ``flowrra-scheduler``'s ``Scheduler`` satisfies it; ``app.create_scheduler()`` sets
+    it. The core declares it so that it reads ``app.scheduler`` typed, without importing
+    the plugin. Methods taking a schedule take a ``ScheduledTask`` or its id.
+    """
+
+    @property
+    def is_running(self) -> bool:
+        """True while it fires due schedules."""
+
+    async def start(self) -> None:
+        """Start firing due schedules."""
+
+    async def stop(self) -> None:
+        """Stop firing."""
+
+    async def schedule_cron(
+        self,
+        task_name: Any,
+        cron: str,
+        args: tuple[Any, ...] | builtins.list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        enabled: bool = True,
+        description: str | None = None,
+        priority: int = 0,
+        timezone: str = "UTC",
+    ) -> str:
+        """Fire the task on a cron expression; returns the schedule's id."""
+
+    async def schedule_interval(
+        self,
+        task_name: Any,
+        interval: float,
+        args: tuple[Any, ...] | builtins.list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        enabled: bool = True,
+        description: str | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Fire the task every ``interval`` seconds; returns the schedule's id."""
+
+    async def schedule_once(
+        self,
+        task_name: Any,
+        run_at: datetime,
+        args: tuple[Any, ...] | builtins.list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        enabled: bool = True,
+        description: str | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Fire the task once at ``run_at``; returns the schedule's id."""
+
+    async def list(self, enabled_only: bool = False) -> builtins.list[ScheduledTask]:
+        """Every schedule (or every enabled one)."""
+
+    async def get(self, schedule: ScheduledTask | str) -> ScheduledTask | None:
+        """The schedule, or ``None``."""
+
+    async def enable(self, schedule: ScheduledTask | str) -> ScheduledTask:
+        """Enable the schedule and return it."""
+
+    async def disable(self, schedule: ScheduledTask | str) -> ScheduledTask:
+        """Disable the schedule and return it."""
+
+    async def delete(self, schedule: ScheduledTask | str) -> bool:
+        """Remove the schedule; False if there was none."""
 
 
 @runtime_checkable

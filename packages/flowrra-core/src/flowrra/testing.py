@@ -15,6 +15,10 @@ implementation::
             yield broker
             await broker.close()
 
+Optional capabilities are tested where the object declares them (a class attribute, or
+one of the optional protocols of :mod:`flowrra.protocols`), and skipped where it does not:
+a plugin that claims a capability proves it with the same suite.
+
 They need pytest and pytest-asyncio: ``pip install "flowrra[testing]"``; ``import flowrra``
 never imports this module. The in-memory broker and store run these same suites, and the SQLite,
 PostgreSQL and MySQL stores of flowrra-scheduler run :class:`ScheduleStoreContract`.
@@ -31,6 +35,7 @@ in-memory implementation cannot be unreachable) that test is skipped.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -42,8 +47,10 @@ from flowrra.backends.base import store_many
 from flowrra.clock import ManualClock
 from flowrra.exceptions import BackendError, BrokerError, FlowrraError, SerializationError
 from flowrra.protocols import (
+    BatchStore,
     Broker,
     EventSource,
+    KnownTasks,
     ResultBackend,
     ScheduleStore,
     WorkerDirectory,
@@ -307,6 +314,34 @@ class BrokerContract:
         assert sorted(m.name for m in purged) == ["later", "now"]
         assert broker.pending_count() == 0
 
+    # -- declared capabilities -------------------------------------------------------------
+
+    async def test_declares_durability_and_lease(self, broker: Broker) -> None:
+        assert isinstance(broker.durable, bool), "declare durable: bool (BaseBroker: False)"
+        lease = broker.lease_seconds
+        assert lease is None or (isinstance(lease, int | float) and lease > 0), (
+            f"lease_seconds is None (no leases) or a positive number, not {lease!r}"
+        )
+
+    async def test_a_leased_message_can_be_extended(self, broker: Broker) -> None:
+        if broker.lease_seconds is None:
+            pytest.skip("no leases (lease_seconds is None)")
+        await broker.enqueue(message("long"))
+        [got] = await broker.reserve(1, 5.0)
+        await broker.extend([got])
+        await broker.ack(got)
+
+    async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
+        if not isinstance(broker, WorkerDirectory):
+            pytest.skip("not a WorkerDirectory")
+        worker_id = f"contract-{new_task_id()}"
+        await broker.announce({"id": worker_id, "host": "h", "pid": 1}, 15.0)
+        assert worker_id in {w.get("id") for w in await broker.workers()}
+        await broker.retire(worker_id)
+        assert worker_id not in {w.get("id") for w in await broker.workers()}
+        depths = await broker.queue_depths()
+        assert depths and all(isinstance(n, int) for n in depths.values()), depths
+
 
 def _result(task_id: str, status: TaskStatus, value: Any = None) -> TaskResult:
     now = datetime.now(UTC)
@@ -364,6 +399,71 @@ class ResultBackendContract:
                 await _fails_with(BackendError, name, call)
         finally:
             await backend.close()  # harmless, whatever failed
+
+    # -- declared capabilities -------------------------------------------------------------
+
+    async def test_declares_whether_store_sends_when_called(self, backend: ResultBackend) -> None:
+        declared = getattr(type(backend), "sends_when_called", None)
+        assert isinstance(declared, bool), (
+            "declare sends_when_called: ClassVar[bool] on the backend's class "
+            "(BaseResultBackend says False)"
+        )
+
+    async def test_a_store_that_sends_when_called_has_started(self, backend: ResultBackend) -> None:
+        if not backend.sends_when_called:
+            pytest.skip("store does not send when called (sends_when_called is False)")
+        task_id = new_task_id()
+        stored = backend.store(task_id, _result(task_id, TaskStatus.SUCCESS, 3))
+        try:
+            assert not inspect.iscoroutine(stored), (
+                "sends_when_called is True but store returned a coroutine, which has not "
+                "started: return an awaitable of a write already sent, or declare False"
+            )
+            # Never awaited here, the write must land all the same.
+            deadline = time.monotonic() + 5.0
+            got = await backend.get(task_id)
+            while got is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                got = await backend.get(task_id)
+            assert got is not None and got.status is TaskStatus.SUCCESS, (
+                "sends_when_called is True but the record never lands unless store's "
+                "awaitable is awaited"
+            )
+        finally:
+            await stored
+
+    async def test_a_batch_store_stores_every_record(self, backend: ResultBackend) -> None:
+        if not isinstance(backend, BatchStore):
+            pytest.skip("not a BatchStore")
+        ids = [new_task_id() for _ in range(3)]
+        await backend.store_many([_result(i, TaskStatus.SUCCESS, n) for n, i in enumerate(ids)])
+        got = [await backend.get(i) for i in ids]
+        assert [r.result if r is not None else None for r in got] == [0, 1, 2]
+
+    async def test_known_tasks_expects_only_what_it_will_see(self, backend: ResultBackend) -> None:
+        if not isinstance(backend, KnownTasks):
+            pytest.skip("not a KnownTasks")
+        assert backend.expects(new_task_id()) is False, "expects() an id never stored"
+        task_id = new_task_id()
+        await backend.store(task_id, _result(task_id, TaskStatus.PENDING))
+        expected = backend.expects(task_id)
+        assert isinstance(expected, bool)
+        if expected:  # the wait goes straight to wait_for: it must see the completion
+            waiter = asyncio.create_task(backend.wait_for(task_id, 10.0))
+            await asyncio.sleep(0)
+            await backend.store(task_id, _result(task_id, TaskStatus.SUCCESS, 5))
+            assert (await asyncio.wait_for(waiter, 5.0)).result == 5
+
+    async def test_an_event_source_streams_stored_changes(self, backend: ResultBackend) -> None:
+        if not isinstance(backend, EventSource):
+            pytest.skip("not an EventSource")
+        task_id = new_task_id()
+        async with backend.subscribe_events() as events:
+            await backend.store(task_id, _result(task_id, TaskStatus.SUCCESS, 1))
+            async with asyncio.timeout(5.0):
+                async for event in events:
+                    if event.task_id == task_id:
+                        break
 
     async def test_unknown_id_is_none(self, backend: ResultBackend) -> None:
         assert await backend.get(new_task_id()) is None

@@ -205,6 +205,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     server, never the password) for whatever redis-py raises.
     """
 
+    #: ``store`` sends the write when called (see ``ResultBackend``); it is also a
+    #: ``BatchStore``, a ``KnownTasks`` and an ``EventSource`` (:mod:`flowrra.protocols`).
+    sends_when_called = True
     state_class = _BackendLoop
     error_type = BackendError
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
@@ -110,8 +111,9 @@ class _BrokerLoop(LoopState):
         self.ack_timer: asyncio.TimerHandle | None = None
 
 
-class RedisBroker(RedisEndpoint[_BrokerLoop]):
-    """A :class:`flowrra.protocols.Broker` on Redis. Build it from a URL with
+class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
+    """A :class:`flowrra.protocols.Broker` (and :class:`~flowrra.protocols.WorkerDirectory`)
+    on Redis. Build it from a URL with
     ``Flowrra.from_urls(broker="redis://host:6379/0")`` or from a :class:`BrokerConfig`.
 
     ``lease_seconds``: how long a reservation lasts without renewal (the worker renews it

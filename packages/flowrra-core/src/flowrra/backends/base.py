@@ -10,9 +10,10 @@ from __future__ import annotations
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from flowrra.exceptions import BackendError
+from flowrra.protocols import BatchStore
 from flowrra.task import TaskResult, TaskStatus
 
 if TYPE_CHECKING:
@@ -22,7 +23,15 @@ __all__ = ["BaseResultBackend", "store_many"]
 
 
 class BaseResultBackend(ABC):
-    """Stores each task's latest :class:`TaskResult`; see ``ResultBackend`` for the contract."""
+    """Stores each task's latest :class:`TaskResult`; see ``ResultBackend`` for the contract.
+
+    ``sends_when_called`` is ``False``: ``store`` is taken to be an ``async def``, run by
+    whoever awaits it. A backend whose ``store`` starts the write when called says
+    ``True``. Optional capabilities are protocols of :mod:`flowrra.protocols` a subclass
+    also implements (``BatchStore``, ``KnownTasks``, ``EventSource``).
+    """
+
+    sends_when_called: ClassVar[bool] = False
 
     async def connect(self) -> None:
         """Open connections. The default has none to open."""
@@ -62,13 +71,11 @@ class BaseResultBackend(ABC):
 
 
 def store_many(backend: ResultBackend, results: Sequence[TaskResult]) -> Awaitable[None]:
-    """Store several records: in one call if the backend has ``store_many(results)``
-    (the Redis backend sends them when called, in script calls of up to 1,000), else one
-    ``store`` each when awaited."""
-    many = getattr(backend, "store_many", None)
-    if many is not None:
-        stored: Awaitable[None] = many(results)
-        return stored
+    """Store several records: in one call if the backend is a
+    :class:`~flowrra.protocols.BatchStore` (the Redis backend sends them when called, in
+    script calls of up to 1,000), else one ``store`` each when awaited."""
+    if isinstance(backend, BatchStore):
+        return backend.store_many(results)
     return _store_each(backend, results)
 
 

@@ -19,23 +19,20 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
-from flowrra.serialization import ensure_encodable
 from flowrra.task import TaskMessage
 
 __all__ = ["MemoryBroker"]
 
 
-class MemoryBroker:
+class MemoryBroker(BaseBroker):
     """In-process priority queue with due times. Not durable: it lives and dies with the app.
 
     ``max_queue_size`` (0 = unbounded) bounds the messages due now: ``enqueue`` waits for
     room (back-pressure on producers). Delayed messages do not count, and retries and
     released messages are never held back.
     """
-
-    durable = False
-    lease_seconds: float | None = None
 
     def __init__(
         self, max_queue_size: int = 0, dead_letter_limit: int = 1000, *, clock: Clock = SYSTEM_CLOCK
@@ -78,16 +75,9 @@ class MemoryBroker:
         if self._consumers_waiting and self._available is not None:
             self._available.set()
 
-    @staticmethod
-    def _check(message: TaskMessage) -> None:
-        if message.args:
-            ensure_encodable(message.args, f"the arguments of task {message.name!r}")
-        if message.kwargs:
-            ensure_encodable(message.kwargs, f"the keyword arguments of task {message.name!r}")
-
     async def enqueue(self, message: TaskMessage) -> None:
         if message.args or message.kwargs:
-            self._check(message)
+            self.check_encodable(message)
         if self.max_queue_size and len(self._ready) >= self.max_queue_size:
             await self._wait_for_space()
         if message.eta is not None:
@@ -100,7 +90,7 @@ class MemoryBroker:
 
     async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
         for message in messages:
-            self._check(message)
+            self.check_encodable(message)
         for message in messages:
             if self.max_queue_size and len(self._ready) >= self.max_queue_size:
                 await self._wait_for_space()
@@ -173,9 +163,6 @@ class MemoryBroker:
 
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
         self.dead_letters.append((message, reason))
-
-    async def extend(self, messages: Sequence[TaskMessage]) -> None:
-        """No leases in memory."""
 
     async def purge(self) -> list[TaskMessage]:
         messages = [entry[2] for entry in self._ready] + [entry[2] for entry in self._delayed]

@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.plugins import EXTENSIONS, find_plugin
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["get_urls"]
 
 
-def get_urls(app: Any, **options: Any) -> Any:
+def get_urls(app: Flowrra, **options: Any) -> Any:
     """See ``flowrra_ui_django.get_urls``."""
     return find_plugin(EXTENSIONS, "ui_django")(app, **options)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.plugins import EXTENSIONS, find_plugin
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["create_router"]
 
 
-def create_router(app: Any, **options: Any) -> Any:
+def create_router(app: Flowrra, **options: Any) -> Any:
     """See ``flowrra_ui_fastapi.create_router``."""
     return find_plugin(EXTENSIONS, "ui_fastapi")(app, **options)

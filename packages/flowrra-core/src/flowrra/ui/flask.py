@@ -3,13 +3,16 @@ for live updates): the blueprint of ``flowrra-ui-quart`` (``pip install flowrra-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.plugins import EXTENSIONS, find_plugin
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["create_blueprint"]
 
 
-def create_blueprint(app: Any, **options: Any) -> Any:
+def create_blueprint(app: Flowrra, **options: Any) -> Any:
     """See ``flowrra_ui_quart.create_blueprint``."""
     return find_plugin(EXTENSIONS, "ui_quart")(app, **options)

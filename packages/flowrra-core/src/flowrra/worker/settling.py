@@ -10,8 +10,10 @@ loop turn (so a short task's RUNNING and SUCCESS records share one write, and th
 tasks finishing together share it too) and returns an awaitable of the reply, which
 :meth:`Settler.succeeded` hands to the *settle loop*, one coroutine that awaits each and
 then acks its message. The slot is free for the next message while the record travels.
-An ``async def`` store (the in-memory backend) has not started when called; the slot runs
-it and acks itself (a settle loop would only add a hop). At most ``bound`` successes wait
+A backend says which it is with ``sends_when_called`` (see
+:class:`~flowrra.protocols.ResultBackend`): an ``async def`` store (the in-memory backend,
+``False``) has not started when called; the slot runs it and acks itself (a settle loop
+would only add a hop). At most ``bound`` successes wait
 for the settle loop; a slot that would add one more waits for room.
 
 A settled message leaves :attr:`Leases.held <flowrra.worker.keepalive.Leases.held>` and
@@ -24,7 +26,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from types import CoroutineType
 
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
@@ -56,6 +57,8 @@ class Settler:
         #: Where a retry's due time is read: now on this clock, plus the delay.
         self.clock = clock
         self.backend = backend
+        #: The backend's ``store`` starts the write when called (its class declares it).
+        self.sends_when_called = backend.sends_when_called
         self.events = events
         #: Tasks settled (succeeded, failed for good, or sent to retry) since start.
         self.processed = 0
@@ -87,7 +90,7 @@ class Settler:
             stored = self.backend.store(message.id, result)
         except SerializationError as exc:
             stored = self.backend.store(message.id, _unencodable(result, exc))
-        if stored.__class__ is CoroutineType:
+        if not self.sends_when_called:
             # An async def store has not started: run it here (an in-process backend
             # does not suspend, so the settle loop would only add a hop).
             try:
