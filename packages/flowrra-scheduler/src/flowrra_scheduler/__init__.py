@@ -23,13 +23,16 @@ scheme) and ``flowrra.cli`` (``flowrra scheduler module:app``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import ScheduleStore
 from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
 from flowrra_scheduler._version import __version__
 from flowrra_scheduler.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = [
     "MisfirePolicy",
@@ -46,7 +49,7 @@ __all__ = [
 
 
 def make_scheduler(
-    app: Any,
+    app: Flowrra,
     store: ScheduleStore | str | None = None,
     *,
     backend: ScheduleStore | str | None = None,

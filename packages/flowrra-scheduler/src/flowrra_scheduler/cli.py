@@ -14,24 +14,30 @@ import argparse
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra.cli import load_app, serve
+from flowrra_scheduler.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["add_commands"]
 
 logger = logging.getLogger("flowrra.scheduler")
 
 
-async def run_scheduler(app: Any, store: str | None, sync_interval: float | None) -> None:
+async def run_scheduler(app: Flowrra, store: str | None, sync_interval: float | None) -> None:
     """Serve ``app``'s scheduler until SIGTERM/SIGINT."""
-    scheduler = app.scheduler
-    if scheduler is None or store is not None:
+    scheduler: Scheduler
+    if isinstance(app.scheduler, Scheduler) and store is None:
+        scheduler = app.scheduler
+        if sync_interval is not None:
+            scheduler.sync_interval = sync_interval
+    else:
         options = {} if sync_interval is None else {"sync_interval": sync_interval}
         scheduler = app.create_scheduler(store, **options)
-    elif sync_interval is not None:
-        scheduler.sync_interval = sync_interval
-    runs_tasks = not getattr(app.broker, "durable", False)
+    runs_tasks = not app.broker.durable
 
     async def start() -> None:
         if runs_tasks:

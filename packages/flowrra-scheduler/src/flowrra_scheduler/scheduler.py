@@ -28,9 +28,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowrra.clock import SYSTEM_CLOCK, Clock
+from flowrra.clock import Clock
 from flowrra.exceptions import (
     FlowrraError,
     ScheduleError,
@@ -42,6 +42,9 @@ from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import ScheduleStore
 from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
 from flowrra_scheduler import timing
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["Scheduler"]
 
@@ -91,7 +94,7 @@ class Scheduler:
 
     def __init__(
         self,
-        app: Any,
+        app: Flowrra,
         store: ScheduleStore | str | None = None,
         *,
         sync_interval: float = 5.0,
@@ -103,7 +106,7 @@ class Scheduler:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.app = app
-        self.clock: Clock = clock if clock is not None else getattr(app, "clock", SYSTEM_CLOCK)
+        self.clock: Clock = clock if clock is not None else app.clock
         self.store: ScheduleStore = (
             store
             if store is not None and not isinstance(store, str)

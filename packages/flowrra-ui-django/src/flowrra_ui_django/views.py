@@ -13,7 +13,7 @@ import enum
 import inspect
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -33,6 +33,9 @@ from flowrra_ui_django.conf import (
     load_writable,
     no_auth_message,
 )
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["FROM_SETTINGS", "LiveConsumer", "Permission", "get_urls", "websocket_urls"]
 
@@ -118,7 +121,7 @@ def _asset_view(permission: Permission) -> Any:
 
 
 def get_urls(
-    app: Any,
+    app: Flowrra,
     *,
     permission: Permission | None = None,
     writable: bool | None = None,
@@ -199,7 +202,7 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
 
 def websocket_urls(
-    app: Any,
+    app: Flowrra,
     prefix: str = "flowrra/",
     *,
     permission: Permission | None = None,

@@ -19,7 +19,7 @@ with a warning in the log).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.params import Depends
@@ -29,6 +29,9 @@ from flowrra_ui.redaction import Redact, redact_secrets
 from flowrra_ui.service import openapi_operation, stream_events, websocket_refusal
 
 from flowrra_ui_fastapi._version import __version__
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["__version__", "create_router"]
 
@@ -69,7 +72,7 @@ async def _refuse(websocket: WebSocket, status: int, message: str) -> None:
 
 
 def create_router(
-    app: Any,
+    app: Flowrra,
     *,
     dependencies: Sequence[Depends] | None = None,
     public: bool = False,

@@ -27,7 +27,7 @@ import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
 from flowrra_ui.redaction import Redact, redact_secrets
@@ -35,6 +35,9 @@ from flowrra_ui.service import stream_events, websocket_refusal
 from quart import Blueprint, Response, request, websocket
 
 from flowrra_ui_quart._version import __version__
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
 
 __all__ = ["Auth", "__version__", "create_blueprint"]
 
@@ -68,7 +71,7 @@ def _asset(name: str) -> Response:
 
 
 def create_blueprint(
-    app: Any,
+    app: Flowrra,
     *,
     auth: Auth | None = None,
     public: bool = False,

@@ -43,7 +43,7 @@ import pytest
 
 from flowrra import Flowrra
 from flowrra.task import TaskStatus
-from flowrra_ui.testing import make_ui_app
+from flowrra_ui.testing import make_ui_app, scheduler_of
 
 __all__ = ["CHROMIUM", "ServedUI", "UIBrowserContract", "serve_ui", "served_ui_app"]
 
@@ -247,7 +247,7 @@ class UIBrowserContract:
         app = make_ui_app(served.folder, served.redis_url)
         async with app.producer():
             yield app
-        await app.scheduler.stop()
+        await scheduler_of(app).stop()
 
     @pytest.fixture
     async def browser(self) -> AsyncIterator[Any]:
@@ -375,7 +375,7 @@ class UIBrowserContract:
         await form.locator('input[name="args"]').fill("[1, 2]")
         await form.locator('button[type="submit"]').click()
         await expect(message).to_contain_text("Created")
-        [made] = await producer.scheduler.list()
+        [made] = await scheduler_of(producer).list()
         assert (made.schedule, made.timezone) == ("0 9 * * *", "Asia/Tokyo")
         assert list(made.args) == [1, 2]
 
@@ -385,17 +385,18 @@ class UIBrowserContract:
         await form.locator('input[name="run_at"]').fill(when.strftime("%Y-%m-%dT%H:%M:%S"))
         await form.locator('button[type="submit"]').click()
         await expect(page.locator("#schedules-table tbody tr")).to_have_count(2)
-        once = next(s for s in await producer.scheduler.list() if s.id != made.id)
+        once = next(s for s in await scheduler_of(producer).list() if s.id != made.id)
         assert once.next_run_at == when
         await self._shot(page, "schedules")
 
         row = page.locator(f'#schedules-table tr[data-id="{made.id}"]')
         await row.locator('button[data-action="disable"]').click()
         await expect(row.locator("td.state")).to_have_text("disabled")
-        assert (await producer.scheduler.get(made.id)).enabled is False
+        disabled = await scheduler_of(producer).get(made.id)
+        assert disabled is not None and disabled.enabled is False
         await row.locator('button[data-action="delete"]').click()
         await expect(row).to_have_count(0)
-        assert [s.id for s in await producer.scheduler.list()] == [once.id]
+        assert [s.id for s in await scheduler_of(producer).list()] == [once.id]
         assert self.page_errors == []
 
     async def test_tasks_page_phone_layout_and_read_only_mount(
@@ -513,10 +514,10 @@ class UIBrowserContract:
         from playwright.async_api import expect
 
         _, bad = await self._submit_sample(producer)
-        await producer.scheduler.schedule_cron(
+        await scheduler_of(producer).schedule_cron(
             "add", "0 9 * * 1-5", args=[1, 2], description="weekday report"
         )
-        await producer.scheduler.schedule_interval("echo", 300, kwargs={"token": "tok-9"})
+        await scheduler_of(producer).schedule_interval("echo", 300, kwargs={"token": "tok-9"})
         luminance = (
             "(() => { const [r, g, b] = getComputedStyle(document.documentElement)"
             ".backgroundColor"
@@ -559,7 +560,7 @@ class UIBrowserContract:
     ) -> None:
         from playwright.async_api import expect
 
-        made = await producer.scheduler.schedule_cron(
+        made = await scheduler_of(producer).schedule_cron(
             "add", "30 7 * * *", timezone="Europe/Paris", description="morning digest"
         )
         width = 390

@@ -30,7 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from flowrra.events import TaskEvent
@@ -45,6 +45,10 @@ from flowrra.exceptions import (
 from flowrra.monitor import Monitor
 from flowrra.task import TaskStatus
 from flowrra_ui.redaction import Redact, redact_secrets
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
+    from flowrra.protocols import AppScheduler
 
 __all__ = [
     "PRIVATE",
@@ -118,7 +122,7 @@ class UIService:
 
     def __init__(
         self,
-        app: Any,
+        app: Flowrra,
         *,
         guarded: bool = False,
         public: bool = False,
@@ -161,7 +165,7 @@ class UIService:
             "access": self.access,
             "writable": self.writable,
             "hint": None if self.writable else WRITES_DISABLED,
-            "scheduler": getattr(self.app, "scheduler", None) is not None,
+            "scheduler": self.app.scheduler is not None,
             "version": __version__,
         }
 
@@ -186,7 +190,7 @@ class UIService:
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"down: {exc}"
-        if getattr(self.app, "scheduler", None) is not None:
+        if self.app.scheduler is not None:
             try:
                 await self.monitor.schedules()
                 checks["scheduler"] = "ok"
@@ -238,8 +242,8 @@ class UIService:
         if not self.writable:
             raise ApiError(403, WRITES_DISABLED)
 
-    def _scheduler(self) -> Any:
-        scheduler = getattr(self.app, "scheduler", None)
+    def _scheduler(self) -> AppScheduler:
+        scheduler = self.app.scheduler
         if scheduler is None:
             raise ApiError(
                 404, "this app has no scheduler: call app.create_scheduler() where the app is made"
@@ -284,9 +288,8 @@ class UIService:
                 task_name, data.get("cron", ""), timezone=data.get("timezone", "UTC"), **common
             )
         elif kind == "interval":
-            schedule_id = await scheduler.schedule_interval(
-                task_name, data.get("interval"), **common
-            )
+            interval: Any = data.get("interval")  # the scheduler checks it
+            schedule_id = await scheduler.schedule_interval(task_name, interval, **common)
         else:
             schedule_id = await scheduler.schedule_once(
                 task_name, _instant(data.get("run_at")), **common

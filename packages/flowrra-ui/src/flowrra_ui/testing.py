@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 
 from flowrra import Flowrra
+from flowrra.protocols import AppScheduler
 from flowrra_ui.assets import serve_asset
 from flowrra_ui.redaction import REDACTED, SECRET_KEYS, redact_keys
 
@@ -53,6 +54,7 @@ __all__ = [
     "make_ui_app",
     "redact_for_tests",
     "running_ui_app",
+    "scheduler_of",
 ]
 
 Client = Callable[[str, str, Any, dict[str, str] | None], Awaitable[tuple[int, Any]]]
@@ -64,6 +66,12 @@ EVIL_ORIGIN = "https://evil.example"
 
 #: Secrets the masking tests pass to tasks; no answer may contain one of them.
 _SECRETS = ("hunter2", "sk_live_51Hx", "Bearer abc.def", "p4ss", "tok-9", "cookie-v")
+
+
+def scheduler_of(app: Flowrra) -> AppScheduler:
+    """``app.scheduler``, which the test made (``app.create_scheduler()``)."""
+    assert app.scheduler is not None, "the test app has no scheduler"
+    return app.scheduler
 
 
 def decoded_body(content_type: str | None, raw: bytes) -> Any:
@@ -106,7 +114,7 @@ async def running_ui_app(folder: Path) -> AsyncIterator[Flowrra]:
     app = make_ui_app(folder)
     async with app:
         yield app
-    await app.scheduler.stop()
+    await scheduler_of(app).stop()
 
 
 def redact_for_tests(record: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +225,7 @@ class UIApiContract:
         for kind, body, message in cases:
             status, answer = await client("POST", f"/api/schedules/{kind}", body, None)
             assert status == 400 and message in answer["error"], (kind, body, answer)
-        assert await ui_app.scheduler.list() == []
+        assert await scheduler_of(ui_app).list() == []
 
     async def test_retry_of_a_failed_task(self, ui_app: Flowrra, client: Client) -> None:
         bad = await ui_app.submit("boom", "once more")
@@ -241,7 +249,7 @@ class UIApiContract:
             status, _ = await stranger(method, path, body, None)
             # Django sends an anonymous visitor of the page to its login page
             assert status in (401, 403) or (path == "/" and status == 302), (path, status)
-        assert await ui_app.scheduler.list() == []
+        assert await scheduler_of(ui_app).list() == []
 
     async def test_without_an_auth_hook_no_task_data_is_served(
         self, ui_app: Flowrra, private: Client | None
@@ -272,7 +280,7 @@ class UIApiContract:
             "POST", "/api/schedules/cron", {"task_name": "add", "cron": "0 9 * * *"}, None
         )
         assert status == 401 and "private" in body["error"]
-        assert await ui_app.scheduler.list() == []
+        assert await scheduler_of(ui_app).list() == []
 
     async def test_a_read_only_mount_refuses_changes(
         self, ui_app: Flowrra, readonly: Client
@@ -284,7 +292,7 @@ class UIApiContract:
             "POST", "/api/schedules/cron", {"task_name": "add", "cron": "0 9 * * *"}, None
         )
         assert status == 403 and "read-only" in body["error"]
-        assert await ui_app.scheduler.list() == []
+        assert await scheduler_of(ui_app).list() == []
 
     async def test_cross_site_writes_are_refused(self, ui_app: Flowrra, client: Client) -> None:
         status, _ = await client(
@@ -294,14 +302,14 @@ class UIApiContract:
             {"Origin": EVIL_ORIGIN},
         )
         assert status == 403
-        assert await ui_app.scheduler.list() == []
+        assert await scheduler_of(ui_app).list() == []
 
     async def test_writes_without_a_json_content_type_are_415(
         self, ui_app: Flowrra, client: Client
     ) -> None:
         """What an HTML form on another site can send (no Origin check applies when a
         browser leaves Origin out): a bodiless write with a form's content type."""
-        made = await ui_app.scheduler.schedule_cron("add", "0 9 * * *")
+        made = await scheduler_of(ui_app).schedule_cron("add", "0 9 * * *")
         bad = await ui_app.submit("boom", "no retry")
         await ui_app.wait_for_result(bad, timeout=10)
         before = len((await _get(client, "/api/executions"))[1]["items"])
@@ -314,7 +322,7 @@ class UIApiContract:
                 status, body = await client(method, path, None, {"Content-Type": content_type})
                 assert status == 415, (method, path, content_type, status)
                 assert "application/json" in body["error"]
-        schedule = await ui_app.scheduler.get(made)
+        schedule = await scheduler_of(ui_app).get(made)
         assert schedule is not None and schedule.enabled is True
         assert len((await _get(client, "/api/executions"))[1]["items"]) == before
 
@@ -353,7 +361,7 @@ class UIApiContract:
         assert status == 200 and made["kwargs"] == {"token": REDACTED, "n": 1}
         status, listed = await _get(client, "/api/schedules")
         _no_secret_in(listed, "the schedules")
-        stored = await ui_app.scheduler.get(made["id"])
+        stored = await scheduler_of(ui_app).get(made["id"])
         assert stored is not None and stored.kwargs == {"token": "tok-9", "n": 1}
 
         # What is masked is what is shown: a retry runs with the real arguments.
