@@ -77,7 +77,9 @@ def _run_page(page: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             {
                 "id": block.id,
                 "code": code,
-                "setup": setup[1].rstrip() + "\n" if setup else "",
+                "setup": snippets.with_test_redis(setup[1].rstrip() + "\n", REDIS_URL, prefix)
+                if setup
+                else "",
                 "files": files,
                 "worker": worker[0] if worker else None,
                 "stop_after": float(stop_after[0]) if stop_after else None,

@@ -148,8 +148,11 @@ def pages() -> list[Path]:
 
 
 def uses_redis(blocks: list[Block]) -> bool:
+    """Whether a Python block of the page (or what its directives add) names Redis."""
     return any(
-        REDIS_URL.search(b.code) for b in blocks if b.language in PYTHON and not b.directive("skip")
+        REDIS_URL.search(b.code + "".join(body for _, _, body in b.directives))
+        for b in blocks
+        if b.language in PYTHON and not b.directive("skip")
     )
 
 
@@ -215,9 +218,10 @@ def check_yaml(text: str) -> None:
             grace = grace_of(command)
             assert grace is not None
             period = pod.get("terminationGracePeriodSeconds", 30)
-            assert period > grace, (
+            assert period > grace + 5, (
                 f"{document['metadata'].get('name')}: terminationGracePeriodSeconds {period} "
-                f"must exceed the worker's --grace {grace:g}, or Kubernetes kills it mid-drain"
+                f"must exceed the worker's --grace {grace:g} + 5 (flowrra's own backstop), or "
+                "Kubernetes kills it mid-drain"
             )
 
 
@@ -236,7 +240,7 @@ def check_unit(text: str) -> None:
         grace = grace_of(start)
         assert grace is not None
         stop = float(service.get("TimeoutStopSec", "90").rstrip("s"))
-        assert stop > grace, f"TimeoutStopSec {stop:g} must exceed --grace {grace:g}"
+        assert stop > grace + 5, f"TimeoutStopSec {stop:g} must exceed --grace {grace:g} + 5"
 
 
 DOCKER_INSTRUCTIONS = {
@@ -270,6 +274,22 @@ def check_redis_conf(text: str) -> None:
             assert re.fullmatch(r"[a-z][a-z0-9-]* +\S.*", stripped), f"line {number}: {line}"
 
 
+def check_requirements(text: str) -> None:
+    """Each line a requirement; a pin of flowrra names the release this tree builds."""
+    from packaging.requirements import Requirement
+
+    version = re.search(
+        r'__version__ = "([^"]+)"',
+        (ROOT / "packages/flowrra-core/src/flowrra/_version.py").read_text(),
+    )
+    assert version
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            if requirement.name == "flowrra" and str(requirement.specifier).startswith("=="):
+                assert str(requirement.specifier) == f"=={version.group(1)}", line
+
+
 CHECKS = {
     "yaml": check_yaml,
     "yml": check_yaml,
@@ -298,6 +318,8 @@ def check_file(path: Path) -> None:
         check_shell(path.read_text())
     elif name.endswith(".toml"):
         tomllib.loads(path.read_text())
+    elif name == "requirements.txt":
+        check_requirements(path.read_text())
     else:
         raise AssertionError(f"no check for {path.name}")
 
