@@ -39,7 +39,14 @@ from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
-from flowrra.protocols import AppScheduler, Broker, Executor, KnownTasks, ResultBackend
+from flowrra.protocols import (
+    AppScheduler,
+    Broker,
+    Executor,
+    KnownTasks,
+    ResultBackend,
+    WorkerDirectory,
+)
 from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
 from flowrra.retry import RetryPolicy
 from flowrra.serialization import ensure_encodable
@@ -658,10 +665,11 @@ class Flowrra:
         the broker, nothing running or being settled by this app's worker (a retry waits
         for its due time, and for its next attempt). For tests: Dramatiq's ``join``.
 
-        On a broker that gives live depths (``queue_depths()``, as Redis does), what
-        other processes' workers hold counts too. Raises ``TimeoutError`` after
-        ``timeout`` seconds, and :class:`NotRunningError` when tasks wait on an in-memory
-        broker that no worker consumes (the app is not started). Polls every 5 ms.
+        On a broker that gives live depths (a :class:`~flowrra.protocols.WorkerDirectory`,
+        as Redis is), what other processes' workers hold counts too. Raises
+        ``TimeoutError`` after ``timeout`` seconds, and :class:`NotRunningError` when tasks
+        wait on an in-memory broker that no worker consumes (the app is not started).
+        Polls every 5 ms.
         """
         if not self._connected:
             await self._connect()
@@ -685,9 +693,9 @@ class Flowrra:
     async def _outstanding(self) -> int:
         """Tasks queued, delayed, running or being settled (see :meth:`join`)."""
         held = len(self.worker.leases.held)
-        depths = getattr(self.broker, "queue_depths", None)
-        if depths is not None and self.broker.durable:
-            live: dict[str, int] = await depths()
+        broker = self.broker
+        if broker.durable and isinstance(broker, WorkerDirectory):
+            live = await broker.queue_depths()
             return held + sum(int(live.get(k, 0)) for k in ("queued", "delayed", "leased"))
         return held + self.broker.pending_count()
 
