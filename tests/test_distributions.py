@@ -140,7 +140,10 @@ def test_runtime_modules_import_no_test_tool(dist: Path, name: str) -> None:
             tools = imported & TEST_TOOLS
             if not tools:
                 continue
-            assert path.rsplit("/", 1)[-1] in {"testing.py", "browser_contract.py"}, (
-                f"{path} imports {tools}: test support belongs in a testing module"
-            )
+            # pytest_plugin.py: imported by pytest only (the pytest11 entry point).
+            assert path.rsplit("/", 1)[-1] in {
+                "testing.py",
+                "browser_contract.py",
+                "pytest_plugin.py",
+            }, f"{path} imports {tools}: test support belongs in a testing module"
             assert testing_extra, f"{name} ships {path} but declares no 'testing' extra"
