@@ -172,8 +172,17 @@ def upgrade(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict on every distribution's sources (with what their test helpers
-    import: pytest, and playwright for flowrra_ui.browser_contract)."""
-    _install(session, "mypy", "pytest", "playwright", "types-croniter", *_packages(editable=True))
+    import: pytest and pytest-asyncio for flowrra.pytest_plugin, playwright for
+    flowrra_ui.browser_contract)."""
+    _install(
+        session,
+        "mypy",
+        "pytest",
+        "pytest-asyncio",
+        "playwright",
+        "types-croniter",
+        *_packages(editable=True),
+    )
     session.run("mypy", "--strict", *[f"packages/{name}/src" for name in PACKAGES])
 
 
