@@ -283,8 +283,6 @@ class Flowrra:
         priority: int,
         eta: float | None,
     ) -> str:
-        if self._eager:
-            return await self._submit_eagerly(name, args, kwargs, priority, eta)
         if not self._connected:
             await self._connect()
         if priority.__class__ is not int:
@@ -295,6 +293,8 @@ class Flowrra:
             task_id, name, args, kwargs, priority=priority, eta=eta, submitted_at=now
         )
         pending = _pending(message)
+        if self._eager:
+            return await self._submit_eagerly(message, pending)
         stored = self.backend.store(task_id, pending)
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
@@ -385,27 +385,14 @@ class Flowrra:
             await self._not_queued(pending, exc)
             raise
 
-    async def _submit_eagerly(
-        self,
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        priority: int,
-        eta: float | None,
-    ) -> str:
+    async def _submit_eagerly(self, message: TaskMessage, pending: TaskResult) -> str:
         """:meth:`_enqueue` in eager mode: run the task here and now."""
-        if not self._connected:
-            await self._connect()
-        if priority.__class__ is not int:
-            raise TypeError(f"priority must be an int, got {priority!r}")
-        message = TaskMessage(
-            new_task_id(), name, args, kwargs, priority=priority, eta=eta, submitted_at=time.time()
-        )
-        if args:  # checked as a broker would, so a test fails where production would
-            ensure_encodable(args, f"the arguments of task {name!r}")
-        if kwargs:
-            ensure_encodable(kwargs, f"the keyword arguments of task {name!r}")
-        await self._run_eagerly(message, _pending(message))
+        name = message.name
+        if message.args:  # checked as a broker would, so a test fails where production would
+            ensure_encodable(message.args, f"the arguments of task {name!r}")
+        if message.kwargs:
+            ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+        await self._run_eagerly(message, pending)
         return message.id
 
     async def _run_eagerly(self, message: TaskMessage, pending: TaskResult) -> None:
