@@ -10,7 +10,7 @@ import pytest
 
 from flowrra import TaskResult
 from flowrra.serialization import encode_json
-from flowrra.task import WIRE_FORMAT, TaskMessage
+from flowrra.task import WIRE_FORMAT, Progress, TaskMessage
 
 # Written by the format-1 encoder (flowrra-redis before the version marker), byte for byte.
 FORMAT_1_MESSAGE = (
@@ -43,8 +43,39 @@ def test_a_format_1_message_is_read() -> None:
 
 
 def test_a_later_message_is_read_by_the_fields_this_release_knows() -> None:
-    later = {**MESSAGE.to_dict(), "v": 9, "headers": {"trace": "abc"}, "queue": "mail"}
+    later = {**MESSAGE.to_dict(), "v": 9, "shard": 3, "queue_hint": "mail"}
     assert TaskMessage.from_dict(later).to_dict() == MESSAGE.to_dict()
+
+
+def test_headers_travel_in_the_message_only_when_there_are_some() -> None:
+    assert "headers" not in MESSAGE.to_dict()
+    with_headers = MESSAGE.next_attempt(1765000009.0)
+    with_headers.headers = {"traceparent": "00-abc-def-01", "tenant": "é"}
+    data = json.loads(encode_json(with_headers.to_dict()))
+    assert data["headers"] == {"traceparent": "00-abc-def-01", "tenant": "é"}
+    read = TaskMessage.from_dict(data)
+    assert read.headers == with_headers.headers
+    assert read.next_attempt(1.0).headers == with_headers.headers  # retries keep them
+
+
+def test_a_record_keeps_headers_and_progress_in_format_2s_object() -> None:
+    message = MESSAGE.next_attempt(1765000009.0)
+    message.headers = {"traceparent": "00-abc-def-01"}
+    record = TaskResult.running(message, started=1765000010.0)
+    record.progress = Progress(0.4, "parsed 4,000 rows")
+    wire = json.loads(encode_json(record.to_wire()))
+    assert len(wire) == 14  # format 1's 13 fields, which a 0.1.8-era reader unpacks, then these
+    assert wire[13] == {
+        "v": 2,
+        "headers": {"traceparent": "00-abc-def-01"},
+        "progress": [0.4, "parsed 4,000 rows"],
+    }
+    read = TaskResult.from_wire(wire)
+    assert (read.headers, read.progress) == (
+        {"traceparent": "00-abc-def-01"},
+        Progress(0.4, "parsed 4,000 rows"),
+    )
+    assert read == record
 
 
 def test_a_record_is_format_1s_list() -> None:

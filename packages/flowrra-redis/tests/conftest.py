@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -99,6 +101,7 @@ class Workers:
             "PYTHONPATH": str(APPS),
         }
         self.procs: list[subprocess.Popen[str]] = []
+        self._logs: dict[int, Any] = {}
 
     def start(
         self, *extra: str, lease: float = 30.0, url: str | None = None
@@ -106,16 +109,26 @@ class Workers:
         env = {**self.env, "FLOWRRA_TEST_LEASE": str(lease)}
         if url is not None:
             env["FLOWRRA_TEST_REDIS_URL"] = url
+        # Into a file, not a pipe: a worker logs a line per task at INFO, and a pipe nobody
+        # reads until the end fills up and blocks it.
+        log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed with the pool)
         proc = subprocess.Popen(
             [sys.executable, "-m", "flowrra", "worker", "redis_app:app", *extra],
             cwd=APPS,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
         self.procs.append(proc)
+        self._logs[proc.pid] = log
         return proc
+
+    def output(self, proc: subprocess.Popen[str]) -> str:
+        """What ``proc`` has written so far (stdout and stderr)."""
+        log = self._logs[proc.pid]
+        log.seek(0)
+        return log.read()  # type: ignore[no-any-return]
 
     def stop_all(self) -> None:
         for proc in self.procs:
@@ -129,12 +142,17 @@ class Workers:
                 proc.kill()
                 proc.wait()
 
+    def close(self) -> None:
+        self.stop_all()
+        for log in self._logs.values():
+            log.close()
+
 
 @pytest.fixture
 def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
     pool = Workers(redis_url, prefix)
     yield pool
-    pool.stop_all()
+    pool.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -50,7 +50,7 @@ async def test_two_workers_share_2000_tasks_each_result_delivered_once(
     counts = ran_counts(sync_redis, prefix)
     assert len(counts) == 2000 and set(counts.values()) == {1}  # nothing lost, nothing twice
     workers.stop_all()
-    logs = [first.stdout.read(), second.stdout.read()]  # type: ignore[union-attr]
+    logs = [workers.output(first), workers.output(second)]
     done = [int(log.rsplit("worker stopped after ", 1)[1].split()[0]) for log in logs]
     assert sum(done) == 2000 and min(done) > 0, done  # both took part
 

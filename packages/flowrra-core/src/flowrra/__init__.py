@@ -23,6 +23,7 @@ from flowrra.brokers.base import BaseBroker
 from flowrra.brokers.memory import MemoryBroker
 from flowrra.compat import AsyncTaskExecutor
 from flowrra.config import BackendConfig, BrokerConfig, Config, ExecutorConfig
+from flowrra.context import TaskContext, current_task
 from flowrra.events import TaskEvent
 from flowrra.exceptions import (
     BackendError,
@@ -30,6 +31,7 @@ from flowrra.exceptions import (
     ConfigError,
     ExecutorNotRunningError,
     FlowrraError,
+    NoTaskContextError,
     NotRunningError,
     PluginConflictError,
     PluginError,
@@ -47,10 +49,11 @@ from flowrra.exceptions import (
     UnknownTaskError,
 )
 from flowrra.executors import CPUExecutor, IOExecutor
+from flowrra.middleware import Middleware
 from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import Broker, Executor, ResultBackend, ScheduleStore
 from flowrra.registry import TaskCall, TaskHandle, TaskRegistry
-from flowrra.retry import RetryPolicy
+from flowrra.retry import Retry, RetryPolicy
 from flowrra.schedules import MisfirePolicy, ScheduledTask, ScheduleType
 from flowrra.task import Task, TaskMessage, TaskResult, TaskStatus
 
@@ -75,13 +78,16 @@ __all__ = [
     "InMemoryBackend",
     "MemoryBackend",
     "MemoryBroker",
+    "Middleware",
     "MisfirePolicy",
+    "NoTaskContextError",
     "NotRunningError",
     "PluginConflictError",
     "PluginError",
     "PluginNotFoundError",
     "ResultBackend",
     "ResultTimeoutError",
+    "Retry",
     "RetryPolicy",
     "ScheduleError",
     "ScheduleNotFoundError",
@@ -93,6 +99,7 @@ __all__ = [
     "SyncCallInLoopError",
     "Task",
     "TaskCall",
+    "TaskContext",
     "TaskEvent",
     "TaskHandle",
     "TaskMessage",
@@ -105,5 +112,6 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownTaskError",
     "__version__",
+    "current_task",
     "get_scheduler_backend",
 ]

@@ -37,6 +37,7 @@ from flowrra.exceptions import (
 )
 from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
+from flowrra.middleware import MiddlewareChain
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
 from flowrra.protocols import (
@@ -50,7 +51,7 @@ from flowrra.protocols import (
 from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
 from flowrra.retry import RetryPolicy
 from flowrra.serialization import ensure_encodable
-from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
+from flowrra.task import TaskMessage, TaskResult, TaskStatus, check_headers, new_task_id
 from flowrra.worker import Worker
 from flowrra.worker.eager import run_eagerly
 
@@ -65,6 +66,23 @@ R = TypeVar("R")
 
 _MEMORY = "memory"
 _JOIN_POLL = 0.005  # seconds between two looks at what is left, in join()
+
+
+def _checked_headers(message: TaskMessage) -> dict[str, str]:
+    """``message``'s headers once middleware has added to them: text to text (a value of
+    another type is written as its ``str()``, and logged)."""
+    headers = message.headers
+    try:
+        return check_headers(headers)
+    except TypeError:
+        logger.error(
+            "middleware set headers that are not str to str on task %s[%s]: %r; "
+            "they are sent as text",
+            message.name,
+            message.id,
+            headers,
+        )
+        return {str(key): str(value) for key, value in headers.items()}
 
 
 def _make_broker(config: Config, clock: Clock) -> Broker:
@@ -116,6 +134,9 @@ class Flowrra:
     ``eager=True`` (or ``with app.eager():``, for a part of a test) runs each submitted
     task at once, in the caller, and stores its result in the backend: no broker, no
     worker. See :meth:`eager`.
+
+    ``middleware``: objects with the hooks of :class:`flowrra.middleware.Middleware`, run
+    around each submit and each attempt (see :meth:`add_middleware`).
     """
 
     def __init__(
@@ -128,6 +149,7 @@ class Flowrra:
         cpu_executor: Executor | None = None,
         clock: Clock | None = None,
         eager: bool = False,
+        middleware: Iterable[Any] = (),
     ) -> None:
         self.config = config or Config()
         executor_config = self.config.executor
@@ -138,6 +160,8 @@ class Flowrra:
             broker if broker is not None else _make_broker(self.config, self.clock)
         )
         self.backend: ResultBackend = backend if backend is not None else _make_backend(self.config)
+        #: The app's middleware, hook by hook (after those installed process-wide).
+        self.middleware = MiddlewareChain(middleware)
         self.worker = Worker(
             self.registry,
             self.broker,
@@ -146,6 +170,7 @@ class Flowrra:
             cpu_executor or CPUExecutor(executor_config.cpu_workers),
             self.events,
             clock=self.clock,
+            middleware=self.middleware,
         )
         self.scheduler: AppScheduler | None = None
         """The scheduler ``create_scheduler()`` built for this app (flowrra-scheduler's
@@ -242,6 +267,13 @@ class Flowrra:
 
         return register if fn is None else register(fn)
 
+    def add_middleware(self, middleware: Any) -> Any:
+        """Add ``middleware`` (an object with any of the hooks of
+        :class:`flowrra.middleware.Middleware`) after those already added; returns it.
+        Its ``before_*`` hooks run after theirs, its ``after_*`` hooks before theirs."""
+        self.middleware.add(middleware)
+        return middleware
+
     def on_startup(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Register a coroutine function to run after the app starts (e.g. to submit
         the first tasks of a ``flowrra worker`` process)."""
@@ -267,13 +299,18 @@ class Flowrra:
         """Queue a registered task (its handle, function or name); returns the task id.
 
         ``priority``: lower runs first (default 0). ``delay`` (seconds) or ``eta`` (aware
-        datetime): not before then. A task whose own parameters are named ``priority``,
-        ``delay`` or ``eta`` is submitted with ``handle.with_options(...).submit(...)``.
-        Before :meth:`start`, the task waits in the queue.
+        datetime): not before then. ``headers`` (a dict of str to str) travel with the
+        message, unless the task takes a ``headers`` argument itself (as in 0.1.8, it then
+        gets it). A task whose own parameters are named ``priority``, ``delay`` or ``eta``
+        is submitted with ``handle.with_options(...).submit(...)``, which also takes
+        ``headers=`` for any task. Before :meth:`start`, the task waits in the queue.
         """
         name = self.registry.resolve(task_func)
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
-        return await self._enqueue(name, args, kwargs, priority, due)
+        headers = None
+        if kwargs and "headers" in kwargs and not self.registry.by_name[name].takes("headers"):
+            headers = check_headers(kwargs.pop("headers"))
+        return await self._enqueue(name, args, kwargs, priority, due, headers)
 
     async def _enqueue(
         self,
@@ -282,6 +319,7 @@ class Flowrra:
         kwargs: dict[str, Any],
         priority: int,
         eta: float | None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         if not self._connected:
             await self._connect()
@@ -292,12 +330,36 @@ class Flowrra:
         message = TaskMessage(
             task_id, name, args, kwargs, priority=priority, eta=eta, submitted_at=now
         )
+        if headers:
+            message.headers = headers
+        if self.middleware.submits:
+            return await self._enqueue_observed(message)
         pending = _pending(message)
         if self._eager:
             return await self._submit_eagerly(message, pending)
         stored = self.backend.store(task_id, pending)
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
+
+    async def _enqueue_observed(self, message: TaskMessage) -> str:
+        """:meth:`_enqueue`'s end with middleware: ``before_submit`` (which may add
+        headers), the submit, then ``after_submit`` with what it raised, if anything."""
+        middleware = self.middleware
+        message.headers = dict(message.headers)  # theirs to add to
+        await middleware.before_submit(message)
+        message.headers = _checked_headers(message)
+        pending = _pending(message)
+        try:
+            if self._eager:
+                await self._submit_eagerly(message, pending)
+            else:
+                stored = self.backend.store(message.id, pending)
+                await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
+        except BaseException as exc:
+            await middleware.after_submit(message, exc)
+            raise
+        await middleware.after_submit(message, None)
+        return message.id
 
     async def submit_many(
         self,
@@ -338,20 +400,35 @@ class Flowrra:
                 new_task_id(), name, args, kwargs, priority=priority, eta=due, submitted_at=now
             )
             messages.append(message)
-            pending.append(_pending(message))
         if not messages:
             return []
+        middleware = self.middleware
+        if middleware.submits:
+            for message in messages:
+                message.headers = dict(message.headers)
+                await middleware.before_submit(message)
+                message.headers = _checked_headers(message)
+        pending = [_pending(message) for message in messages]
         for message in messages:  # fail before anything is stored, as submit does
             if message.args:
                 ensure_encodable(message.args, f"the arguments of task {name!r}")
             if message.kwargs:
                 ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
-        if self._eager:
-            for message, record in zip(messages, pending, strict=True):
-                await self._run_eagerly(message, record)
-            return [message.id for message in messages]
-        stored = store_many(self.backend, pending)
-        await self._record_and_queue(stored, self.broker.enqueue_many, messages, pending)
+        try:
+            if self._eager:
+                for message, record in zip(messages, pending, strict=True):
+                    await self._run_eagerly(message, record)
+            else:
+                stored = store_many(self.backend, pending)
+                await self._record_and_queue(stored, self.broker.enqueue_many, messages, pending)
+        except BaseException as exc:
+            if middleware.submits:
+                for message in messages:
+                    await middleware.after_submit(message, exc)
+            raise
+        if middleware.submits:
+            for message in messages:
+                await middleware.after_submit(message, None)
         return [message.id for message in messages]
 
     async def _record_and_queue(
@@ -403,6 +480,7 @@ class Flowrra:
             self.backend,
             self.events,
             self.clock,
+            self.middleware,
         )
 
     async def _not_queued(self, pending: Sequence[TaskResult], exc: BaseException) -> None:
@@ -517,13 +595,14 @@ class Flowrra:
         kwargs: dict[str, Any],
         priority: int,
         eta: float | None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """``task.delay()``: :meth:`_enqueue` for sync code."""
         self._check_queueable("task.delay()")
         return self._call_sync(
             "task.delay()",
             "await task.submit(...)",
-            lambda: self._enqueue(name, args, kwargs, priority, eta),
+            lambda: self._enqueue(name, args, kwargs, priority, eta, headers),
         )
 
     def _check_queueable(self, call: str) -> None:
@@ -565,6 +644,8 @@ class Flowrra:
             self.worker.cpu_executor.concurrency,
             len(self.registry),
         )
+        if self.middleware.lifecycle:
+            await self.middleware.on_worker_start(self)
         for hook in self._startup:
             await hook()
 
@@ -577,6 +658,8 @@ class Flowrra:
             self._stopping = True
             for hook in self._shutdown:
                 await hook()
+            if self.middleware.lifecycle:
+                await self.middleware.on_worker_stop(self)
         await self.worker.stop(wait=wait, timeout=timeout)
         self._portal.home = None
         if self._connected:

@@ -236,6 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads for plain def tasks (default: the app's threads, else the concurrency)",
     )
     worker.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (default INFO: a line per task; WARNING logs retries and failures)",
+    )
+    worker.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines, or one JSON object per line (default text)",
+    )
+    worker.add_argument(
+        "--no-configure-logging",
+        dest="configure_logging",
+        action="store_false",
+        help="leave logging as the app configured it (no handler, no level is set)",
+    )
+    worker.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -262,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    if getattr(args, "configure_logging", True):
+        from flowrra.logs import configure_logging
+
+        configure_logging(args.log_level, getattr(args, "log_format", "text"))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

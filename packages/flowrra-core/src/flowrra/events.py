@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from flowrra.task import TaskResult, TaskStatus
+from flowrra.task import Progress, TaskResult, TaskStatus
 
 __all__ = ["EventHub", "TaskEvent"]
 
@@ -33,6 +33,8 @@ class TaskEvent:
     error: str | None = None
     #: For RETRYING: seconds until the next attempt.
     retry_in: float | None = None
+    #: For RUNNING: the progress the task reported (``set_progress``), if it did.
+    progress: Progress | None = None
 
     @classmethod
     def from_result(cls, result: TaskResult, retry_in: float | None = None) -> TaskEvent:
@@ -45,6 +47,7 @@ class TaskEvent:
             at,
             result.error,
             retry_in,
+            result.progress,
         )
 
 

@@ -12,6 +12,7 @@ The tree::
     ├── SerializationError           arguments or a result that cannot be encoded as JSON
     ├── NotRunningError              waiting on an embedded app that was never started
     ├── SyncCallInLoopError          a *_sync call or task.delay() from a thread running a loop
+    ├── NoTaskContextError           current_task() outside a running task (also RuntimeError)
     ├── UnknownTaskError             wait_for_result() on an id no backend has heard of
     ├── ResultTimeoutError           wait_for_result() timed out (also TimeoutError)
     ├── BrokerError                  the broker failed (connection lost, server error)
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "ExecutorNotRunningError",
     "FlowrraError",
+    "NoTaskContextError",
     "NotRunningError",
     "PluginConflictError",
     "PluginError",
@@ -113,6 +115,17 @@ class SyncCallInLoopError(FlowrraError, RuntimeError):
         super().__init__(
             f"{call} was called from a thread that runs an event loop, which it would block "
             f"(and deadlock, if the call needed that loop): in async code, use `{instead}`"
+        )
+
+
+class NoTaskContextError(FlowrraError, RuntimeError):
+    """``flowrra.current_task()`` was called outside a running task."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "current_task() was called outside a running task: it answers inside a task "
+            "function (and what it calls, and its thread), run by a worker or in eager mode"
         )
 
 

@@ -20,6 +20,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
 from flowrra.retry import RetryPolicy
+from flowrra.task import check_headers
 from flowrra.times import as_aware
 
 __all__ = ["TaskCall", "TaskHandle", "TaskOptions", "TaskRegistry", "eta_from"]
@@ -48,6 +49,7 @@ class _Submitter(Protocol):
         kwargs: dict[str, Any],
         priority: int,
         eta: float | None,
+        headers: dict[str, str] | None = None,
     ) -> str: ...
 
     def _enqueue_sync(
@@ -57,6 +59,7 @@ class _Submitter(Protocol):
         kwargs: dict[str, Any],
         priority: int,
         eta: float | None,
+        headers: dict[str, str] | None = None,
     ) -> str: ...
 
 
@@ -80,23 +83,30 @@ class TaskCall(Generic[P]):
     """A task with per-call options bound; ``await call.submit(*args, **kwargs)``, or
     ``call.delay(*args, **kwargs)`` from sync code."""
 
-    __slots__ = ("_eta", "_handle", "_priority")
+    __slots__ = ("_eta", "_handle", "_headers", "_priority")
 
-    def __init__(self, handle: TaskHandle[P, Any], priority: int, eta: float | None) -> None:
+    def __init__(
+        self,
+        handle: TaskHandle[P, Any],
+        priority: int,
+        eta: float | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._handle = handle
         self._priority = priority
         self._eta = eta
+        self._headers = headers
 
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task with these options; returns the task id."""
         return await self._handle._submitter._enqueue(
-            self._handle.name, args, kwargs, self._priority, self._eta
+            self._handle.name, args, kwargs, self._priority, self._eta, self._headers
         )
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """:meth:`submit` for sync code: blocks until the task is queued; returns its id."""
         return self._handle._submitter._enqueue_sync(
-            self._handle.name, args, kwargs, self._priority, self._eta
+            self._handle.name, args, kwargs, self._priority, self._eta, self._headers
         )
 
 
@@ -112,6 +122,7 @@ class TaskHandle(Generic[P, R]):
         #: A plain ``def`` that is not ``cpu_bound``: the I/O executor runs it in a thread.
         self.in_thread = not options.cpu_bound and not inspect.iscoroutinefunction(fn)
         self._submitter = submitter
+        self._accepted: tuple[frozenset[str], bool] | None = None
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -131,11 +142,44 @@ class TaskHandle(Generic[P, R]):
         return self._submitter._enqueue_sync(self.name, args, kwargs, 0, None)
 
     def with_options(
-        self, *, priority: int = 0, delay: float | None = None, eta: datetime | None = None
+        self,
+        *,
+        priority: int = 0,
+        delay: float | None = None,
+        eta: datetime | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> TaskCall[P]:
-        """Bind per-call options: ``priority`` (lower runs first), and a due time given as
-        ``delay`` seconds from now or an ``eta`` datetime (naive: local time)."""
-        return TaskCall(self, priority, eta_from(delay, eta, self._submitter.clock))
+        """Bind per-call options: ``priority`` (lower runs first), a due time given as
+        ``delay`` seconds from now or an ``eta`` datetime (naive: local time), and
+        ``headers`` (str to str) that travel with the message."""
+        return TaskCall(
+            self,
+            priority,
+            eta_from(delay, eta, self._submitter.clock),
+            check_headers(dict(headers)) if headers is not None else None,
+        )
+
+    def takes(self, parameter: str) -> bool:
+        """True if the task's function accepts a keyword argument named ``parameter`` (by
+        name, or through ``**kwargs``): then ``app.submit(task, parameter=...)`` passes it
+        to the task, as 0.1.8 did, rather than reading it as an option."""
+        accepted = self._accepted
+        if accepted is None:
+            try:
+                parameters = inspect.signature(self.fn).parameters.values()
+            except (TypeError, ValueError):  # no signature to read: assume it takes all
+                accepted = self._accepted = (frozenset(), True)
+            else:
+                accepted = self._accepted = (
+                    frozenset(
+                        p.name
+                        for p in parameters
+                        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                    ),
+                    any(p.kind is p.VAR_KEYWORD for p in parameters),
+                )
+        names, any_keyword = accepted
+        return any_keyword or parameter in names
 
     # Attribute names flowrra 0.1.8 set on decorated functions.
     @property

@@ -8,12 +8,39 @@ the message with a due time and its slot moves on.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from flowrra.exceptions import ConfigError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["Retry", "RetryPolicy"]
+
+
+class Retry(Exception):
+    """Raised by a task to ask for another attempt, ``delay`` seconds from now (``None``:
+    the task's own backoff), whatever its ``retry_on``. It counts against the task's
+    ``max_retries``: with none left, the task fails for good with this as its error.
+
+    ::
+
+        @app.task(max_retries=5)
+        async def poll(job: str) -> str:
+            status = await fetch_status(job)
+            if status == "running":
+                raise Retry(delay=30, reason="job still running")
+            return status
+    """
+
+    def __init__(self, delay: float | None = None, reason: str | None = None) -> None:
+        if delay is not None:
+            if delay.__class__ is bool or not isinstance(delay, int | float):
+                raise TypeError(f"Retry(delay=) is a number of seconds, got {delay!r}")
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"Retry(delay=) is finite and >= 0 seconds, got {delay!r}")
+        self.delay = None if delay is None else float(delay)
+        self.reason = reason
+        super().__init__(reason or "the task asked for a retry")
 
 
 @dataclass(frozen=True, slots=True)

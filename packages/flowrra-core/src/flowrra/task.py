@@ -16,19 +16,25 @@ The wire format and its versions (see the docs, "Wire format and rolling upgrade
   new fields by name, written only when the record carries one of them, so a reader that
   knows only the 13 (which fails on any other length) reads every record that fits in
   them. Readers ignore names in that object they do not know, and items after it.
+  Format 2's object holds ``"headers"`` (text to text) and ``"progress"`` (the list
+  ``[fraction, message]``; see :meth:`TaskResult.extension`). A message's ``"headers"`` is
+  an object of text to text, left out when empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from random import getrandbits as _getrandbits
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from flowrra.times import as_aware
 
 __all__ = [
     "WIRE_FORMAT",
+    "Progress",
     "Task",
     "TaskMessage",
     "TaskResult",
@@ -42,6 +48,15 @@ __all__ = [
 WIRE_FORMAT = 2
 #: Fields of a record's list in format 1; what later formats add comes after them.
 RECORD_FIELDS = 13
+
+
+class Progress(NamedTuple):
+    """What a running task reported of its progress (``set_progress``)."""
+
+    #: From 0 (nothing done) to 1 (all done).
+    fraction: float
+    #: What it says it is doing, if anything.
+    message: str | None = None
 
 
 class TaskStatus(Enum):
@@ -69,6 +84,9 @@ _SUCCESS = TaskStatus.SUCCESS
 _FAILED = TaskStatus.FAILED
 _RETRYING = TaskStatus.RETRYING
 _new = object.__new__
+#: The headers of a message that has none: one shared read-only mapping, so a message
+#: costs no dict of its own (middleware that adds headers is given a dict first).
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def new_task_id() -> str:
@@ -113,6 +131,9 @@ class TaskResult:
     """The backend's record of one task: status, and the outcome once complete.
 
     ``retries`` counts the retries made so far (0 for a task that succeeded first time).
+    ``headers`` are the message's (see :class:`TaskMessage`). ``progress`` is what a
+    running task last reported with ``current_task().set_progress(...)``: a
+    :class:`Progress` (``fraction`` from 0 to 1, ``message``), ``None`` until it does.
     ``error`` is ``"ExceptionType: message"``; ``traceback`` holds the formatted traceback
     of the last failed attempt.
 
@@ -133,8 +154,10 @@ class TaskResult:
         "args",
         "error",
         "finished_ts",
+        "headers",
         "kwargs",
         "priority",
+        "progress",
         "result",
         "retries",
         "started_ts",
@@ -161,6 +184,8 @@ class TaskResult:
         kwargs: dict[str, Any] | None = None,
         traceback: str | None = None,
         priority: int = 0,
+        headers: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.task_id = task_id
         self.status = status
@@ -187,6 +212,8 @@ class TaskResult:
         self.kwargs = kwargs if kwargs is not None else {}
         self.traceback = traceback
         self.priority = priority
+        self.headers = headers if headers else NO_HEADERS
+        self.progress = progress
 
     # -- named constructors: the record of a message in each status ------------------------
 
@@ -289,6 +316,8 @@ class TaskResult:
             "args": list(self.args),
             "kwargs": self.kwargs,
             "priority": self.priority,
+            "headers": dict(self.headers),
+            "progress": None if self.progress is None else self.progress._asdict(),
         }
 
     @classmethod
@@ -308,12 +337,15 @@ class TaskResult:
             args=tuple(data.get("args") or ()),
             kwargs=dict(data.get("kwargs") or {}),
             priority=int(data.get("priority", 0)),
+            headers=_headers(data.get("headers")),
+            progress=_progress(data.get("progress")),
         )
 
     def to_wire(self) -> list[Any]:
         """The record as durable backends store it: the 13-item list of format 1 (times as
-        Unix seconds), JSON-ready. See the module docstring for what comes after them."""
-        return [
+        Unix seconds), JSON-ready, then the object of format 2's fields when the record
+        has one (see the module docstring)."""
+        fields = [
             self.task_id,
             self.status.value,
             self.task_name,
@@ -328,6 +360,23 @@ class TaskResult:
             self.traceback,
             self.priority,
         ]
+        extension = self.extension()
+        if extension is not None:
+            fields.append(extension)
+        return fields
+
+    def extension(self) -> dict[str, Any] | None:
+        """The fields after format 1's 13, as the trailing object of :meth:`to_wire`
+        (``None`` when the record has none of them: the list stays format 1's)."""
+        headers, progress = self.headers, self.progress
+        if not headers and progress is None:
+            return None
+        extension: dict[str, Any] = {"v": WIRE_FORMAT}
+        if headers:
+            extension["headers"] = dict(headers)
+        if progress is not None:
+            extension["progress"] = list(progress)
+        return extension
 
     @classmethod
     def from_wire(cls, fields: list[Any]) -> TaskResult:
@@ -336,9 +385,11 @@ class TaskResult:
         ``ValueError`` or ``KeyError`` (an unknown status) on malformed input."""
         if fields.__class__ is not list:
             raise TypeError(f"a task record is a JSON list, not {type(fields).__name__}")
+        extension = None
         if len(fields) != RECORD_FIELDS:
             if len(fields) < RECORD_FIELDS:
                 raise ValueError(f"a task record has {RECORD_FIELDS} fields, not {len(fields)}")
+            extension = fields[RECORD_FIELDS]
             fields = fields[:RECORD_FIELDS]
         record = _new(cls)
         (
@@ -368,6 +419,13 @@ class TaskResult:
         )
         record.args = tuple(args)
         record.kwargs = kwargs if kwargs is not None else {}
+        if extension.__class__ is dict:
+            assert isinstance(extension, dict)
+            record.headers = _headers(extension.get("headers"))
+            record.progress = _progress(extension.get("progress"))
+        else:
+            record.headers = NO_HEADERS
+            record.progress = None
         return record
 
     def _key(self) -> tuple[Any, ...]:
@@ -415,7 +473,42 @@ def _record_of(
     record.kwargs = message.kwargs
     record.traceback = None
     record.priority = message.priority
+    record.headers = message.headers
+    record.progress = None
     return record
+
+
+def _headers(value: Any) -> Mapping[str, str]:
+    """Headers read back from the wire: an object of text to text (anything else: none)."""
+    if not value or value.__class__ is not dict:
+        return NO_HEADERS
+    return {str(key): str(item) for key, item in value.items()}
+
+
+def _progress(value: Any) -> Progress | None:
+    """Progress read back: ``[fraction, message]`` (or ``{"fraction", "message"}``)."""
+    if isinstance(value, dict):
+        value = [value.get("fraction"), value.get("message")]
+    if not isinstance(value, list | tuple) or not value:
+        return None
+    fraction = value[0]
+    message = value[1] if len(value) > 1 else None
+    if fraction.__class__ not in (int, float):
+        return None
+    return Progress(float(fraction), message if message.__class__ is str else None)
+
+
+def check_headers(headers: Any) -> dict[str, str]:
+    """``headers`` as a message carries them: a new dict of ``str`` to ``str``; raises
+    ``TypeError`` for anything else (a header is text, as in HTTP)."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a dict of str to str, got {type(headers).__name__}")
+    for key, value in headers.items():
+        if key.__class__ is not str or value.__class__ is not str:
+            raise TypeError(f"headers must be a dict of str to str, got {key!r}: {value!r}")
+    return dict(headers)
 
 
 def _failure(record: TaskResult, error: str, traceback: str | None) -> TaskResult:
@@ -433,6 +526,9 @@ class TaskMessage:
     delivery data (a lease token, the raw bytes) in ``receipt``; it never travels.
     ``undeliverable``: set by a broker that could not decode what it delivered (the
     reason); the worker dead-letters such a message and records it FAILED if it has an id.
+    ``headers``: text to text, set by ``with_options(headers=...)`` and by middleware (a
+    trace context, say); they travel with every attempt and are stored with the record.
+    Assign a dict to set them (a new message has the shared empty :data:`NO_HEADERS`).
 
     ``id``, ``name``, ``args`` and ``kwargs`` may be given by position, the rest by name.
     """
@@ -441,6 +537,7 @@ class TaskMessage:
         "args",
         "attempt",
         "eta",
+        "headers",
         "id",
         "kwargs",
         "name",
@@ -470,12 +567,14 @@ class TaskMessage:
         self.attempt = attempt
         self.eta = eta
         self.submitted_at = submitted_at
+        # Not a parameter: a keyword-only default costs every call a dict lookup.
+        self.headers: Mapping[str, str] = NO_HEADERS
         self.receipt: Any = None
         self.undeliverable: str | None = None
 
     def next_attempt(self, eta: float) -> TaskMessage:
-        """The message for the next retry, due at ``eta``."""
-        return TaskMessage(
+        """The message for the next retry, due at ``eta`` (with the same headers)."""
+        message = TaskMessage(
             self.id,
             self.name,
             self.args,
@@ -485,11 +584,13 @@ class TaskMessage:
             eta=eta,
             submitted_at=self.submitted_at,
         )
+        message.headers = self.headers
+        return message
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; what durable brokers store. ``"v"`` is the wire format's
-        version (:data:`WIRE_FORMAT`)."""
-        return {
+        version (:data:`WIRE_FORMAT`); ``"headers"`` is there when there are some."""
+        data: dict[str, Any] = {
             "v": WIRE_FORMAT,
             "id": self.id,
             "name": self.name,
@@ -500,6 +601,9 @@ class TaskMessage:
             "eta": self.eta,
             "submitted_at": self.submitted_at,
         }
+        if self.headers:
+            data["headers"] = dict(self.headers)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskMessage:
@@ -512,7 +616,10 @@ class TaskMessage:
         if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
             raise TypeError("args must be a list and kwargs an object")
         eta = data.get("eta")
-        return cls(
+        headers = data.get("headers")
+        if headers is not None and not isinstance(headers, dict):
+            raise TypeError("headers must be an object")
+        message = cls(
             id=str(data["id"]),
             name=str(data["name"]),
             args=tuple(args),
@@ -522,6 +629,9 @@ class TaskMessage:
             eta=float(eta) if eta is not None else None,
             submitted_at=float(data.get("submitted_at", 0.0)),
         )
+        if headers:
+            message.headers = _headers(headers)
+        return message
 
     def __repr__(self) -> str:
         return (

@@ -10,14 +10,15 @@ and errors stay the same.
 
 A record is the list ``[task_id, status, task_name, result, error, submitted_ts,
 started_ts, finished_ts, retries, args, kwargs, traceback, priority]`` (timestamps as Unix
-seconds). A message carries the format version (``"v"``); a record is format 1's list,
-which every reader since format 1 reads, and is read back whatever follows those 13 items
-(fields of later formats). See :mod:`flowrra.task` for the rules.
+seconds), then, when the record has headers or progress, the object of format 2's fields
+(:meth:`~flowrra.task.TaskResult.extension`). A message carries the format version
+(``"v"``) and its headers when it has some. See :mod:`flowrra.task` for the rules.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
@@ -81,6 +82,17 @@ def _payload(value: Any) -> str:
     return encode_json(value)
 
 
+def _headers_item(headers: Mapping[str, str]) -> str:
+    return f',"headers":{encode_json(dict(headers))}'
+
+
+def _extension(result: TaskResult) -> str:
+    """The trailing object of format 2's fields, after a comma; empty when there is none."""
+    if not result.headers and result.progress is None:
+        return ""
+    return f",{encode_json(result.extension())}"
+
+
 def encode_message(message: TaskMessage) -> str:
     """A message as its broker stores it: the JSON of ``message.to_dict()``; raises
     SerializationError (not expected after ``submit``'s own check)."""
@@ -96,7 +108,8 @@ def encode_message(message: TaskMessage) -> str:
             f'"priority":{_int_repr(priority) if priority.__class__ is int else _number(priority)},'
             f'"attempt":{_int_repr(attempt) if attempt.__class__ is int else _number(attempt)},'
             f'"eta":{"null" if eta is None else _number(eta)},'
-            f'"submitted_at":{_number(message.submitted_at)}}}'
+            f'"submitted_at":{_number(message.submitted_at)}'
+            f"{_headers_item(message.headers) if message.headers else ''}}}"
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
@@ -125,7 +138,8 @@ def encode_result(result: TaskResult) -> str:
             f"{'[]' if args == () else _payload(args)},"
             f"{'{}' if kwargs == {} else _payload(kwargs)},"
             f"{'null' if traceback is None else _payload(traceback)},"
-            f"{_int_repr(priority) if priority.__class__ is int else _number(priority)}]"
+            f"{_int_repr(priority) if priority.__class__ is int else _number(priority)}"
+            f"{_extension(result)}]"
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(

@@ -4,6 +4,8 @@ The pool is given the task's module and qualified name, not the function: the mo
 name of a decorated function is its :class:`~flowrra.registry.TaskHandle`, and the child
 imports the module and unwraps it. Arguments and return values cross to the child by
 pickle; that is between this process and its own children, never data read from a broker.
+The attempt's context goes with the call, so ``flowrra.current_task()`` answers in the
+child (progress cannot be reported from there).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from flowrra.context import attempt_here, run_with_context, snapshot
 from flowrra.exceptions import TaskRegistrationError
 from flowrra.registry import TaskHandle
 
@@ -23,14 +26,24 @@ if TYPE_CHECKING:
 __all__ = ["CPUExecutor"]
 
 
-def _call_by_name(module: str, qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """In the pool's child: find the function by name and call it."""
+def _call_by_name(
+    module: str,
+    qualname: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    context: tuple[Any, ...] | None = None,
+) -> Any:
+    """In the pool's child: find the function by name and call it, with the attempt's
+    ``context`` (:func:`flowrra.context.snapshot`) for ``current_task()``."""
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
-    if isinstance(target, TaskHandle):
-        target = target.fn
-    return target(*args, **kwargs)
+    handle = target if isinstance(target, TaskHandle) else None
+    if handle is not None:
+        target = handle.fn
+    if context is None:
+        return target(*args, **kwargs)
+    return run_with_context(context, handle, target, *args, **kwargs)
 
 
 class CPUExecutor:
@@ -68,6 +81,13 @@ class CPUExecutor:
 
             self._pool = ProcessPoolExecutor(max_workers=self.concurrency)
         loop = asyncio.get_running_loop()
+        current = attempt_here()
         return await loop.run_in_executor(
-            self._pool, _call_by_name, module, task.fn.__qualname__, args, kwargs
+            self._pool,
+            _call_by_name,
+            module,
+            task.fn.__qualname__,
+            args,
+            kwargs,
+            None if current is None else snapshot(current),
         )

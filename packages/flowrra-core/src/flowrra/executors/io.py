@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from flowrra.context import pin_attempt
 from flowrra.registry import TaskHandle
 
 __all__ = ["IOExecutor"]
@@ -62,5 +63,7 @@ class IOExecutor:
             pool = self._pool = ThreadPoolExecutor(
                 self.threads or self.concurrency, thread_name_prefix="flowrra-task"
             )
-        call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
+        context = contextvars.copy_context()
+        context.run(pin_attempt)  # current_task() in the thread: this attempt, for good
+        call = functools.partial(context.run, task.fn, *args, **kwargs)
         return asyncio.get_running_loop().run_in_executor(pool, call)

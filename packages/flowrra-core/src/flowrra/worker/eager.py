@@ -10,6 +10,7 @@ RETRYING record's ``retry_in`` event, the next attempt's due time) but not waite
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from flowrra.clock import Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
+from flowrra.middleware import MiddlewareChain
 from flowrra.protocols import ResultBackend
 from flowrra.registry import TaskHandle
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
@@ -83,7 +85,8 @@ class EagerSettler:
         await self.record(result)
 
     async def reject(self, message: TaskMessage) -> None:
-        """``message`` names no registered task: record it FAILED."""
+        """``message`` names no registered task: record it FAILED (nothing is
+        dead-lettered: there is no broker)."""
         error = f"TaskNotRegisteredError: task {message.name!r} is not registered"
         await self.record(TaskResult.failed(message, error, finished=time.time()))
 
@@ -102,10 +105,13 @@ async def run_eagerly(
     backend: ResultBackend,
     events: EventHub,
     clock: Clock,
+    middleware: MiddlewareChain | None = None,
 ) -> None:
     """Run ``message`` and its retries here, until it succeeds or fails for good."""
     settler = EagerSettler(backend, events, clock)
-    runner = Runner(backend, events, settler)
+    runner = Runner(backend, events, settler, middleware)
+    runner.loop = asyncio.get_running_loop()
+    runner.restores_context = True  # the caller's own context: leave it as it was
     attempt: TaskMessage | None = message
     while attempt is not None:
         settler.next = None

@@ -18,6 +18,7 @@ from typing import Any
 
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub
+from flowrra.middleware import MiddlewareChain
 from flowrra.protocols import Broker, Executor, ResultBackend
 from flowrra.registry import TaskHandle, TaskRegistry
 from flowrra.task import TaskMessage, TaskResult
@@ -36,7 +37,8 @@ _HOST = socket.gethostname()
 class Worker:
     """Runs the tasks of ``registry`` that ``broker`` delivers; records to ``backend``.
 
-    ``clock`` decides when: retries' due times, lease renewals, heartbeats."""
+    ``clock`` decides when: retries' due times, lease renewals, heartbeats. ``middleware``
+    hooks around each attempt and each dead-lettered message (the app's chain)."""
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class Worker:
         poll_interval: float = 1.0,
         heartbeat_interval: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
+        middleware: MiddlewareChain | None = None,
     ) -> None:
         self.registry = registry
         self.broker = broker
@@ -64,8 +67,9 @@ class Worker:
         self.clock = clock
         self.leases = Leases(broker, clock)
         self.reserver = Reserver(broker, self.leases.held)
-        self.settler = Settler(broker, backend, events, self.leases.held, clock)
-        self.runner = Runner(backend, events, self.settler)
+        self.middleware = middleware if middleware is not None else MiddlewareChain()
+        self.settler = Settler(broker, backend, events, self.leases.held, clock, self.middleware)
+        self.runner = Runner(backend, events, self.settler, self.middleware)
         self.heartbeat = Heartbeat(broker, self.worker_id, self.describe, clock)
         self.drainer = Drainer(broker, self.reserver, self.settler, self.leases, self.heartbeat)
         self._running = False
@@ -85,6 +89,7 @@ class Worker:
     async def start(self) -> None:
         if self._running:
             return
+        self.runner.loop = asyncio.get_running_loop()
         await self.io_executor.start()
         await self.cpu_executor.start()
         slots = self.io_executor.concurrency

@@ -6,6 +6,12 @@ that the task's :class:`~flowrra.retry.RetryPolicy` retries (after ``delay_for``
 attempt) or not. A task that runs past its timeout fails with :class:`TaskTimeoutExpired`;
 one that cancels itself fails with ``CancelledError``; a cancellation from outside (the
 worker stopping) is not an outcome, it propagates and the drain settles what is left.
+
+Each attempt runs with its :class:`~flowrra.context.TaskContext` set (what
+``flowrra.current_task()`` returns), between the middleware's ``before_attempt`` and
+``after_attempt`` hooks when there are any, and is reported on the ``flowrra.task``
+logger (see :mod:`flowrra.logs`). A task that raises :class:`~flowrra.retry.Retry` is
+retried at the delay it asks for while its ``max_retries`` allow.
 """
 
 from __future__ import annotations
@@ -16,18 +22,26 @@ import time
 import traceback
 from typing import Any, Protocol
 
+from flowrra.context import CURRENT, ProgressWriter, TaskContext, new_cell
 from flowrra.events import EventHub
+from flowrra.logs import install_record_factory, level_cache, task_logger
+from flowrra.middleware import MiddlewareChain
 from flowrra.protocols import Executor, ResultBackend
 from flowrra.registry import TaskHandle
+from flowrra.retry import Retry
 from flowrra.task import TaskMessage, TaskResult
 
 __all__ = ["Outcomes", "Runner", "TaskTimeoutExpired"]
 
-logger = logging.getLogger("flowrra.worker")
-
 # Bound once: looking a classmethod up on its class costs more than the call.
 _running = TaskResult.running
 _succeeded = TaskResult.succeeded
+_set_current = CURRENT.set
+_get_current = CURRENT.get
+_reset_current = CURRENT.reset
+_log_level_cached = level_cache(task_logger).get
+_DEBUG = logging.DEBUG
+_INFO = logging.INFO
 
 
 class TaskTimeoutExpired(TimeoutError):
@@ -55,13 +69,36 @@ class Outcomes(Protocol):
 
 
 class Runner:
-    """Runs attempts and hands each outcome to ``settler``."""
+    """Runs attempts and hands each outcome to ``settler``; ``middleware`` hooks around
+    each attempt (an app's chain; default: the middleware installed process-wide)."""
 
-    def __init__(self, backend: ResultBackend, events: EventHub, settler: Outcomes) -> None:
+    def __init__(
+        self,
+        backend: ResultBackend,
+        events: EventHub,
+        settler: Outcomes,
+        middleware: MiddlewareChain | None = None,
+    ) -> None:
         self.backend = backend
         self.events = events
         self.settler = settler
+        self.middleware = middleware if middleware is not None else MiddlewareChain()
         self._succeeded = settler.succeeded
+        #: The loop attempts run in (where a thread task's progress reports are sent).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: Attempts that reported progress (by message), and the writer of their reports.
+        self.progressing: dict[TaskMessage, ProgressWriter] = {}
+        #: Restore the caller's context after each attempt (an eager run, in the caller's
+        #: task); a worker's slots are tasks of their own, and skip that.
+        self.restores_context = False
+        install_record_factory()
+
+    def report(self, message: TaskMessage, record: TaskResult) -> None:
+        """``message``'s attempt reported progress (``record``): store it, in order."""
+        writer = self.progressing.get(message)
+        if writer is None:
+            writer = self.progressing[message] = ProgressWriter(self.backend, self.events)
+        writer.report(record)
 
     async def run(
         self, handle: TaskHandle[Any, Any] | None, message: TaskMessage, executor: Executor
@@ -71,64 +108,150 @@ class Runner:
             await self.settler.reject(message)
             return
         started = time.time()
-        # Settler.record() inlined on the hot path: a coroutine less.
-        running = _running(message, started=started)
-        await self.backend.store(message.id, running)
-        if self.events.active:
-            self.settler.publish(running)
-        timeout = handle.options.timeout
+        middleware = self.middleware
+        # Without middleware, current_task() makes the object if the task asks for it.
+        context = TaskContext(message, handle, started, self) if middleware.attempts else None
+        if self.restores_context:  # an eager run: in the caller's own context
+            token = _set_current((message, handle, started, self) if context is None else context)
+            cell = None
+        else:  # a worker slot: an asyncio task of its own, with a cell set once
+            cell = _get_current()
+            # (A slot inherits the context it was started from: a cell there is another
+            # runner's.)
+            if cell.__class__ is not list or cell[1] is not self:
+                cell = new_cell(self)
+                _set_current(cell)
+            cell[0] = message
+            cell[3] = handle
+            cell[4] = started
+            cell[5] = context
         try:
-            if timeout is None:
-                value = await executor.run(handle, message.args, message.kwargs)
-            else:
-                async with asyncio.timeout(timeout) as deadline:
+            # Settler.record() inlined on the hot path: a coroutine less.
+            running = _running(message, started=started)
+            await self.backend.store(message.id, running)
+            if self.events.active:
+                self.settler.publish(running)
+            # One look at the logger's cache per attempt: DEBUG is on only if INFO is.
+            info = _log_level_cached(_INFO)
+            if info is None:
+                info = task_logger.isEnabledFor(_INFO)
+            if info and task_logger.isEnabledFor(_DEBUG):
+                task_logger.debug(
+                    "task %s[%s] started (attempt %d)",
+                    message.name,
+                    message.id,
+                    message.attempt + 1,
+                )
+            if context is not None:
+                await middleware.before_attempt(context)
+            timeout = handle.options.timeout
+            try:
+                if timeout is None:
                     value = await executor.run(handle, message.args, message.kwargs)
-        except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if me is not None and me.cancelling():
-                raise  # shutdown: the drain settles what is left in flight
-            await self._failed(
-                handle, message, started, asyncio.CancelledError("the task cancelled itself")
-            )
-        except Exception as exc:
-            if timeout is not None and deadline.expired():
-                exc = TaskTimeoutExpired(f"task exceeded its timeout of {timeout}s", exc)
-            await self._failed(handle, message, started, exc)
-        else:
-            await self._succeeded(
-                message,
-                _succeeded(message, value, started=started, finished=time.time()),
-            )
+                else:
+                    async with asyncio.timeout(timeout) as deadline:
+                        value = await executor.run(handle, message.args, message.kwargs)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    self.progressing.pop(message, None)
+                    raise  # shutdown: the drain settles what is left in flight
+                await self._failed(
+                    handle,
+                    message,
+                    started,
+                    context,
+                    asyncio.CancelledError("the task cancelled itself"),
+                )
+            except Exception as exc:
+                if timeout is not None and deadline.expired():
+                    exc = TaskTimeoutExpired(f"task exceeded its timeout of {timeout}s", exc)
+                await self._failed(handle, message, started, context, exc)
+            else:
+                if self.progressing:
+                    await self._flush(message)  # progress never lands after the outcome
+                finished = time.time()
+                result = _succeeded(message, value, started=started, finished=finished)
+                if info:
+                    task_logger.info(
+                        "task %s[%s] succeeded in %.3fs",
+                        message.name,
+                        message.id,
+                        finished - started,
+                    )
+                if context is not None:
+                    await middleware.after_attempt(context, result, None)
+                await self._succeeded(message, result)
+        finally:
+            if cell is None:
+                _reset_current(token)
+            else:
+                cell[0] = None  # type: ignore[index]
+
+    async def _flush(self, message: TaskMessage) -> None:
+        """Wait for ``message``'s progress reports to be stored, and forget them."""
+        writer = self.progressing.pop(message, None)
+        if writer is not None:
+            await writer.flush()
 
     async def _failed(
         self,
         handle: TaskHandle[Any, Any],
         message: TaskMessage,
         started: float,
+        context: TaskContext | None,
         exc: BaseException,
     ) -> None:
-        """The attempt raised ``exc``: retry it if the task's policy says so, else fail."""
+        """The attempt raised ``exc``: retry it if the task's policy says so (or it raised
+        :class:`Retry` with retries left), else fail. ``context``: the attempt's, if the
+        middleware has one."""
+        if self.progressing:
+            await self._flush(message)
+        if context is None and self.middleware.outcomes:
+            context = TaskContext(message, handle, started, self)
         error = f"{type(exc).__name__}: {exc}"
         trace = "".join(traceback.format_exception(exc))
         policy = handle.options.retry
         retries = message.attempt
-        if policy.should_retry(retries, exc):
-            delay = policy.delay_for(retries + 1)
-            logger.info(
-                "task %s[%s] failed (%s); retry %d in %.3gs",
+        middleware = self.middleware
+        if isinstance(exc, Retry):
+            retrying = retries < policy.max_retries
+            delay = policy.delay_for(retries + 1) if exc.delay is None else exc.delay
+        else:
+            retrying = policy.should_retry(retries, exc)
+            delay = policy.delay_for(retries + 1) if retrying else 0.0
+        if retrying:
+            task_logger.warning(
+                "task %s[%s] failed (%s); retry %d of %d in %.3gs",
                 message.name,
                 message.id,
                 error,
                 retries + 1,
+                policy.max_retries,
                 delay,
             )
-            retrying = TaskResult.retrying(message, error, started=started, traceback=trace)
-            await self.settler.retry(message, retrying, delay)
+            result = TaskResult.retrying(message, error, started=started, traceback=trace)
+            if middleware.outcomes:
+                assert context is not None
+                await middleware.on_retry(context, exc, delay)
+            if middleware.attempts and context is not None:
+                await middleware.after_attempt(context, result, exc)
+            await self.settler.retry(message, result, delay)
             return
-        logger.warning(
-            "task %s[%s] failed after %d retries: %s", message.name, message.id, retries, error
+        task_logger.error(
+            "task %s[%s] failed after %d retries: %s",
+            message.name,
+            message.id,
+            retries,
+            error,
+            exc_info=exc,
         )
-        failed = TaskResult.failed(
+        result = TaskResult.failed(
             message, error, started=started, finished=time.time(), traceback=trace
         )
-        await self.settler.failed(message, failed)
+        if middleware.outcomes:
+            assert context is not None
+            await middleware.on_failure(context, exc)
+        if middleware.attempts and context is not None:
+            await middleware.after_attempt(context, result, exc)
+        await self.settler.failed(message, result)

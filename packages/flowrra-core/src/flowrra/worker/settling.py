@@ -30,6 +30,7 @@ from collections.abc import Awaitable
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
+from flowrra.middleware import MiddlewareChain
 from flowrra.protocols import Broker, ResultBackend
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 from flowrra.worker._cancel import reraise_if_cancelled
@@ -52,8 +53,11 @@ class Settler:
         events: EventHub,
         held: dict[str, TaskMessage],
         clock: Clock = SYSTEM_CLOCK,
+        middleware: MiddlewareChain | None = None,
     ) -> None:
         self.broker = broker
+        #: Whose ``on_dead_letter`` hooks hear of each message dead-lettered here.
+        self.middleware = middleware if middleware is not None else MiddlewareChain()
         #: Where a retry's due time is read: now on this clock, plus the delay.
         self.clock = clock
         self.backend = backend
@@ -138,6 +142,8 @@ class Settler:
         logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
         self._settled(message)
         await self.broker.dead_letter(message, reason)
+        if self.middleware.dead_letters:
+            await self.middleware.on_dead_letter(message, reason)
         if not message.id:
             return  # nothing to record it under
         await self.record(TaskResult.failed(message, f"{error}: {reason}", finished=time.time()))
