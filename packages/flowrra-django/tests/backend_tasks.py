@@ -1,6 +1,6 @@
 """Django tasks (``django.tasks``, Django 6.0+) for the FlowrraBackend tests."""
 
-from django.tasks import task
+from django.tasks import TaskContext, task
 
 #: What :func:`remember` ran, in order.
 ran: list[str] = []
@@ -25,6 +25,17 @@ def remember(label: str) -> str:
 @task()
 def fail(message: str) -> None:
     raise LookupError(message)
+
+
+@task(takes_context=True)
+def whoami(context: TaskContext, label: str) -> dict[str, object]:
+    result = context.task_result
+    return {"id": result.id, "attempt": context.attempt, "label": label, "args": result.args}
+
+
+@task(takes_context=True)
+async def awhoami(context: TaskContext) -> dict[str, object]:
+    return {"id": context.task_result.id, "status": str(context.task_result.status)}
 
 
 def plain(context: object = None) -> None:

@@ -1,8 +1,8 @@
 """``flowrra_django.tasks.FlowrraBackend`` against what Django's Tasks framework expects of a
 backend (``django/tasks/backends/base.py``): sync and async tasks, ``priority``,
 ``run_after``, results (``get_result``, ``refresh``, ``status``, ``return_value``,
-``errors``), enqueueing on commit as Django documents it, and clear refusals of
-``queue_name`` and ``takes_context``. On an in-memory app running in the test's loop; the
+``errors``), ``takes_context``, enqueueing on commit as Django documents it, and a clear
+refusal of ``queue_name``. On an in-memory app running in the test's loop; the
 served project runs the same backend on Redis with a real worker (test_served.py)."""
 
 from __future__ import annotations
@@ -196,9 +196,16 @@ def test_named_queues_are_refused_clearly() -> None:
         backend_tasks.add.using(queue_name="emails")
 
 
-def test_takes_context_is_refused_clearly() -> None:
-    with pytest.raises(InvalidTask, match="takes_context=True"):
-        task(takes_context=True)(backend_tasks.plain)
+async def test_takes_context_gets_djangos_task_context(running: Flowrra) -> None:
+    result = await backend_tasks.whoami.aenqueue("first")
+    done = await finished(result.id)
+    assert done.return_value == {"id": result.id, "attempt": 1, "label": "first", "args": ["first"]}
+    assert done.args == ["first"]  # the context is not an argument the record keeps
+    asynced = await backend_tasks.awhoami.aenqueue()
+    assert (await finished(asynced.id)).return_value == {
+        "id": asynced.id,
+        "status": str(TaskResultStatus.RUNNING),
+    }
 
 
 def test_django_checks_still_apply() -> None:

@@ -18,7 +18,9 @@ async tasks            supported (``supports_async_task``)
                        ``refresh()``/``arefresh()``, ``status``, ``return_value``,
                        ``errors``, ``attempts``, the timestamps
 ``queue_name``         ``"default"`` only: named queues come in a later release
-``takes_context``      refused: the task context comes in a later release
+``takes_context``      supported: the function gets Django's ``TaskContext`` first, its
+                       ``task_result`` the running attempt (``id``, ``attempts``,
+                       ``args``…); ``flowrra.current_task()`` works in any task
 enqueue on commit      ``transaction.on_commit(partial(task.enqueue, ...))``, as Django
                        documents (Django 6 has no ``enqueue_on_commit`` option)
 retries                none: a task that raises is ``FAILED`` (Django's tasks have no
@@ -31,10 +33,19 @@ signals                ``task_enqueued`` (where the task is enqueued); not
 from __future__ import annotations
 
 import builtins
+import functools
+import inspect
+from datetime import UTC, datetime
 from typing import Any
 
 try:
-    from django.tasks import DEFAULT_TASK_QUEUE_NAME, Task, TaskResult, TaskResultStatus
+    from django.tasks import (
+        DEFAULT_TASK_QUEUE_NAME,
+        Task,
+        TaskContext,
+        TaskResult,
+        TaskResultStatus,
+    )
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -51,7 +62,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 import flowrra.exceptions
-from flowrra import Flowrra, TaskCall, TaskStatus
+from flowrra import Flowrra, TaskCall, TaskStatus, current_task
 from flowrra import TaskResult as FlowrraResult
 from flowrra_django.conf import get_app
 
@@ -81,12 +92,6 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
     def validate_task(self, task: Task) -> None:
         """Django's checks, with clear refusals of what Flowrra does not offer yet; then
         register the function with the app (so a worker importing it can run it)."""
-        if task.takes_context:
-            raise InvalidTask(
-                f"{task.module_path}: FlowrraBackend does not support takes_context=True "
-                "yet (the task context comes with a later Flowrra release); read what you "
-                "need from the arguments"
-            )
         if task.queue_name != DEFAULT_TASK_QUEUE_NAME:
             raise InvalidTask(
                 f"{task.module_path}: FlowrraBackend runs every task on one queue, "
@@ -100,9 +105,32 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
         app = self.app
         name = task.module_path
         handle = app.registry.get(name)
-        if handle is None or handle.fn is not task.func:
+        if handle is None or getattr(handle.fn, "__django_task__", handle.fn) is not task.func:
             # Django's tasks have no retry policy: one attempt.
-            app.task(name=name, max_retries=0)(task.func)
+            fn = self._with_context(task) if task.takes_context else task.func
+            app.task(name=name, max_retries=0)(fn)
+
+    def _with_context(self, task: Task) -> Any:
+        """``task.func`` called with Django's ``TaskContext`` first, made from Flowrra's
+        context of the running attempt."""
+        func, alias = task.func, self.alias
+
+        def context() -> TaskContext:
+            return TaskContext(task_result=_running_result(task, alias))
+
+        if inspect.iscoroutinefunction(func):
+
+            async def run(*args: Any, **kwargs: Any) -> Any:
+                return await func(context(), *args, **kwargs)
+
+        else:
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                return func(context(), *args, **kwargs)
+
+        functools.update_wrapper(run, func)
+        run.__django_task__ = func  # type: ignore[attr-defined]  # what _register compares
+        return run
 
     def _call(self, task: Task) -> TaskCall[Any]:
         handle = self.app.registry.get_or_raise(task.module_path)
@@ -192,6 +220,29 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
                 id="flowrra_django.E010",
             )
         ]
+
+
+def _running_result(task: Task, alias: str) -> TaskResult:
+    """Django's TaskResult of the attempt running here (``flowrra.current_task()``)."""
+    attempt = current_task()
+    message = attempt.message
+    started = datetime.fromtimestamp(attempt.started, UTC)
+    return TaskResult(
+        task=task,
+        id=attempt.id,
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=datetime.fromtimestamp(message.submitted_at, UTC)
+        if message.submitted_at
+        else None,
+        started_at=started,
+        last_attempted_at=started,
+        finished_at=None,
+        args=list(message.args),
+        kwargs=dict(message.kwargs),
+        backend=alias,
+        errors=[],
+        worker_ids=[""] * attempt.attempt,  # Django counts attempts as worker ids
+    )
 
 
 def _django_task(name: str | None) -> Task | None:
