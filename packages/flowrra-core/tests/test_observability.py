@@ -65,6 +65,13 @@ def cpu_context() -> dict[str, Any]:
     return {**_fields(task), "app_is_its_app": task.app is CPU_APP, "progress": progress_error}
 
 
+@CPU_APP.task(cpu_bound=True, max_retries=1, name="obs.cpu_retry")
+def cpu_retry() -> int:
+    if current_task().attempt == 1:
+        raise Retry(delay=0.01, reason="again")
+    return current_task().attempt
+
+
 class Recorder(Middleware):
     """Notes each hook it hears, with the arguments that matter, in ``calls``."""
 
@@ -410,6 +417,17 @@ async def test_current_task_in_a_cpu_task_in_the_process_pool() -> None:
     assert "cpu_bound" in value["progress"]  # no progress from the pool: a clear error
 
 
+async def test_retry_from_a_cpu_task_crosses_back_from_the_pool() -> None:
+    """Retry is pickled back from the pool's process by its own arguments (it used to fail
+    to unpickle, which broke the pool for every CPU task after it)."""
+    async with CPU_APP:
+        retried = await CPU_APP.wait_for_result(await cpu_retry.submit(), timeout=60)
+        after = await CPU_APP.wait_for_result(await cpu_context.submit(), timeout=60)
+    assert retried.status is TaskStatus.SUCCESS and retried.result == 2, retried.error
+    assert retried.retries == 1
+    assert after.status is TaskStatus.SUCCESS, after.error  # the pool still works
+
+
 def test_current_task_outside_a_task_raises_a_clear_error() -> None:
     with pytest.raises(NoTaskContextError):
         current_task()
@@ -436,15 +454,25 @@ async def test_current_task_from_an_asyncio_task_a_task_started_raises_a_clear_e
             return "no error"
 
         told = await asyncio.create_task(helper())
-        return [told, mine.id]
+
+        def in_thread() -> str:
+            try:
+                current_task()
+            except NoTaskContextError as exc:
+                return str(exc)
+            return "no error"
+
+        told_in_thread = await asyncio.to_thread(in_thread)
+        return [told, told_in_thread, mine.id]
 
     async with app:
         task_id = await starts_a_task.submit()
         result = await app.wait_for_result(task_id, timeout=WAIT)
-    told, seen_id = result.result
+    told, told_in_thread, seen_id = result.result
     assert seen_id == task_id
-    assert "asyncio task that a task started" in told
-    assert "pass the context" in told
+    for message in (told, told_in_thread):
+        assert "an asyncio task or a thread that a task started" in message
+        assert "pass the context" in message
 
 
 async def test_retry_with_a_delay_is_honoured_within_max_retries_then_fails() -> None:

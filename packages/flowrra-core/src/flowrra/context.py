@@ -95,8 +95,9 @@ def current_task() -> TaskContext:
     if attempt is None:
         if value.__class__ is list and value[0] is not None:
             raise NoTaskContextError(
-                "current_task() was called from an asyncio task that a task started: "
-                "call it in the task function and pass the context to what it starts"
+                "current_task() was called from an asyncio task or a thread that a task "
+                "started (asyncio.create_task, asyncio.to_thread, ...): call it in the task "
+                "function and pass the context to what it starts"
             )
         raise NoTaskContextError()
     if attempt.__class__ is tuple:

@@ -42,6 +42,11 @@ class Retry(Exception):
         self.reason = reason
         super().__init__(reason or "the task asked for a retry")
 
+    def __reduce__(self) -> tuple[type[Retry], tuple[float | None, str | None]]:
+        # Pickled back from a cpu_bound task's process: by its own arguments (the default,
+        # Retry(message), fails to unpickle, and that breaks the process pool).
+        return (type(self), (self.delay, self.reason))
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
