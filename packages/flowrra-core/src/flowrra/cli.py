@@ -144,6 +144,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         if not isinstance(io_executor, IOExecutor):
             raise SystemExit(f"--threads needs the built-in IOExecutor, not {io_executor!r}")
         io_executor.threads = args.threads
+    if args.metrics_port is not None:
+        # Imported here: the core does not depend on prometheus-client.
+        try:
+            import flowrra_prometheus
+        except ImportError as exc:
+            raise CommandError(
+                f"--metrics-port needs the flowrra-prometheus package ({exc}): "
+                "pip install flowrra[prometheus]"
+            ) from None
+        try:
+            flowrra_prometheus.serve(app, args.metrics_port, args.metrics_host)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}"
+            ) from None
+        logger.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
     asyncio.run(run_worker(app, args.grace))
     return 0
 
@@ -259,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds running tasks get to finish after SIGTERM (default 30)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port's /metrics (needs flowrra[prometheus])",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",  # scraped from another host
+        metavar="HOST",
+        help="the address --metrics-port listens on (default 0.0.0.0: every interface)",
     )
     worker.set_defaults(func=_cmd_worker)
 
