@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--metrics-port",
-        type=int,
+        type=_positive_int,
         metavar="PORT",
         help="serve Prometheus metrics on this port's /metrics (needs flowrra[prometheus])",
     )
