@@ -3,12 +3,14 @@ eager one), the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
 from conftest import Tracing
 from flowrra_opentelemetry import FlowrraInstrumentor, OpenTelemetryMiddleware
+from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_tasks import register
 
@@ -172,3 +174,30 @@ def test_the_entry_point_opentelemetry_instrument_loads() -> None:
     assert entry.load() is FlowrraInstrumentor
     assert FlowrraInstrumentor().instrumentation_dependencies() == ("flowrra >= 0.2.0",)
     assert FlowrraInstrumentor()._check_dependency_conflicts() is None
+
+
+async def test_a_tracer_that_raises_loses_no_task(
+    tracing: Tracing, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every hook failing (a broken tracer): logged by the engine, the task still runs."""
+    tracing.instrumentor.uninstrument()
+
+    class Broken(trace_api.Tracer):
+        def start_span(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("the exporter's disk is full")
+
+        def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("the exporter's disk is full")
+
+    middleware = OpenTelemetryMiddleware(tracing.provider)
+    middleware.tracer = Broken()
+    app = Flowrra(middleware=[middleware])
+    tasks = register(app, trace_api.NoOpTracer())
+    async with app:
+        task_id = await app.submit(tasks["flaky"])
+        assert (await app.wait_for_result(task_id, timeout=10)).result == 2
+    failed = [r for r in caplog.records if r.name == "flowrra.middleware"]
+    hooks = {re.findall(r"failed in (\w+);", r.getMessage())[0] for r in failed}
+    # Each attempt's before_attempt failed, so there was no span for after_attempt to end.
+    assert hooks == {"before_submit", "before_attempt"}
+    assert middleware.open_submits == 0
