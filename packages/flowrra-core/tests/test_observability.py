@@ -230,6 +230,29 @@ async def test_hooks_of_a_retry_then_a_final_failure(eager: bool) -> None:
     ]
 
 
+async def test_an_attempt_the_worker_stop_interrupts_still_gets_after_attempt() -> None:
+    """What a middleware opened in before_attempt (a session, a span) is closed when the
+    worker stops mid-attempt: after_attempt hears of it, with the RUNNING record."""
+    calls: list[tuple[Any, ...]] = []
+    app = Flowrra(middleware=[Recorder("A", calls)])
+    started = asyncio.Event()
+
+    @app.task(name="obs.forever")
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(WAIT)
+
+    await app.start()
+    try:
+        await forever.submit()
+        await asyncio.wait_for(started.wait(), WAIT)
+    finally:
+        await app.stop(wait=True, timeout=0.1)
+    assert _of(calls, "after_attempt") == [
+        ("A", "after_attempt", 1, TaskStatus.RUNNING, "CancelledError")
+    ]
+
+
 async def test_a_message_naming_an_unregistered_task_is_dead_lettered_to_the_hooks() -> None:
     calls: list[tuple[Any, ...]] = []
     heard = asyncio.Event()

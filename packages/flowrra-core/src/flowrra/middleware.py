@@ -17,7 +17,9 @@ Where each hook runs:
                        context (see :func:`flowrra.current_task`): context variables
                        it sets are seen by the task
 ``after_attempt``      after each attempt: ``result`` is the record it produced
-                       (SUCCESS, RETRYING or FAILED), ``exception`` what it raised
+                       (SUCCESS, RETRYING or FAILED), ``exception`` what it raised;
+                       an attempt the worker's stop interrupts gets its RUNNING
+                       record and the ``CancelledError``
 ``on_retry``           an attempt failed and another follows in ``delay`` seconds
 ``on_failure``         the task failed for good (no retry left)
 ``on_dead_letter``     a message that can never run was dead-lettered

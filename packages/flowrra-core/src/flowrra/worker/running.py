@@ -151,10 +151,12 @@ class Runner:
                 else:
                     async with asyncio.timeout(timeout) as deadline:
                         value = await executor.run(handle, message.args, message.kwargs)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as cancelled:
                 me = asyncio.current_task()
                 if me is not None and me.cancelling():
                     self.progressing.pop(message, None)
+                    if context is not None:  # let middleware close what it opened
+                        await middleware.after_attempt(context, running, cancelled)
                     raise  # shutdown: the drain settles what is left in flight
                 await self._failed(
                     handle,
