@@ -23,6 +23,7 @@ from flowrra import (
     Middleware,
     NoTaskContextError,
     Retry,
+    SerializationError,
     TaskContext,
     TaskMessage,
     TaskResult,
@@ -339,6 +340,37 @@ async def test_headers_added_before_submit_reach_the_task_and_the_record(eager: 
     assert result.status is TaskStatus.SUCCESS
     assert result.result == {"trace": "t-1", "tenant": "acme"}
     assert dict(result.headers) == {"trace": "t-1", "tenant": "acme"}
+
+
+async def test_submit_many_and_a_refused_submit_go_through_the_submit_hooks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Numbered(Recorder):
+        def before_submit(self, message: TaskMessage) -> None:
+            super().before_submit(message)
+            message.headers["n"] = 5  # type: ignore[index]  (not text: sent as "5", logged)
+
+    app = Flowrra(eager=True, middleware=[Numbered("A", calls)])
+
+    @app.task(name="obs.many")
+    async def many(x: Any) -> dict[str, str]:
+        return dict(current_task().headers)
+
+    caplog.set_level(logging.ERROR, logger="flowrra.app")
+    ids = await app.submit_many(many, [(1,), (2,)])
+    results = [await app.wait_for_result(i, timeout=WAIT) for i in ids]
+    assert [r.result for r in results] == [{"n": "5"}, {"n": "5"}]
+    assert [dict(r.headers) for r in results] == [{"n": "5"}, {"n": "5"}]
+    assert any("not str to str" in r.getMessage() for r in caplog.records)
+    calls.clear()
+    with pytest.raises(SerializationError):
+        await app.submit(many, object())
+    assert [(c[1], type(c[3]).__name__) for c in _of(calls, "after_submit")] == [
+        ("after_submit", "SerializationError")
+    ]
+    assert not _of(calls, "before_attempt")
 
 
 async def test_installed_middleware_applies_to_every_app_until_uninstalled() -> None:
