@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -112,6 +113,19 @@ def test_a_failed_attempt_record_counts_as_failed() -> None:
     metrics.after_attempt(context, failed, RuntimeError("x"))
     assert sample(registry, "flowrra_tasks_failed_total", task_name="job") == 1
     assert sample(registry, "flowrra_tasks_in_flight", task_name="job") == 0
+
+
+def test_an_attempt_interrupted_by_the_stop_is_no_outcome() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMiddleware(registry=registry)
+    context = _context(submitted=1.0, eta=None, started=2.0)
+    running = TaskResult.running(context.message, started=2.0)
+    metrics.before_attempt(context)
+    metrics.after_attempt(context, running, asyncio.CancelledError())
+    assert sample(registry, "flowrra_tasks_in_flight", task_name="job") == 0
+    for name in ("succeeded", "failed", "retried"):
+        assert sample(registry, f"flowrra_tasks_{name}_total", task_name="job") == 0
+    assert sample(registry, "flowrra_task_duration_seconds_count", task_name="job") == 0
 
 
 def test_middleware_of_one_registry_share_its_metrics() -> None:

@@ -74,6 +74,7 @@ WAIT_BUCKETS = (
 
 _SUCCESS = TaskStatus.SUCCESS
 _RETRYING = TaskStatus.RETRYING
+_RUNNING = TaskStatus.RUNNING
 _now = time.time
 
 
@@ -283,9 +284,11 @@ class PrometheusMiddleware(Middleware):
     ) -> None:
         children = self.metrics.of(task.name)
         children.in_flight.dec()
+        status = result.status
+        if status is _RUNNING:
+            return  # interrupted by the worker's stop: no outcome, and no full run time
         duration = _now() - task.started
         children.duration.observe(duration if duration > 0.0 else 0.0)
-        status = result.status
         if status is _SUCCESS:
             children.succeeded.inc()
         elif status is _RETRYING:
