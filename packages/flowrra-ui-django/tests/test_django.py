@@ -4,6 +4,7 @@ consumer through its communicator."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from django.urls import clear_url_caches, include, path
 from flowrra_ui.testing import (
     SAME_ORIGIN,
     Client,
+    LiveSocket,
     UIApiContract,
     WebSocketProbe,
     decoded_body,
@@ -141,6 +143,28 @@ def websocket(ui_app: Flowrra, staff: User) -> WebSocketProbe:
             await communicator.disconnect()
 
     return probe
+
+
+@pytest.fixture
+def live(ui_app: Flowrra, staff: User) -> LiveSocket:
+    application = URLRouter(websocket_urls(ui_app, "flowrra/"))
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        communicator = WebsocketCommunicator(application, "/flowrra/ws")
+        communicator.scope["user"] = staff
+        connected, _ = await communicator.connect()
+        assert connected
+
+        async def receive() -> Any:
+            return json.loads(await communicator.receive_from(timeout=10))
+
+        try:
+            yield receive
+        finally:
+            await communicator.disconnect()
+
+    return connect
 
 
 class TestDjangoContract(UIApiContract):

@@ -22,6 +22,7 @@ from fastapi.requests import HTTPConnection
 from flowrra_ui.testing import (
     SAME_ORIGIN,
     Client,
+    LiveSocket,
     UIApiContract,
     WebSocketProbe,
     decoded_body,
@@ -157,6 +158,23 @@ async def websocket(api: FastAPI) -> AsyncIterator[WebSocketProbe]:
                 return None
 
         yield probe
+
+
+@pytest.fixture
+async def live(api: FastAPI) -> AsyncIterator[LiveSocket]:
+    async with serve(api) as port:
+
+        @contextlib.asynccontextmanager
+        async def connect() -> AsyncIterator[Any]:
+            url = f"ws://127.0.0.1:{port}{MOUNTS['client']}"
+            async with websockets.connect(url) as ws:
+
+                async def receive() -> Any:
+                    return json.loads(await ws.recv())
+
+                yield receive
+
+        yield connect
 
 
 class TestFastAPIContract(UIApiContract):

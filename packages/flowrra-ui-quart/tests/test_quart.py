@@ -4,6 +4,7 @@ requests and before the WebSocket, and live events over the WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from flowrra_ui.testing import (
     SAME_ORIGIN,
     Client,
+    LiveSocket,
     UIApiContract,
     WebSocketProbe,
     decoded_body,
@@ -134,6 +136,20 @@ def websocket_probe(web: Quart) -> WebSocketProbe:
             return None
 
     return probe
+
+
+@pytest.fixture
+def live(web: Quart) -> LiveSocket:
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        async with web.test_client().websocket(MOUNTS["client"]) as ws:
+
+            async def receive() -> Any:
+                return json.loads(await ws.receive())
+
+            yield receive
+
+    return connect
 
 
 class TestQuartContract(UIApiContract):

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from flowrra_ui import PRIVATE, REDACTED, ROUTES, UIService, dispatch, websocket_refusal
 from flowrra_ui.redaction import SECRET_KEYS, redact_keys, redact_secrets
-from flowrra_ui.service import READY, stream_events
+from flowrra_ui.service import READY, event_json, stream_events
 from flowrra_ui.testing import running_ui_app
 
 from flowrra import Flowrra
+from flowrra.events import TaskEvent
+from flowrra.task import Progress, TaskStatus
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ async def test_reads(app: Flowrra) -> None:
         {"status": "ok", "checks": {"backend": "ok", "broker": "ok", "scheduler": "ok"}},
     )
     status, tasks = await call(ui, "GET", "/api/tasks")
-    assert [t["name"] for t in tasks] == ["add", "boom", "echo"]
+    assert [t["name"] for t in tasks] == ["add", "boom", "echo", "slow"]
     status, add = await call(ui, "GET", "/api/tasks/add")
     assert status == 200 and add["doc"] == "Adds two numbers."
     assert (await call(ui, "GET", "/api/tasks/nope"))[0] == 404
@@ -256,6 +258,21 @@ def test_websocket_refusal_compares_origin_and_host(app: Flowrra) -> None:
     assert websocket_refusal(ui, {"origin": "https://ui.example:8000"}) is not None  # no Host
 
 
+def test_event_json_carries_a_running_tasks_progress() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    running = TaskEvent("t", "slow", TaskStatus.RUNNING, 0, at, progress=Progress(0.25, "a"))
+    assert event_json(running) == {
+        "task_id": "t",
+        "task_name": "slow",
+        "status": "running",
+        "retries": 0,
+        "at": "2026-01-02T03:04:05+00:00",
+        "error": None,
+        "progress": {"fraction": 0.25, "message": "a"},
+    }
+    assert event_json(TaskEvent("t", "slow", TaskStatus.SUCCESS, 0, at))["progress"] is None
+
+
 def test_redact_secrets_masks_by_key_at_any_depth() -> None:
     record = {
         "task_id": "t",
@@ -275,6 +292,8 @@ def test_redact_secrets_masks_by_key_at_any_depth() -> None:
             "user": "ann",
         },
         "result": {"session": {"csrf_token": "m", "user": "ann"}},
+        "headers": {"Authorization": "n", "X-Api-Key": "o", "Cookie": "p", "traceparent": "q"},
+        "progress": {"fraction": 0.5, "message": "token refreshed"},  # the UI's own
     }
     before = json.dumps(record)
     masked = redact_secrets(record)
@@ -287,6 +306,13 @@ def test_redact_secrets_masks_by_key_at_any_depth() -> None:
     ]
     assert {k for k, v in masked["kwargs"].items() if v != REDACTED} == {"user"}
     assert masked["result"] == {"session": {"csrf_token": REDACTED, "user": "ann"}}
+    assert masked["headers"] == {
+        "Authorization": REDACTED,
+        "X-Api-Key": REDACTED,
+        "Cookie": REDACTED,
+        "traceparent": "q",
+    }
+    assert masked["progress"] == record["progress"]
     assert redact_secrets({"result": "token"}) == {"result": "token"}  # values are not keys
     assert "api_key" in SECRET_KEYS and "cookie" in SECRET_KEYS
     custom = redact_keys(["SSN"])

@@ -43,7 +43,8 @@ import pytest
 
 from flowrra import Flowrra
 from flowrra.task import TaskStatus
-from flowrra_ui.testing import make_ui_app, scheduler_of
+from flowrra_ui.redaction import REDACTED
+from flowrra_ui.testing import make_ui_app, open_gate, scheduler_of
 
 __all__ = ["CHROMIUM", "ServedUI", "UIBrowserContract", "serve_ui", "served_ui_app"]
 
@@ -353,6 +354,64 @@ class UIBrowserContract:
         assert record.status is TaskStatus.FAILED and list(record.args) == [XSS]
         assert self.page_errors == []
 
+    async def test_a_running_tasks_progress_live_and_its_headers_masked(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        """A task in the worker reports 50%, then (on the test's word) 90%, then ends: its
+        open detail follows each step through the live stream, and shows its headers with
+        the secret one masked."""
+        from playwright.async_api import expect
+
+        gate = served.folder / f"gate-{uuid.uuid4().hex[:8]}"
+        steps = [[0.5, "parsed 4,000 of 8,000 rows"], [0.9, "writing the <b>report</b>"]]
+        headers = {"Authorization": "Bearer abc.def", "X-Request-Id": "req-42"}
+        page = await self._page(browser, served)
+        await page.goto(served.url + "#executions")
+        await expect(page.locator("#live")).to_have_text("Live", timeout=15_000)
+        await page.evaluate("window.__sameDocument = true")
+        slow = producer.registry.get_or_raise("slow")
+        try:
+            task_id = await slow.with_options(headers=headers).submit(steps, str(gate))
+            row = page.locator(f'#executions-table tr[data-id="{task_id}"][data-status="running"]')
+            await expect(row.locator("td.state .percent")).to_have_text("50%", timeout=15_000)
+            feed_item = page.locator(f'#feed li[data-id="{task_id}"]')
+            await row.click()
+            detail = page.locator("#detail")
+            progress = detail.locator("#detail-progress")
+            await expect(progress.locator(".percent")).to_have_text("50%")
+            await expect(progress.locator(".progress-message")).to_have_text(steps[0][1])
+            assert await progress.locator("progress").get_attribute("value") == "0.5"
+            shown = detail.locator("dl.headers")
+            await expect(shown.locator("dt")).to_have_text(["Authorization", "X-Request-Id"])
+            await expect(shown.locator("dd")).to_have_text([REDACTED, "req-42"])
+            await expect(detail).not_to_contain_text("abc.def")
+            await self._shot(page, "progress")
+
+            dark = await self._page(browser, served, color_scheme="dark")
+            await dark.goto(f"{served.url}?task={task_id}#executions")
+            await expect(dark.locator("#detail-progress .percent")).to_have_text("50%")
+            await expect(dark.locator("#detail dl.headers dd").first).to_have_text(REDACTED)
+            await self._shot(dark, "progress-dark")
+            await dark.close()
+
+            open_gate(gate, 0)  # the task reports its next step: 90%
+            await expect(progress.locator(".percent")).to_have_text("90%", timeout=15_000)
+            await expect(progress.locator(".progress-message")).to_have_text(steps[1][1])
+            await expect(row.locator("td.state .percent")).to_have_text("90%")
+            await expect(feed_item.locator(".progress-text")).to_have_text(f"90% · {steps[1][1]}")
+        finally:
+            for number in range(len(steps)):
+                open_gate(gate, number)  # the task ends, the test passed or not
+        record = await producer.wait_for_result(task_id, timeout=15)
+        assert record.status is TaskStatus.SUCCESS
+        await expect(detail.locator("#detail-title .status")).to_have_text("success")
+        await expect(detail.locator("pre.result")).to_have_text('"done"')
+        await expect(detail.locator("#detail-progress")).to_have_count(0)
+        await expect(detail.locator("dl.headers dd")).to_have_text([REDACTED, "req-42"])
+        assert await page.locator("b:text('report')").count() == 0  # shown as text
+        assert await page.evaluate("window.__sameDocument") is True, "the page reloaded"
+        assert self.page_errors == []
+
     async def test_create_disable_and_delete_a_schedule(
         self, browser: Any, served: ServedUI, producer: Flowrra
     ) -> None:
@@ -467,7 +526,7 @@ class UIBrowserContract:
         rows = page.locator("#executions-table tbody tr[data-id]")
         await expect(rows).to_have_count(3)
         task = page.locator('#filters select[name="task"]')
-        await expect(task.locator("option")).to_have_text(["any", "add", "boom", "echo"])
+        await expect(task.locator("option")).to_have_text(["any", "add", "boom", "echo", "slow"])
         await task.select_option("add")
         await expect(rows).to_have_count(2)
         await expect(rows.locator("td.task")).to_have_text(["add", "add"])
@@ -547,7 +606,7 @@ class UIBrowserContract:
             await self._shot(page, f"execution-{scheme}", docs=f"execution{suffix}")
             await page.click("#detail-close")
             await page.goto(served.url + "#tasks")
-            await expect(page.locator("#tasks-table tbody tr")).to_have_count(3)
+            await expect(page.locator("#tasks-table tbody tr")).to_have_count(4)
             await self._shot(page, f"tasks-{scheme}", docs=f"tasks{suffix}")
             await page.goto(served.url + "#schedules")
             await expect(page.locator("#schedules-table tbody tr[data-id]")).to_have_count(2)

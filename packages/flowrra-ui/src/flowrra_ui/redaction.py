@@ -2,17 +2,20 @@
 
 A hook is a function ``(record) -> record`` that receives each thing the UI is about to
 send, as the JSON-ready ``dict`` it would send, and returns what to send instead: each
-execution record (``args``, ``kwargs``, ``result``, ``error``, ``traceback``…, in lists,
-in one execution's detail and in the dashboard's recent failures), each schedule
-(``args``, ``kwargs``…) and each live event (``task_id``, ``task_name``, ``status``,
-``error``…). It must not change its argument in place (it may be the backend's cached
-copy); it returns a new dict.
+execution record (``args``, ``kwargs``, ``result``, ``headers``, ``progress``, ``error``,
+``traceback``…, in lists, in one execution's detail and in the dashboard's recent
+failures), each schedule (``args``, ``kwargs``…) and each live event (``task_id``,
+``task_name``, ``status``, ``error``, ``progress``…). It must not change its argument in
+place (it may be the backend's cached copy); it returns a new dict.
 
 The default, :func:`redact_secrets`, replaces by :data:`REDACTED` every value stored under
 a key that looks like a secret (:data:`SECRET_KEYS`), at any depth of the ``args``,
-``kwargs`` and ``result`` of a record. :func:`redact_keys` builds the same hook for keys of
-your choosing. Values passed positionally or inside an error message cannot be recognised
-by their key: write a hook of your own for those (or keep secrets out of task arguments).
+``kwargs`` and ``result`` of a record, and each message header whose name looks like one
+(``Authorization``, ``X-Api-Key``, ``Cookie``…). :func:`redact_keys` builds the same hook
+for keys of your choosing. A hook of your own written from scratch must mask ``headers``
+too. Values passed positionally or inside an error message or progress message cannot be
+recognised by their key: write a hook of your own for those (or keep secrets out of task
+arguments).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ SECRET_KEYS: tuple[str, ...] = (
 )
 
 #: The parts of a record whose keys are looked at; the other fields (ids, status, error
-#: text, traceback) are the UI's own and have no keys of the task's.
-_FIELDS = ("args", "kwargs", "result")
+#: text, traceback, progress) are the UI's own and have no keys of the task's.
+_FIELDS = ("args", "kwargs", "result", "headers")
 
 
 def _normal(key: str) -> str:
@@ -57,8 +60,8 @@ def _normal(key: str) -> str:
 
 def redact_keys(keys: Iterable[str]) -> Redact:
     """A hook masking, at any depth of ``args``, ``kwargs`` and ``result`` (dicts inside
-    lists inside dicts…), every value whose key contains one of ``keys`` (compared
-    case-insensitively, ignoring ``_``, ``-``, ``.`` and spaces).
+    lists inside dicts…) and in ``headers``, every value whose key contains one of
+    ``keys`` (compared case-insensitively, ignoring ``_``, ``-``, ``.`` and spaces).
     ``redact_keys((*SECRET_KEYS, "ssn"))`` adds a key to the default ones."""
     needles = tuple({_normal(key) for key in keys if _normal(key)})
 

@@ -366,7 +366,8 @@ ROUTES: list[Route] = [
           lambda s, p, q, b: _sync(s.task(p["name"]))),
     Route("GET", "/api/executions", False, "Recent executions (status, task, limit, offset)",
           lambda s, p, q, b: s.executions(q)),
-    Route("GET", "/api/executions/{task_id}", False, "One execution with its traceback",
+    Route("GET", "/api/executions/{task_id}", False,
+          "One execution with its headers, progress and traceback",
           lambda s, p, q, b: s.execution(p["task_id"])),
     Route("POST", "/api/executions/{task_id}/retry", True, "Submit a failed task again",
           lambda s, p, q, b: s.retry(p["task_id"])),
@@ -482,7 +483,9 @@ READY: dict[str, Any] = {"type": "ready"}
 
 
 def event_json(event: TaskEvent) -> dict[str, Any]:
-    """A task event as the live stream sends it."""
+    """A task event as the live stream sends it. ``progress`` is what a RUNNING task last
+    reported (``{"fraction": 0.5, "message": "..."}``; ``None`` if nothing), each report
+    being an event of its own."""
     return {
         "task_id": event.task_id,
         "task_name": event.task_name,
@@ -490,6 +493,7 @@ def event_json(event: TaskEvent) -> dict[str, Any]:
         "retries": event.retries,
         "at": event.at.isoformat() if event.at is not None else None,
         "error": event.error,
+        "progress": None if event.progress is None else event.progress._asdict(),
     }
 
 

@@ -13,7 +13,8 @@ Subclass :class:`UIApiContract` in an adapter's tests and provide these fixtures
   or ``None`` where the adapter has no such mount (Django: always guarded);
 - ``redacted``: a :data:`Client` for a mount with credentials and
   ``redact=redact_for_tests``;
-- ``websocket``: a :data:`WebSocketProbe` opening ``/ws`` on those mounts.
+- ``websocket``: a :data:`WebSocketProbe` opening ``/ws`` on those mounts;
+- ``live``: a :data:`LiveSocket` opening ``/ws`` of the ``client`` mount.
 
 A :data:`Client` is ``await client(method, path, json_body, headers) -> (status, body)``,
 with ``path`` relative to the mount point (``/api/stats``) and ``body`` what
@@ -27,20 +28,27 @@ it opens ``<mount>/ws`` of the mount the fixture of that name (``"client"``,
 with ``Origin: origin`` (:data:`SAME_ORIGIN`: the origin of the server itself; ``None``: no
 ``Origin`` header, as a non-browser client), and returns the first message decoded, or
 ``None`` when the server refused the handshake.
+
+A :data:`LiveSocket` is ``async with live() as receive:``: it opens ``<mount>/ws`` of the
+``client`` mount, with its credentials (and no ``Origin``); ``await receive()`` is the next
+message, decoded (the first is ``{"type": "ready"}``); the socket is closed at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowrra import Flowrra
+from flowrra import Flowrra, current_task
 from flowrra.protocols import AppScheduler
 from flowrra_ui.assets import serve_asset
 from flowrra_ui.redaction import REDACTED, SECRET_KEYS, redact_keys
@@ -48,10 +56,12 @@ from flowrra_ui.redaction import REDACTED, SECRET_KEYS, redact_keys
 __all__ = [
     "SAME_ORIGIN",
     "Client",
+    "LiveSocket",
     "UIApiContract",
     "WebSocketProbe",
     "decoded_body",
     "make_ui_app",
+    "open_gate",
     "redact_for_tests",
     "running_ui_app",
     "scheduler_of",
@@ -59,6 +69,7 @@ __all__ = [
 
 Client = Callable[[str, str, Any, dict[str, str] | None], Awaitable[tuple[int, Any]]]
 WebSocketProbe = Callable[[str, str | None], Awaitable[Any]]
+LiveSocket = Callable[[], AbstractAsyncContextManager[Callable[[], Awaitable[Any]]]]
 
 #: The ``origin`` a :data:`WebSocketProbe` replaces with the server's own origin.
 SAME_ORIGIN = "same-origin"
@@ -83,7 +94,9 @@ def decoded_body(content_type: str | None, raw: bytes) -> Any:
 
 def make_ui_app(folder: Path, url: str | None = None) -> Flowrra:
     """An app with an ``add`` task, a ``boom`` task that fails, an ``echo`` task returning
-    what it was given, and a scheduler on a SQLite file in ``folder`` (start it with
+    what it was given, a ``slow`` task that reports the progress of each of its
+    ``steps`` (``[fraction, message]``) and waits after each until the file
+    ``<gate>-<step number>`` exists, and a scheduler on a SQLite file in ``folder`` (start it with
     ``async with app``). With ``url`` (a Redis URL), its broker and backend are there:
     processes making it with the same arguments share the queue, the results and the
     schedules."""
@@ -103,6 +116,19 @@ def make_ui_app(folder: Path, url: str | None = None) -> Flowrra:
         """Returns its arguments."""
         return {"args": list(args), "kwargs": kwargs}
 
+    @app.task(max_retries=0)
+    def slow(steps: list[list[Any]], gate: str) -> str:
+        """Reports progress step by step, each time waiting for a file."""
+        task = current_task()  # a plain def task: it runs in a thread of the worker
+        for number, (fraction, message) in enumerate(steps):
+            task.set_progress(fraction, message)
+            deadline = time.monotonic() + 120  # a hang guard: the test opens the gate
+            while not Path(f"{gate}-{number}").exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"nobody opened {gate}-{number}")
+                time.sleep(0.05)
+        return "done"
+
     app.create_scheduler(f"sqlite:///{folder / 'ui-schedules.db'}")
     return app
 
@@ -115,6 +141,11 @@ async def running_ui_app(folder: Path) -> AsyncIterator[Flowrra]:
     async with app:
         yield app
     await scheduler_of(app).stop()
+
+
+def open_gate(gate: str | Path, step: int) -> None:
+    """Let the ``slow`` task waiting at ``step`` (0 for the first) of ``gate`` go on."""
+    Path(f"{gate}-{step}").touch()
 
 
 def redact_for_tests(record: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +183,7 @@ class UIApiContract:
         status, health = await _get(client, "/api/health")
         assert status == 200 and health["status"] == "ok"
         status, tasks = await _get(client, "/api/tasks")
-        assert status == 200 and [t["name"] for t in tasks] == ["add", "boom", "echo"]
+        assert status == 200 and [t["name"] for t in tasks] == ["add", "boom", "echo", "slow"]
         status, add = await _get(client, "/api/tasks/add")
         assert status == 200 and add["doc"] == "Adds two numbers."
         status, page = await _get(client, "/api/executions?status=failed&limit=5")
@@ -369,6 +400,54 @@ class UIApiContract:
         assert status == 200
         again = await ui_app.wait_for_result(retried["task_id"], timeout=10)
         assert again.kwargs == {"session_cookie": "cookie-v", "user": "bob"}
+
+    async def test_headers_masked_by_name_and_progress_live_and_in_the_detail(
+        self, ui_app: Flowrra, client: Client, live: LiveSocket, tmp_path: Path
+    ) -> None:
+        headers = {
+            "Authorization": "Bearer abc.def",
+            "X-Api-Key": "sk_live_51Hx",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        }
+        gate = tmp_path / "slow-gate"
+        slow = ui_app.registry.get_or_raise("slow")
+        try:
+            async with live() as receive:
+                assert await receive() == {"type": "ready"}  # subscribed from here
+                steps = [[0.5, "halfway"]]
+                task_id = await slow.with_options(headers=headers).submit(steps, str(gate))
+                async with asyncio.timeout(10):
+                    event = await receive()
+                    while event.get("progress") is None:
+                        assert event["task_id"] == task_id and event["status"] != "failed", event
+                        event = await receive()
+            assert event["task_id"] == task_id and event["status"] == "running"
+            assert event["progress"] == {"fraction": 0.5, "message": "halfway"}
+            _no_secret_in(event, "the live stream")
+
+            status, detail = await _get(client, f"/api/executions/{task_id}")
+            assert status == 200 and detail["status"] == "running"
+            assert detail["progress"] == {"fraction": 0.5, "message": "halfway"}
+            assert detail["headers"] == {
+                **headers,
+                "Authorization": REDACTED,
+                "X-Api-Key": REDACTED,
+            }
+            _no_secret_in(detail, "one execution")
+            status, listed = await _get(client, "/api/executions")
+            assert status == 200 and listed["items"][0]["progress"]["fraction"] == 0.5
+            _no_secret_in(listed, "the executions")
+        finally:
+            open_gate(gate, 0)  # the task ends, the test passed or not
+        record = await ui_app.wait_for_result(task_id, timeout=10)
+        assert record.headers["Authorization"] == "Bearer abc.def"  # stored as sent
+        status, detail = await _get(client, f"/api/executions/{task_id}")
+        assert status == 200 and detail["status"] == "success" and detail["result"] == "done"
+        assert detail["headers"]["Authorization"] == REDACTED and detail["progress"] is None
+        added = await ui_app.submit("add", 1, 2)
+        await ui_app.wait_for_result(added, timeout=10)
+        status, detail = await _get(client, f"/api/executions/{added}")
+        assert status == 200 and detail["headers"] == {} and detail["progress"] is None
 
     async def test_a_redact_hook_decides_what_is_shown(
         self, ui_app: Flowrra, redacted: Client

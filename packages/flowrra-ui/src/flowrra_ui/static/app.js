@@ -21,6 +21,7 @@
     wsDelay: 2000,
     refreshTimer: null,
     loading: false,
+    detail: null, // the execution shown in the detail dialog ({task_id, status}), if open
   };
 
   // -- DOM helpers -----------------------------------------------------------------------
@@ -65,6 +66,7 @@
   }
 
   const shortId = (id) => (id.length > 12 ? `${id.slice(0, 12)}…` : id);
+  const percent = (progress) => `${Math.round(Number(progress.fraction) * 100)}%`;
   const json = (value) => JSON.stringify(value, null, 2);
 
   // -- the API ---------------------------------------------------------------------------
@@ -295,22 +297,37 @@
 
   // -- live events -----------------------------------------------------------------------
 
+  // A running task's progress as text: "50% · parsed 4,000 rows".
+  const progressText = (progress) =>
+    progress.message ? `${percent(progress)} · ${progress.message}` : percent(progress);
+
+  // The state cell of an execution: its status, and a running task's progress.
+  const stateCell = (status, progress) => [badge(status),
+    status === "running" && progress ? el("span", { class: "percent" }, percent(progress)) : null];
+
   function onEvent(event) {
+    const feed = $("#feed");
+    const id = CSS.escape(event.task_id);
+    // Progress reports update the task's "running" line instead of adding one each.
+    const reported = event.status === "running" && event.progress
+      ? feed.querySelector(`li[data-id="${id}"][data-status="running"]`) : null;
     const item = el("li", { "data-id": event.task_id, "data-status": event.status },
       el("span", { class: "when" }, new Date(event.at || Date.now()).toLocaleTimeString()),
       badge(event.status),
       el("strong", {}, event.task_name ?? "?"),
       el("button", { type: "button", class: "mono", onclick: () => openDetail(event.task_id) },
         shortId(event.task_id)),
-      event.error ? el("span", { class: "mono muted" }, event.error) : null);
-    const feed = $("#feed");
-    feed.prepend(item);
+      event.error ? el("span", { class: "mono muted" }, event.error) : null,
+      event.progress ? el("span", { class: "muted progress-text" }, progressText(event.progress)) : null);
+    if (reported) reported.replaceWith(item);
+    else feed.prepend(item);
     while (feed.children.length > FEED_SIZE) feed.lastElementChild.remove();
+    if (state.detail && state.detail.task_id === event.task_id) updateDetail(event);
     const view = currentView();
     if (view === "executions") {
-      const row = document.querySelector(`#executions-table tr[data-id="${CSS.escape(event.task_id)}"]`);
+      const row = document.querySelector(`#executions-table tr[data-id="${id}"]`);
       if (row) {
-        row.querySelector("td.state").replaceChildren(badge(event.status));
+        row.querySelector("td.state").replaceChildren(...stateCell(event.status, event.progress));
         row.dataset.status = event.status;
       }
       if (!row || event.status === "success" || event.status === "failed") scheduleRefresh();
@@ -377,7 +394,7 @@
       el("tr", { class: "clickable", "data-id": record.task_id, "data-status": record.status,
         onclick: () => openDetail(record.task_id) },
         el("td", { class: "task" }, record.task_name ?? "?"),
-        el("td", { class: "state" }, badge(record.status)),
+        el("td", { class: "state" }, stateCell(record.status, record.progress)),
         el("td", { class: "mono", title: record.task_id }, shortId(record.task_id)),
         el("td", {}, String(record.retries)),
         el("td", {}, fmtTime(record.submitted_at)),
@@ -409,13 +426,55 @@
     body.replaceChildren(empty("Loading…"));
     if (!dialog.open) dialog.showModal();
     linkTask(taskId);
+    const shown = { task_id: taskId, status: null };
+    state.detail = shown;
     let record;
     try {
       record = await api("GET", `api/executions/${encodeURIComponent(taskId)}`);
     } catch (error) {
-      body.replaceChildren(el("p", { class: "message error" }, error.message));
+      if (state.detail === shown) body.replaceChildren(el("p", { class: "message error" }, error.message));
       return;
     }
+    if (state.detail === shown) renderDetail(record); // not closed, nor another opened
+  }
+
+  // The progress bar of a running task: the fraction as a bar and a percentage, and what
+  // the task says it is doing.
+  function progressBlock(progress) {
+    const fraction = Math.min(1, Math.max(0, Number(progress.fraction) || 0));
+    return el("div", { class: "progress", id: "detail-progress" },
+      el("progress", { max: 1, value: fraction, "aria-label": "Progress" }),
+      el("span", { class: "percent" }, percent(progress)),
+      progress.message ? el("p", { class: "progress-message" }, progress.message) : null);
+  }
+
+  // An event about the open execution: a progress report updates its bar in place; a new
+  // status reloads it (its result, error and timings).
+  async function updateDetail(event) {
+    const shown = state.detail;
+    if (shown.status === null) return; // still loading: it will show what is stored
+    if (event.status === shown.status && event.status === "running") {
+      if (event.progress) {
+        const block = progressBlock(event.progress);
+        const old = $("#detail-progress");
+        if (old) old.replaceWith(block);
+        else $("#detail-body").prepend(block);
+      }
+      return;
+    }
+    if (event.status === shown.status) return;
+    const asked = (shown.asked = (shown.asked || 0) + 1); // only the latest answer is shown
+    try {
+      const record = await api("GET", `api/executions/${encodeURIComponent(event.task_id)}`);
+      if (state.detail === shown && shown.asked === asked) renderDetail(record);
+    } catch {
+      // the dialog keeps what it shows; the next event or opening tries again
+    }
+  }
+
+  function renderDetail(record) {
+    state.detail.status = record.status; // the same object while the same task stays open
+    const body = $("#detail-body");
     $("#detail-title").replaceChildren(`${record.task_name ?? "?"} `, badge(record.status));
     const facts = [
       ["Id", el("span", { class: "mono" }, record.task_id)],
@@ -427,6 +486,7 @@
       ["Duration", fmtDuration(record.started_at, record.finished_at)],
     ];
     const parts = [
+      record.status === "running" && record.progress ? progressBlock(record.progress) : null,
       el("dl", { class: "kv" }, facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
       el("h2", {}, "Arguments"),
       el("pre", { class: "args" }, json(record.args)),
@@ -434,11 +494,17 @@
     if (Object.keys(record.kwargs || {}).length) {
       parts.push(el("h2", {}, "Keyword arguments"), el("pre", { class: "kwargs" }, json(record.kwargs)));
     }
+    const headers = Object.entries(record.headers || {});
+    if (headers.length) {
+      parts.push(el("h2", {}, "Headers"), el("dl", { class: "headers" },
+        headers.map(([name, value]) => [el("dt", { class: "mono" }, name),
+          el("dd", { class: "mono" }, String(value))])));
+    }
     if (record.status === "success") parts.push(el("h2", {}, "Result"), el("pre", { class: "result" }, json(record.result)));
     if (record.error) parts.push(el("h2", {}, "Error"), el("pre", { class: "error" }, record.error));
     if (record.traceback) parts.push(el("h2", {}, "Traceback"), el("pre", { class: "traceback" }, record.traceback));
     if (record.status === "failed") parts.push(retryControl(record));
-    body.replaceChildren(...parts);
+    body.replaceChildren(...parts.filter(Boolean));
   }
 
   function retryControl(record) {
@@ -622,7 +688,10 @@
 
   async function start() {
     $("#detail-close").addEventListener("click", () => $("#detail").close());
-    $("#detail").addEventListener("close", () => linkTask(null));
+    $("#detail").addEventListener("close", () => {
+      state.detail = null;
+      linkTask(null);
+    });
     $("#filters").addEventListener("change", () => {
       state.offset = 0;
       refresh();
