@@ -46,6 +46,8 @@ def _record(
     record.started_ts = NOW + 0.001 if done else None
     record.finished_ts = NOW + 0.002 if done else None
     record.args, record.kwargs = message.args, message.kwargs
+    if "headers" in TaskResult.__slots__:  # format 2's fields (0.2.0 on)
+        record.headers, record.progress = message.headers, None
     return record
 
 
