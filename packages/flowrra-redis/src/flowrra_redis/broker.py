@@ -341,7 +341,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             if not isinstance(data, dict):
                 raise TypeError("the message is not a JSON object")
             message = TaskMessage.from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # any: OverflowError, RecursionError, ... too
+            # One message that does not decode is dead-lettered with the reason; the others
+            # of its batch run (an error here would send the whole batch back, for good).
             message = TaskMessage(_id_in(raw), "")
             message.undeliverable = f"malformed message: {type(exc).__name__}: {exc}"
         message.receipt = member

@@ -1,0 +1,98 @@
+"""What issue 17's fault-injection run broke, each on a real Redis server: a poison message
+in a batch, a completed record overwritten by a redelivery, records expiring while their
+task still runs, an evicting ``maxmemory-policy``, a server still loading its data set, and
+dead letters nobody could work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import redis
+from flowrra_redis import RedisBroker, priority_key
+
+from flowrra import Flowrra, TaskStatus
+from flowrra.task import TaskResult, new_task_id
+from flowrra.testing import message
+
+_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+
+
+async def recorded(app: Flowrra, task_id: str, timeout: float = 10.0) -> TaskResult:
+    """The complete record of a task put in the queue behind the app's back (it has no
+    PENDING record to wait on), once a worker wrote it."""
+    deadline = time.monotonic() + timeout
+    while (result := await app.get_result(task_id)) is None or result.status not in _COMPLETE:
+        assert time.monotonic() < deadline, f"no record for {task_id}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+def _poison(task_id: str, **fields: object) -> str:
+    body = {
+        "v": 1,
+        "id": task_id,
+        "name": "fine",
+        "args": [],
+        "kwargs": {},
+        "priority": 0,
+        "attempt": 0,
+        "eta": None,
+        "submitted_at": 0,
+    }
+    body.update(fields)
+    return json.dumps(body)
+
+
+# -- item 1: one poison message no longer stops its batch ---------------------------------
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_rest_of_its_batch_runs(
+    make_app: object, sync_redis: redis.Redis
+) -> None:
+    app: Flowrra = make_app()  # type: ignore[operator]
+    ran: list[int] = []
+
+    @app.task()
+    async def fine(n: int) -> int:
+        ran.append(n)
+        return n
+
+    broker = app.broker
+    assert isinstance(broker, RedisBroker)
+    await broker.connect()
+    await app.backend.connect()
+    overflow, deep = new_task_id(), new_task_id()
+    nested = "[" * 100_000 + "]" * 100_000
+    healthy = [message("fine", n) for n in range(20)]
+    await broker.enqueue_many(healthy[:10])
+    # Both first in the queue (a lower priority than the healthy ones), so in their batch.
+    first = priority_key(-1)
+    too_large = _poison(overflow).replace('"priority": 0', '"priority": 1e400')
+    too_deep = _poison(deep)[:-1] + ', "deep": ' + nested + "}"
+    sync_redis.zadd(
+        broker.keys.queue,
+        {f"{first}0000000000000001|{too_large}": 0, f"{first}0000000000000002|{too_deep}": 0},
+    )
+    await broker.enqueue_many(healthy[10:])
+
+    got = await broker.reserve(100, 1)  # before the fix: OverflowError, the batch leased
+    assert len(got) == 22
+    bad = {m.id: m.undeliverable for m in got if m.undeliverable is not None}
+    assert set(bad) == {overflow, deep}
+    assert "OverflowError" in (bad[overflow] or "")
+    assert "RecursionError" in (bad[deep] or "")
+    assert [m.args for m in got if m.undeliverable is None] == [(n,) for n in range(20)]
+    await broker.release(got)
+
+    async with app:
+        results = [await recorded(app, m.id) for m in healthy]
+        failed = [await recorded(app, task_id) for task_id in (overflow, deep)]
+    assert [r.result for r in results] == list(range(20))
+    assert sorted(ran) == list(range(20))
+    assert all(r.status is TaskStatus.FAILED for r in failed)
+    dead = {d["id"]: d["reason"] for d in await broker.dead_letters()}
+    await broker.close()
+    assert set(dead) == {overflow, deep}
+    assert "OverflowError" in dead[overflow] and "RecursionError" in dead[deep]
