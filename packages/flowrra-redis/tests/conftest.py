@@ -96,7 +96,9 @@ class Workers:
             **os.environ,
             "FLOWRRA_TEST_REDIS_URL": redis_url,
             "FLOWRRA_TEST_PREFIX": prefix,
-            "PYTHONPATH": str(APPS),
+            # The caller's PYTHONPATH after the apps: workers run the code under test
+            # (a worktree's sources), not whatever the environment installed.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")])),
         }
         self.procs: list[subprocess.Popen[str]] = []
 
