@@ -10,7 +10,7 @@ import json
 import time
 
 import redis
-from flowrra_redis import RedisBroker, priority_key
+from flowrra_redis import RedisBackend, RedisBroker, priority_key
 
 from flowrra import Flowrra, TaskStatus
 from flowrra.task import TaskResult, new_task_id
@@ -96,3 +96,51 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_of_its_batch_runs(
     await broker.close()
     assert set(dead) == {overflow, deep}
     assert "OverflowError" in dead[overflow] and "RecursionError" in dead[deep]
+
+
+# -- item 3: a complete record is never overwritten ----------------------------------------
+
+
+async def test_the_store_refuses_to_replace_a_complete_record(redis_url: str, prefix: str) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    for final in (TaskStatus.SUCCESS, TaskStatus.FAILED):
+        task_id = new_task_id()
+        done = TaskResult(task_id, final, task_name="x", result=1, error="e")
+        await backend.store(task_id, done)
+        # What a redelivery of the finished task wrote: RUNNING, then another outcome.
+        # (store() writes RUNNING behind: store_many() waits for it to be written.)
+        await backend.store_many([TaskResult(task_id, TaskStatus.RUNNING, task_name="x")])
+        stored = await backend.get(task_id)
+        assert stored is not None and stored.status is final
+        other = TaskStatus.FAILED if final is TaskStatus.SUCCESS else TaskStatus.SUCCESS
+        again = TaskResult(task_id, other, task_name="x", result=2, error="again")
+        await backend.store(task_id, again)
+        await backend.store_many([TaskResult(task_id, TaskStatus.RETRYING, task_name="x")])
+        stored = await backend.get(task_id)
+        assert stored is not None and (stored.status, stored.result) == (final, 1)
+    # An id that looks like a record's status does not fool the check.
+    tricky = 'a","success'
+    await backend.store_many([TaskResult(tricky, TaskStatus.RUNNING, task_name="x")])
+    await backend.store(tricky, TaskResult(tricky, TaskStatus.SUCCESS, task_name="x", result=3))
+    stored = await backend.get(tricky)
+    assert stored is not None and (stored.status, stored.result) == (TaskStatus.SUCCESS, 3)
+    await backend.close()
+
+
+# -- item 10: the result TTL applies from completion ---------------------------------------
+
+
+async def test_incomplete_records_do_not_expire(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix, ttl=120)
+    await backend.connect()
+    task_id = new_task_id()
+    key = backend.keys.result(task_id)
+    for status in (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RETRYING):
+        await backend.store_many([TaskResult(task_id, status, task_name="x")])
+        assert sync_redis.pttl(key) == -1, status  # no TTL: kept while the task may run
+    await backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, task_name="x"))
+    assert 110_000 < sync_redis.pttl(key) <= 120_000
+    await backend.close()

@@ -1,9 +1,10 @@
 """The Redis result backend: records with a TTL, completions announced over pub/sub.
 
 Records go through :class:`~flowrra_redis.records.RecordWriter`: the ones stored in one
-event-loop turn are one Lua script call, which writes each record (``result:<id>``, JSON,
-with the TTL), publishes it on the ``events`` channel for monitors and, when the task is
-complete, publishes it on the ``done`` channel. ``wait_for`` never polls: each
+event-loop turn are one Lua script call, which writes each record (``result:<id>``, JSON;
+a complete one with the TTL, and never over a complete one), publishes it on the
+``events`` channel for monitors and, when the task is complete, publishes it on the
+``done`` channel. ``wait_for`` never polls: each
 process (each event loop in it that waits: usually one) keeps ONE pub/sub connection
 subscribed to ``done`` and hands each completion to the futures waiting for that id. A
 waiter registers its future first and only then reads the stored record, so a completion
@@ -195,8 +196,11 @@ class _BackendLoop(LoopState):
 class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     """A :class:`flowrra.protocols.ResultBackend` on Redis.
 
-    ``ttl``: seconds each record is kept (default one day); set again at every status
-    change. ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
+    ``ttl``: seconds a complete record (SUCCESS, FAILED) is kept (default one day),
+    counted from its completion; a PENDING, RUNNING or RETRYING record does not expire,
+    so a delayed or long task never becomes unknown while it may still run. A complete
+    record is never replaced (a redelivery of a finished task cannot rewrite it).
+    ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
     URL). ``retries``: how many times a command lost with its connection is sent again
     (and a lost subscription re-established before a waiter hears of it) before the caller
     gets a BackendError.
