@@ -30,6 +30,7 @@ _NO_IO = {
     "list_by_status",  # calls list
     "new_client",
     "pending_count",
+    "redelivered",  # reads the receipt the broker attached
     "translating",
 }
 #: What the tests below call on an unreachable server, besides the protocols' methods.

@@ -13,6 +13,7 @@ import redis
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
 
 from flowrra import Flowrra, TaskStatus
+from flowrra.clock import ManualClock
 from flowrra.task import TaskResult, new_task_id
 from flowrra.testing import message
 
@@ -126,6 +127,48 @@ async def test_the_store_refuses_to_replace_a_complete_record(redis_url: str, pr
     stored = await backend.get(tricky)
     assert stored is not None and (stored.status, stored.result) == (TaskStatus.SUCCESS, 3)
     await backend.close()
+
+
+async def test_a_redelivered_message_of_a_completed_task_is_acked_without_running(
+    redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """A worker completed a task and died before its ack went out: when the lease expires
+    the message comes back, and the next worker acks it instead of running it again. A
+    redelivered task whose record is not complete (it died mid-run) runs again."""
+    clock = ManualClock()
+    broker = RedisBroker(redis_url, prefix=prefix, lease_seconds=30, clock=clock)
+    backend = RedisBackend(redis_url, prefix=prefix)
+    app = Flowrra(broker=broker, backend=backend)
+    ran: list[str] = []
+
+    @app.task()
+    async def charge(label: str) -> str:
+        ran.append(label)
+        return f"charged {label}"
+
+    dead_worker = RedisBroker(redis_url, prefix=prefix, lease_seconds=30, clock=clock)
+    await dead_worker.connect()
+    await backend.connect()
+    done, cut = message("charge", "done"), message("charge", "cut")
+    await dead_worker.enqueue_many([done, cut])
+    taken = await dead_worker.reserve(2, 1)
+    assert [m.id for m in taken] == [done.id, cut.id]
+    finished = TaskResult(done.id, TaskStatus.SUCCESS, task_name="charge", result="charged")
+    await backend.store(done.id, finished)  # it completed; its ack was lost with the worker
+    await backend.store_many([TaskResult(cut.id, TaskStatus.RUNNING, task_name="charge")])
+    await dead_worker.close()
+    clock.advance(31)  # the leases expired
+
+    async with app:
+        rerun = await recorded(app, cut.id)
+        async with asyncio.timeout(10):  # the other one is acked, not run
+            while sync_redis.zcard(broker.keys.leased) or sync_redis.zcard(broker.keys.queue):
+                await asyncio.sleep(0.02)
+    assert ran == ["cut"]
+    assert rerun.result == "charged cut"
+    kept = await app.get_result(done.id)
+    assert kept is not None and (kept.status, kept.result) == (TaskStatus.SUCCESS, "charged")
+    await broker.close()
 
 
 # -- item 10: the result TTL applies from completion ---------------------------------------

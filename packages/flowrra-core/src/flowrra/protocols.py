@@ -13,9 +13,9 @@ give every member that has a sensible default and leave a few abstract methods.
 
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
-:class:`EventSource` (result backends) and :class:`WorkerDirectory` (brokers), which the
-engine checks with ``isinstance``. The contract suites test that an implementation
-declaring a capability provides it.
+:class:`EventSource` (result backends), :class:`WorkerDirectory` and :class:`Redeliveries`
+(brokers), which the engine checks with ``isinstance``. The contract suites test that an
+implementation declaring a capability provides it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "EventSource",
     "Executor",
     "KnownTasks",
+    "Redeliveries",
     "ResultBackend",
     "ScheduleStore",
     "WorkerDirectory",
@@ -245,6 +246,24 @@ class WorkerDirectory(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Live message counts by state (``queued``, ``delayed``, ``leased``, ``dead``)."""
+
+
+@runtime_checkable
+class Redeliveries(Protocol):
+    """A broker that can tell a redelivery from a first delivery (optional).
+
+    A message whose lease expired before it was settled (its worker died, stalled or was
+    cut off) is delivered again: at least once. The task may have completed all the
+    same, its ack lost with the worker. For a message this says is redelivered, the
+    worker reads the task's record first and, when it is complete (SUCCESS or FAILED),
+    acks the message without running the task again. The check costs a read per
+    redelivery only, never per task.
+    """
+
+    def redelivered(self, message: TaskMessage) -> bool:
+        """True if ``message`` was reserved before and came back unsettled (an expired
+        lease); False for a first delivery, a retry, and a message this broker cannot
+        tell about. Synchronous: it reads what the broker attached to the message."""
 
 
 @runtime_checkable

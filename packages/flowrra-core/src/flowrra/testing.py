@@ -51,6 +51,7 @@ from flowrra.protocols import (
     Broker,
     EventSource,
     KnownTasks,
+    Redeliveries,
     ResultBackend,
     ScheduleStore,
     WorkerDirectory,
@@ -330,6 +331,26 @@ class BrokerContract:
         [got] = await broker.reserve(1, 5.0)
         await broker.extend([got])
         await broker.ack(got)
+
+    async def test_a_redelivery_is_told_from_a_first_delivery(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        if not isinstance(broker, Redeliveries):
+            pytest.skip("not a Redeliveries broker")
+        lease = broker.lease_seconds
+        if lease is None:
+            pytest.skip("no leases (lease_seconds is None)")
+        _check_clock(broker, clock)
+        await broker.enqueue(message("again"))
+        [first] = await broker.reserve(1, 5.0)
+        assert not broker.redelivered(first), "a first delivery is not a redelivery"
+        clock.advance(lease + 1)  # its lease expired unsettled
+        [again] = await broker.reserve(1, 5.0)
+        assert again.id == first.id and broker.redelivered(again)
+        await broker.requeue(again, again.next_attempt(clock.time()))
+        [retry] = await broker.reserve(1, 5.0)
+        assert retry.attempt == 1 and not broker.redelivered(retry), "a retry is not one"
+        await broker.ack(retry)
 
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):

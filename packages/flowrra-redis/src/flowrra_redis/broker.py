@@ -11,7 +11,9 @@ Layout (all keys under one hash-tagged prefix, see :class:`~flowrra_redis.connec
   Redis and survives every worker restart.
 * ``leased``: reserved messages scored by their lease expiry. ``ack`` removes one; a worker
   extends its leases while tasks run; any reserve puts expired ones back in ``queue``, which
-  is how the tasks of a worker that died (SIGKILL, lost machine) are delivered again.
+  is how the tasks of a worker that died (SIGKILL, lost machine) are delivered again. Such
+  a member is marked (:meth:`RedisBroker.redelivered`): a worker acks it without running
+  it when the task's record is already complete.
 * ``wake``: a short list a worker with nothing to do blocks on (``BLPOP``); enqueues push a
   token, so an idle worker reacts at once instead of polling.
 * ``dead``: dead letters with their reason.
@@ -60,6 +62,9 @@ _SCRIPTS = {
 
 #: Seconds an ack waits for a reserve to carry it before it is sent on its own.
 ACK_DELAY = 0.1
+
+#: The byte RESERVE puts before a member's ``|`` when its lease expired (a redelivery).
+_MARK = ord("~")
 
 _COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
@@ -348,6 +353,16 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             message.undeliverable = f"malformed message: {type(exc).__name__}: {exc}"
         message.receipt = member
         return message
+
+    def redelivered(self, message: TaskMessage) -> bool:
+        """Whether ``message`` came back from an expired lease (see
+        :class:`flowrra.protocols.Redeliveries`): its member carries the mark RESERVE put
+        on it then."""
+        receipt = message.receipt
+        if not isinstance(receipt, bytes):
+            return False
+        bar = receipt.find(b"|")
+        return bar > 0 and receipt[bar - 1] == _MARK
 
     async def ack(self, message: TaskMessage) -> None:
         """Settle a reservation. Write-behind: the ack travels inside the next reserve

@@ -7,7 +7,9 @@ The sequence number is taken once per ENQUEUE call (the hex digits are the messa
 in that call) and once per delayed message when it becomes due (no hex digits: each has its
 own number). A delayed message is ``<priority key>|<JSON body>`` scored by its due time.
 A reserved message keeps its queue member in ``leased``, scored by the lease expiry, so an
-expired lease puts exactly that member back.
+expired lease puts that member back, in its place, with a ``~`` before the ``|``: the mark
+of a redelivery (a worker took it and did not settle it), which the worker checks against
+the task's record before running it again.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 # KEYS: queue, delayed, leased, sequence
 # ARGV: now, lease expiry, max messages, then the members to ack (settled: removed from
 # ``leased``). Acks a worker's settled messages, moves due delayed messages and expired
-# leases into the queue, then pops up to ARGV[3] members into ``leased``. Returns
+# leases into the queue (marked '~' before the '|': redelivered), then pops up to ARGV[3]
+# members into ``leased``. Returns
 # {members, messages waiting (due and delayed), next delayed due or '', how many expired
 # leases were put back}.
 RESERVE = (
@@ -88,6 +91,10 @@ end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 for _, m in ipairs(expired) do
   redis.call('ZREM', KEYS[3], m)
+  local bar = string.find(m, '|', 1, true)
+  if bar and string.sub(m, bar - 1, bar - 1) ~= '~' then
+    m = string.sub(m, 1, bar - 1) .. '~' .. string.sub(m, bar)  -- marked: a redelivery
+  end
   redis.call('ZADD', KEYS[1], 0, m)
 end
 local out = {}

@@ -62,6 +62,8 @@ class Runner:
         self.events = events
         self.settler = settler
         self._succeeded = settler.succeeded
+        # A worker's Settler: a redelivery of a completed task is acked, not run again.
+        self._redelivered = getattr(settler, "redelivered", None)
 
     async def run(
         self, handle: TaskHandle[Any, Any] | None, message: TaskMessage, executor: Executor
@@ -69,6 +71,13 @@ class Runner:
         """Run ``message`` (``handle`` is its registered task, if any) on ``executor``."""
         if handle is None or message.undeliverable is not None:
             await self.settler.reject(message)
+            return
+        redelivered = self._redelivered
+        if (
+            redelivered is not None
+            and redelivered(message)
+            and await self.settler.completed_before(message)  # type: ignore[attr-defined]
+        ):
             return
         started = time.time()
         # Settler.record() inlined on the hot path: a coroutine less.
