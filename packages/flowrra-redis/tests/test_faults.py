@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import Callable
 
+import pytest
 import redis
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
 
@@ -187,3 +190,31 @@ async def test_incomplete_records_do_not_expire(
     await backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, task_name="x"))
     assert 110_000 < sync_redis.pttl(key) <= 120_000
     await backend.close()
+
+
+# -- item 7: an evicting maxmemory-policy is warned about at connect ---------------------
+
+
+async def test_an_evicting_maxmemory_policy_is_warned_about_at_connect(
+    redis_server: Callable[..., str], redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    evicting = redis_server("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+    caplog.set_level(logging.WARNING, logger="flowrra.redis")
+    quiet = [
+        RedisBroker(evicting, eviction_warning=False),
+        RedisBackend(evicting + "?eviction_warning=off"),
+        RedisBroker(redis_url),  # the shared test server: noeviction
+    ]
+    for endpoint in quiet:
+        await endpoint.connect()
+        await endpoint.close()
+    assert not [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+
+    broker = RedisBroker(evicting)
+    await broker.connect()
+    await broker.close()
+    [warning] = [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    text = warning.getMessage()
+    assert "allkeys-lru" in text and "noeviction" in text and "eviction_warning" in text
+    assert "vanish" in text

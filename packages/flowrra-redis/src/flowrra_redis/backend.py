@@ -203,7 +203,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
     URL). ``retries``: how many times a command lost with its connection is sent again
     (and a lost subscription re-established before a waiter hears of it) before the caller
-    gets a BackendError.
+    gets a BackendError. ``eviction_warning``: as for the broker, a WARNING at ``connect``
+    when the server's ``maxmemory-policy`` evicts keys (``False`` or
+    ``?eviction_warning=off`` turns it off).
 
     Every public method raises :class:`~flowrra.exceptions.BackendError` (naming the
     server, never the password) for whatever redis-py raises.
@@ -226,6 +228,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         retry_on_timeout: bool = True,
         retries: int = 3,
         client: aioredis.Redis | None = None,
+        eviction_warning: bool = True,
     ) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be > 0 seconds or None, got {ttl}")
@@ -237,6 +240,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             retry_on_timeout=retry_on_timeout,
             retries=retries,
             client=client,
+            eviction_warning=eviction_warning,
         )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
         self._storing = self.translating("cannot store a result")
@@ -255,6 +259,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     async def connect(self) -> None:
         # Loaded up front: RUNNING records are sent as EVALSHA without waiting.
         await self.pipe.execute("SCRIPT", "LOAD", STORE.body)
+        if self.eviction_warning:
+            await self._check_eviction_policy()
 
     async def _close_state(self, state: _BackendLoop) -> None:
         if state.listener is not None:

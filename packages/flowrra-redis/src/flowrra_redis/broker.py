@@ -129,6 +129,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     ``prefix``: key prefix (a Redis Cluster hash tag is added), also settable with
     ``?prefix=`` in the URL or ``BrokerConfig.queue_key``. ``retries``: how many times a
     command lost with its connection is sent again before the caller gets a BrokerError.
+    ``eviction_warning``: log a WARNING at ``connect`` when the server's
+    ``maxmemory-policy`` evicts keys (queued tasks would vanish); ``False``, or
+    ``?eviction_warning=off`` in the URL, turns it off.
 
     Every public method raises :class:`~flowrra.exceptions.BrokerError` (naming the
     server, never the password) for whatever redis-py raises.
@@ -150,6 +153,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         retries: int = 3,
         dead_letter_limit: int = 10_000,
         client: aioredis.Redis | None = None,
+        eviction_warning: bool = True,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if lease_seconds <= 0:
@@ -162,6 +166,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             retry_on_timeout=retry_on_timeout,
             retries=retries,
             client=client,
+            eviction_warning=eviction_warning,
         )
         self.lease_seconds: float | None = lease_seconds
         self.clock = clock
@@ -183,6 +188,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     @boundary("cannot connect the broker")
     async def connect(self) -> None:
         await self.pipe.execute("PING")
+        if self.eviction_warning:
+            await self._check_eviction_policy()
 
     async def _close_state(self, state: _BrokerLoop) -> None:
         self._send_acks(state)
