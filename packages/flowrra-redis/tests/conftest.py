@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 from flowrra_redis import RedisBackend, RedisBroker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flowrra import Flowrra
 from flowrra.testing import SECRET
@@ -47,56 +49,67 @@ def unreachable_url() -> str:
     return f"redis://flowrra:{SECRET}@127.0.0.1:{port}/3"
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Starts redis-server processes of this test's own (for what must not be done to the
-    shared server: an eviction policy, a restart, a stall), each on a free port with
-    nothing saved, and kills them at the end. ``start(*options)`` returns the URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    procs: list[subprocess.Popen[bytes]] = []
+class RedisServers:
+    """redis-server processes of a test's own (for what must not be done to the shared
+    server: an eviction policy, a restart, a stall), each on a free port, in the test's
+    temporary directory, with nothing saved unless asked (``SAVE``)."""
 
-    def start(*options: str) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, *options: str, port: int | None = None) -> str:
+        """Start one (on ``port``, or a free one) and return its URL once it accepts
+        commands, or answers ``LOADING`` (still reading its data set)."""
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
         proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-                *options,
-            ],
+            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory), *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        client = redis.Redis(port=port, socket_connect_timeout=1)
+        )  # fmt: skip
+        self.procs[port] = proc
+        client = redis.Redis(port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
         deadline = time.monotonic() + 10
         while True:
             try:
                 client.ping()
                 break
-            except (redis.ConnectionError, redis.BusyLoadingError):
+            except redis.BusyLoadingError:
+                break
+            except redis.ConnectionError:
                 assert proc.poll() is None, "redis-server exited"
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.02)
         client.close()
         return f"redis://127.0.0.1:{port}/0"
 
-    yield start
-    for proc in procs:
+    def kill(self, url: str) -> None:
+        """SIGKILL the server at ``url`` (what it did not ``SAVE`` is lost)."""
+        proc = self.procs.pop(int(url.rsplit(":", 1)[1].split("/")[0]))
         proc.kill()
         proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+            proc.wait()
+        self.procs.clear()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServers]:
+    """Start redis-server processes of the test's own; all are killed at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    servers = RedisServers(binary, tmp_path)
+    yield servers
+    servers.stop_all()
 
 
 @pytest.fixture

@@ -9,11 +9,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
+from conftest import RedisServers
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flowrra import Flowrra, TaskStatus
 from flowrra.clock import ManualClock
@@ -196,9 +198,9 @@ async def test_incomplete_records_do_not_expire(
 
 
 async def test_an_evicting_maxmemory_policy_is_warned_about_at_connect(
-    redis_server: Callable[..., str], redis_url: str, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServers, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    evicting = redis_server("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+    evicting = redis_server.start("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
     caplog.set_level(logging.WARNING, logger="flowrra.redis")
     quiet = [
         RedisBroker(evicting, eviction_warning=False),
@@ -218,3 +220,73 @@ async def test_an_evicting_maxmemory_policy_is_warned_about_at_connect(
     text = warning.getMessage()
     assert "allkeys-lru" in text and "noeviction" in text and "eviction_warning" in text
     assert "vanish" in text
+
+
+# -- item 5: "not now" replies (LOADING, READONLY, MASTERDOWN) are retried -------------------
+
+
+async def test_a_restarted_server_still_loading_is_waited_for(
+    redis_server: RedisServers, prefix: str
+) -> None:
+    """After a restart Redis answers LOADING until its data set is read (here about two
+    seconds): reads, writes and waits carry on once it has, within their own deadline."""
+    url = redis_server.start()
+    backend = RedisBackend(url, prefix=prefix)
+    broker = RedisBroker(url, prefix=prefix)
+    # A wait keeps waiting until its own timeout, past the backend's busy_timeout.
+    impatient = RedisBackend(url, prefix=prefix, busy_timeout=0.2)
+    await backend.connect()
+    task_id = new_task_id()
+    done = TaskResult(task_id, TaskStatus.SUCCESS, task_name="x", result="kept")
+    await backend.store(task_id, done)
+    sync = redis.Redis.from_url(url)
+    with sync.pipeline(transaction=False) as pipe:  # enough keys to load for a while
+        for n in range(10_000):
+            pipe.set(f"filler:{n}", n)
+        pipe.execute()
+    sync.save()
+    redis_server.kill(url)
+    redis_server.start(
+        "--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024",
+        port=int(url.rsplit(":", 1)[1].split("/")[0]),
+    )  # fmt: skip
+    probe = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.BusyLoadingError):
+        probe.get("filler:0")  # it is loading now
+    probe.close()
+    async with asyncio.timeout(60):  # a hang guard, not a timing claim
+        got, also = await asyncio.gather(
+            backend.wait_for(task_id, timeout=30), impatient.wait_for(task_id, timeout=30)
+        )
+        assert got.result == also.result == "kept"
+        await broker.enqueue(message("x"))
+        [queued] = await broker.reserve(1, 1)
+        assert queued.name == "x"
+    assert sync.dbsize() > 10_000
+    sync.close()
+    await broker.close()
+    await backend.close()
+    await impatient.close()
+
+
+async def test_a_write_answered_readonly_during_a_failover_is_retried(
+    redis_server: RedisServers, prefix: str
+) -> None:
+    """The URL reaches a replica (a failover under way): writes answered READONLY are sent
+    again, on a new connection, and land once it is promoted."""
+    primary = redis_server.start()
+    port = primary.rsplit(":", 1)[1].split("/")[0]
+    replica = redis_server.start("--replicaof", "127.0.0.1", port)
+    broker = RedisBroker(replica, prefix=prefix)
+    await broker.connect()
+    writing = asyncio.create_task(broker.enqueue(message("after-failover")))
+    await asyncio.sleep(0.3)
+    assert not writing.done()  # refused (READONLY), and being tried again
+    promote = redis.Redis.from_url(replica)
+    promote.replicaof("NO", "ONE")
+    promote.close()
+    async with asyncio.timeout(30):  # a hang guard
+        await writing
+        [got] = await broker.reserve(1, 1)
+    assert got.name == "after-failover"
+    await broker.close()

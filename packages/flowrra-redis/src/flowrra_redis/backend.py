@@ -41,7 +41,7 @@ from flowrra_redis.connection import (
     text,
 )
 from flowrra_redis.loops import LoopState, running_loop
-from flowrra_redis.pipeline import AutoPipeline
+from flowrra_redis.pipeline import TRY_AGAIN, AutoPipeline
 from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
@@ -203,7 +203,10 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
     URL). ``retries``: how many times a command lost with its connection is sent again
     (and a lost subscription re-established before a waiter hears of it) before the caller
-    gets a BackendError. ``eviction_warning``: as for the broker, a WARNING at ``connect``
+    gets a BackendError. ``busy_timeout``: seconds a command Redis answers "not now"
+    (``LOADING``, ``READONLY``, ``MASTERDOWN``) is sent again before the caller gets a
+    BackendError; ``wait_for`` keeps trying until its own ``timeout``.
+    ``eviction_warning``: as for the broker, a WARNING at ``connect``
     when the server's ``maxmemory-policy`` evicts keys (``False`` or
     ``?eviction_warning=off`` turns it off).
 
@@ -229,6 +232,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         retries: int = 3,
         client: aioredis.Redis | None = None,
         eviction_warning: bool = True,
+        busy_timeout: float = 30.0,
     ) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be > 0 seconds or None, got {ttl}")
@@ -241,6 +245,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             retries=retries,
             client=client,
             eviction_warning=eviction_warning,
+            busy_timeout=busy_timeout,
         )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
         self._storing = self.translating("cannot store a result")
@@ -367,7 +372,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             try:
                 # Armed before reading: a completion published from here on resolves it.
                 if read_first:
-                    current = await self.get(task_id)
+                    current = await self._read(task_id, deadline)
                     if current is not None and current.status in _COMPLETE:
                         return current
                 read_first = True
@@ -379,6 +384,24 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                 # None: a large record announced by id, or the listener reconnected; read.
             finally:
                 state.forget(task_id, future)
+
+    async def _read(self, task_id: str, deadline: float | None) -> TaskResult | None:
+        """``get`` for a waiter: a "not now" reply (LOADING after a restart, a failover's
+        READONLY or MASTERDOWN) is tried again past ``busy_timeout``, until the wait's
+        own ``deadline`` (loop time), which bounds each attempt too."""
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            try:
+                async with asyncio.timeout(remaining):
+                    return await self.get(task_id)
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, TRY_AGAIN):
+                    raise
+            pause = 0.5 if remaining is None else min(0.5, remaining)
+            await asyncio.sleep(pause)
 
     async def _ensure_listener(self, state: _BackendLoop) -> None:
         listener, subscribed = state.listener, state.subscribed

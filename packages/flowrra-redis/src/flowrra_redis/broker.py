@@ -129,7 +129,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     ``prefix``: key prefix (a Redis Cluster hash tag is added), also settable with
     ``?prefix=`` in the URL or ``BrokerConfig.queue_key``. ``retries``: how many times a
     command lost with its connection is sent again before the caller gets a BrokerError.
-    ``eviction_warning``: log a WARNING at ``connect`` when the server's
+    ``busy_timeout``: seconds a command Redis answers "not now" (``LOADING`` after a
+    restart, a failover's ``READONLY`` or ``MASTERDOWN``) is sent again before the caller
+    gets a BrokerError. ``eviction_warning``: log a WARNING at ``connect`` when the server's
     ``maxmemory-policy`` evicts keys (queued tasks would vanish); ``False``, or
     ``?eviction_warning=off`` in the URL, turns it off.
 
@@ -154,6 +156,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         dead_letter_limit: int = 10_000,
         client: aioredis.Redis | None = None,
         eviction_warning: bool = True,
+        busy_timeout: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if lease_seconds <= 0:
@@ -167,6 +170,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             retries=retries,
             client=client,
             eviction_warning=eviction_warning,
+            busy_timeout=busy_timeout,
         )
         self.lease_seconds: float | None = lease_seconds
         self.clock = clock

@@ -331,11 +331,15 @@ class RedisEndpoint(Generic[S]):
         retries: int,
         client: aioredis.Redis | None,
         eviction_warning: bool = True,
+        busy_timeout: float = 30.0,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.url = url
         self.retries = retries
+        #: Seconds a command Redis answers LOADING / READONLY / MASTERDOWN / TRYAGAIN is
+        #: sent again before the caller gets the error (0: at once).
+        self.busy_timeout = busy_timeout
         from_url = eviction_warning_from_url(url)
         #: Warn at connect when the server's ``maxmemory-policy`` evicts keys.
         self.eviction_warning = eviction_warning and from_url is not False
@@ -439,6 +443,7 @@ class RedisEndpoint(Generic[S]):
             timeout=self.socket_timeout or None,
             retries=self.retries,
             retry_on_timeout=self.retry_on_timeout,
+            busy_timeout=self.busy_timeout,
         )
         return client, pipe
 
