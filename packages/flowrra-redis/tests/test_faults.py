@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import redis
-from conftest import RedisServers
+from conftest import APPS, RedisServers
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -290,3 +293,106 @@ async def test_a_write_answered_readonly_during_a_failover_is_retried(
         [got] = await broker.reserve(1, 1)
     assert got.name == "after-failover"
     await broker.close()
+
+
+# -- item 12: the dead letters can be worked, and are bounded in bytes ---------------------
+
+
+async def test_a_dead_letter_is_bounded_in_bytes_and_says_so(redis_url: str, prefix: str) -> None:
+    broker = RedisBroker(redis_url, prefix=prefix, dead_letter_max_bytes=1000)
+    await broker.connect()
+    await broker.enqueue(message("big", "x" * 10_000_000))  # 10 MB
+    [got] = await broker.reserve(1, 1)
+    await broker.dead_letter(got, "because")
+    [entry] = await broker.dead_letters()
+    assert len(entry["raw"].encode()) <= 1000
+    assert entry["truncated"] is True and entry["requeueable"] is False
+    assert entry["reason"].startswith("because") and "truncated" in entry["reason"]
+    assert "10,000,1" in entry["reason"]  # the size it had (10 MB and its JSON)
+    assert await broker.requeue_dead_letters() == []  # a cut message is not queued
+    await broker.close()
+
+
+async def test_dead_letters_are_requeued_once_and_purged(
+    make_app: object, prefix: str, sync_redis: redis.Redis
+) -> None:
+    """A task dead-lettered as unknown (deployed after its message came) is queued again
+    once, its FAILED record reset, and then runs; purge deletes entries."""
+    from flowrra import dead_letters
+
+    app: Flowrra = make_app()  # type: ignore[operator]
+    broker = app.broker
+    assert isinstance(broker, RedisBroker)
+    await broker.connect()
+    await app.backend.connect()
+    early, junk = message("deployed.later", 7), message("nobody.wants.this")
+    await broker.enqueue_many([early, junk])
+    async with app:  # it does not know either task: both dead-lettered, recorded FAILED
+        failed = await recorded(app, early.id)
+        await recorded(app, junk.id)
+    assert failed.status is TaskStatus.FAILED
+    listed = await dead_letters.listed(app)
+    assert {e["id"] for e in listed} == {early.id, junk.id}
+    assert all(e["requeueable"] for e in listed)
+
+    later: Flowrra = make_app()  # type: ignore[operator]
+
+    @later.task(name="deployed.later")
+    async def deployed(n: int) -> int:
+        return n * 6
+
+    assert await dead_letters.requeue(later, [early.id]) == [early.id]
+    assert await dead_letters.requeue(later, [early.id]) == []  # once
+    pending = await later.get_result(early.id)
+    assert pending is not None and pending.status is TaskStatus.PENDING
+    async with later:
+        result = await later.wait_for_result(early.id, timeout=10)
+    assert (result.status, result.result) == (TaskStatus.SUCCESS, 42)
+    assert [e["id"] for e in await dead_letters.listed(later)] == [junk.id]
+    assert await dead_letters.purge(later, [junk.id]) == 1
+    assert await broker.dead_letters() == []
+    await broker.close()
+
+
+def test_the_dead_letters_command(redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    """``flowrra dead-letters list|requeue|purge`` on the Redis tests' worker app."""
+
+    async def dead_letter_two() -> list[str]:
+        broker = RedisBroker(redis_url, prefix=prefix)
+        await broker.connect()
+        runs, stray = message("redis_app.record", 5), message("nobody.has.this")
+        await broker.enqueue_many([runs, stray])
+        for got in await broker.reserve(2, 1):
+            await broker.dead_letter(got, f"not registered: {got.name}")
+        await broker.close()
+        return [runs.id, stray.id]
+
+    runs, stray = asyncio.run(dead_letter_two())
+    env = {
+        **os.environ,
+        "FLOWRRA_TEST_REDIS_URL": redis_url,
+        "FLOWRRA_TEST_PREFIX": prefix,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")])),
+    }
+
+    def flowrra(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "flowrra", "dead-letters", *argv],
+            cwd=APPS, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = json.loads(flowrra("list", "redis_app:app", "--json"))
+    assert {e["id"] for e in listed} == {runs, stray}
+    assert "not registered" in flowrra("list", "redis_app:app")
+    assert flowrra("requeue", "redis_app:app", runs).strip() == f"requeued 1: {runs}"
+    [queued] = sync_redis.zrange(f"{{{prefix}}}:queue", 0, -1)
+    assert runs.encode() in queued
+    assert flowrra("purge", "redis_app:app", "--all").strip() == "purged 1"
+    assert json.loads(flowrra("list", "redis_app:app", "--json")) == []
+    bad = subprocess.run(
+        [sys.executable, "-m", "flowrra", "dead-letters", "purge", "redis_app:app"],
+        cwd=APPS, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--all" in bad.stderr

@@ -51,17 +51,21 @@ from flowrra_redis.connection import (
 from flowrra_redis.loops import LoopState
 from flowrra_redis.pipeline import AutoPipeline, Script
 
-__all__ = ["ACK_DELAY", "RedisBroker", "priority_key"]
+__all__ = ["ACK_DELAY", "DEAD_LETTER_MAX_BYTES", "RedisBroker", "priority_key"]
 
 logger = logging.getLogger("flowrra.redis.broker")
 
 _SCRIPTS = {
     name: Script(getattr(scripts, name))
-    for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER")
+    for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER", "DEAD_REQUEUE")
 }
 
 #: Seconds an ack waits for a reserve to carry it before it is sent on its own.
 ACK_DELAY = 0.1
+#: Bytes of a dead-lettered message kept by default (``dead_letter_max_bytes``).
+DEAD_LETTER_MAX_BYTES = 64 * 1024
+#: Characters of a dead letter's reason kept.
+_REASON_LIMIT = 4096
 
 #: The byte RESERVE puts before a member's ``|`` when its lease expired (a redelivery).
 _MARK = ord("~")
@@ -154,6 +158,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         retry_on_timeout: bool = True,
         retries: int = 3,
         dead_letter_limit: int = 10_000,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
         client: aioredis.Redis | None = None,
         eviction_warning: bool = True,
         busy_timeout: float = 30.0,
@@ -175,6 +180,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self.lease_seconds: float | None = lease_seconds
         self.clock = clock
         self.dead_letter_limit = dead_letter_limit
+        if dead_letter_max_bytes < 1:
+            raise ValueError(f"dead_letter_max_bytes must be >= 1, got {dead_letter_max_bytes}")
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._drained = False  # the last RESERVE left nothing queued or delayed
         self._depth = 0
         self._next_due: float | None = None
@@ -429,14 +437,33 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
 
     @boundary("cannot dead-letter")
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
+        """Move a reserved message to the dead letters with ``reason``. At most
+        ``dead_letter_max_bytes`` of the message are kept (the reason says when it was cut,
+        and such an entry cannot be requeued), and the newest ``dead_letter_limit``
+        entries."""
         raw = message.receipt
+        data = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else b""
+        text_raw = data.decode("utf-8", errors="replace") if raw is not None else None
+        if len(reason) > _REASON_LIMIT:
+            reason = reason[:_REASON_LIMIT] + "…"
+        truncated = False
+        size = len(data)
+        if size > self.dead_letter_max_bytes:
+            text_raw = data[: self.dead_letter_max_bytes].decode("utf-8", errors="ignore")
+            truncated = True
+            reason += (
+                f" [message truncated: {size:,} bytes, the first "
+                f"{self.dead_letter_max_bytes:,} kept; it cannot be requeued]"
+            )
         entry = {
             "reason": reason,
             "at": time.time(),
             "id": message.id or None,
             "name": message.name or None,
-            "raw": raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw,
+            "raw": text_raw,
         }
+        if truncated:
+            entry["truncated"] = True
         await self._run(
             "DEAD_LETTER",
             [self.keys.leased, self.keys.dead],
@@ -489,9 +516,77 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
 
     @boundary("cannot read dead letters")
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest dead letters: ``reason``, ``at``, ``id``, ``name`` and ``raw``."""
+        """The newest dead letters (see :class:`flowrra.protocols.DeadLetters`): ``reason``,
+        ``at``, ``id``, ``name``, ``raw`` (the message as queued, cut to
+        ``dead_letter_max_bytes``), ``truncated`` and ``requeueable`` (whether
+        :meth:`requeue_dead_letters` can queue it again: it decodes, whole)."""
         entries = await self.client.lrange(self.keys.dead, 0, max(limit, 1) - 1)
-        return [json.loads(e) for e in entries]
+        out = []
+        for stored in entries:
+            entry = _entry(stored)
+            entry["requeueable"] = self._revived(entry) is not None
+            out.append(entry)
+        return out
+
+    @boundary("cannot requeue dead letters")
+    async def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> list[TaskMessage]:
+        """Queue again, due now, the dead letters of the tasks ``ids`` (None: every one)
+        that are requeueable, removing their entries; returns the messages queued. Each
+        entry is taken atomically: two callers never requeue one message twice. Entries
+        that cannot be requeued (cut to the byte bound, or not decodable) stay."""
+        wanted = None if ids is None else set(ids)
+        stored = await self.client.lrange(self.keys.dead, 0, -1)
+        args: list[Any] = []
+        messages: list[TaskMessage] = []
+        for raw_entry in stored:
+            entry = _entry(raw_entry)
+            if wanted is not None and entry.get("id") not in wanted:
+                continue
+            message = self._revived(entry)
+            if message is None:
+                continue
+            args += [raw_entry, priority_key(message.priority), _queued(len(messages), message)]
+            messages.append(message)
+        if not messages:
+            return []
+        k = self.keys
+        queued = await self._run("DEAD_REQUEUE", [k.dead, k.queue, k.sequence, k.wake], args)
+        return [messages[int(n) - 1] for n in queued]
+
+    @boundary("cannot purge dead letters")
+    async def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete the dead letters of the tasks ``ids`` (None: all of them); returns how
+        many entries were deleted."""
+        dead = self.keys.dead
+        if ids is None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.llen(dead)
+                pipe.delete(dead)
+                count, _ = await pipe.execute()
+            return int(count)
+        wanted = set(ids)
+        stored = await self.client.lrange(dead, 0, -1)
+        doomed = [e for e in stored if _entry(e).get("id") in wanted]
+        if not doomed:
+            return 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in doomed:
+                pipe.execute_command("LREM", dead, 1, entry)
+            removed = await pipe.execute()
+        return sum(int(n) for n in removed)
+
+    def _revived(self, entry: dict[str, Any]) -> TaskMessage | None:
+        """The message of a dead letter, ready to queue again (due now), or None when it
+        cannot be: cut to the byte bound, not decodable, or naming no task."""
+        raw = entry.get("raw")
+        if entry.get("truncated") or not isinstance(raw, str):
+            return None
+        message = self._decode(raw.encode())
+        if message.undeliverable is not None or not message.id or not message.name:
+            return None
+        message.receipt = None
+        message.eta = None
+        return message
 
     @boundary("cannot send a heartbeat")
     async def announce(self, info: dict[str, Any], ttl: float) -> None:
@@ -524,6 +619,17 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             return []
         details = await client.mget([k.worker(i) for i in ids])
         return [json.loads(d) for d in details if d is not None]
+
+
+def _entry(stored: bytes | str) -> dict[str, Any]:
+    """A dead-letter entry as stored (JSON); an unreadable one as its text."""
+    try:
+        entry = json.loads(stored)
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict):
+        return {"reason": "unreadable dead-letter entry", "raw": text(stored)}
+    return entry
 
 
 def _id_in(raw: str) -> str:

@@ -14,7 +14,7 @@ the task's record before running it again.
 
 from __future__ import annotations
 
-__all__ = ["DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
+__all__ = ["DEAD_LETTER", "DEAD_REQUEUE", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
 
 # bulk(command, key, items, from): one command per 4,000 items from items[from], for
 # variadic commands (Lua's unpack has a stack limit).
@@ -148,4 +148,27 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 return 1
+"""
+
+# KEYS: dead, queue, sequence, wake ; ARGV: per message (its dead-letter entry exactly as
+# stored, priority key, '<8 hex digits: its place>|<body>'). Each entry still in the list
+# is removed and its message queued (due now), as ENQUEUE queues one: an entry another
+# caller took first is skipped, so a message is never requeued twice. Returns the
+# 1-based positions (in ARGV triples) of the messages queued.
+DEAD_REQUEUE = """
+local seq = string.format('%016.0f', redis.call('INCR', KEYS[3]))
+local queued = {}
+for i = 1, #ARGV, 3 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], 0, ARGV[i + 1] .. seq .. ARGV[i + 2])
+    queued[#queued + 1] = (i + 2) / 3
+  end
+end
+if #queued > 0 then
+  local tokens = {}
+  for i = 1, math.min(#queued, 16) do tokens[i] = '1' end
+  redis.call('RPUSH', KEYS[4], unpack(tokens))
+  redis.call('LTRIM', KEYS[4], -64, -1)
+end
+return queued
 """
