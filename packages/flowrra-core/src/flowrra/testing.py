@@ -49,6 +49,7 @@ from flowrra.exceptions import BackendError, BrokerError, FlowrraError, Serializ
 from flowrra.protocols import (
     BatchStore,
     Broker,
+    DeadLetters,
     EventSource,
     KnownTasks,
     Redeliveries,
@@ -351,6 +352,30 @@ class BrokerContract:
         [retry] = await broker.reserve(1, 5.0)
         assert retry.attempt == 1 and not broker.redelivered(retry), "a retry is not one"
         await broker.ack(retry)
+
+    async def test_dead_letters_are_listed_requeued_once_and_purged(self, broker: Broker) -> None:
+        if not isinstance(broker, DeadLetters):
+            pytest.skip("not a DeadLetters broker")
+        first, second = message("dead.one", 1), message("dead.two", 2)
+        await broker.enqueue_many([first, second])
+        taken: list[TaskMessage] = []
+        deadline = time.monotonic() + 5.0
+        while len(taken) < 2 and time.monotonic() < deadline:
+            taken += await broker.reserve(2 - len(taken), 0.2)
+        for got in taken:
+            await broker.dead_letter(got, f"because {got.name}")
+        entries = await broker.dead_letters(10)
+        assert {e["id"] for e in entries} == {first.id, second.id}
+        assert {e["reason"] for e in entries} == {"because dead.one", "because dead.two"}
+        assert all(e["requeueable"] for e in entries)
+        [again] = await broker.requeue_dead_letters([first.id])
+        assert (again.id, again.name, again.args) == (first.id, "dead.one", (1,))
+        assert await broker.requeue_dead_letters([first.id]) == []  # taken once
+        [got] = await broker.reserve(1, 5.0)
+        assert got.id == first.id
+        await broker.ack(got)
+        assert await broker.purge_dead_letters() == 1
+        assert await broker.dead_letters(10) == []
 
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):
