@@ -88,17 +88,30 @@ class RedisServers:
         client.close()
         return f"redis://127.0.0.1:{port}/0"
 
+    def pause(self, url: str) -> None:
+        """SIGSTOP the server at ``url``: it accepts connections, and answers nothing."""
+        self.procs[_port(url)].send_signal(signal.SIGSTOP)
+
+    def resume(self, url: str) -> None:
+        """SIGCONT the server at ``url``: it runs what it was sent meanwhile."""
+        self.procs[_port(url)].send_signal(signal.SIGCONT)
+
     def kill(self, url: str) -> None:
         """SIGKILL the server at ``url`` (what it did not ``SAVE`` is lost)."""
-        proc = self.procs.pop(int(url.rsplit(":", 1)[1].split("/")[0]))
+        proc = self.procs.pop(_port(url))
         proc.kill()
         proc.wait()
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
+            proc.send_signal(signal.SIGCONT)
             proc.kill()
             proc.wait()
         self.procs.clear()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -396,3 +397,55 @@ def test_the_dead_letters_command(redis_url: str, prefix: str, sync_redis: redis
         cwd=APPS, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "--all" in bad.stderr
+
+
+# -- item 2: a write sent again after a timeout is not queued twice ------------------------
+
+
+async def test_an_enqueue_sent_again_after_a_stall_is_queued_once(
+    redis_server: RedisServers, prefix: str
+) -> None:
+    """Redis stops answering (SIGSTOP) after an enqueue reached it: the pipeline's watchdog
+    gives up on the connection and, once Redis is back, sends the enqueue again on a new
+    one, while Redis also runs the first. The message id dedupes it inside the script."""
+    url = redis_server.start()
+    broker = RedisBroker(url, prefix=prefix, socket_timeout=0.3, retries=20)
+    await broker.connect()
+    await broker.enqueue(message("first"))  # Redis has the script now: it will run it
+    redis_server.pause(url)
+    try:
+        one, many = message("once"), [message("batch", n) for n in range(3)]
+        sending = asyncio.gather(broker.enqueue(one), broker.enqueue_many(many))
+        await asyncio.sleep(1.0)  # the watchdog fired: the enqueues wait to be sent again
+    finally:
+        redis_server.resume(url)
+    async with asyncio.timeout(30):  # a hang guard
+        await sending
+    got = await broker.reserve(100, 0.5)
+    assert sorted(m.name for m in got) == ["batch", "batch", "batch", "first", "once"]
+    await broker.close()
+
+
+async def test_a_large_enqueue_many_goes_in_bounded_calls_in_order(
+    redis_url: str, prefix: str
+) -> None:
+    """A batch larger than ``enqueue_chunk`` is several ENQUEUE calls (no one call of a
+    million messages runs past the socket timeout), in submit order, each message once."""
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    assert broker.enqueue_chunk == 10_000
+    broker.enqueue_chunk = 3
+    sizes: list[int] = []
+    send = broker.pipe.request_script
+
+    def counting(script: Any, keys: Any, args: Any) -> Any:
+        sizes.append((len(args) - 3) // 4)
+        return send(script, keys, args)
+
+    broker.pipe.request_script = counting  # type: ignore[method-assign]
+    batch = [message("n", n) for n in range(10)]
+    await broker.enqueue_many(batch)
+    assert sizes == [3, 3, 3, 1]
+    got = await broker.reserve(100, 0.5)
+    assert [m.args for m in got] == [(n,) for n in range(10)]
+    await broker.close()

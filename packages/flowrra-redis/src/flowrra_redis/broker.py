@@ -51,7 +51,7 @@ from flowrra_redis.connection import (
 from flowrra_redis.loops import LoopState
 from flowrra_redis.pipeline import AutoPipeline, Script
 
-__all__ = ["ACK_DELAY", "DEAD_LETTER_MAX_BYTES", "RedisBroker", "priority_key"]
+__all__ = ["ACK_DELAY", "DEAD_LETTER_MAX_BYTES", "ENQUEUE_CHUNK", "RedisBroker", "priority_key"]
 
 logger = logging.getLogger("flowrra.redis.broker")
 
@@ -62,6 +62,9 @@ _SCRIPTS = {
 
 #: Seconds an ack waits for a reserve to carry it before it is sent on its own.
 ACK_DELAY = 0.1
+#: Messages per ENQUEUE call of ``enqueue_many`` (a larger batch is several calls: one of
+#: a million would run for seconds, past the socket timeout).
+ENQUEUE_CHUNK = 10_000
 #: Bytes of a dead-lettered message kept by default (``dead_letter_max_bytes``).
 DEAD_LETTER_MAX_BYTES = 64 * 1024
 #: Characters of a dead letter's reason kept.
@@ -180,6 +183,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self.lease_seconds: float | None = lease_seconds
         self.clock = clock
         self.dead_letter_limit = dead_letter_limit
+        #: Messages per ENQUEUE script call of :meth:`enqueue_many`.
+        self.enqueue_chunk = ENQUEUE_CHUNK
         if dead_letter_max_bytes < 1:
             raise ValueError(f"dead_letter_max_bytes must be >= 1, got {dead_letter_max_bytes}")
         self.dead_letter_max_bytes = dead_letter_max_bytes
@@ -227,26 +232,66 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         return self._enqueued(self._send_enqueue((message,)))
 
     def enqueue_many(self, messages: Sequence[TaskMessage]) -> Awaitable[None]:
-        """Send the messages now, in one script call (all or none); returns an awaitable
-        of the reply, like :meth:`enqueue`."""
+        """Send the messages now, in script calls of up to :attr:`enqueue_chunk` each (all
+        or none per call), so no one call runs long enough for the socket timeout to give
+        up on it; returns an awaitable of the replies, like :meth:`enqueue`. Every message
+        is encoded before the first call is sent: one that cannot be encoded raises
+        SerializationError with nothing queued. If a call fails, the BrokerError says how
+        many messages Redis confirmed."""
         if not messages:
             return DONE
-        return self._enqueued(self._send_enqueue(messages))
+        chunk = self.enqueue_chunk
+        if len(messages) <= chunk:
+            return self._enqueued(self._send_enqueue(messages))
+        calls = [
+            self._enqueue_call(messages[i : i + chunk]) for i in range(0, len(messages), chunk)
+        ]
+        replies = [self._send_call(call) for call in calls]
+        return self._all_enqueued(replies, [len(call) // 4 for call in calls])
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
-        args: list[Any] = [self.clock.time(), ""]
+        return self._send_call(self._enqueue_call(messages))
+
+    def _enqueue_call(self, messages: Sequence[TaskMessage]) -> list[Any]:
+        """ENQUEUE's arguments for ``messages`` (raises SerializationError)."""
+        args: list[Any] = [self.clock.time(), "", self._dedupe_window()]
         for place, message in enumerate(messages):
             eta = message.eta
             args += [
+                f"{message.id}:{message.attempt}",
                 priority_key(message.priority),
                 "" if eta is None else repr(eta),
                 _queued(place, message),
             ]
+        return args
+
+    def _send_call(self, args: list[Any]) -> asyncio.Future[Any]:
         k = self.keys
-        keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
+        keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent)
         reply = self.pipe.request_script(_SCRIPTS["ENQUEUE"], keys, args)
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return reply
+
+    async def _all_enqueued(self, replies: list[asyncio.Future[Any]], sizes: list[int]) -> None:
+        confirmed, failure = 0, None
+        for reply, size in zip(replies, sizes, strict=True):
+            try:
+                self._depth = int(await reply)
+                confirmed += size
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            with self.translating(
+                f"cannot enqueue all of {sum(sizes):,} messages ({confirmed:,} confirmed "
+                f"queued, in calls of up to {self.enqueue_chunk:,}; the others may or may not be)"
+            ):
+                raise failure
+
+    def _dedupe_window(self) -> float:
+        """Seconds ENQUEUE remembers a message id: longer than any resend of it can come
+        (each of ``retries`` resends waits at most ``socket_timeout`` for a reply and a
+        second of backoff), and at least a minute."""
+        return max(60.0, 2 * (self.retries + 1) * ((self.socket_timeout or 5.0) + 1.0))
 
     async def _enqueued(self, reply: asyncio.Future[Any]) -> None:
         with self.translating("cannot enqueue"):
@@ -417,10 +462,12 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self._depth = int(
             await self._run(
                 "ENQUEUE",
-                [k.queue, k.sequence, k.wake, k.delayed, k.leased],
+                [k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent],
                 [
                     self.clock.time(),
                     message.receipt or "",
+                    self._dedupe_window(),
+                    f"{retry.id}:{retry.attempt}",
                     priority_key(retry.priority),
                     "" if retry.eta is None else repr(retry.eta),
                     _queued(0, retry),

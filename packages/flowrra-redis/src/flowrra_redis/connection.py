@@ -124,6 +124,12 @@ class Keys:
         return f"{self.base}:seq"
 
     @property
+    def sent(self) -> str:
+        """ZSET of recently queued messages' ``<id>:<attempt>`` (score: when), which
+        makes an enqueue sent again after a timeout queue nothing twice."""
+        return f"{self.base}:sent"
+
+    @property
     def wake(self) -> str:
         """List a worker blocks on when the queue is empty; producers push a token."""
         return f"{self.base}:wake"

@@ -26,30 +26,37 @@ local function bulk(command, key, items, from)
 end
 """
 
-# KEYS: queue, sequence, wake, delayed, leased
-# ARGV: now, leased member to remove ('' for none), then per message (priority key, eta or
-# '', '<8 hex digits: its place in this call>|<body>').
-# One sequence number per call, formatted once: a message's order key is its priority key,
-# that number and its place in the call (no number is formatted per message: that and the
-# string it makes were half of this script's time). Returns how many messages wait (due and
-# delayed).
+# KEYS: queue, sequence, wake, delayed, leased, sent
+# ARGV: now, leased member to remove ('' for none), seconds a message id is remembered,
+# then per message (its dedupe key '<id>:<attempt>', priority key, eta or '',
+# '<8 hex digits: its place in this call>|<body>').
+# Idempotent: a message whose dedupe key ``sent`` holds (a ZSET scored by the time each
+# was queued, pruned past the window) is skipped, so this call sent again after a timeout
+# or a lost connection (when Redis had run it, but its reply was lost) queues nothing
+# twice. One sequence number per call, formatted once: a message's order key is its
+# priority key, that number and its place in the call (no number is formatted per message:
+# that and the string it makes were half of this script's time). Returns how many messages
+# wait (due and delayed).
 ENQUEUE = (
     _BULK
     + """
 local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[5], ARGV[2]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[3]))
 local seq = string.format('%016.0f', redis.call('INCR', KEYS[2]))
 local due, later, nd, nl = {}, {}, 0, 0
-for i = 3, #ARGV, 3 do
-  local eta = ARGV[i + 1]
-  if eta ~= '' and tonumber(eta) > now then
-    nl = nl + 2
-    later[nl - 1] = eta
-    later[nl] = ARGV[i] .. string.sub(ARGV[i + 2], 9)
-  else
-    nd = nd + 2
-    due[nd - 1] = '0'
-    due[nd] = ARGV[i] .. seq .. ARGV[i + 2]
+for i = 4, #ARGV, 4 do
+  if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[i]) == 1 then
+    local eta = ARGV[i + 2]
+    if eta ~= '' and tonumber(eta) > now then
+      nl = nl + 2
+      later[nl - 1] = eta
+      later[nl] = ARGV[i + 1] .. string.sub(ARGV[i + 3], 9)
+    else
+      nd = nd + 2
+      due[nd - 1] = '0'
+      due[nd] = ARGV[i + 1] .. seq .. ARGV[i + 3]
+    end
   end
 end
 bulk('ZADD', KEYS[1], due, 1)
