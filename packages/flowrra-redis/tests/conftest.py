@@ -4,6 +4,7 @@ one, database 9), a fresh key prefix per test, and worker processes."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 import redis
 from flowrra_redis import RedisBackend, RedisBroker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flowrra import Flowrra
 from flowrra.testing import SECRET
@@ -46,6 +49,82 @@ def unreachable_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"redis://flowrra:{SECRET}@127.0.0.1:{port}/3"
+
+
+class RedisServers:
+    """redis-server processes of a test's own (for what must not be done to the shared
+    server: an eviction policy, a restart, a stall), each on a free port, in the test's
+    temporary directory, with nothing saved unless asked (``SAVE``)."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, *options: str, port: int | None = None) -> str:
+        """Start one (on ``port``, or a free one) and return its URL once it accepts
+        commands, or answers ``LOADING`` (still reading its data set)."""
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        proc = subprocess.Popen(
+            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.procs[port] = proc
+        client = redis.Redis(port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.BusyLoadingError:
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None, "redis-server exited"
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        client.close()
+        return f"redis://127.0.0.1:{port}/0"
+
+    def pause(self, url: str) -> None:
+        """SIGSTOP the server at ``url``: it accepts connections, and answers nothing."""
+        self.procs[_port(url)].send_signal(signal.SIGSTOP)
+
+    def resume(self, url: str) -> None:
+        """SIGCONT the server at ``url``: it runs what it was sent meanwhile."""
+        self.procs[_port(url)].send_signal(signal.SIGCONT)
+
+    def kill(self, url: str) -> None:
+        """SIGKILL the server at ``url`` (what it did not ``SAVE`` is lost)."""
+        proc = self.procs.pop(_port(url))
+        proc.kill()
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+        self.procs.clear()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServers]:
+    """Start redis-server processes of the test's own; all are killed at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    servers = RedisServers(binary, tmp_path)
+    yield servers
+    servers.stop_all()
 
 
 @pytest.fixture
@@ -98,7 +177,9 @@ class Workers:
             **os.environ,
             "FLOWRRA_TEST_REDIS_URL": redis_url,
             "FLOWRRA_TEST_PREFIX": prefix,
-            "PYTHONPATH": str(APPS),
+            # The caller's PYTHONPATH after the apps: workers run the code under test
+            # (a worktree's sources), not whatever the environment installed.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")])),
         }
         self.procs: list[subprocess.Popen[str]] = []
         self._logs: dict[int, Any] = {}

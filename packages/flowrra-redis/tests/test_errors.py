@@ -30,10 +30,11 @@ _NO_IO = {
     "list_by_status",  # calls list
     "new_client",
     "pending_count",
+    "redelivered",  # reads the receipt the broker attached
     "translating",
 }
 #: What the tests below call on an unreachable server, besides the protocols' methods.
-_BROKER_EXTRAS = {"dead_letters"}
+_BROKER_EXTRAS = {"dead_letters", "requeue_dead_letters", "purge_dead_letters"}
 _BACKEND_EXTRAS = {"delete"}
 _BROKER_CONTRACT = {
     "connect", "close", "enqueue", "enqueue_many", "reserve", "requeue", "release",
@@ -85,6 +86,8 @@ async def test_redis_only_methods_raise_broker_and_backend_errors(unreachable_ur
     error = await _refused(BrokerError, broker.dead_letters, unreachable_url)
     assert str(error).startswith("cannot read dead letters: ")
     assert "is unavailable" in str(error)
+    await _refused(BrokerError, broker.requeue_dead_letters, unreachable_url)
+    await _refused(BrokerError, lambda: broker.purge_dead_letters(["x"]), unreachable_url)
     await _refused(BackendError, lambda: backend.delete("x"), unreachable_url)
     await broker.close()
     await backend.close()

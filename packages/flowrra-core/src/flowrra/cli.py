@@ -2,6 +2,7 @@
 
 ``flowrra worker module:app`` runs an app's workers until SIGTERM or SIGINT, then drains:
 running tasks get ``--grace`` seconds to finish (a second signal stops at once).
+``flowrra dead-letters list|requeue|purge module:app`` works the broker's dead letters.
 ``flowrra demo`` runs the embedded demo. Plugins add sub-commands through the ``flowrra.cli``
 entry-point group: each entry point is a function taking the ``argparse`` sub-parsers object
 and adding its parsers, with ``set_defaults(func=handler)`` where ``handler(args) -> int``.
@@ -209,6 +210,61 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _work_dead_letters(app: Flowrra, args: argparse.Namespace) -> Any:
+    from flowrra import dead_letters
+
+    await app.broker.connect()
+    await app.backend.connect()
+    try:
+        if args.action == "list":
+            return await dead_letters.listed(app, args.limit)
+        ids = None if args.all else args.ids
+        if args.action == "requeue":
+            return await dead_letters.requeue(app, ids)
+        return await dead_letters.purge(app, ids)
+    finally:
+        await app.broker.close()
+        await app.backend.close()
+
+
+def _format_dead_letter(entry: dict[str, Any]) -> str:
+    import datetime
+
+    at = entry.get("at")
+    when = (
+        datetime.datetime.fromtimestamp(at).isoformat(sep=" ", timespec="seconds")
+        if isinstance(at, int | float)
+        else "?"
+    )
+    flags = "" if entry.get("requeueable") else "  (cannot be requeued)"
+    return f"{when}  {entry.get('id')}  {entry.get('name')}{flags}\n    {entry.get('reason')}"
+
+
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    import json
+
+    if args.action != "list" and not args.all and not args.ids:
+        raise CommandError(f"dead-letters {args.action}: name task ids, or pass --all")
+    app = load_app(args.app)
+    try:
+        outcome = asyncio.run(_work_dead_letters(app, args))
+    except Exception as exc:
+        print(f"flowrra: error: cannot {args.action} dead letters: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "list":
+        if args.json:
+            print(json.dumps(outcome, indent=2))
+        else:
+            print(f"{len(outcome)} dead letters (newest first)")
+            for entry in outcome:
+                print(_format_dead_letter(entry))
+    elif args.action == "requeue":
+        print(f"requeued {len(outcome)}: {' '.join(outcome)}" if outcome else "requeued 0")
+    else:
+        print(f"purged {outcome}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from flowrra.demo import run_demo
 
@@ -294,6 +350,25 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("app", help="the app, as module:attribute (e.g. tasks:app)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_cmd_status)
+
+    dead = commands.add_parser(
+        "dead-letters", help="list, requeue or purge the dead letters of an app's broker"
+    )
+    dead_actions = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dead_list = dead_actions.add_parser("list", help="print the newest dead letters")
+    dead_list.add_argument("app", help="the app, as module:attribute (e.g. tasks:app)")
+    dead_list.add_argument(
+        "--limit", type=_positive_int, default=100, help="entries to print (default 100)"
+    )
+    dead_list.add_argument("--json", action="store_true", help="print JSON")
+    for action, verb in (("requeue", "queue again, due now,"), ("purge", "delete")):
+        parser_ = dead_actions.add_parser(
+            action, help=f"{verb} the dead letters of the tasks named (or --all)"
+        )
+        parser_.add_argument("app", help="the app, as module:attribute (e.g. tasks:app)")
+        parser_.add_argument("ids", nargs="*", metavar="TASK_ID", help="task ids")
+        parser_.add_argument("--all", action="store_true", help="every dead letter")
+    dead.set_defaults(func=_cmd_dead_letters)
 
     demo = commands.add_parser("demo", help="run the embedded demo")
     demo.set_defaults(func=_cmd_demo)

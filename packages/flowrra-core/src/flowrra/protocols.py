@@ -13,9 +13,9 @@ give every member that has a sensible default and leave a few abstract methods.
 
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
-:class:`EventSource` (result backends) and :class:`WorkerDirectory` (brokers), which the
-engine checks with ``isinstance``. The contract suites test that an implementation
-declaring a capability provides it.
+:class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`
+and :class:`DeadLetters` (brokers), which the engine checks with ``isinstance``. The
+contract suites test that an implementation declaring a capability provides it.
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ __all__ = [
     "AppScheduler",
     "BatchStore",
     "Broker",
+    "DeadLetters",
     "EventSource",
     "Executor",
     "KnownTasks",
+    "Redeliveries",
     "ResultBackend",
     "ScheduleStore",
     "WorkerDirectory",
@@ -245,6 +247,46 @@ class WorkerDirectory(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Live message counts by state (``queued``, ``delayed``, ``leased``, ``dead``)."""
+
+
+@runtime_checkable
+class Redeliveries(Protocol):
+    """A broker that can tell a redelivery from a first delivery (optional).
+
+    A message whose lease expired before it was settled (its worker died, stalled or was
+    cut off) is delivered again: at least once. The task may have completed all the
+    same, its ack lost with the worker. For a message this says is redelivered, the
+    worker reads the task's record first and, when it is complete (SUCCESS or FAILED),
+    acks the message without running the task again. The check costs a read per
+    redelivery only, never per task.
+    """
+
+    def redelivered(self, message: TaskMessage) -> bool:
+        """True if ``message`` was reserved before and came back unsettled (an expired
+        lease); False for a first delivery, a retry, and a message this broker cannot
+        tell about. Synchronous: it reads what the broker attached to the message."""
+
+
+@runtime_checkable
+class DeadLetters(Protocol):
+    """A broker whose dead letters can be worked from another process (optional): listed,
+    queued again, deleted. ``flowrra dead-letters list|requeue|purge`` and
+    :func:`flowrra.dead_letters.requeue` use it.
+
+    An entry is a dict: ``reason``, ``at`` (Unix time), ``id`` and ``name`` (None when they
+    could not be read), ``raw`` (the message as the broker held it, possibly cut to a byte
+    bound: then ``truncated`` is true and the reason says so) and ``requeueable``.
+    """
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries, newest first."""
+
+    async def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> list[TaskMessage]:
+        """Queue again (due now) the requeueable entries of the tasks ``ids`` (None: all),
+        removing them; returns the messages queued, each at most once whoever else calls."""
+
+    async def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete the entries of the tasks ``ids`` (None: all); returns how many."""
 
 
 @runtime_checkable

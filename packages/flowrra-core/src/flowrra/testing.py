@@ -49,8 +49,10 @@ from flowrra.exceptions import BackendError, BrokerError, FlowrraError, Serializ
 from flowrra.protocols import (
     BatchStore,
     Broker,
+    DeadLetters,
     EventSource,
     KnownTasks,
+    Redeliveries,
     ResultBackend,
     ScheduleStore,
     WorkerDirectory,
@@ -330,6 +332,50 @@ class BrokerContract:
         [got] = await broker.reserve(1, 5.0)
         await broker.extend([got])
         await broker.ack(got)
+
+    async def test_a_redelivery_is_told_from_a_first_delivery(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        if not isinstance(broker, Redeliveries):
+            pytest.skip("not a Redeliveries broker")
+        lease = broker.lease_seconds
+        if lease is None:
+            pytest.skip("no leases (lease_seconds is None)")
+        _check_clock(broker, clock)
+        await broker.enqueue(message("again"))
+        [first] = await broker.reserve(1, 5.0)
+        assert not broker.redelivered(first), "a first delivery is not a redelivery"
+        clock.advance(lease + 1)  # its lease expired unsettled
+        [again] = await broker.reserve(1, 5.0)
+        assert again.id == first.id and broker.redelivered(again)
+        await broker.requeue(again, again.next_attempt(clock.time()))
+        [retry] = await broker.reserve(1, 5.0)
+        assert retry.attempt == 1 and not broker.redelivered(retry), "a retry is not one"
+        await broker.ack(retry)
+
+    async def test_dead_letters_are_listed_requeued_once_and_purged(self, broker: Broker) -> None:
+        if not isinstance(broker, DeadLetters):
+            pytest.skip("not a DeadLetters broker")
+        first, second = message("dead.one", 1), message("dead.two", 2)
+        await broker.enqueue_many([first, second])
+        taken: list[TaskMessage] = []
+        deadline = time.monotonic() + 5.0
+        while len(taken) < 2 and time.monotonic() < deadline:
+            taken += await broker.reserve(2 - len(taken), 0.2)
+        for got in taken:
+            await broker.dead_letter(got, f"because {got.name}")
+        entries = await broker.dead_letters(10)
+        assert {e["id"] for e in entries} == {first.id, second.id}
+        assert {e["reason"] for e in entries} == {"because dead.one", "because dead.two"}
+        assert all(e["requeueable"] for e in entries)
+        [again] = await broker.requeue_dead_letters([first.id])
+        assert (again.id, again.name, again.args) == (first.id, "dead.one", (1,))
+        assert await broker.requeue_dead_letters([first.id]) == []  # taken once
+        [got] = await broker.reserve(1, 5.0)
+        assert got.id == first.id
+        await broker.ack(got)
+        assert await broker.purge_dead_letters() == 1
+        assert await broker.dead_letters(10) == []
 
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):

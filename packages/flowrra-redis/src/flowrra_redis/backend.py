@@ -1,9 +1,10 @@
 """The Redis result backend: records with a TTL, completions announced over pub/sub.
 
 Records go through :class:`~flowrra_redis.records.RecordWriter`: the ones stored in one
-event-loop turn are one Lua script call, which writes each record (``result:<id>``, JSON,
-with the TTL), publishes it on the ``events`` channel for monitors and, when the task is
-complete, publishes it on the ``done`` channel. ``wait_for`` never polls: each
+event-loop turn are one Lua script call, which writes each record (``result:<id>``, JSON;
+a complete one with the TTL, and never over a complete one), publishes it on the
+``events`` channel for monitors and, when the task is complete, publishes it on the
+``done`` channel. ``wait_for`` never polls: each
 process (each event loop in it that waits: usually one) keeps ONE pub/sub connection
 subscribed to ``done`` and hands each completion to the futures waiting for that id. A
 waiter registers its future first and only then reads the stored record, so a completion
@@ -40,7 +41,7 @@ from flowrra_redis.connection import (
     text,
 )
 from flowrra_redis.loops import LoopState, running_loop
-from flowrra_redis.pipeline import AutoPipeline
+from flowrra_redis.pipeline import TRY_AGAIN, AutoPipeline
 from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
@@ -195,11 +196,19 @@ class _BackendLoop(LoopState):
 class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     """A :class:`flowrra.protocols.ResultBackend` on Redis.
 
-    ``ttl``: seconds each record is kept (default one day); set again at every status
-    change. ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
+    ``ttl``: seconds a complete record (SUCCESS, FAILED) is kept (default one day),
+    counted from its completion; a PENDING, RUNNING or RETRYING record does not expire,
+    so a delayed or long task never becomes unknown while it may still run. A complete
+    record is never replaced (a redelivery of a finished task cannot rewrite it).
+    ``prefix``: key prefix, with a Redis Cluster hash tag (also ``?prefix=`` in the
     URL). ``retries``: how many times a command lost with its connection is sent again
     (and a lost subscription re-established before a waiter hears of it) before the caller
-    gets a BackendError.
+    gets a BackendError. ``busy_timeout``: seconds a command Redis answers "not now"
+    (``LOADING``, ``READONLY``, ``MASTERDOWN``) is sent again before the caller gets a
+    BackendError; ``wait_for`` keeps trying until its own ``timeout``.
+    ``eviction_warning``: as for the broker, a WARNING at ``connect``
+    when the server's ``maxmemory-policy`` evicts keys (``False`` or
+    ``?eviction_warning=off`` turns it off).
 
     Every public method raises :class:`~flowrra.exceptions.BackendError` (naming the
     server, never the password) for whatever redis-py raises.
@@ -222,6 +231,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         retry_on_timeout: bool = True,
         retries: int = 3,
         client: aioredis.Redis | None = None,
+        eviction_warning: bool = True,
+        busy_timeout: float = 30.0,
     ) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be > 0 seconds or None, got {ttl}")
@@ -233,6 +244,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             retry_on_timeout=retry_on_timeout,
             retries=retries,
             client=client,
+            eviction_warning=eviction_warning,
+            busy_timeout=busy_timeout,
         )
         self.ttl = float(ttl) if ttl is not None else float(DEFAULT_TTL)
         self._storing = self.translating("cannot store a result")
@@ -251,6 +264,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     async def connect(self) -> None:
         # Loaded up front: RUNNING records are sent as EVALSHA without waiting.
         await self.pipe.execute("SCRIPT", "LOAD", STORE.body)
+        if self.eviction_warning:
+            await self._check_eviction_policy()
 
     async def _close_state(self, state: _BackendLoop) -> None:
         if state.listener is not None:
@@ -357,7 +372,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             try:
                 # Armed before reading: a completion published from here on resolves it.
                 if read_first:
-                    current = await self.get(task_id)
+                    current = await self._read(task_id, deadline)
                     if current is not None and current.status in _COMPLETE:
                         return current
                 read_first = True
@@ -369,6 +384,24 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                 # None: a large record announced by id, or the listener reconnected; read.
             finally:
                 state.forget(task_id, future)
+
+    async def _read(self, task_id: str, deadline: float | None) -> TaskResult | None:
+        """``get`` for a waiter: a "not now" reply (LOADING after a restart, a failover's
+        READONLY or MASTERDOWN) is tried again past ``busy_timeout``, until the wait's
+        own ``deadline`` (loop time), which bounds each attempt too."""
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            try:
+                async with asyncio.timeout(remaining):
+                    return await self.get(task_id)
+            except BackendError as exc:
+                if not isinstance(exc.__cause__, TRY_AGAIN):
+                    raise
+            pause = 0.5 if remaining is None else min(0.5, remaining)
+            await asyncio.sleep(pause)
 
     async def _ensure_listener(self, state: _BackendLoop) -> None:
         listener, subscribed = state.listener, state.subscribed

@@ -11,7 +11,9 @@ Layout (all keys under one hash-tagged prefix, see :class:`~flowrra_redis.connec
   Redis and survives every worker restart.
 * ``leased``: reserved messages scored by their lease expiry. ``ack`` removes one; a worker
   extends its leases while tasks run; any reserve puts expired ones back in ``queue``, which
-  is how the tasks of a worker that died (SIGKILL, lost machine) are delivered again.
+  is how the tasks of a worker that died (SIGKILL, lost machine) are delivered again. Such
+  a member is marked (:meth:`RedisBroker.redelivered`): a worker acks it without running
+  it when the task's record is already complete.
 * ``wake``: a short list a worker with nothing to do blocks on (``BLPOP``); enqueues push a
   token, so an idle worker reacts at once instead of polling.
 * ``dead``: dead letters with their reason.
@@ -49,17 +51,27 @@ from flowrra_redis.connection import (
 from flowrra_redis.loops import LoopState
 from flowrra_redis.pipeline import AutoPipeline, Script
 
-__all__ = ["ACK_DELAY", "RedisBroker", "priority_key"]
+__all__ = ["ACK_DELAY", "DEAD_LETTER_MAX_BYTES", "ENQUEUE_CHUNK", "RedisBroker", "priority_key"]
 
 logger = logging.getLogger("flowrra.redis.broker")
 
 _SCRIPTS = {
     name: Script(getattr(scripts, name))
-    for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER")
+    for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER", "DEAD_REQUEUE")
 }
 
 #: Seconds an ack waits for a reserve to carry it before it is sent on its own.
 ACK_DELAY = 0.1
+#: Messages per ENQUEUE call of ``enqueue_many`` (a larger batch is several calls: one of
+#: a million would run for seconds, past the socket timeout).
+ENQUEUE_CHUNK = 10_000
+#: Bytes of a dead-lettered message kept by default (``dead_letter_max_bytes``).
+DEAD_LETTER_MAX_BYTES = 64 * 1024
+#: Characters of a dead letter's reason kept.
+_REASON_LIMIT = 4096
+
+#: The byte RESERVE puts before a member's ``|`` when its lease expired (a redelivery).
+_MARK = ord("~")
 
 _COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
@@ -124,6 +136,11 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     ``prefix``: key prefix (a Redis Cluster hash tag is added), also settable with
     ``?prefix=`` in the URL or ``BrokerConfig.queue_key``. ``retries``: how many times a
     command lost with its connection is sent again before the caller gets a BrokerError.
+    ``busy_timeout``: seconds a command Redis answers "not now" (``LOADING`` after a
+    restart, a failover's ``READONLY`` or ``MASTERDOWN``) is sent again before the caller
+    gets a BrokerError. ``eviction_warning``: log a WARNING at ``connect`` when the server's
+    ``maxmemory-policy`` evicts keys (queued tasks would vanish); ``False``, or
+    ``?eviction_warning=off`` in the URL, turns it off.
 
     Every public method raises :class:`~flowrra.exceptions.BrokerError` (naming the
     server, never the password) for whatever redis-py raises.
@@ -144,7 +161,10 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         retry_on_timeout: bool = True,
         retries: int = 3,
         dead_letter_limit: int = 10_000,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
         client: aioredis.Redis | None = None,
+        eviction_warning: bool = True,
+        busy_timeout: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if lease_seconds <= 0:
@@ -157,10 +177,17 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             retry_on_timeout=retry_on_timeout,
             retries=retries,
             client=client,
+            eviction_warning=eviction_warning,
+            busy_timeout=busy_timeout,
         )
         self.lease_seconds: float | None = lease_seconds
         self.clock = clock
         self.dead_letter_limit = dead_letter_limit
+        #: Messages per ENQUEUE script call of :meth:`enqueue_many`.
+        self.enqueue_chunk = ENQUEUE_CHUNK
+        if dead_letter_max_bytes < 1:
+            raise ValueError(f"dead_letter_max_bytes must be >= 1, got {dead_letter_max_bytes}")
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._drained = False  # the last RESERVE left nothing queued or delayed
         self._depth = 0
         self._next_due: float | None = None
@@ -178,6 +205,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     @boundary("cannot connect the broker")
     async def connect(self) -> None:
         await self.pipe.execute("PING")
+        if self.eviction_warning:
+            await self._check_eviction_policy()
 
     async def _close_state(self, state: _BrokerLoop) -> None:
         self._send_acks(state)
@@ -203,26 +232,66 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         return self._enqueued(self._send_enqueue((message,)))
 
     def enqueue_many(self, messages: Sequence[TaskMessage]) -> Awaitable[None]:
-        """Send the messages now, in one script call (all or none); returns an awaitable
-        of the reply, like :meth:`enqueue`."""
+        """Send the messages now, in script calls of up to :attr:`enqueue_chunk` each (all
+        or none per call), so no one call runs long enough for the socket timeout to give
+        up on it; returns an awaitable of the replies, like :meth:`enqueue`. Every message
+        is encoded before the first call is sent: one that cannot be encoded raises
+        SerializationError with nothing queued. If a call fails, the BrokerError says how
+        many messages Redis confirmed."""
         if not messages:
             return DONE
-        return self._enqueued(self._send_enqueue(messages))
+        chunk = self.enqueue_chunk
+        if len(messages) <= chunk:
+            return self._enqueued(self._send_enqueue(messages))
+        calls = [
+            self._enqueue_call(messages[i : i + chunk]) for i in range(0, len(messages), chunk)
+        ]
+        replies = [self._send_call(call) for call in calls]
+        return self._all_enqueued(replies, [len(call) // 4 for call in calls])
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
-        args: list[Any] = [self.clock.time(), ""]
+        return self._send_call(self._enqueue_call(messages))
+
+    def _enqueue_call(self, messages: Sequence[TaskMessage]) -> list[Any]:
+        """ENQUEUE's arguments for ``messages`` (raises SerializationError)."""
+        args: list[Any] = [self.clock.time(), "", self._dedupe_window()]
         for place, message in enumerate(messages):
             eta = message.eta
             args += [
+                f"{message.id}:{message.attempt}",
                 priority_key(message.priority),
                 "" if eta is None else repr(eta),
                 _queued(place, message),
             ]
+        return args
+
+    def _send_call(self, args: list[Any]) -> asyncio.Future[Any]:
         k = self.keys
-        keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased)
+        keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent)
         reply = self.pipe.request_script(_SCRIPTS["ENQUEUE"], keys, args)
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return reply
+
+    async def _all_enqueued(self, replies: list[asyncio.Future[Any]], sizes: list[int]) -> None:
+        confirmed, failure = 0, None
+        for reply, size in zip(replies, sizes, strict=True):
+            try:
+                self._depth = int(await reply)
+                confirmed += size
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            with self.translating(
+                f"cannot enqueue all of {sum(sizes):,} messages ({confirmed:,} confirmed "
+                f"queued, in calls of up to {self.enqueue_chunk:,}; the others may or may not be)"
+            ):
+                raise failure
+
+    def _dedupe_window(self) -> float:
+        """Seconds ENQUEUE remembers a message id: longer than any resend of it can come
+        (each of ``retries`` resends waits at most ``socket_timeout`` for a reply and a
+        second of backoff), and at least a minute."""
+        return max(60.0, 2 * (self.retries + 1) * ((self.socket_timeout or 5.0) + 1.0))
 
     async def _enqueued(self, reply: asyncio.Future[Any]) -> None:
         with self.translating("cannot enqueue"):
@@ -341,11 +410,23 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             if not isinstance(data, dict):
                 raise TypeError("the message is not a JSON object")
             message = TaskMessage.from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # any: OverflowError, RecursionError, ... too
+            # One message that does not decode is dead-lettered with the reason; the others
+            # of its batch run (an error here would send the whole batch back, for good).
             message = TaskMessage(_id_in(raw), "")
             message.undeliverable = f"malformed message: {type(exc).__name__}: {exc}"
         message.receipt = member
         return message
+
+    def redelivered(self, message: TaskMessage) -> bool:
+        """Whether ``message`` came back from an expired lease (see
+        :class:`flowrra.protocols.Redeliveries`): its member carries the mark RESERVE put
+        on it then."""
+        receipt = message.receipt
+        if not isinstance(receipt, bytes):
+            return False
+        bar = receipt.find(b"|")
+        return bar > 0 and receipt[bar - 1] == _MARK
 
     async def ack(self, message: TaskMessage) -> None:
         """Settle a reservation. Write-behind: the ack travels inside the next reserve
@@ -381,10 +462,12 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self._depth = int(
             await self._run(
                 "ENQUEUE",
-                [k.queue, k.sequence, k.wake, k.delayed, k.leased],
+                [k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent],
                 [
                     self.clock.time(),
                     message.receipt or "",
+                    self._dedupe_window(),
+                    f"{retry.id}:{retry.attempt}",
                     priority_key(retry.priority),
                     "" if retry.eta is None else repr(retry.eta),
                     _queued(0, retry),
@@ -401,14 +484,33 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
 
     @boundary("cannot dead-letter")
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
+        """Move a reserved message to the dead letters with ``reason``. At most
+        ``dead_letter_max_bytes`` of the message are kept (the reason says when it was cut,
+        and such an entry cannot be requeued), and the newest ``dead_letter_limit``
+        entries."""
         raw = message.receipt
+        data = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else b""
+        text_raw = data.decode("utf-8", errors="replace") if raw is not None else None
+        if len(reason) > _REASON_LIMIT:
+            reason = reason[:_REASON_LIMIT] + "…"
+        truncated = False
+        size = len(data)
+        if size > self.dead_letter_max_bytes:
+            text_raw = data[: self.dead_letter_max_bytes].decode("utf-8", errors="ignore")
+            truncated = True
+            reason += (
+                f" [message truncated: {size:,} bytes, the first "
+                f"{self.dead_letter_max_bytes:,} kept; it cannot be requeued]"
+            )
         entry = {
             "reason": reason,
             "at": time.time(),
             "id": message.id or None,
             "name": message.name or None,
-            "raw": raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw,
+            "raw": text_raw,
         }
+        if truncated:
+            entry["truncated"] = True
         await self._run(
             "DEAD_LETTER",
             [self.keys.leased, self.keys.dead],
@@ -461,9 +563,77 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
 
     @boundary("cannot read dead letters")
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest dead letters: ``reason``, ``at``, ``id``, ``name`` and ``raw``."""
+        """The newest dead letters (see :class:`flowrra.protocols.DeadLetters`): ``reason``,
+        ``at``, ``id``, ``name``, ``raw`` (the message as queued, cut to
+        ``dead_letter_max_bytes``), ``truncated`` and ``requeueable`` (whether
+        :meth:`requeue_dead_letters` can queue it again: it decodes, whole)."""
         entries = await self.client.lrange(self.keys.dead, 0, max(limit, 1) - 1)
-        return [json.loads(e) for e in entries]
+        out = []
+        for stored in entries:
+            entry = _entry(stored)
+            entry["requeueable"] = self._revived(entry) is not None
+            out.append(entry)
+        return out
+
+    @boundary("cannot requeue dead letters")
+    async def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> list[TaskMessage]:
+        """Queue again, due now, the dead letters of the tasks ``ids`` (None: every one)
+        that are requeueable, removing their entries; returns the messages queued. Each
+        entry is taken atomically: two callers never requeue one message twice. Entries
+        that cannot be requeued (cut to the byte bound, or not decodable) stay."""
+        wanted = None if ids is None else set(ids)
+        stored = await self.client.lrange(self.keys.dead, 0, -1)
+        args: list[Any] = []
+        messages: list[TaskMessage] = []
+        for raw_entry in stored:
+            entry = _entry(raw_entry)
+            if wanted is not None and entry.get("id") not in wanted:
+                continue
+            message = self._revived(entry)
+            if message is None:
+                continue
+            args += [raw_entry, priority_key(message.priority), _queued(len(messages), message)]
+            messages.append(message)
+        if not messages:
+            return []
+        k = self.keys
+        queued = await self._run("DEAD_REQUEUE", [k.dead, k.queue, k.sequence, k.wake], args)
+        return [messages[int(n) - 1] for n in queued]
+
+    @boundary("cannot purge dead letters")
+    async def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete the dead letters of the tasks ``ids`` (None: all of them); returns how
+        many entries were deleted."""
+        dead = self.keys.dead
+        if ids is None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.llen(dead)
+                pipe.delete(dead)
+                count, _ = await pipe.execute()
+            return int(count)
+        wanted = set(ids)
+        stored = await self.client.lrange(dead, 0, -1)
+        doomed = [e for e in stored if _entry(e).get("id") in wanted]
+        if not doomed:
+            return 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in doomed:
+                pipe.execute_command("LREM", dead, 1, entry)
+            removed = await pipe.execute()
+        return sum(int(n) for n in removed)
+
+    def _revived(self, entry: dict[str, Any]) -> TaskMessage | None:
+        """The message of a dead letter, ready to queue again (due now), or None when it
+        cannot be: cut to the byte bound, not decodable, or naming no task."""
+        raw = entry.get("raw")
+        if entry.get("truncated") or not isinstance(raw, str):
+            return None
+        message = self._decode(raw.encode())
+        if message.undeliverable is not None or not message.id or not message.name:
+            return None
+        message.receipt = None
+        message.eta = None
+        return message
 
     @boundary("cannot send a heartbeat")
     async def announce(self, info: dict[str, Any], ttl: float) -> None:
@@ -496,6 +666,17 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             return []
         details = await client.mget([k.worker(i) for i in ids])
         return [json.loads(d) for d in details if d is not None]
+
+
+def _entry(stored: bytes | str) -> dict[str, Any]:
+    """A dead-letter entry as stored (JSON); an unreadable one as its text."""
+    try:
+        entry = json.loads(stored)
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict):
+        return {"reason": "unreadable dead-letter entry", "raw": text(stored)}
+    return entry
 
 
 def _id_in(raw: str) -> str:

@@ -58,6 +58,35 @@ def prefix_from_url(url: str) -> str | None:
     return values[-1] if values else None
 
 
+def eviction_warning_from_url(url: str) -> bool | None:
+    """The ``?eviction_warning=`` query parameter of ``url`` (``off``, ``false``, ``no``,
+    ``0`` turn the warning off), or None when it has none."""
+    values = parse_qs(urlsplit(url).query).get("eviction_warning")
+    if not values:
+        return None
+    return values[-1].strip().lower() not in ("off", "false", "no", "0")
+
+
+#: URLs whose eviction policy was already warned about in this process.
+_WARNED: set[str] = set()
+
+
+def eviction_risk(policy: str) -> str | None:
+    """What a ``maxmemory-policy`` of ``policy`` costs Flowrra when Redis is full, or None
+    for ``noeviction`` (Redis refuses writes instead, and the caller gets an error)."""
+    if policy == "noeviction" or not policy:
+        return None
+    if policy.startswith("allkeys-"):
+        return (
+            "it evicts any key, so queued, delayed and running tasks and their records "
+            "vanish without an error"
+        )
+    return (
+        "it evicts keys that have a TTL, so completed results and worker heartbeats "
+        "vanish before their time"
+    )
+
+
 @dataclass(frozen=True)
 class Keys:
     """Every Redis key and channel Flowrra uses, under one prefix.
@@ -93,6 +122,12 @@ class Keys:
     def sequence(self) -> str:
         """Counter giving each queued message its FIFO position."""
         return f"{self.base}:seq"
+
+    @property
+    def sent(self) -> str:
+        """ZSET of recently queued messages' ``<id>:<attempt>`` (score: when), which
+        makes an enqueue sent again after a timeout queue nothing twice."""
+        return f"{self.base}:sent"
 
     @property
     def wake(self) -> str:
@@ -167,7 +202,7 @@ def connect_client(
 
 
 #: Query parameters Flowrra reads itself; redis-py would take them for connection options.
-_FLOWRRA_PARAMS = frozenset({"prefix"})
+_FLOWRRA_PARAMS = frozenset({"prefix", "eviction_warning"})
 
 
 def _without_flowrra_params(url: str) -> str:
@@ -301,11 +336,19 @@ class RedisEndpoint(Generic[S]):
         retry_on_timeout: bool,
         retries: int,
         client: aioredis.Redis | None,
+        eviction_warning: bool = True,
+        busy_timeout: float = 30.0,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.url = url
         self.retries = retries
+        #: Seconds a command Redis answers LOADING / READONLY / MASTERDOWN / TRYAGAIN is
+        #: sent again before the caller gets the error (0: at once).
+        self.busy_timeout = busy_timeout
+        from_url = eviction_warning_from_url(url)
+        #: Warn at connect when the server's ``maxmemory-policy`` evicts keys.
+        self.eviction_warning = eviction_warning and from_url is not False
         self.keys = Keys(prefix or prefix_from_url(url) or DEFAULT_PREFIX)
         self.max_connections = max_connections
         self.socket_timeout = socket_timeout
@@ -328,6 +371,34 @@ class RedisEndpoint(Generic[S]):
             retry_on_timeout=self.retry_on_timeout,
             retries=self.retries,
         )
+
+    async def _check_eviction_policy(self) -> str | None:
+        """Read the server's ``maxmemory-policy`` (``INFO memory``, which managed services
+        that disable ``CONFIG`` still answer) and log a WARNING, once per server and
+        process, if it evicts keys; returns the policy (None if it could not be read).
+        Called by ``connect`` unless ``eviction_warning`` is off."""
+        try:
+            info = await self.pipe.execute("INFO", "memory")
+        except redis_errors.ResponseError:  # INFO renamed or denied by an ACL
+            logger.debug("cannot read maxmemory-policy from %s", describe_url(self.url))
+            return None
+        policy = ""
+        for line in text(info).splitlines():
+            if line.startswith("maxmemory_policy:"):
+                policy = line.partition(":")[2].strip()
+        risk = eviction_risk(policy)
+        if risk is not None and self.url not in _WARNED:
+            _WARNED.add(self.url)
+            logger.warning(
+                "Redis at %s has maxmemory-policy %s: when it reaches maxmemory %s. Set "
+                "'maxmemory-policy noeviction' (a full Redis then refuses writes and submit "
+                "raises BrokerError), or turn this warning off with eviction_warning=False "
+                "or '?eviction_warning=off' in the URL",
+                describe_url(self.url),
+                policy,
+                risk,
+            )
+        return policy or None
 
     def translating(self, what: str) -> Translating:
         """The error boundary as a context manager, for what :func:`boundary` cannot
@@ -378,6 +449,7 @@ class RedisEndpoint(Generic[S]):
             timeout=self.socket_timeout or None,
             retries=self.retries,
             retry_on_timeout=self.retry_on_timeout,
+            busy_timeout=self.busy_timeout,
         )
         return client, pipe
 

@@ -10,12 +10,14 @@ arrive (the connection's transport is handed to a protocol of ours, through
 resolve the futures in order, with no reader task and no timer per reply. With N tasks in
 flight, their commands share round trips: the more load, the bigger the batches.
 
-Commands lost with a dropped connection (or one that stopped answering) are sent again,
-like redis-py's own retries, on one new connection opened after a backoff, ahead of what
-was queued meanwhile: commands on one pipeline reach Redis in the order they were queued,
-retries included. A script unknown to the server (after a restart) is sent again with its
-body. A reply settles its caller's future (or a batch writer's sink) in the call that
-parsed it.
+A command Redis answers with "not now" (``LOADING`` after a restart, a failover's
+``READONLY`` or ``MASTERDOWN``: :data:`TRY_AGAIN`) is sent again after a backoff, for up to
+``busy_timeout`` seconds. Commands lost with a dropped connection (or one that stopped
+answering) are sent again, like redis-py's own retries, on one new connection opened
+after a backoff, ahead of what was queued meanwhile: commands on one pipeline reach
+Redis in the order they were queued, retries included. A script unknown to the server
+(after a restart) is sent again with its body. A reply settles its caller's future (or a
+batch writer's sink) in the call that parsed it.
 
 A pipeline belongs to one event loop (its connection's transport is that loop's): the
 first loop that sends through it, or the one running when it is made. Used from another
@@ -46,7 +48,7 @@ from flowrra_redis._redis_compat import (
     take_transport,
 )
 
-__all__ = ["UNAVAILABLE", "AutoPipeline", "ReplySink", "Script"]
+__all__ = ["TRY_AGAIN", "UNAVAILABLE", "AutoPipeline", "ReplySink", "Script"]
 
 _pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
@@ -55,6 +57,20 @@ logger = logging.getLogger("flowrra.redis")
 #: Errors that mean "the server could not be reached or answered too late": a command
 #: lost with them is retried here; callers turn them into BrokerError / BackendError.
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+#: Replies that mean "not now, try again": ``LOADING`` (a restarted server reading its data
+#: set), ``READONLY`` and ``MASTERDOWN`` (a failover: the connection reaches a replica, or
+#: a replica lost its master), ``TRYAGAIN`` (a cluster slot on the move). Redis did not
+#: run the command, so sending it again is safe; it is sent again after a backoff until
+#: the pipeline's ``busy_timeout`` (or the caller, by cancelling) gives up.
+TRY_AGAIN: tuple[type[redis_errors.RedisError], ...] = (
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    redis_errors.MasterDownError,
+    redis_errors.TryAgainError,
+)
+#: Of those, the ones that say the connection reaches the wrong server: reconnect.
+_RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
 
 
 class Script:
@@ -85,7 +101,7 @@ class _Command:
     wakes); an unknown script is sent again with its body. Retries after a lost connection
     are the pipeline's (:meth:`AutoPipeline._requeue`): they keep the commands' order."""
 
-    __slots__ = ("args", "attempt", "outer", "pipeline", "script")
+    __slots__ = ("args", "attempt", "busy_tries", "busy_until", "outer", "pipeline", "script")
 
     def __init__(
         self,
@@ -99,6 +115,8 @@ class _Command:
         self.script = script
         self.outer = outer
         self.attempt = 0  # connections it was lost with
+        self.busy_until: float | None = None  # after a "try again" reply: until when
+        self.busy_tries = 0
 
     def resolve(self, reply: Any) -> None:
         if not self.outer.done():  # else the caller gave up (cancelled)
@@ -113,7 +131,7 @@ class _Command:
             self.args = ("EVAL", script.body, *self.args[2:])
             self.script = None
             self.pipeline._queue(self)
-        else:
+        elif not (isinstance(error, TRY_AGAIN) and self.pipeline._try_again(self, error)):
             outer.set_exception(error)
 
 
@@ -207,9 +225,12 @@ class AutoPipeline:
         timeout: float | None,
         retries: int = 3,
         retry_on_timeout: bool = True,
+        busy_timeout: float | None = 30.0,
     ) -> None:
         self._client = client
         self._timeout = timeout
+        self._busy_timeout = busy_timeout
+        self._busy_logged = float("-inf")
         self._retries = retries
         self._retry_on_timeout = retry_on_timeout
         self._waiting: list[_Command] = []
@@ -318,6 +339,36 @@ class AutoPipeline:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
+
+    def _try_again(self, command: _Command, error: Exception) -> bool:
+        """Redis answered ``command`` with a :data:`TRY_AGAIN` reply: send it again after
+        a backoff (reconnecting first after a failover's reply), unless its
+        ``busy_timeout`` has passed since the first such reply; True if it will be."""
+        budget = self._busy_timeout
+        if not budget or self._closed:
+            return False
+        now = self.loop.time()
+        if command.busy_until is None:
+            command.busy_until = now + budget
+            if now - self._busy_logged > 5.0:  # one line per episode, not per command
+                self._busy_logged = now
+                logger.warning("Redis answered %s; retrying for up to %gs", error, budget)
+        left = command.busy_until - now
+        if left <= 0:
+            return False
+        command.busy_tries += 1
+        delay = min(0.05 * 2**command.busy_tries, 1.0, left)
+        self.loop.call_later(delay, self._send_again, command)
+        if isinstance(error, _RECONNECT) and self._link is not None:
+            link = self._link  # replying from a replica: connect again (DNS, a proxy)
+            self.loop.call_soon(
+                self._lose, link, redis_errors.ConnectionError(f"reconnecting after {error}")
+            )
+        return True
+
+    def _send_again(self, command: _Command) -> None:
+        if not command.outer.done():  # else its caller gave up (cancelled, timed out)
+            self._queue(command)
 
     def _queue(self, command: _Command) -> None:
         """Queue ``command`` for this loop turn's write; the caller checked that it runs

@@ -42,38 +42,68 @@ INDEX_LIMIT = 100_000
 
 # Per record, a mode: what to do with it.
 _PENDING = "p"  # SET NX: a PENDING never overwrites what a worker already recorded
-_RECORD = "r"  # SET
-_DONE_INLINE = "c"  # SET, then notify waiters with "<id>|<record>"
-_DONE_BY_ID = "C"  # SET, then notify waiters with "<id>" (they GET the large record)
+_RECORD = "r"  # SET, unless the stored record is complete
+_DONE_INLINE = "c"  # SET with the TTL unless complete, then notify with "<id>|<record>"
+_DONE_BY_ID = "C"  # the same, notifying waiters with "<id>" (they GET the large record)
 _EVENT_ONLY = "e"  # superseded by a later record of the same task in this call
 
 # KEYS: index, then one record key per record
 # ARGV: ttl ms, index limit, events channel, done channel, then per record
 #       (task id, record JSON, mode, index score, event JSON or '' for the record's)
+#
+# A complete record (SUCCESS, FAILED) is never replaced: what a redelivery of a finished
+# task writes (RUNNING, another outcome) is dropped, with its events. Its status is read
+# from the stored record's head: a record is ``[<id JSON>,"<status>",...`` and ``,"``
+# cannot occur inside a JSON string (its quotes are escaped), so the first ``,"`` starts
+# the status. Only a complete record carries the TTL: one still PENDING, RUNNING or
+# RETRYING is kept as long as its task may run (as the in-memory backend keeps it).
+# Returns how many records were refused.
 STORE = Script("""
+local function complete(key)
+  local head = redis.call('GETRANGE', key, 0, 1023)
+  local comma = string.find(head, ',"', 1, true)
+  if not comma and #head == 1024 then  -- an id of over 1,000 characters
+    head = redis.call('GET', key)
+    comma = string.find(head, ',"', 1, true)
+  end
+  if not comma then return false end
+  local status = string.sub(head, comma + 2, comma + 9)
+  return status == 'success"' or string.sub(status, 1, 7) == 'failed"'
+end
 local ttl = ARGV[1]
 local index = {}
+local refused = 0
 for i = 2, #KEYS do
   local a = 5 + (i - 2) * 5
   local id, body, mode = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  if mode ~= 'e' then
-    if mode == 'p' then
-      redis.call('SET', KEYS[i], body, 'NX', 'PX', ttl)
+  local written = true
+  if mode == 'p' then
+    redis.call('SET', KEYS[i], body, 'NX')
+  elseif mode ~= 'e' then
+    if complete(KEYS[i]) then
+      written = false
+      refused = refused + 1
+    elseif mode == 'r' then
+      redis.call('SET', KEYS[i], body)
     else
       redis.call('SET', KEYS[i], body, 'PX', ttl)
     end
-    index[#index + 1] = ARGV[a + 3]
-    index[#index + 1] = id
   end
-  if ARGV[a + 4] == '' then
-    redis.call('PUBLISH', ARGV[3], body)
-  else
-    redis.call('PUBLISH', ARGV[3], ARGV[a + 4])
-  end
-  if mode == 'c' then
-    redis.call('PUBLISH', ARGV[4], id .. '|' .. body)
-  elseif mode == 'C' then
-    redis.call('PUBLISH', ARGV[4], id)
+  if written then
+    if mode ~= 'e' then
+      index[#index + 1] = ARGV[a + 3]
+      index[#index + 1] = id
+    end
+    if ARGV[a + 4] == '' then
+      redis.call('PUBLISH', ARGV[3], body)
+    else
+      redis.call('PUBLISH', ARGV[3], ARGV[a + 4])
+    end
+    if mode == 'c' then
+      redis.call('PUBLISH', ARGV[4], id .. '|' .. body)
+    elseif mode == 'C' then
+      redis.call('PUBLISH', ARGV[4], id)
+    end
   end
 end
 local added = 0
@@ -83,7 +113,7 @@ end
 if added > 0 and redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[2]) then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
 end
-return #KEYS - 1
+return refused
 """)
 
 

@@ -7,12 +7,14 @@ The sequence number is taken once per ENQUEUE call (the hex digits are the messa
 in that call) and once per delayed message when it becomes due (no hex digits: each has its
 own number). A delayed message is ``<priority key>|<JSON body>`` scored by its due time.
 A reserved message keeps its queue member in ``leased``, scored by the lease expiry, so an
-expired lease puts exactly that member back.
+expired lease puts that member back, in its place, with a ``~`` before the ``|``: the mark
+of a redelivery (a worker took it and did not settle it), which the worker checks against
+the task's record before running it again.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEAD_LETTER", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
+__all__ = ["DEAD_LETTER", "DEAD_REQUEUE", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
 
 # bulk(command, key, items, from): one command per 4,000 items from items[from], for
 # variadic commands (Lua's unpack has a stack limit).
@@ -24,30 +26,37 @@ local function bulk(command, key, items, from)
 end
 """
 
-# KEYS: queue, sequence, wake, delayed, leased
-# ARGV: now, leased member to remove ('' for none), then per message (priority key, eta or
-# '', '<8 hex digits: its place in this call>|<body>').
-# One sequence number per call, formatted once: a message's order key is its priority key,
-# that number and its place in the call (no number is formatted per message: that and the
-# string it makes were half of this script's time). Returns how many messages wait (due and
-# delayed).
+# KEYS: queue, sequence, wake, delayed, leased, sent
+# ARGV: now, leased member to remove ('' for none), seconds a message id is remembered,
+# then per message (its dedupe key '<id>:<attempt>', priority key, eta or '',
+# '<8 hex digits: its place in this call>|<body>').
+# Idempotent: a message whose dedupe key ``sent`` holds (a ZSET scored by the time each
+# was queued, pruned past the window) is skipped, so this call sent again after a timeout
+# or a lost connection (when Redis had run it, but its reply was lost) queues nothing
+# twice. One sequence number per call, formatted once: a message's order key is its
+# priority key, that number and its place in the call (no number is formatted per message:
+# that and the string it makes were half of this script's time). Returns how many messages
+# wait (due and delayed).
 ENQUEUE = (
     _BULK
     + """
 local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[5], ARGV[2]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[3]))
 local seq = string.format('%016.0f', redis.call('INCR', KEYS[2]))
 local due, later, nd, nl = {}, {}, 0, 0
-for i = 3, #ARGV, 3 do
-  local eta = ARGV[i + 1]
-  if eta ~= '' and tonumber(eta) > now then
-    nl = nl + 2
-    later[nl - 1] = eta
-    later[nl] = ARGV[i] .. string.sub(ARGV[i + 2], 9)
-  else
-    nd = nd + 2
-    due[nd - 1] = '0'
-    due[nd] = ARGV[i] .. seq .. ARGV[i + 2]
+for i = 4, #ARGV, 4 do
+  if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[i]) == 1 then
+    local eta = ARGV[i + 2]
+    if eta ~= '' and tonumber(eta) > now then
+      nl = nl + 2
+      later[nl - 1] = eta
+      later[nl] = ARGV[i + 1] .. string.sub(ARGV[i + 3], 9)
+    else
+      nd = nd + 2
+      due[nd - 1] = '0'
+      due[nd] = ARGV[i + 1] .. seq .. ARGV[i + 3]
+    end
   end
 end
 bulk('ZADD', KEYS[1], due, 1)
@@ -65,7 +74,8 @@ return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 # KEYS: queue, delayed, leased, sequence
 # ARGV: now, lease expiry, max messages, then the members to ack (settled: removed from
 # ``leased``). Acks a worker's settled messages, moves due delayed messages and expired
-# leases into the queue, then pops up to ARGV[3] members into ``leased``. Returns
+# leases into the queue (marked '~' before the '|': redelivered), then pops up to ARGV[3]
+# members into ``leased``. Returns
 # {members, messages waiting (due and delayed), next delayed due or '', how many expired
 # leases were put back}.
 RESERVE = (
@@ -88,6 +98,10 @@ end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 for _, m in ipairs(expired) do
   redis.call('ZREM', KEYS[3], m)
+  local bar = string.find(m, '|', 1, true)
+  if bar and string.sub(m, bar - 1, bar - 1) ~= '~' then
+    m = string.sub(m, 1, bar - 1) .. '~' .. string.sub(m, bar)  -- marked: a redelivery
+  end
   redis.call('ZADD', KEYS[1], 0, m)
 end
 local out = {}
@@ -141,4 +155,27 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 return 1
+"""
+
+# KEYS: dead, queue, sequence, wake ; ARGV: per message (its dead-letter entry exactly as
+# stored, priority key, '<8 hex digits: its place>|<body>'). Each entry still in the list
+# is removed and its message queued (due now), as ENQUEUE queues one: an entry another
+# caller took first is skipped, so a message is never requeued twice. Returns the
+# 1-based positions (in ARGV triples) of the messages queued.
+DEAD_REQUEUE = """
+local seq = string.format('%016.0f', redis.call('INCR', KEYS[3]))
+local queued = {}
+for i = 1, #ARGV, 3 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], 0, ARGV[i + 1] .. seq .. ARGV[i + 2])
+    queued[#queued + 1] = (i + 2) / 3
+  end
+end
+if #queued > 0 then
+  local tokens = {}
+  for i = 1, math.min(#queued, 16) do tokens[i] = '1' end
+  redis.call('RPUSH', KEYS[4], unpack(tokens))
+  redis.call('LTRIM', KEYS[4], -64, -1)
+end
+return queued
 """

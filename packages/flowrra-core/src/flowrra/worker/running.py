@@ -84,6 +84,8 @@ class Runner:
         self.settler = settler
         self.middleware = middleware if middleware is not None else MiddlewareChain()
         self._succeeded = settler.succeeded
+        # A worker's Settler: a redelivery of a completed task is acked, not run again.
+        self._redelivered = getattr(settler, "redelivered", None)
         #: The loop attempts run in (where a thread task's progress reports are sent).
         self.loop: asyncio.AbstractEventLoop | None = None
         #: Attempts that reported progress (by message), and the writer of their reports.
@@ -106,6 +108,13 @@ class Runner:
         """Run ``message`` (``handle`` is its registered task, if any) on ``executor``."""
         if handle is None or message.undeliverable is not None:
             await self.settler.reject(message)
+            return
+        redelivered = self._redelivered
+        if (
+            redelivered is not None
+            and redelivered(message)
+            and await self.settler.completed_before(message)  # type: ignore[attr-defined]
+        ):
             return
         started = time.time()
         middleware = self.middleware

@@ -4,6 +4,8 @@ Success → record SUCCESS, then ack (never before the record is stored: a messa
 record could not be stored is delivered again once its lease expires). Retry → record
 RETRYING, then ``requeue`` the next attempt with its due time (no slot sleeps). Failure
 for good → record FAILED, ack. A message that can never run → dead-letter, record FAILED.
+A redelivery (a broker that can tell, :class:`~flowrra.protocols.Redeliveries`) of a task
+whose record is already complete → ack, without running it again.
 
 A slot does not wait for a networked backend: ``backend.store`` sends the record in that
 loop turn (so a short task's RUNNING and SUCCESS records share one write, and those of the
@@ -25,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.middleware import MiddlewareChain
-from flowrra.protocols import Broker, ResultBackend
+from flowrra.protocols import Broker, Redeliveries, ResultBackend
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 from flowrra.worker._cancel import reraise_if_cancelled
 
@@ -40,6 +42,7 @@ __all__ = ["Settler"]
 logger = logging.getLogger("flowrra.worker")
 
 _FAILED = TaskStatus.FAILED
+_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 
 
 class Settler:
@@ -64,6 +67,11 @@ class Settler:
         #: The backend's ``store`` starts the write when called (its class declares it).
         self.sends_when_called = backend.sends_when_called
         self.events = events
+        #: The broker's :meth:`~flowrra.protocols.Redeliveries.redelivered`, or None when it
+        #: cannot tell a redelivery (the runner then runs every message it gets).
+        self.redelivered: Callable[[TaskMessage], bool] | None = (
+            broker.redelivered if isinstance(broker, Redeliveries) else None
+        )
         #: Tasks settled (succeeded, failed for good, or sent to retry) since start.
         self.processed = 0
         self._held = held
@@ -147,6 +155,23 @@ class Settler:
         if not message.id:
             return  # nothing to record it under
         await self.record(TaskResult.failed(message, f"{error}: {reason}", finished=time.time()))
+
+    async def completed_before(self, message: TaskMessage) -> bool:
+        """``message`` is a redelivery: if its task's record is already complete (it ran,
+        and only its ack was lost), ack it and return True: it does not run again."""
+        record = await self.backend.get(message.id)
+        if record is None or record.status not in _COMPLETE:
+            return False
+        logger.warning(
+            "task %s[%s] was delivered again after it completed (%s): acked without "
+            "running it again",
+            message.name,
+            message.id,
+            record.status.value,
+        )
+        self._held.pop(message.id, None)
+        await self.broker.ack(message)
+        return True
 
     def unsettled(self, message: TaskMessage) -> None:
         """Settling ``message`` failed (its broker or backend is unreachable): stop renewing
