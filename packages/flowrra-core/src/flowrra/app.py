@@ -37,7 +37,7 @@ from flowrra.exceptions import (
 )
 from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
-from flowrra.middleware import MiddlewareChain
+from flowrra.middleware import DONE, MiddlewareChain
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
 from flowrra.protocols import (
@@ -346,7 +346,8 @@ class Flowrra:
         headers), the submit, then ``after_submit`` with what it raised, if anything."""
         middleware = self.middleware
         message.headers = dict(message.headers)  # theirs to add to
-        await middleware.before_submit(message)
+        if (hooked := middleware.before_submit(message)) is not DONE:
+            await hooked
         message.headers = _checked_headers(message)
         pending = _pending(message)
         try:
@@ -358,7 +359,8 @@ class Flowrra:
         except BaseException as exc:
             await middleware.after_submit(message, exc)
             raise
-        await middleware.after_submit(message, None)
+        if (hooked := middleware.after_submit(message, None)) is not DONE:
+            await hooked
         return message.id
 
     async def submit_many(
@@ -402,6 +404,13 @@ class Flowrra:
             messages.append(message)
         if not messages:
             return []
+        # Fail before anything is stored, as submit does (and before the submit hooks, so
+        # no middleware opens what no after_submit would close).
+        for message in messages:
+            if message.args:
+                ensure_encodable(message.args, f"the arguments of task {name!r}")
+            if message.kwargs:
+                ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
         middleware = self.middleware
         if middleware.submits:
             for message in messages:
@@ -409,11 +418,6 @@ class Flowrra:
                 await middleware.before_submit(message)
                 message.headers = _checked_headers(message)
         pending = [_pending(message) for message in messages]
-        for message in messages:  # fail before anything is stored, as submit does
-            if message.args:
-                ensure_encodable(message.args, f"the arguments of task {name!r}")
-            if message.kwargs:
-                ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
         try:
             if self._eager:
                 for message, record in zip(messages, pending, strict=True):

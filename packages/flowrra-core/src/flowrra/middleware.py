@@ -39,14 +39,22 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowrra.context import TaskContext
     from flowrra.task import TaskMessage, TaskResult
 
-__all__ = ["HOOKS", "Middleware", "MiddlewareChain", "install", "installed", "uninstall"]
+__all__ = [
+    "DONE",
+    "HOOKS",
+    "Middleware",
+    "MiddlewareChain",
+    "install",
+    "installed",
+    "uninstall",
+]
 
 logger = logging.getLogger("flowrra.middleware")
 
@@ -208,49 +216,96 @@ class MiddlewareChain:
     def __len__(self) -> int:
         return len(self._own) + len(_installed)
 
-    async def call(self, name: str, *args: Any) -> None:
-        """Run every ``name`` hook with ``args``; one that raises is logged and skipped."""
-        for hook in self._hooks[name]:
+    def call(self, name: str, *args: Any) -> Awaitable[None]:
+        """Run every ``name`` hook with ``args``; one that raises is logged and skipped.
+
+        Plain hooks run here and now; what is returned is awaited by the caller, and
+        finishes the hooks from the first one that returned an awaitable (an ``async
+        def``): a chain of plain hooks costs no coroutine."""
+        hooks = self._hooks[name]
+        for index, hook in enumerate(hooks):
+            try:
+                outcome = hook(*args)
+            except Exception:
+                _log_failure(hook, name)
+                continue
+            if outcome is not None and inspect.isawaitable(outcome):
+                return self._finish(outcome, hook, hooks[index + 1 :], name, args)
+        return DONE
+
+    @staticmethod
+    async def _finish(
+        pending: Awaitable[Any],
+        hook: Callable[..., Any],
+        rest: list[Callable[..., Any]],
+        name: str,
+        args: tuple[Any, ...],
+    ) -> None:
+        try:
+            await pending
+        except Exception:
+            _log_failure(hook, name)
+        for hook in rest:
             try:
                 outcome = hook(*args)
                 if outcome is not None and inspect.isawaitable(outcome):
                     await outcome
             except Exception:
-                logger.exception(
-                    "middleware %r failed in %s; the task goes on",
-                    getattr(hook, "__self__", hook),
-                    name,
-                )
+                _log_failure(hook, name)
 
-    # Named shortcuts, so call sites read as what they do.
-    async def before_submit(self, message: TaskMessage) -> None:
-        await self.call("before_submit", message)
+    # Named shortcuts, so call sites read as what they do (``await chain.before_attempt(t)``).
+    def before_submit(self, message: TaskMessage) -> Awaitable[None]:
+        return self.call("before_submit", message)
 
-    async def after_submit(self, message: TaskMessage, exception: BaseException | None) -> None:
-        await self.call("after_submit", message, exception)
+    def after_submit(
+        self, message: TaskMessage, exception: BaseException | None
+    ) -> Awaitable[None]:
+        return self.call("after_submit", message, exception)
 
-    async def before_attempt(self, task: TaskContext) -> None:
-        await self.call("before_attempt", task)
+    def before_attempt(self, task: TaskContext) -> Awaitable[None]:
+        return self.call("before_attempt", task)
 
-    async def after_attempt(
+    def after_attempt(
         self, task: TaskContext, result: TaskResult, exception: BaseException | None
-    ) -> None:
-        await self.call("after_attempt", task, result, exception)
+    ) -> Awaitable[None]:
+        return self.call("after_attempt", task, result, exception)
 
-    async def on_retry(self, task: TaskContext, exception: BaseException, delay: float) -> None:
-        await self.call("on_retry", task, exception, delay)
+    def on_retry(
+        self, task: TaskContext, exception: BaseException, delay: float
+    ) -> Awaitable[None]:
+        return self.call("on_retry", task, exception, delay)
 
-    async def on_failure(self, task: TaskContext, exception: BaseException) -> None:
-        await self.call("on_failure", task, exception)
+    def on_failure(self, task: TaskContext, exception: BaseException) -> Awaitable[None]:
+        return self.call("on_failure", task, exception)
 
-    async def on_dead_letter(self, message: TaskMessage, reason: str) -> None:
-        await self.call("on_dead_letter", message, reason)
+    def on_dead_letter(self, message: TaskMessage, reason: str) -> Awaitable[None]:
+        return self.call("on_dead_letter", message, reason)
 
-    async def on_worker_start(self, app: Any) -> None:
-        await self.call("on_worker_start", app)
+    def on_worker_start(self, app: Any) -> Awaitable[None]:
+        return self.call("on_worker_start", app)
 
-    async def on_worker_stop(self, app: Any) -> None:
-        await self.call("on_worker_stop", app)
+    def on_worker_stop(self, app: Any) -> Awaitable[None]:
+        return self.call("on_worker_stop", app)
+
+
+def _log_failure(hook: Callable[..., Any], name: str) -> None:
+    logger.exception(
+        "middleware %r failed in %s; the task goes on", getattr(hook, "__self__", hook), name
+    )
+
+
+class _Done:
+    """An awaitable that is already done: what a chain of plain hooks returns."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+#: What a hook call returns when every hook was a plain one and has run: call sites skip
+#: awaiting it (``if (pending := chain.before_attempt(t)) is not DONE: await pending``).
+DONE = _Done()
 
 
 #: The chain of an engine part built without an app (a bare Worker, an eager run): empty.

@@ -503,7 +503,7 @@ def check_headers(headers: Any) -> dict[str, str]:
     ``TypeError`` for anything else (a header is text, as in HTTP)."""
     if headers is None:
         return {}
-    if not isinstance(headers, Mapping):
+    if headers.__class__ is not dict and not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a dict of str to str, got {type(headers).__name__}")
     for key, value in headers.items():
         if key.__class__ is not str or value.__class__ is not str:

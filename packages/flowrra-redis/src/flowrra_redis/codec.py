@@ -127,6 +127,8 @@ def encode_result(result: TaskResult) -> str:
     )
     args, kwargs, traceback = result.args, result.kwargs, result.traceback
     retries, priority = result.retries, result.priority
+    headers = result.headers or None  # (NO_HEADERS: the shared empty one, falsy)
+    progress = result.progress
     try:
         return (
             f"[{_payload(result.task_id)},{_STATUS_JSON[result.status]},"
@@ -139,7 +141,7 @@ def encode_result(result: TaskResult) -> str:
             f"{'{}' if kwargs == {} else _payload(kwargs)},"
             f"{'null' if traceback is None else _payload(traceback)},"
             f"{_int_repr(priority) if priority.__class__ is int else _number(priority)}"
-            f"{_extension(result)}]"
+            f"{'' if headers is None and progress is None else _extension(result)}]"
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from flowrra.context import CURRENT, ProgressWriter, TaskContext, new_cell
 from flowrra.events import EventHub
 from flowrra.logs import install_record_factory, level_cache, task_logger
-from flowrra.middleware import MiddlewareChain
+from flowrra.middleware import DONE, MiddlewareChain
 from flowrra.protocols import Executor, ResultBackend
 from flowrra.registry import TaskHandle
 from flowrra.retry import Retry
@@ -151,8 +151,8 @@ class Runner:
                     message.id,
                     message.attempt + 1,
                 )
-            if context is not None:
-                await middleware.before_attempt(context)
+            if context is not None and (hooked := middleware.before_attempt(context)) is not DONE:
+                await hooked
             timeout = handle.options.timeout
             try:
                 if timeout is None:
@@ -190,8 +190,11 @@ class Runner:
                         message.id,
                         finished - started,
                     )
-                if context is not None:
-                    await middleware.after_attempt(context, result, None)
+                if (
+                    context is not None
+                    and (hooked := middleware.after_attempt(context, result, None)) is not DONE
+                ):
+                    await hooked
                 await self._succeeded(message, result)
         finally:
             if cell is None:
