@@ -40,6 +40,8 @@ PACKAGES = [
     "flowrra-ui-quart",
     "flowrra-ui-django",
     "flowrra-django",
+    "flowrra-opentelemetry",
+    "flowrra-prometheus",
 ]
 #: The Pythons Flowrra claims (classifiers) and tests; the browser suites run on the first.
 PYTHONS = ["3.11", "3.12", "3.13"]

@@ -35,6 +35,8 @@ DISTRIBUTIONS = {
     "flowrra-ui-quart": "flowrra_ui_quart",
     "flowrra-ui-django": "flowrra_ui_django",
     "flowrra-django": "flowrra_django",
+    "flowrra-opentelemetry": "flowrra_opentelemetry",
+    "flowrra-prometheus": "flowrra_prometheus",
 }
 #: Folders inside a package that hold no Python API.
 NOT_CODE = {"static", "templates", "__pycache__"}
