@@ -118,18 +118,15 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
         def context() -> TaskContext:
             return TaskContext(task_result=_running_result(task, alias))
 
-        if inspect.iscoroutinefunction(func):
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            return await func(context(), *args, **kwargs)
 
-            async def run(*args: Any, **kwargs: Any) -> Any:
-                return await func(context(), *args, **kwargs)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            return func(context(), *args, **kwargs)
 
-        else:
-
-            def run(*args: Any, **kwargs: Any) -> Any:
-                return func(context(), *args, **kwargs)
-
+        run: Any = run_async if inspect.iscoroutinefunction(func) else run_sync
         functools.update_wrapper(run, func)
-        run.__django_task__ = func  # type: ignore[attr-defined]  # what _register compares
+        run.__django_task__ = func  # what _register compares
         return run
 
     def _call(self, task: Task) -> TaskCall[Any]:
