@@ -1,0 +1,186 @@
+"""The monitoring UI as a Flask ``Blueprint``, for WSGI servers (gunicorn, uWSGI, Waitress).
+
+Every endpoint's behaviour and access rule lives in :mod:`flowrra_ui.service`; its
+coroutines run on the app's sync loop (:mod:`flowrra.portal`), so views are plain
+``def``s. Live events go out as Server-Sent Events (``/events``, ``text/event-stream``):
+each open page holds one server thread (size gunicorn's ``--threads`` for it); the page
+falls back to polling every 15 s when the stream cannot be opened.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+from collections.abc import Callable, Iterator
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request
+from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
+from flowrra_ui.redaction import Redact, redact_secrets
+from flowrra_ui.service import READY, websocket_refusal
+from werkzeug.wrappers import Response as BaseResponse
+
+from flowrra_ui_flask._live import fanout_of
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
+    from flowrra.events import TaskEvent
+
+__all__ = ["KEEPALIVE", "LIVE_SCRIPT", "Auth", "create_blueprint"]
+
+#: The ``auth`` hook: ``() -> bool | Response`` (an ``async def`` works too, through
+#: Flask's ``ensure_sync``; see :func:`create_blueprint`).
+Auth = Callable[[], Any]
+
+#: Seconds between keep-alive comments on an idle event stream: a stream whose page has
+#: gone is noticed (and its thread freed) at the next write.
+KEEPALIVE = 15.0
+#: The page's live-update script for WSGI (an EventSource standing in for its WebSocket).
+LIVE_SCRIPT = "flask-live.js"
+_SCRIPT_TAG = b'<script src="static/app.js" defer></script>'
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _run(app: Flowrra, make: Callable[[], Any]) -> Any:
+    return app._call_sync("the Flowrra UI", "the Quart or FastAPI adapter", make)
+
+
+def _view(service: UIService, route: Route) -> Callable[..., Response]:
+    def view(**params: str) -> Response:
+        method, path = request.method, route.path.format(**params)
+        query, body = dict(request.args), request.get_data(cache=False)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, answer = _run(
+            service.app,
+            lambda: dispatch(service, method, path, query, body, headers),
+        )
+        return _json(answer, status)
+
+    return view
+
+
+def _page(name: str) -> Response:
+    status, headers, body = serve_asset(name, request.headers.get("If-None-Match"))
+    if name == INDEX and status == 200:
+        # The page's script, with the event-stream stand-in for its WebSocket before it.
+        live = f'<script src="static/{LIVE_SCRIPT}" defer></script>\n  '.encode()
+        body = body.replace(_SCRIPT_TAG, live + _SCRIPT_TAG, 1)
+        headers["ETag"] = headers["ETag"][:-1] + '-flask"'
+    return Response(body, status=status, headers=headers)
+
+
+def _live_script() -> Response:
+    _, headers, _ = serve_asset("app.js")  # the same headers (CSP, nosniff, no-cache)
+    body = resources.files(__package__).joinpath("static", LIVE_SCRIPT).read_bytes()
+    headers.pop("ETag", None)
+    return Response(body, status=200, headers=headers)
+
+
+def _sse(message: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(message)}\n\n".encode()
+
+
+def event_stream(service: UIService, keepalive: float = KEEPALIVE) -> Response:
+    """The ``/events`` answer: a refusal (401 private, 403 cross-site), 503 when the event
+    subscription cannot be made, or a stream of ``data:`` lines, ``{"type": "ready"}``
+    first, then every task event (through the mount's ``redact``)."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    refusal = websocket_refusal(service, headers)
+    if refusal is not None:
+        status, message = refusal
+        return _json({"error": message}, status)
+    fanout = fanout_of(service.app)
+    try:
+        client = fanout.join()  # the subscription holds from here
+    except Exception as exc:
+        return _json({"error": f"unavailable: {exc}"}, 503)
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield _sse(READY)
+            while True:
+                try:
+                    event: TaskEvent = client.get(timeout=keepalive)
+                except queue.Empty:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield _sse(service.event(event))
+        finally:  # the client went away (the write failed), or the server stops
+            fanout.leave(client)
+
+    return Response(
+        stream(),
+        status=200,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def create_blueprint(
+    app: Flowrra,
+    *,
+    auth: Auth | None = None,
+    public: bool = False,
+    writable: bool | None = None,
+    redact: Redact | None = redact_secrets,
+    name: str = "flowrra_ui",
+) -> Blueprint:
+    """A Flask ``Blueprint`` serving the UI for ``app``: the dashboard page (``/``, with its
+    files under ``/static/``), the JSON API (``/api/...``) and live events (``/events``,
+    Server-Sent Events).
+
+    ``auth`` runs before every request of the blueprint, the event stream included; it
+    reads ``flask.request`` (or ``session``) and returns whether to let it through, or a
+    response to send instead (a 401 with ``WWW-Authenticate`` for HTTP basic auth, a
+    redirect to your sign-in page). Without it the UI is private (no task data; the page
+    says how to add auth), unless ``public=True`` opens it (read-only, with a warning in
+    the log). Changes (retries, schedules) are accepted on a guarded UI only, unless
+    ``writable`` says otherwise; they must be sent as JSON, and an ``Origin`` header, when
+    present, must name this host (cross-site writes are refused). ``redact`` masks what is
+    shown (:func:`flowrra_ui.redact_secrets` by default; ``None`` shows everything). Each
+    call builds its own state; give each mount its own ``name``."""
+    service = UIService(
+        app, guarded=auth is not None, public=public, writable=writable, redact=redact
+    )
+    blueprint = Blueprint(name, __name__)
+
+    if auth is not None:
+        hook = auth
+
+        def check() -> BaseResponse | None:
+            allowed = current_app.ensure_sync(hook)()
+            if isinstance(allowed, BaseResponse):
+                return allowed  # the hook's own answer: a challenge, a redirect
+            if not allowed:
+                return _json({"error": "authentication required"}, 401)
+            return None
+
+        blueprint.before_request(check)
+
+    for route in ROUTES:
+        rule = re.sub(r"\{(\w+)\}", r"<\1>", route.path)
+        endpoint = route.method.lower() + route.path.replace("/", "_").replace("{", "").replace(
+            "}", ""
+        )
+        blueprint.add_url_rule(
+            rule, endpoint=endpoint, view_func=_view(service, route), methods=[route.method]
+        )
+
+    def page() -> Response:
+        return _page(INDEX)
+
+    def static(name: str) -> Response:
+        return _live_script() if name == LIVE_SCRIPT else _page(name)
+
+    def events() -> Response:
+        return event_stream(service)
+
+    blueprint.add_url_rule("/", endpoint="page", view_func=page, methods=["GET"])
+    blueprint.add_url_rule("/static/<name>", endpoint="asset", view_func=static, methods=["GET"])
+    blueprint.add_url_rule("/events", endpoint="events", view_func=events, methods=["GET"])
+    return blueprint
