@@ -23,6 +23,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from flowrra.awaitables import DONE
 from flowrra.backends.base import store_many
 from flowrra.backends.memory import MemoryBackend
 from flowrra.brokers.memory import MemoryBroker
@@ -37,7 +38,7 @@ from flowrra.exceptions import (
 )
 from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
-from flowrra.middleware import DONE, MiddlewareChain
+from flowrra.middleware import MiddlewareChain
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
 from flowrra.protocols import (

@@ -39,15 +39,16 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from flowrra.awaitables import DONE
 
 if TYPE_CHECKING:
     from flowrra.context import TaskContext
     from flowrra.task import TaskMessage, TaskResult
 
 __all__ = [
-    "DONE",
     "HOOKS",
     "Middleware",
     "MiddlewareChain",
@@ -292,20 +293,6 @@ def _log_failure(hook: Callable[..., Any], name: str) -> None:
     logger.exception(
         "middleware %r failed in %s; the task goes on", getattr(hook, "__self__", hook), name
     )
-
-
-class _Done:
-    """An awaitable that is already done: what a chain of plain hooks returns."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # type: ignore[return-value]
-
-
-#: What a hook call returns when every hook was a plain one and has run: call sites skip
-#: awaiting it (``if (pending := chain.before_attempt(t)) is not DONE: await pending``).
-DONE = _Done()
 
 
 #: The chain of an engine part built without an app (a bare Worker, an eager run): empty.

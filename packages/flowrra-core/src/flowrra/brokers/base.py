@@ -64,8 +64,9 @@ class BaseBroker(ABC):
         ``timeout`` seconds for the first; ``[]`` on timeout."""
 
     @abstractmethod
-    async def ack(self, message: TaskMessage) -> None:
-        """Settle a reserved message: it will not be delivered again."""
+    def ack(self, message: TaskMessage) -> Awaitable[None]:
+        """Settle a reserved message: it will not be delivered again (an ``async def``, or
+        a method returning :data:`flowrra.awaitables.DONE` when there is nothing to send)."""
 
     @abstractmethod
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:

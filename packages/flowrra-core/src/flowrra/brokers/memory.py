@@ -17,8 +17,9 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
+from flowrra.awaitables import DONE
 from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.task import TaskMessage
@@ -151,8 +152,10 @@ class MemoryBroker(BaseBroker):
         async with clock.timeout_at(due):
             await available.wait()
 
-    async def ack(self, message: TaskMessage) -> None:
-        """Nothing to settle: a reserved message already left the queue."""
+    def ack(self, message: TaskMessage) -> Awaitable[None]:
+        """Nothing to settle: a reserved message already left the queue (no coroutine:
+        the worker awaits one ack per task)."""
+        return DONE
 
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
         self._push(retry)

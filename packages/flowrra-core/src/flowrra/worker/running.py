@@ -22,10 +22,11 @@ import time
 import traceback
 from typing import Any, Protocol
 
+from flowrra.awaitables import DONE
 from flowrra.context import CURRENT, ProgressWriter, TaskContext, new_cell
 from flowrra.events import EventHub
 from flowrra.logs import install_record_factory, level_cache, task_logger
-from flowrra.middleware import DONE, MiddlewareChain
+from flowrra.middleware import MiddlewareChain
 from flowrra.protocols import Executor, ResultBackend
 from flowrra.registry import TaskHandle
 from flowrra.retry import Retry

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from flowrra.awaitables import DONE
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
@@ -115,7 +116,9 @@ class Settler:
                 self.publish(result)
             self._held.pop(message.id, None)
             self.processed += 1
-            await self.broker.ack(message)
+            acked = self.broker.ack(message)
+            if acked is not DONE:  # (an in-memory broker has nothing to send)
+                await acked
             return
         self._waiting.append((message, result, stored))
         wake = self._wake
