@@ -89,36 +89,33 @@ class Reserver:
                     return None
             else:
                 self._fetcher = asyncio.current_task()
+                fetched = False
                 try:
-                    batch = await self._fetch()
-                except BaseException:
+                    if self.broker.durable:
+                        # One loop turn first: slots finishing in this turn become idle
+                        # and are counted, so a networked broker is asked once for them all.
+                        await asyncio.sleep(0)
+                    batch = await self.broker.reserve(self.wanted(), self._poll_interval)
+                    self._failures = 0
+                    fetched = True
+                except Exception:
+                    reraise_if_cancelled()
+                    await self._back_off()
+                    batch = []
+                    fetched = True
+                finally:
                     self._fetcher = None
-                    self._wake(1)  # cancelled: another idle slot waits on the broker
-                    raise
-                self._fetcher = None
+                    if not fetched:
+                        self._wake(1)  # cancelled: another idle slot waits on the broker
             held = self._held
             for message in batch:
                 held[message.id] = message
             buffer.extend(batch)
-            # This slot takes one; the others are for idle slots, and one more idle slot
-            # becomes the next fetcher.
-            self._wake(len(buffer))
+            if self._idle:
+                # This slot takes one; the others are for idle slots, and one more idle
+                # slot becomes the next fetcher.
+                self._wake(len(buffer))
         return buffer.popleft()
-
-    async def _fetch(self) -> list[TaskMessage]:
-        """One reserve for the idle slots; nothing after a failure and its back-off."""
-        try:
-            if self.broker.durable:
-                # One loop turn first: slots finishing in this turn become idle and are
-                # counted, so a networked broker is asked once for them all.
-                await asyncio.sleep(0)
-            batch = await self.broker.reserve(self.wanted(), self._poll_interval)
-        except Exception:
-            reraise_if_cancelled()
-            await self._back_off()
-            return []
-        self._failures = 0
-        return batch
 
     def stop(self, empty_queue: bool) -> None:
         """Stop waiting on the broker; with ``empty_queue``, keep handing out what is due
