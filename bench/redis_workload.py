@@ -22,6 +22,13 @@ Each of ``--runs`` runs (medians are reported):
 After the last run, with the same worker: ``--latency-n`` sequential enqueue → result round
 trips after ``--warmup`` warm-up ones; one that does not return within ``--timeout``
 seconds is lost.
+
+With ``--latency-only`` each run is just that: a fresh worker, the warm-up, the measured
+round trips, the worker stopped (so the spread over runs includes worker starts). The
+environment chooses the settings, for this process and the worker alike (``bench_urls.py``):
+``BENCH_LOOP`` (``asyncio`` or ``uvloop``) and ``BENCH_CONCURRENCY`` (the worker's concurrent
+tasks: flowrra's ``-c``, arq's ``max_jobs``, saq's ``concurrency``, taskiq's
+``--max-async-tasks``; unset, each system's default).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ BENCH = Path(__file__).resolve().parent
 APPS = BENCH / "redis_apps"
 sys.path.insert(0, str(APPS))
 
-from bench_urls import BACKEND_URL, BROKER_URL  # noqa: E402
+from bench_urls import BACKEND_URL, BROKER_URL, CONCURRENCY, LOOP  # noqa: E402
 
 SYSTEMS = ("flowrra", "flowrra-0.1.8", "arq", "saq", "taskiq", "dramatiq")
 
@@ -314,7 +321,8 @@ class FlowrraAdapter(Adapter):
     def worker_command(self) -> list[str]:
         cli = BIN / "flowrra"
         base = [str(cli)] if cli.exists() else [sys.executable, "-m", "flowrra"]
-        return [*base, "worker", "flowrra_app:app"]
+        concurrency = ["-c", str(CONCURRENCY)] if CONCURRENCY is not None else []
+        return [*base, "worker", "flowrra_app:app", *concurrency]
 
 
 class Flowrra018Adapter(Adapter):
@@ -520,7 +528,8 @@ class TaskiqAdapter(Adapter):
         return n - int(await self.backend_db.dbsize())
 
     def worker_command(self) -> list[str]:
-        return [str(BIN / "taskiq"), "worker", "taskiq_app:broker", "--workers", "1"]
+        concurrency = ["--max-async-tasks", str(CONCURRENCY)] if CONCURRENCY is not None else []
+        return [str(BIN / "taskiq"), "worker", "taskiq_app:broker", "--workers", "1", *concurrency]
 
 
 class DramatiqAdapter(Adapter):
@@ -753,6 +762,7 @@ class Bench:
             "timeout_s": args.timeout,
             "measured": len(ordered),
             "p50_ms": _percentile(ordered, 50) if ordered else None,
+            "p95_ms": _percentile(ordered, 95) if ordered else None,
             "p99_ms": _percentile(ordered, 99) if ordered else None,
             "mean_ms": statistics.fmean(ordered) if ordered else None,
             "max_ms": ordered[-1] if ordered else None,
@@ -762,6 +772,30 @@ class Bench:
             "first_error": first_error,
             "aborted_after_lost": aborted,
         }
+
+    async def latency_only(self) -> dict[str, Any]:
+        """``--runs`` runs of a fresh worker serving the round trips; medians and spreads."""
+        runs: list[dict[str, Any]] = []
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_bytes(b"")
+        await self.flush()
+        await self.adapter.open()
+        try:
+            for _ in range(self.args.runs):
+                await self.flush()
+                worker = WorkerProcess(self.adapter.worker_command(), self.log_path, self.pidfile)
+                worker.start()
+                try:
+                    runs.append(await self.latency(worker))
+                finally:
+                    worker.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.adapter.close()
+            await self.flush()
+            await self.broker_db.aclose()
+            await self.backend_db.aclose()
+        return {"latency": _latency_summary(runs), "latency_runs": runs}
 
     async def run(self) -> dict[str, Any]:
         args, adapter = self.args, self.adapter
@@ -828,6 +862,23 @@ def _summary(records: list[dict[str, Any] | None], n: int) -> dict[str, Any] | N
     return out
 
 
+def _latency_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each percentile's median over the runs, with its lowest and highest (the spread);
+    lost and failed round trips summed."""
+    out: dict[str, Any] = {
+        key: sum(r[key] for r in runs) for key in ("n", "measured", "lost", "failed")
+    }
+    out["runs"] = len(runs)
+    out["aborted_after_lost"] = any(r["aborted_after_lost"] for r in runs)
+    out["first_error"] = next((r["first_error"] for r in runs if r["first_error"]), None)
+    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = statistics.median(values)
+            out[f"{key}_runs"] = values
+    return out
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -849,6 +900,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--check", action="store_true", help="only import and connect; print version, settings"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="each run: a fresh worker, then only the round trips (no enqueue or process)",
+    )
     parser.add_argument("--log-dir", default=str(BENCH / "results" / "logs"))
     parser.add_argument("--pidfile", help="append each worker's process-group id here")
     return parser.parse_args(argv)
@@ -869,8 +925,15 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "executable": sys.executable,
     }
+    report["loop"] = LOOP
+    report["concurrency"] = CONCURRENCY
+    if CONCURRENCY is not None:  # the settings list the defaults; this run sets its own
+        for key in ("concurrency", "max_jobs", "max_async_tasks"):
+            bench.adapter.settings.pop(key, None)
     if args.check:
         asyncio.run(bench.check())
+    elif args.latency_only:
+        report.update(asyncio.run(bench.latency_only()))
     else:
         report.update(asyncio.run(bench.run()))
     print(json.dumps(report), flush=True)

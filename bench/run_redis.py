@@ -5,6 +5,7 @@ Run with the project's interpreter::
     python bench/run_redis.py                 # full: N=20,000 x 3 runs, 500 round trips
     python bench/run_redis.py --quick         # N=2,000 x 1 run, 100 round trips
     python bench/run_redis.py --only arq,saq  # a subset (names: see --help)
+    python bench/run_redis.py --latency       # round trips only: -c 1, 4, 100 x asyncio, uvloop
 
 Every system has a virtualenv of its own under ``bench/.venvs/<name>``, created here when
 missing and reused after (``--upgrade`` reinstalls the latest releases); this repository's
@@ -16,9 +17,14 @@ install does) so that worker starts do not compile them. Each system runs
 command as a subprocess. Redis databases 12 (queue) and
 13 (results) are flushed before and after each system; no other database is touched. The
 Markdown table goes to stdout and, with the machine facts, to ``bench/results/redis.md``
-(``redis-quick.md`` for ``--quick``). Missed targets are reported, not failed: the exit status
-is 0 unless a workload could not be run (flowrra without its Redis plugin is "not available",
-which is not a failure).
+(``redis-quick.md`` for ``--quick``, ``redis-latency.md`` for ``--latency``). Missed
+targets are reported, not failed: the exit status is 0 unless a workload could not be run
+(flowrra without its Redis plugin is "not available", which is not a failure).
+
+``--latency`` measures only the round trips, for flowrra and saq (arq with ``--only``), at
+concurrency 1, 4 and 100 on asyncio and on uvloop (uvloop is installed into each
+interpreter), each run a fresh worker; its targets are the headline's (``-c 100`` on
+uvloop).
 """
 
 from __future__ import annotations
@@ -56,9 +62,21 @@ TARGET_ENQUEUE_SINGLE = 10_000  # tasks/s, at least
 TARGET_ENQUEUE_BATCH = 100_000  # tasks/s, at least
 TARGET_P50_MS = 0.5  # at most
 TARGET_P99_MS = 1.5  # at most
+TARGET_LATENCY_SPREAD = 0.2  # -c 4 and -c 100 medians at most this far apart (fraction)
 
 MISSING = "n/a"
 OURS = "flowrra"
+
+#: The latency matrix (``--latency``): every system at each concurrency on each loop. Its
+#: systems are those whose worker concurrency and event loop can both be set: taskiq's worker
+#: runs uvloop whenever it is installed, dramatiq's runs threads, 0.1.8's has no CLI. arq
+#: only with ``--only``: its worker polls every 0.5 s (``poll_delay``), so each of its round
+#: trips takes 0.5 s and its 18 cells take 25 minutes.
+LATENCY_SYSTEMS = (OURS, "arq", "saq")
+LATENCY_DEFAULT = (OURS, "saq")
+LATENCY_LOOPS = ("asyncio", "uvloop")
+LATENCY_CONCURRENCY = (1, 4, 100)
+HEADLINE = ("uvloop", 100)  # the README's latency figure
 
 
 class BenchError(RuntimeError):
@@ -384,15 +402,24 @@ def run_workload(
     return report
 
 
-def measure(system: System, mode: Mode, upgrade: bool, redis_url: str) -> None:
-    env = _clean_env(redis_url)
+def prepare(system: System, upgrade: bool, env: dict[str, str]) -> bool:
+    """Set up the system's interpreter; False (with a problem noted) when that failed."""
     try:
         if system.venv is None:
             ensure_flowrra_redis(system, env)
+            if "uvloop" in system.modules and not _imports(system.python, ["uvloop"], env):
+                _pip(system.python, ["uvloop"], env)
         else:
             ensure_venv(system, upgrade, env)
     except (BenchError, subprocess.SubprocessError, OSError) as exc:
         system.problems.append(f"{system.name}: could not set up its virtualenv: {exc}")
+        return False
+    return True
+
+
+def measure(system: System, mode: Mode, upgrade: bool, redis_url: str) -> None:
+    env = _clean_env(redis_url)
+    if not prepare(system, upgrade, env):
         return
     try:
         system.report = run_workload(system, ["--check"], env, timeout=120)
@@ -653,6 +680,190 @@ def render(systems: list[System], mode: Mode, facts: list[tuple[str, str]], redi
     return "\n".join(out) + "\n"
 
 
+# -- the latency matrix ------------------------------------------------------------------------
+
+
+@dataclass
+class LatencyCell:
+    system: System
+    loop: str
+    concurrency: int
+    report: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    def get(self, key: str) -> float | None:
+        value = self.report.get("latency", {}).get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def headline(self) -> bool:
+        return self.system.name == OURS and (self.loop, self.concurrency) == HEADLINE
+
+    def runs(self, key: str) -> list[float]:
+        return [float(v) for v in self.report.get("latency", {}).get(f"{key}_runs", [])]
+
+
+def measure_latency(
+    systems: list[System], mode: Mode, upgrade: bool, redis_url: str
+) -> list[LatencyCell]:
+    """Every system at every loop and concurrency; configuration by configuration, the
+    systems side by side, so that drift on a shared machine hits them alike."""
+    env = _clean_env(redis_url)
+    ready = []
+    for system in systems:
+        if system.venv is not None:
+            system.requirements = [*system.requirements, "uvloop"]
+        system.modules = [*system.modules, "uvloop"]
+        if prepare(system, upgrade, env):
+            ready.append(system)
+    cells: list[LatencyCell] = []
+    workload_args = [
+        "--latency-only",
+        *("--runs", str(mode.runs), "--latency-n", str(mode.latency_n)),
+        *("--warmup", str(mode.warmup)),
+    ]
+    for loop in LATENCY_LOOPS:
+        for concurrency in LATENCY_CONCURRENCY:
+            for system in ready:
+                cell = LatencyCell(system, loop, concurrency)
+                cells.append(cell)
+                cell_env = {**env, "BENCH_LOOP": loop, "BENCH_CONCURRENCY": str(concurrency)}
+                log(f"{system.name}: {loop}, concurrency {concurrency}")
+                try:
+                    cell.report = run_workload(system, workload_args, cell_env, mode.timeout())
+                    if not system.report:  # version and settings, for the labels
+                        system.report = {
+                            k: v for k, v in cell.report.items() if not k.startswith("latency")
+                        }
+                except BenchError as exc:
+                    cell.problem = str(exc)
+                    system.problems.append(str(exc))
+                finally:
+                    flush_dbs(redis_url)
+    return cells
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f} to {max(values):.2f}" if values else MISSING
+
+
+def latency_table(cells: list[LatencyCell]) -> list[str]:
+    header = ["system", "loop", "-c", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+    header += ["p50 over runs", "p99 over runs", "lost"]
+    rows = []
+    for cell in cells:
+        name = _label(cell.system)
+        if cell.headline:
+            name = f"**{name}**"
+        row = [name, cell.loop, str(cell.concurrency)]
+        if cell.problem is not None:
+            rows.append([*row, "could not run (see Problems)"] + [""] * 6)
+            continue
+        row += [_ms(cell.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+        row += [_spread(cell.runs("p50_ms")), _spread(cell.runs("p99_ms"))]
+        lost, n = cell.get("lost"), cell.get("n")
+        row.append(f"{lost:.0f} / {n:.0f}" if lost is not None and n is not None else MISSING)
+        rows.append(row)
+    return _table(header, ["---", "---", "---:", *["---:"] * (len(header) - 3)], rows)
+
+
+def latency_targets(cells: list[LatencyCell]) -> list[str]:
+    def cell(system: str, loop: str, concurrency: int) -> LatencyCell | None:
+        return next(
+            (
+                c
+                for c in cells
+                if c.system.name == system and c.loop == loop and c.concurrency == concurrency
+            ),
+            None,
+        )
+
+    loop, concurrency = HEADLINE
+    ours = cell(OURS, loop, concurrency)
+    p50 = ours.get("p50_ms") if ours else None
+    p99 = ours.get("p99_ms") if ours else None
+    peer_p99 = [
+        v
+        for c in cells
+        if c.system.name != OURS and (c.loop, c.concurrency) == HEADLINE
+        for v in [c.get("p99_ms")]
+        if v is not None
+    ]
+    best_peer = min(peer_p99) if peer_p99 else None
+    rows = [
+        [
+            f"p50 ms, -c {concurrency} {loop}",
+            f"<= {TARGET_P50_MS}",
+            _ms(p50),
+            _status(None if p50 is None else p50 <= TARGET_P50_MS),
+        ],
+        [
+            f"p99 ms, -c {concurrency} {loop}",
+            f"<= {TARGET_P99_MS}",
+            _ms(p99),
+            _status(None if p99 is None else p99 <= TARGET_P99_MS),
+        ],
+        [
+            f"p99, -c {concurrency} {loop}, vs the best peer's",
+            f"<= {_ms(best_peer / 2) if best_peer else MISSING} (half of {_ms(best_peer)})",
+            _ms(p99),
+            _status(None if p99 is None or best_peer is None else p99 <= best_peer / 2),
+        ],
+    ]
+    for each in LATENCY_LOOPS:
+        low, high = cell(OURS, each, 4), cell(OURS, each, 100)
+        a = low.get("p50_ms") if low else None
+        b = high.get("p50_ms") if high else None
+        gap = None if a is None or b is None else abs(b - a) / min(a, b)
+        rows.append(
+            [
+                f"p50 -c 4 vs -c 100, {each}",
+                f"within {TARGET_LATENCY_SPREAD:.0%}",
+                MISSING if gap is None else f"{_ms(a)} vs {_ms(b)} ({gap:.0%})",
+                _status(None if gap is None else gap <= TARGET_LATENCY_SPREAD),
+            ]
+        )
+    return _table(["metric", "target", "flowrra", "status"], ["---", "---", "---:", "---"], rows)
+
+
+def render_latency(
+    cells: list[LatencyCell], mode: Mode, facts: list[tuple[str, str]], redis: str
+) -> str:
+    systems = list({id(c.system): c.system for c in cells}.values())
+    out = [
+        "# Round-trip latency on Redis: concurrency x event loop",
+        "",
+        f"Mode: {mode.runs} run(s) per configuration, each a fresh worker process serving "
+        f"{mode.latency_n:,} sequential enqueue → result round trips of a no-op after "
+        f"{mode.warmup} warm-up ones, 5 s timeout.",
+        "",
+        *(f"- {name}: {value}" for name, value in facts),
+        f"- redis: {redis}",
+        "",
+        *latency_table(cells),
+        "",
+        "One worker process per system at the given concurrency (flowrra `-c`, arq "
+        "`max_jobs`, saq `concurrency`) and event loop (the worker and the client alike); "
+        "p50 / p95 / p99 / max: nearest-rank, medians over the runs; over runs: the lowest "
+        "and highest of the runs. In bold the README's headline figure "
+        f"(`-c {HEADLINE[1]}`, {HEADLINE[0]}).",
+        "",
+        "## Targets (this repository's flowrra)",
+        "",
+        *latency_targets(cells),
+        "",
+        "## Settings",
+        "",
+    ]
+    for system in systems:
+        if system.report.get("settings"):
+            out.append(f"- {_label(system)}: {_settings(system)}")
+    problems = [p for s in systems for p in s.problems]
+    if problems:
+        out += ["", "## Problems (workloads not run)", "", *(f"- {p}" for p in problems)]
+    return "\n".join(out) + "\n"
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -668,6 +879,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--upgrade", action="store_true", help="reinstall the peers' latest releases first"
+    )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help=f"only the round trips, at concurrency {', '.join(map(str, LATENCY_CONCURRENCY))} "
+        f"on {' and '.join(LATENCY_LOOPS)}, for {', '.join(LATENCY_DEFAULT)} (with --only: "
+        f"any of {', '.join(LATENCY_SYSTEMS)})",
     )
     parser.add_argument(
         "--redis", default=DEFAULT_REDIS, help=f"Redis server (default {DEFAULT_REDIS})"
@@ -686,7 +904,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.quick:
+    if args.latency:
+        output = RESULTS / ("redis-latency-quick.md" if args.quick else "redis-latency.md")
+        latency_n, warmup = (100, 20) if args.quick else (500, 50)
+        mode = Mode("latency", 0, args.runs or (1 if args.quick else 3), latency_n, warmup, output)
+    elif args.quick:
         mode = Mode("quick", 2_000, args.runs or 1, 100, 20, RESULTS / "redis-quick.md")
     else:
         mode = Mode("full", 20_000, args.runs or 3, 500, 50, RESULTS / "redis.md")
@@ -702,7 +924,12 @@ def main(argv: list[str] | None = None) -> int:
     systems = make_systems()
     if args.only:
         systems = [s for s in systems if s.name in args.only]
+    if args.latency:
+        eligible = LATENCY_SYSTEMS if args.only else LATENCY_DEFAULT
+        systems = [s for s in systems if s.name in eligible]
     LOGS.mkdir(parents=True, exist_ok=True)
+    if args.latency:
+        return main_latency(systems, mode, args.upgrade, redis_url, facts, redis_text)
     for system in systems:
         try:
             measure(system, mode, args.upgrade, redis_url)
@@ -721,6 +948,37 @@ def main(argv: list[str] | None = None) -> int:
             s.name: {"unavailable": s.unavailable, "problems": s.problems, **s.report}
             for s in systems
         },
+    }
+    mode.output.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {mode.output.relative_to(ROOT)} and its .json")
+    return 1 if any(s.problems for s in systems) else 0
+
+
+def main_latency(
+    systems: list[System],
+    mode: Mode,
+    upgrade: bool,
+    redis_url: str,
+    facts: list[tuple[str, str]],
+    redis_text: str,
+) -> int:
+    try:
+        cells = measure_latency(systems, mode, upgrade, redis_url)
+    finally:
+        flush_dbs(redis_url)
+    text = render_latency(cells, mode, facts, redis_text)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    mode.output.write_text(text, encoding="utf-8")
+    raw = {
+        "mode": mode.name,
+        "machine": dict(facts),
+        "redis": redis_text,
+        "cells": [
+            {"system": c.system.name, "loop": c.loop, "concurrency": c.concurrency}
+            | {"problem": c.problem, **c.report}
+            for c in cells
+        ],
     }
     mode.output.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     log(f"wrote {mode.output.relative_to(ROOT)} and its .json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_urls import BROKER_URL
+from bench_urls import BROKER_URL, CONCURRENCY
 from saq import Queue
 
 queue = Queue.from_url(BROKER_URL)
@@ -15,4 +15,6 @@ async def noop(ctx: dict[str, Any]) -> None:  # saq passes its context first
     return None
 
 
-settings = {"queue": queue, "functions": [noop]}
+settings: dict[str, Any] = {"queue": queue, "functions": [noop]}
+if CONCURRENCY is not None:
+    settings["concurrency"] = CONCURRENCY

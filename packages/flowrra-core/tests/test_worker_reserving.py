@@ -93,6 +93,64 @@ async def test_one_slot_waits_on_the_broker_for_all_idle_slots() -> None:
     assert sorted(m.id for m in got) == ["a", "b", "c"] and broker.asked == [3]
 
 
+async def _futures_per_arrival(slots: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Futures made on the loop while ``slots`` idle slots take one message and settle back
+    to waiting: an idle slot woken for nothing makes a new one to wait again."""
+    broker, held = CountingBroker(), {}
+    reserver = Reserver(broker, held)
+    reserver.start(slots=slots, poll_interval=60)
+
+    async def slot() -> None:
+        while (await reserver.next()) is not None:
+            pass
+
+    tasks = [asyncio.create_task(slot()) for _ in range(slots)]
+    await turns()
+    loop = asyncio.get_running_loop()
+    made = 0
+    create_future = loop.create_future
+
+    def counting() -> asyncio.Future[object]:
+        nonlocal made
+        made += 1
+        return create_future()
+
+    monkeypatch.setattr(loop, "create_future", counting)
+    await queue(broker, "a")
+    await turns(50)
+    monkeypatch.undo()
+    assert list(held) == ["a"] and len(broker.asked) == 2  # taken; the next wait is on
+    reserver.stop(empty_queue=False)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return made
+
+
+async def test_an_arrival_wakes_only_the_slot_that_takes_it_and_the_next_fetcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    few = await _futures_per_arrival(3, monkeypatch)
+    many = await _futures_per_arrival(100, monkeypatch)
+    assert many == few  # 97 more idle slots cost nothing when a message arrives
+
+
+async def test_a_fetcher_cancelled_hands_the_wait_on_the_broker_to_an_idle_slot() -> None:
+    broker, held = CountingBroker(), {}
+    reserver = Reserver(broker, held)
+    reserver.start(slots=3, poll_interval=60)
+    slots = [asyncio.create_task(reserver.next()) for _ in range(3)]
+    await turns()
+    assert broker.asked == [3]
+    fetcher = next(t for t in slots if t is reserver._fetcher)
+    fetcher.cancel()
+    await turns()
+    assert len(broker.asked) == 2  # an idle slot waits on the broker in its place
+    await queue(broker, "a")
+    done, _ = await asyncio.wait(slots, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    assert [t.result().id for t in done if not t.cancelled()] == ["a"]
+    reserver.stop(empty_queue=False)
+    await asyncio.gather(*slots, return_exceptions=True)
+
+
 async def test_a_broker_that_fails_is_asked_again_after_a_back_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -1,12 +1,16 @@
 """Reserving: taking messages from the broker for the worker's slots.
 
 Only one slot at a time waits on the broker (the *fetcher*); the others wait for it to
-bring work. It reserves as many messages as there are idle slots (never more, so a worker
-does not hoard work other workers could run) into a local buffer that every slot drains;
-a slot takes a buffered message without calling in here. Each reserved message is held
-(see :class:`~flowrra.worker.keepalive.Leases`) until it is settled. A broker that fails
-to deliver is asked again after a back-off, longer each time, up to 10 s: workers outlive
-outages.
+bring work, each on a future of its own. It reserves as many messages as there are idle
+slots (never more, so a worker does not hoard work other workers could run) into a local
+buffer that every slot drains; a slot takes a buffered message without calling in here.
+The fetcher keeps one message and wakes one idle slot per other message, and one more to
+wait on the broker next: an arrival wakes only the slots it needs, so idle slots cost
+nothing per task (waking them all cost a task step and a new future per idle slot).
+
+Each reserved message is held (see :class:`~flowrra.worker.keepalive.Leases`) until it is
+settled. A broker that fails to deliver is asked again after a back-off, longer each time,
+up to 10 s: workers outlive outages.
 
 Stopping: the fetcher's wait is cancelled and no slot waits on the broker again. The
 reserver then hands out nothing more, or, when told to empty the queue (a broker that
@@ -44,7 +48,8 @@ class Reserver:
         self._poll_interval = 1.0
         self._empty_queue = False
         self._fetcher: asyncio.Task[object] | None = None
-        self._idle: list[asyncio.Future[None]] = []
+        #: One future per idle slot waiting for the fetcher, oldest first.
+        self._idle: deque[asyncio.Future[None]] = deque()
         self._failures = 0
 
     def start(self, slots: int, poll_interval: float) -> None:
@@ -55,7 +60,7 @@ class Reserver:
         self._empty_queue = False
         self.buffer.clear()
         self.busy = 0
-        self._idle = []
+        self._idle = deque()
 
     def wanted(self) -> int:
         """How many messages to ask for: one per idle slot, less what is buffered."""
@@ -71,9 +76,10 @@ class Reserver:
                 self._idle.append(waiter)
                 try:
                     await waiter
-                finally:
-                    if waiter in self._idle:
-                        self._idle.remove(waiter)
+                except asyncio.CancelledError:
+                    if not waiter.cancelled():
+                        self._wake(1)  # woken, then cancelled: pass the wake on
+                    raise
                 continue
             if self.stopping:
                 if not self._empty_queue:
@@ -83,6 +89,7 @@ class Reserver:
                     return None
             else:
                 self._fetcher = asyncio.current_task()
+                fetched = False
                 try:
                     if self.broker.durable:
                         # One loop turn first: slots finishing in this turn become idle
@@ -90,17 +97,24 @@ class Reserver:
                         await asyncio.sleep(0)
                     batch = await self.broker.reserve(self.wanted(), self._poll_interval)
                     self._failures = 0
+                    fetched = True
                 except Exception:
                     reraise_if_cancelled()
-                    batch = []
                     await self._back_off()
+                    batch = []
+                    fetched = True
                 finally:
                     self._fetcher = None
-                    self._wake_idle()
+                    if not fetched:
+                        self._wake(1)  # cancelled: another idle slot waits on the broker
             held = self._held
             for message in batch:
                 held[message.id] = message
             buffer.extend(batch)
+            if self._idle:
+                # This slot takes one; the others are for idle slots, and one more idle
+                # slot becomes the next fetcher.
+                self._wake(len(buffer))
         return buffer.popleft()
 
     def stop(self, empty_queue: bool) -> None:
@@ -110,7 +124,7 @@ class Reserver:
         self._empty_queue = empty_queue
         if self._fetcher is not None:
             self._fetcher.cancel()
-        self._wake_idle()
+        self._wake(len(self._idle))
 
     def clear(self) -> None:
         """Forget what is buffered (the drain has released or failed it)."""
@@ -129,8 +143,11 @@ class Reserver:
         )
         await asyncio.sleep(delay)
 
-    def _wake_idle(self) -> None:
-        idle, self._idle = self._idle, []
-        for waiter in idle:
-            if not waiter.done():
+    def _wake(self, count: int) -> None:
+        """Wake up to ``count`` idle slots, those waiting longest first."""
+        idle = self._idle
+        while count > 0 and idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a cancelled slot's future stays until it comes up
                 waiter.set_result(None)
+                count -= 1
