@@ -18,10 +18,22 @@ from flowrra import Flowrra
 
 SERVED = Path(__file__).parent / "served"
 USERNAME, PASSWORD = "ada", "correct horse"  # as served/flask_served.py checks them
+
+
+def _no_control_socket() -> list[str]:
+    """gunicorn 24+ opens a control socket at ~/.gunicorn/gunicorn.ctl, one path for every
+    server of the user: servers running side by side (tests) must not share it."""
+    from gunicorn import config
+
+    names = {setting.name for setting in config.KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
+
+
 GUNICORN = [
     *(sys.executable, "-m", "gunicorn", "flask_served:web", "-b", "127.0.0.1:{port}"),
     *("--worker-class", "gthread", "--workers", "1", "--threads", "16"),
     *("--graceful-timeout", "2"),  # open event streams end with the worker
+    *_no_control_socket(),
 ]
 
 

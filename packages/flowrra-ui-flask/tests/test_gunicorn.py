@@ -26,6 +26,15 @@ REDIS_URL = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 FLASK = str(Path(sys.executable).with_name("flask"))
 
 
+def _no_control_socket() -> list[str]:
+    """gunicorn 24+ opens a control socket at ~/.gunicorn/gunicorn.ctl, one path for every
+    server of the user: servers running side by side (tests) must not share it."""
+    from gunicorn import config
+
+    names = {setting.name for setting in config.KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
+
+
 @pytest.fixture(scope="module")
 def redis_prefix() -> Iterator[str]:
     try:
@@ -79,6 +88,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
         [
             *(sys.executable, "-m", "gunicorn", "flask_ext_app:web", "-b", f"127.0.0.1:{port}"),
             *("--worker-class", "gthread", "--threads", "8", "--graceful-timeout", "2"),
+            *_no_control_socket(),
         ],
         cwd=SERVED,
         env=env,
