@@ -29,7 +29,7 @@ FLASK = str(Path(sys.executable).with_name("flask"))
 def _no_control_socket() -> list[str]:
     """gunicorn 24+ opens a control socket at ~/.gunicorn/gunicorn.ctl, one path for every
     server of the user: servers running side by side (tests) must not share it."""
-    from gunicorn import config
+    from gunicorn import config  # type: ignore[import-untyped,unused-ignore]
 
     names = {setting.name for setting in config.KNOWN_SETTINGS}
     return ["--no-control-socket"] if "control_socket_disable" in names else []
