@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowrra.plugins import EXTENSIONS, PluginNotFoundError, find_plugin
+from flowrra.exceptions import PluginNotFoundError
+from flowrra.plugins import EXTENSIONS, find_plugin
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
@@ -43,8 +44,9 @@ def create_blueprint(app: Flowrra, *, web: Any = None, **options: Any) -> Any:
     flask_factory, quart_factory = _factory(_FLASK), _factory(_QUART)
     if quart_factory is None and flask_factory is None:
         raise PluginNotFoundError(
-            "no UI blueprint is installed: `pip install flowrra[ui-flask]` (Flask and Quart), "
-            "or flowrra-ui-flask (Flask on WSGI) or flowrra-ui-quart (Quart)"
+            "no UI blueprint plugin is installed: `pip install flowrra-ui-flask` for Flask "
+            "(WSGI), `pip install flowrra-ui-quart` for Quart, `pip install flowrra[ui-flask]` "
+            "for both"
         )
     if quart_factory is None:
         return flask_factory(app, **options)
