@@ -24,6 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from flowrra.awaitables import DONE
 from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
 from flowrra.events import EventHub, TaskEvent
@@ -32,7 +33,6 @@ from flowrra.task import TaskResult, TaskStatus
 from flowrra_redis._redis_compat import on_reconnect
 from flowrra_redis.codec import decode_result, encode_result, number_text
 from flowrra_redis.connection import (
-    DONE,
     UNAVAILABLE,
     RedisEndpoint,
     Translating,

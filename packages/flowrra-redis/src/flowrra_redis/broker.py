@@ -34,6 +34,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from flowrra.awaitables import DONE
 from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BrokerConfig
@@ -42,7 +43,6 @@ from flowrra.task import TaskMessage
 from flowrra_redis import scripts
 from flowrra_redis.codec import encode_message
 from flowrra_redis.connection import (
-    DONE,
     RedisEndpoint,
     boundary,
     retrieved,
@@ -428,16 +428,18 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         bar = receipt.find(b"|")
         return bar > 0 and receipt[bar - 1] == _MARK
 
-    async def ack(self, message: TaskMessage) -> None:
+    def ack(self, message: TaskMessage) -> Awaitable[None]:
         """Settle a reservation. Write-behind: the ack travels inside the next reserve
         (a worker reserves again as soon as a slot is free), or as a ZREM of its own when
         this broker reads queue depths or closes, or when no reserve took it within
         :data:`ACK_DELAY` seconds (the other slots run long tasks, or the worker waits for
         work). If it is lost
         with the connection, the lease expires and the message is delivered again (at
-        least once). It sends nothing itself, so it raises nothing."""
+        least once). It sends nothing itself, so it raises nothing, and returns
+        :data:`~flowrra.awaitables.DONE` (no coroutine per task)."""
         if message.receipt is not None:
             self._defer_acks((message.receipt,))
+        return DONE
 
     def _defer_acks(self, receipts: Sequence[bytes]) -> None:
         """Queue acks for the next RESERVE, or a ZREM of their own in :data:`ACK_DELAY`."""

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar, cast
@@ -524,20 +524,6 @@ _NOWHERE = LoopState(
     cast(asyncio.AbstractEventLoop, object()), cast(aioredis.Redis, None), cast(AutoPipeline, None)
 )
 _NOWHERE.closed = True
-
-
-class _Done:
-    """An awaitable that is already done: awaiting it costs nothing."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield
-
-
-#: What a write-behind call, or one with nothing to send, returns.
-DONE = _Done()
 
 
 def retrieved(future: asyncio.Future[Any]) -> None:

@@ -254,7 +254,9 @@ class Settler:
         self._held.pop(message.id, None)
         self.processed += 1
         try:
-            await self.broker.ack(message)
+            acked = self.broker.ack(message)
+            if acked is not DONE:
+                await acked
         except Exception:
             reraise_if_cancelled()
             logger.exception("task %s[%s]: could not be acked", message.name, message.id)
