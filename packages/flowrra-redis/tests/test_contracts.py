@@ -15,7 +15,7 @@ import redis
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
 from flowrra_redis.backend import decode_event
 
-from flowrra import BrokerError, Flowrra, TaskStatus
+from flowrra import BrokerError, ConfigError, Flowrra, TaskStatus
 from flowrra.clock import ManualClock
 from flowrra.task import TaskMessage, TaskResult, new_task_id
 from flowrra.testing import BrokerContract, ResultBackendContract, message
@@ -352,6 +352,19 @@ def test_config_fields_reach_the_client() -> None:
     assert broker.keys.queue == "{jobs}:queue"
     assert backend.client.connection_pool.max_connections == 3
     assert backend.ttl == 90
+
+
+def test_from_urls_sizes_both_pools() -> None:
+    """Issue 15: a web process serving many dashboards raises the pool from from_urls."""
+    app = Flowrra.from_urls("redis://h:1/0", "redis://h:1/1", max_connections=120)
+    broker, backend = app.broker, app.backend
+    assert isinstance(broker, RedisBroker) and isinstance(backend, RedisBackend)
+    assert broker.client.connection_pool.max_connections == 120
+    assert backend.client.connection_pool.max_connections == 120
+    default = Flowrra.from_urls("redis://h:1/0", "redis://h:1/1")
+    assert default.broker.client.connection_pool.max_connections == 50  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="max_connections"):
+        Flowrra.from_urls("redis://h:1/0", max_connections=0)
 
 
 async def test_status_changes_are_published_for_monitors(make_app: object, redis_url: str) -> None:

@@ -191,12 +191,23 @@ class Flowrra:
         self._shutdown: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
-    def from_urls(cls, broker: str | None = None, backend: str | None = None) -> Flowrra:
-        """An app on the given broker and backend URLs; ``None`` means in-memory."""
+    def from_urls(
+        cls,
+        broker: str | None = None,
+        backend: str | None = None,
+        *,
+        max_connections: int | None = None,
+    ) -> Flowrra:
+        """An app on the given broker and backend URLs; ``None`` means in-memory.
+
+        ``max_connections`` sizes the broker's and the backend's connection pools (default
+        50 each, :class:`~flowrra.config.BrokerConfig`): a web app serving many monitoring
+        dashboards, or many concurrent waits, may need more."""
+        pool = {} if max_connections is None else {"max_connections": max_connections}
         return cls(
             Config(
-                broker=BrokerConfig(url=broker) if broker else None,
-                backend=BackendConfig(url=backend) if backend else None,
+                broker=BrokerConfig(url=broker, **pool) if broker else None,
+                backend=BackendConfig(url=backend, **pool) if backend else None,
             )
         )
 
