@@ -191,7 +191,7 @@ def _json_lines(output: str) -> list[dict[str, Any]]:
 
 
 async def test_log_format_json_lines_carry_the_task_id(producer: Flowrra, workers: Workers) -> None:
-    proc = start_worker(workers, "--log-format", "json")
+    proc = start_worker(workers, "--log-level", "INFO", "--log-format", "json")
     task_id = await producer.submit("obs.logs", "json-word")
     assert (await result_of(producer, task_id)).status is TaskStatus.SUCCESS
     lines = _json_lines(stop(workers, proc))
@@ -242,4 +242,18 @@ async def test_log_level_warning_hides_the_success_lines(
     assert len(own) == 1
     # The text format names the task on the records of its own code.
     assert own[0].endswith(f"[task obs.logs {task_id} attempt 1]")
+    assert "succeeded in" not in output
+
+
+async def test_by_default_the_worker_logs_its_own_lines_not_a_line_per_success(
+    producer: Flowrra, workers: Workers
+) -> None:
+    """Without --log-level: the worker's start at INFO, no line per successful task (one
+    costs more CPU than the engine spends on the task; bench/README, callgrind)."""
+    proc = start_worker(workers)
+    task_id = await producer.submit("obs.logs", "default-word")
+    assert (await result_of(producer, task_id)).status is TaskStatus.SUCCESS
+    output = stop(workers, proc)
+    assert "flowrra started:" in output
+    assert "own record default-word" in output  # the task's own WARNING
     assert "succeeded in" not in output

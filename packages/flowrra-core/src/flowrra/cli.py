@@ -268,7 +268,7 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from flowrra.demo import run_demo
 
-    if args.log_level == "INFO":  # the demo prints its own story; keep the log for errors
+    if args.log_level in (None, "INFO"):  # the demo prints its own story; keep errors
         logging.getLogger("flowrra").setLevel(logging.ERROR)
     asyncio.run(run_demo())
     return 0
@@ -285,7 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowrra", description="Flowrra task queue.")
     parser.add_argument("--version", action="version", version=f"flowrra {__version__}")
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (default INFO; the worker's per-task lines only when asked for)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -312,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        help="log level (default INFO: a line per task; WARNING logs retries and failures)",
+        help=(
+            "log level (default: INFO for the worker's own lines, WARNING for each task's: "
+            "retries and failures; INFO adds a line per successful task, DEBUG its start)"
+        ),
     )
     worker.add_argument(
         "--log-format",
@@ -387,7 +393,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "configure_logging", True):
         from flowrra.logs import configure_logging
 
-        configure_logging(args.log_level, getattr(args, "log_format", "text"))
+        level = args.log_level or "INFO"
+        # A line per task costs more than the task (the engine's work per task x2.6): the
+        # flowrra.task logger reports successes only when a level is asked for.
+        configure_logging(
+            level,
+            getattr(args, "log_format", "text"),
+            task_level=args.log_level or "WARNING",
+        )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -11,7 +11,10 @@ duration, a retry at WARNING with the reason and the delay, a final failure at E
 the traceback (``exc_info``), a dead-lettered message at ERROR.
 
 ``flowrra worker`` configures the root logger with :func:`configure_logging` (``--log-level``,
-``--log-format text|json``) unless given ``--no-configure-logging``.
+``--log-format text|json``) unless given ``--no-configure-logging``. Without
+``--log-level`` it logs its own lines at INFO and the ``flowrra.task`` logger at WARNING
+(retries, failures): a line per successful task costs about 2.6 times the engine's own
+work per task (callgrind, bench/README), so it comes only with ``--log-level INFO``.
 """
 
 from __future__ import annotations
@@ -115,10 +118,14 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(line, default=repr, ensure_ascii=False)
 
 
-def configure_logging(level: str | int = "INFO", fmt: str = "text") -> None:
+def configure_logging(
+    level: str | int = "INFO", fmt: str = "text", *, task_level: str | int | None = None
+) -> None:
     """Log to stderr at ``level``, as ``fmt`` (``"text"`` or ``"json"``) lines: what
     ``flowrra worker`` does unless told ``--no-configure-logging``. Replaces the root
-    logger's handlers."""
+    logger's handlers. ``task_level`` sets the ``flowrra.task`` logger's own level
+    (``flowrra worker`` without ``--log-level`` sets WARNING there: a line per successful
+    task costs more CPU than the engine spends on the task)."""
     if fmt not in ("text", "json"):
         raise ValueError(f"the log format is 'text' or 'json', not {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
@@ -128,4 +135,5 @@ def configure_logging(level: str | int = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    task_logger.setLevel(logging.NOTSET if task_level is None else task_level)
     install_record_factory()
