@@ -38,6 +38,7 @@ PACKAGES = [
     "flowrra-ui",
     "flowrra-ui-fastapi",
     "flowrra-ui-quart",
+    "flowrra-ui-flask",
     "flowrra-ui-django",
     "flowrra-django",
     "flowrra-opentelemetry",

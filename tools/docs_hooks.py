@@ -33,6 +33,7 @@ DISTRIBUTIONS = {
     "flowrra-ui": "flowrra_ui",
     "flowrra-ui-fastapi": "flowrra_ui_fastapi",
     "flowrra-ui-quart": "flowrra_ui_quart",
+    "flowrra-ui-flask": "flowrra_ui_flask",
     "flowrra-ui-django": "flowrra_ui_django",
     "flowrra-django": "flowrra_django",
     "flowrra-opentelemetry": "flowrra_opentelemetry",

@@ -59,6 +59,7 @@ _PROVIDERS: dict[tuple[str, str], str] = {
     (CLI, "scheduler"): "flowrra-scheduler",
     (EXTENSIONS, "ui_fastapi"): "flowrra-ui-fastapi",
     (EXTENSIONS, "ui_quart"): "flowrra-ui-quart",
+    (EXTENSIONS, "ui_flask"): "flowrra-ui-flask",
     (EXTENSIONS, "ui_django"): "flowrra-ui-django",
 }
 
