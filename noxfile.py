@@ -303,8 +303,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example in examples/."""
-    _install(session, *_packages())
+    """Run every example in examples/ (the Flask one serves through gunicorn)."""
+    _install(session, *_packages(), "gunicorn")
     for example in sorted((ROOT / "examples").glob("*.py")):
         session.run("python", str(example))
 
