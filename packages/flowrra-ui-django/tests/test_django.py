@@ -22,11 +22,13 @@ from flowrra_ui.testing import (
     SAME_ORIGIN,
     Client,
     LiveSocket,
+    RedisMount,
     UIApiContract,
     WebSocketProbe,
     decoded_body,
     make_ui_app,
     redact_for_tests,
+    redis_ui_app,
     running_ui_app,
 )
 from flowrra_ui_django import get_urls, websocket_urls
@@ -165,6 +167,16 @@ def live(ui_app: Flowrra, staff: User) -> LiveSocket:
             await communicator.disconnect()
 
     return connect
+
+
+@pytest.fixture
+async def redis_ui(mounted: None, staff: User, tmp_path: Path) -> AsyncIterator[RedisMount]:
+    async with redis_ui_app(tmp_path / "redis") as (app, url):
+        django_urls.urlpatterns.append(path("redis/", include(get_urls(app))))
+        clear_url_caches()
+        http = AsyncClient()
+        await http.aforce_login(staff)
+        yield RedisMount(app, _client(http, "/redis"), url)
 
 
 class TestDjangoContract(UIApiContract):

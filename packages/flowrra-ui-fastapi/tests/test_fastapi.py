@@ -23,11 +23,13 @@ from flowrra_ui.testing import (
     SAME_ORIGIN,
     Client,
     LiveSocket,
+    RedisMount,
     UIApiContract,
     WebSocketProbe,
     decoded_body,
     make_ui_app,
     redact_for_tests,
+    redis_ui_app,
     running_ui_app,
 )
 from flowrra_ui_fastapi import create_router
@@ -177,6 +179,12 @@ async def live(api: FastAPI) -> AsyncIterator[LiveSocket]:
         yield connect
 
 
+@pytest.fixture
+async def redis_ui(tmp_path: Path) -> AsyncIterator[RedisMount]:
+    async with redis_ui_app(tmp_path / "redis") as (app, url):
+        yield RedisMount(app, _client(build(app), "/flowrra", {"x-token": TOKEN}), url)
+
+
 class TestFastAPIContract(UIApiContract):
     pass
 
@@ -201,6 +209,10 @@ def test_openapi_lists_every_endpoint_with_its_schema(tmp_path: Path) -> None:
         ("/flowrra/api/schedules/{schedule_id}/enable", "put"),
         ("/flowrra/api/schedules/{schedule_id}/disable", "put"),
         ("/flowrra/api/schedules/{schedule_id}", "delete"),
+        ("/flowrra/api/schedules/{schedule_id}/run", "post"),
+        ("/flowrra/api/dead-letters", "get"),
+        ("/flowrra/api/dead-letters/requeue", "post"),
+        ("/flowrra/api/dead-letters/purge", "post"),
     ]:
         assert method in paths[path], path
     cron = paths["/flowrra/api/schedules/cron"]["post"]
@@ -210,6 +222,10 @@ def test_openapi_lists_every_endpoint_with_its_schema(tmp_path: Path) -> None:
     assert {p["name"] for p in listing["parameters"]} == {"status", "task", "limit", "offset"}
     assert {"401", "404"} <= set(paths["/flowrra/api/tasks/{name}"]["get"]["responses"])
     assert "415" in cron["responses"]
+    purge = paths["/flowrra/api/dead-letters/purge"]["post"]
+    assert "501" in purge["responses"]
+    ids = purge["requestBody"]["content"]["application/json"]["schema"]
+    assert set(ids["properties"]) == {"ids", "all"}
 
 
 async def test_live_events_over_a_real_websocket(ui_app: Flowrra, api: FastAPI) -> None:

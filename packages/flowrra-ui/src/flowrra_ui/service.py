@@ -17,7 +17,13 @@ Who may see what is decided here too, so every adapter behaves the same:
 Errors are :class:`ApiError` with a status and a message, rendered as
 ``{"error": message}``: 400 for bad input, 401 on a private mount, 403 for a write on a
 read-only UI or a cross-site request, 404 for an unknown id or name, 415 for a write not
-sent as JSON, 503 when the result store, broker or schedule store is down.
+sent as JSON, 501 for the dead letters of a broker that keeps none that can be worked
+(not a :class:`~flowrra.protocols.DeadLetters`), 503 when the result store, broker or
+schedule store is down.
+
+The operator's actions (the dead letters: listing them, requeueing, purging; running a
+schedule now) are for those who may write, as retries and schedule changes are: a
+read-only mount answers them 403, the listing of dead letters included.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from flowrra import dead_letters
 from flowrra.events import TaskEvent
 from flowrra.exceptions import (
     BackendError,
@@ -43,6 +50,7 @@ from flowrra.exceptions import (
     TaskNotRegisteredError,
 )
 from flowrra.monitor import Monitor
+from flowrra.protocols import DeadLetters
 from flowrra.task import TaskStatus
 from flowrra_ui.redaction import Redact, redact_secrets
 
@@ -77,7 +85,8 @@ PRIVATE = (
 )
 WRITES_DISABLED = (
     "this UI is read-only: mount it with an auth hook (FastAPI: dependencies=[...], Quart: "
-    "auth=..., Django: staff members by default) to enable retries and schedule changes"
+    "auth=..., Django: staff members by default) to enable retries, schedule changes and "
+    "the dead letters"
 )
 
 
@@ -107,6 +116,57 @@ def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return body
+
+
+#: Ids one dead-letter request may name.
+MAX_IDS = 1000
+
+
+def _chosen_ids(body: Any) -> list[str] | None:
+    """The dead letters a requeue or purge names: ``{"ids": [...]}`` (those tasks) or
+    ``{"all": true}`` (``None``: every one). Anything else is refused, an empty body too,
+    so that no request works on every dead letter without saying so."""
+    data = body if isinstance(body, dict) else {}
+    ids = data.get("ids")
+    if data.get("all") is True and ids is None:
+        return None
+    if (
+        isinstance(ids, list)
+        and 0 < len(ids) <= MAX_IDS
+        and all(isinstance(i, str) and i for i in ids)
+        and "all" not in data
+    ):
+        return ids
+    raise ApiError(
+        400,
+        f'name the dead letters: {{"ids": ["<task id>", ...]}} (1 to {MAX_IDS} ids) or '
+        '{"all": true}',
+    )
+
+
+def _message_fields(raw: Any, truncated: bool) -> dict[str, Any]:
+    """What a dead letter's raw message shows: its ``args``, ``kwargs``, ``headers``,
+    ``priority`` and ``attempt``, read from the JSON of the message (after the
+    ``<priority key><sequence>|`` a Redis queue member starts with), or ``None`` each when
+    it cannot be read (cut to the broker's byte bound, or not JSON). The raw text itself is
+    never shown: it holds every argument, unmasked."""
+    fields: dict[str, Any] = dict.fromkeys(("args", "kwargs", "headers", "priority", "attempt"))
+    if not isinstance(raw, str) or truncated:
+        return fields
+    message: Any = None
+    for candidate in (raw.partition("|")[2], raw):
+        try:
+            message = json.loads(candidate)
+        except ValueError:
+            continue
+        break
+    if not isinstance(message, dict):
+        return fields
+    for key in fields:
+        fields[key] = message.get(key)
+    if fields["headers"] is None:
+        fields["headers"] = {}
+    return fields
 
 
 class UIService:
@@ -166,6 +226,7 @@ class UIService:
             "writable": self.writable,
             "hint": None if self.writable else WRITES_DISABLED,
             "scheduler": self.app.scheduler is not None,
+            "dead_letters": isinstance(self.app.broker, DeadLetters),
             "version": __version__,
         }
 
@@ -311,6 +372,97 @@ class UIService:
             raise ApiError(404, f"no schedule with id {schedule_id!r}")
         return {"deleted": schedule_id}
 
+    async def run_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Submit a schedule's task now, with its arguments and priority, as the scheduler
+        does when it fires. The schedule itself is unchanged: its next run stays."""
+        self._check_writable()
+        schedule = await self._scheduler().get(schedule_id)
+        if schedule is None:
+            raise ApiError(404, f"no schedule with id {schedule_id!r}")
+        try:
+            handle = self.app.registry.get_or_raise(schedule.task_name)
+        except TaskNotRegisteredError as exc:
+            raise ApiError(400, str(exc)) from None
+        task_id = await handle.with_options(priority=schedule.priority).submit(
+            *schedule.args, **schedule.kwargs
+        )
+        return {"task_id": task_id, "schedule_id": schedule.id, "task_name": schedule.task_name}
+
+    # -- dead letters (operators: those who may write) -----------------------------------
+
+    def _dead_letters(self) -> DeadLetters:
+        self._check_writable()
+        broker = self.app.broker
+        if not isinstance(broker, DeadLetters):
+            raise ApiError(
+                501,
+                f"dead letters are not available for the broker {type(broker).__name__}: "
+                "it keeps none that can be listed, requeued or purged from here (the Redis "
+                "broker does)",
+            )
+        return broker
+
+    def _dead_letter_shown(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A dead letter as the UI shows it: its reason, id, task name, time, the size of
+        what the broker kept and whether it was cut, whether it can be requeued, and the
+        message's arguments and headers, through the mount's ``redact`` hook."""
+        raw = entry.get("raw")
+        truncated = bool(entry.get("truncated"))
+        at = entry.get("at")
+        shown = {
+            "id": entry.get("id"),
+            "task_name": entry.get("name"),
+            "reason": entry.get("reason"),
+            "at": (
+                datetime.fromtimestamp(at, UTC).isoformat()
+                if isinstance(at, int | float) and not isinstance(at, bool)
+                else None
+            ),
+            "size": len(raw.encode()) if isinstance(raw, str) else 0,
+            "truncated": truncated,
+            "requeueable": bool(entry.get("requeueable")),
+            **_message_fields(raw, truncated),
+        }
+        return self._shown(shown)
+
+    async def dead_letter_list(self, query: Mapping[str, str]) -> dict[str, Any]:
+        broker = self._dead_letters()
+        limit = _int(query, "limit", 100, 1, 1000)
+        entries = await broker.dead_letters(limit)
+        return {"items": [self._dead_letter_shown(e) for e in entries], "limit": limit}
+
+    async def _listed_ids(self) -> set[str]:
+        entries = await self._dead_letters().dead_letters(limit=1_000_000)
+        return {str(e["id"]) for e in entries if e.get("id")}
+
+    async def requeue_dead_letters(self, body: Any) -> dict[str, Any]:
+        """Queue again the dead letters named (``ids``, or ``all``), each task's record
+        reset to PENDING first (:func:`flowrra.dead_letters.requeue`). Naming only ids
+        that are not dead letters is 404; only ones that cannot be requeued (cut to the
+        broker's byte bound, or unreadable) 400."""
+        self._dead_letters()
+        ids = _chosen_ids(body)
+        queued = await dead_letters.requeue(self.app, ids)
+        if ids is not None and not queued:
+            if not set(ids) & await self._listed_ids():
+                raise ApiError(404, f"no dead letter of the task(s) {', '.join(ids)}")
+            raise ApiError(
+                400,
+                "these dead letters cannot be requeued (their message was cut to the "
+                "broker's byte bound, or cannot be read): purge them instead",
+            )
+        skipped = [] if ids is None else [i for i in ids if i not in set(queued)]
+        return {"requeued": queued, "skipped": skipped}
+
+    async def purge_dead_letters(self, body: Any) -> dict[str, Any]:
+        """Delete the dead letters named (``ids``, or ``all``); 404 when ids name none."""
+        self._dead_letters()
+        ids = _chosen_ids(body)
+        purged = await dead_letters.purge(self.app, ids)
+        if ids is not None and purged == 0:
+            raise ApiError(404, f"no dead letter of the task(s) {', '.join(ids)}")
+        return {"purged": purged}
+
 
 def _instant(value: Any) -> datetime:
     """An ISO 8601 instant from a request. It must carry its offset: the client's local
@@ -385,6 +537,18 @@ ROUTES: list[Route] = [
           lambda s, p, q, b: s.set_enabled(p["schedule_id"], False)),
     Route("DELETE", "/api/schedules/{schedule_id}", True, "Delete a schedule",
           lambda s, p, q, b: s.delete_schedule(p["schedule_id"])),
+    Route("POST", "/api/schedules/{schedule_id}/run", True,
+          "Submit a schedule's task now (its next run is unchanged)",
+          lambda s, p, q, b: s.run_schedule(p["schedule_id"])),
+    Route("GET", "/api/dead-letters", False,
+          "The newest dead letters, masked (for those who may write)",
+          lambda s, p, q, b: s.dead_letter_list(q)),
+    Route("POST", "/api/dead-letters/requeue", True,
+          "Queue dead letters again ({\"ids\": [...]} or {\"all\": true})",
+          lambda s, p, q, b: s.requeue_dead_letters(b)),
+    Route("POST", "/api/dead-letters/purge", True,
+          "Delete dead letters ({\"ids\": [...]} or {\"all\": true})",
+          lambda s, p, q, b: s.purge_dead_letters(b)),
 ]  # fmt: skip
 
 
@@ -554,8 +718,20 @@ _BODIES: dict[str, dict[str, Any]] = {
     "/api/schedules/interval": {"interval": {"type": "number", "exclusiveMinimum": 0}},
     "/api/schedules/once": {"run_at": {"type": "string", "format": "date-time"}},
 }
+_ID_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": 'the task ids of the dead letters, or {"all": true} for every one',
+    "properties": {
+        "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_IDS},
+        "all": {"type": "boolean", "enum": [True]},
+    },
+}
+_ID_BODIES = ("/api/dead-letters/requeue", "/api/dead-letters/purge")
 _QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "/api/stats": [("minutes", {"type": "integer", "minimum": 1, "maximum": 240, "default": 15})],
+    "/api/dead-letters": [
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+    ],
     "/api/executions": [
         ("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
         ("task", {"type": "string"}),
@@ -587,10 +763,20 @@ def openapi_operation(route: Route) -> dict[str, Any]:
             (403, "read-only UI or cross-site request"),
             (404, "unknown id or name"),
             *([(415, "not sent as application/json")] if route.writes else []),
+            *(
+                [(501, "the broker keeps no dead letters that can be worked")]
+                if route.path.startswith("/api/dead-letters")
+                else []
+            ),
             (503, "a store or the broker is down"),
         ]
     }
     operation: dict[str, Any] = {"parameters": parameters, "responses": errors}
+    if route.path in _ID_BODIES:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ID_BODY}},
+        }
     fields = _BODIES.get(route.path)
     if fields is not None:
         required = ["task_name", next(iter(fields))]

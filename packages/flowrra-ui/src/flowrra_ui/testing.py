@@ -14,7 +14,11 @@ Subclass :class:`UIApiContract` in an adapter's tests and provide these fixtures
 - ``redacted``: a :data:`Client` for a mount with credentials and
   ``redact=redact_for_tests``;
 - ``websocket``: a :data:`WebSocketProbe` opening ``/ws`` on those mounts;
-- ``live``: a :data:`LiveSocket` opening ``/ws`` of the ``client`` mount.
+- ``live``: a :data:`LiveSocket` opening ``/ws`` of the ``client`` mount;
+- ``redis_ui``: a :class:`RedisMount`: an app on Redis (:func:`redis_ui_app`, a fresh key
+  prefix, no worker) and a :data:`Client` for a mount of it with an auth hook, sending
+  credentials (what the dead-letter tests need: the in-memory broker keeps none that can
+  be worked).
 
 A :data:`Client` is ``await client(method, path, json_body, headers) -> (status, body)``,
 with ``path`` relative to the mount point (``/api/stats``) and ``body`` what
@@ -39,9 +43,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,7 @@ import pytest
 
 from flowrra import Flowrra, current_task
 from flowrra.protocols import AppScheduler
+from flowrra.task import TaskMessage, TaskStatus
 from flowrra_ui.assets import serve_asset
 from flowrra_ui.redaction import REDACTED, SECRET_KEYS, redact_keys
 
@@ -57,12 +65,16 @@ __all__ = [
     "SAME_ORIGIN",
     "Client",
     "LiveSocket",
+    "RedisMount",
     "UIApiContract",
     "WebSocketProbe",
+    "dead_letter",
     "decoded_body",
     "make_ui_app",
     "open_gate",
     "redact_for_tests",
+    "redis_test_url",
+    "redis_ui_app",
     "running_ui_app",
     "scheduler_of",
 ]
@@ -141,6 +153,86 @@ async def running_ui_app(folder: Path) -> AsyncIterator[Flowrra]:
     async with app:
         yield app
     await scheduler_of(app).stop()
+
+
+def redis_test_url() -> str:
+    """``$FLOWRRA_TEST_REDIS_URL`` (default the local server's db 9), checked: the test is
+    skipped when it does not answer, or fails with ``FLOWRRA_REQUIRE_SERVICES=1``."""
+    import redis
+
+    url = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.ConnectionError as exc:
+        if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis at {url} is unreachable: {exc}")
+        pytest.skip(f"Redis at {url} is unreachable: {exc}")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def redis_ui_app(folder: Path) -> AsyncIterator[tuple[Flowrra, str]]:
+    """:func:`make_ui_app` on Redis (:func:`redis_test_url`, under a key prefix of its
+        own), connected as a producer (no worker: a test runs what it queues with an app of its
+        own on the same URL), with its schedules in ``folder`` (created; not the ``ui_app``'s
+    folder): ``(app, url)``. The prefix's
+        keys are deleted at the end (the ``redis_ui`` fixture of every adapter's tests)."""
+    import redis
+
+    base = redis_test_url()
+    prefix = f"flowrra-ui-api-{uuid.uuid4().hex[:8]}"
+    url = f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    app = make_ui_app(folder, url)
+    try:
+        async with app.producer():
+            yield app, url
+    finally:
+        await scheduler_of(app).stop()
+        client = redis.Redis.from_url(base)
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@dataclass
+class RedisMount:
+    """The ``redis_ui`` fixture: ``app`` from :func:`redis_ui_app` (on ``url``) and
+    ``client``, a :data:`Client` for a mount of it with an auth hook, with credentials."""
+
+    app: Flowrra
+    client: Client
+    url: str
+
+
+async def dead_letter(
+    app: Flowrra,
+    task_name: str,
+    *args: Any,
+    reason: str,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> str:
+    """Submit ``task_name`` to ``app``'s Redis broker, due in an hour, and move its message
+    to the dead letters with ``reason``, as a worker does with a message it cannot run (no
+    worker takes it first, so a test decides what is dead-lettered even with one running).
+    Returns the task's id; its message, requeued, is due at once."""
+    handle = app.registry.get_or_raise(task_name)
+    task_id: str = await handle.with_options(delay=3600, headers=headers).submit(*args, **kwargs)
+    broker: Any = app.broker  # a flowrra_redis.RedisBroker
+    delayed = broker.keys.delayed
+    for member in await broker.client.zrange(delayed, 0, -1):
+        text = member.decode() if isinstance(member, bytes) else str(member)
+        if f'"id":"{task_id}"' in text:
+            break
+    else:
+        raise AssertionError(f"the message of {task_id} is not among the delayed ones")
+    assert await broker.client.zrem(delayed, member) == 1
+    message = TaskMessage(task_id, task_name)
+    message.receipt = member
+    await broker.dead_letter(message, reason)
+    return task_id
 
 
 def open_gate(gate: str | Path, step: int) -> None:
@@ -302,6 +394,7 @@ class UIApiContract:
             "/api/executions",
             f"/api/executions/{secret}",
             "/api/schedules",
+            "/api/dead-letters",
         ]:
             status, body = await _get(private, path)
             assert status == 401, (path, status, body)
@@ -480,3 +573,162 @@ class UIApiContract:
         assert await websocket("readonly", EVIL_ORIGIN) is None
         if private is not None:
             assert await websocket("private", SAME_ORIGIN) is None
+
+    # -- operator actions: run a schedule now, the dead letters ------------------------
+
+    async def test_run_a_schedule_now(
+        self, ui_app: Flowrra, client: Client, readonly: Client
+    ) -> None:
+        """A run-now submits the schedule's task with its arguments and priority, and leaves
+        the schedule (its next run, its count of runs) as it was."""
+        scheduler = scheduler_of(ui_app)
+        made = await scheduler.schedule_cron(
+            "echo", "0 9 * * *", args=[1, "two"], kwargs={"token": "tok-9", "n": 3}, priority=4
+        )
+        before = await scheduler.get(made)
+        assert before is not None
+        status, body = await client("POST", f"/api/schedules/{made}/run", None, None)
+        assert status == 200 and body["schedule_id"] == made and body["task_name"] == "echo"
+        record = await ui_app.wait_for_result(body["task_id"], timeout=10)
+        assert record.status is TaskStatus.SUCCESS and record.priority == 4
+        assert record.result == {"args": [1, "two"], "kwargs": {"token": "tok-9", "n": 3}}
+        after = await scheduler.get(made)
+        assert after is not None and after.next_run_at == before.next_run_at
+        assert after.run_count == before.run_count and after.last_run_at == before.last_run_at
+        status, shown = await client("GET", f"/api/executions/{body['task_id']}", None, None)
+        assert status == 200 and shown["kwargs"]["token"] == REDACTED
+
+        status, answer = await client("POST", "/api/schedules/nope/run", None, None)
+        assert status == 404 and answer["error"]
+        count = len((await client("GET", "/api/executions", None, None))[1]["items"])
+        status, answer = await readonly("POST", f"/api/schedules/{made}/run", None, None)
+        assert status == 403 and "read-only" in answer["error"]
+        status, _ = await client(
+            "POST", f"/api/schedules/{made}/run", None, {"Origin": EVIL_ORIGIN}
+        )
+        assert status == 403
+        for content_type in ("application/x-www-form-urlencoded", "text/plain", ""):
+            status, answer = await client(
+                "POST", f"/api/schedules/{made}/run", None, {"Content-Type": content_type}
+            )
+            assert status == 415, (content_type, status)
+        assert len((await client("GET", "/api/executions", None, None))[1]["items"]) == count
+
+    async def test_dead_letters_are_listed_masked_requeued_and_purged(
+        self, redis_ui: RedisMount, tmp_path: Path
+    ) -> None:
+        app, client = redis_ui.app, redis_ui.client
+        status, meta = await _get(client, "/api/meta")
+        assert status == 200 and meta["dead_letters"] is True
+        assert (await _get(client, "/api/dead-letters")) == (200, {"items": [], "limit": 100})
+        secret = await dead_letter(
+            app,
+            "echo",
+            "visible",
+            reason="RuntimeError: the payment service answered 503",
+            headers={"Authorization": "Bearer abc.def", "X-Trace": "t-1"},
+            password="hunter2",
+            user="ann",
+        )
+        added = await dead_letter(app, "add", 1, 2, reason="because add")
+        doomed = await dead_letter(app, "add", 5, 5, reason="because <b>markup</b>")
+
+        status, listed = await _get(client, "/api/dead-letters")
+        assert status == 200 and listed["limit"] == 100
+        assert [e["id"] for e in listed["items"]] == [doomed, added, secret]  # newest first
+        _no_secret_in(listed, "the dead letters")
+        entry = listed["items"][2]
+        assert "raw" not in entry
+        assert entry["task_name"] == "echo"
+        assert entry["reason"] == "RuntimeError: the payment service answered 503"
+        assert entry["args"] == ["visible"]
+        assert entry["kwargs"] == {"password": REDACTED, "user": "ann"}
+        assert entry["headers"] == {"Authorization": REDACTED, "X-Trace": "t-1"}
+        assert entry["truncated"] is False and entry["requeueable"] is True
+        assert entry["size"] > 0 and entry["priority"] == 0 and entry["attempt"] == 0
+        assert datetime.fromisoformat(entry["at"]).tzinfo is not None
+        assert listed["items"][0]["reason"] == "because <b>markup</b>"
+        status, one = await _get(client, "/api/dead-letters?limit=1")
+        assert status == 200 and [e["id"] for e in one["items"]] == [doomed]
+        for query in ("limit=0", "limit=x", "limit=5000"):
+            assert (await _get(client, f"/api/dead-letters?{query}"))[0] == 400, query
+
+        status, body = await client("POST", "/api/dead-letters/requeue", {"ids": [added]}, None)
+        assert status == 200 and body == {"requeued": [added], "skipped": []}
+        record = await app.get_result(added)
+        assert record is not None and record.status is TaskStatus.PENDING
+        status, answer = await client("POST", "/api/dead-letters/requeue", {"ids": [added]}, None)
+        assert status == 404 and answer["error"]  # requeued once
+        bodies: list[Any] = [None, {}, {"ids": []}, {"ids": "x"}, {"all": False}, [added]]
+        for bad in bodies:
+            status, answer = await client("POST", "/api/dead-letters/requeue", bad, None)
+            assert status == 400 and '"all": true' in answer["error"], (bad, status)
+            status, answer = await client("POST", "/api/dead-letters/purge", bad, None)
+            assert status == 400, (bad, status)
+
+        status, body = await client("POST", "/api/dead-letters/purge", {"ids": [doomed]}, None)
+        assert (status, body) == (200, {"purged": 1})
+        status, answer = await client("POST", "/api/dead-letters/purge", {"ids": [doomed]}, None)
+        assert status == 404
+        status, body = await client("POST", "/api/dead-letters/requeue", {"all": True}, None)
+        assert (status, body) == (200, {"requeued": [secret], "skipped": []})
+        assert (await _get(client, "/api/dead-letters"))[1]["items"] == []
+
+        # What was requeued runs, with its real arguments, in a worker on the same Redis.
+        worker = make_ui_app(tmp_path, redis_ui.url)
+        async with worker:
+            assert (await worker.wait_for_result(added, timeout=10)).result == 3
+            echoed = await worker.wait_for_result(secret, timeout=10)
+        await scheduler_of(worker).stop()
+        assert echoed.status is TaskStatus.SUCCESS
+        assert echoed.result == {
+            "args": ["visible"],
+            "kwargs": {"password": "hunter2", "user": "ann"},
+        }
+
+        again = await dead_letter(app, "add", 0, 0, reason="once more")
+        assert [e["id"] for e in (await _get(client, "/api/dead-letters"))[1]["items"]] == [again]
+        status, body = await client("POST", "/api/dead-letters/purge", {"all": True}, None)
+        assert (status, body) == (200, {"purged": 1})
+        assert (await _get(client, "/api/dead-letters"))[1]["items"] == []
+
+    async def test_dead_letters_are_for_writers_and_checked_like_every_write(
+        self, redis_ui: RedisMount, readonly: Client, stranger: Client
+    ) -> None:
+        app, client = redis_ui.app, redis_ui.client
+        kept = await dead_letter(app, "add", 1, 1, reason="kept")
+        for who in (readonly, stranger):
+            status, answer = await _get(who, "/api/dead-letters")
+            assert status in (401, 403), status
+            for action in ("requeue", "purge"):
+                status, answer = await who(
+                    "POST", f"/api/dead-letters/{action}", {"all": True}, None
+                )
+                assert status in (401, 403), (action, status)
+        status, answer = await _get(readonly, "/api/dead-letters")
+        assert status == 403 and "read-only" in answer["error"]
+        for action in ("requeue", "purge"):
+            path = f"/api/dead-letters/{action}"
+            status, _ = await client("POST", path, {"all": True}, {"Origin": EVIL_ORIGIN})
+            assert status == 403, action
+            for content_type in ("application/x-www-form-urlencoded", "text/plain", ""):
+                status, answer = await client("POST", path, None, {"Content-Type": content_type})
+                assert status == 415, (action, content_type, status)
+                assert "application/json" in answer["error"]
+        status, listed = await _get(client, "/api/dead-letters")
+        assert status == 200 and [e["id"] for e in listed["items"]] == [kept]
+
+    async def test_dead_letters_of_a_broker_without_them_are_501(
+        self, client: Client, readonly: Client
+    ) -> None:
+        """The in-memory broker keeps no dead letters that can be worked from the UI."""
+        status, meta = await _get(client, "/api/meta")
+        assert status == 200 and meta["dead_letters"] is False
+        status, answer = await _get(client, "/api/dead-letters")
+        assert status == 501 and "not available" in answer["error"]
+        for action in ("requeue", "purge"):
+            path = f"/api/dead-letters/{action}"
+            status, answer = await client("POST", path, {"all": True}, None)
+            assert status == 501 and "not available" in answer["error"], action
+            status, answer = await readonly("POST", path, {"all": True}, None)
+            assert status == 403, action  # who may write is decided first
