@@ -44,7 +44,7 @@ import pytest
 from flowrra import Flowrra
 from flowrra.task import TaskStatus
 from flowrra_ui.redaction import REDACTED
-from flowrra_ui.testing import make_ui_app, open_gate, scheduler_of
+from flowrra_ui.testing import dead_letter, make_ui_app, open_gate, scheduler_of
 
 __all__ = ["CHROMIUM", "ServedUI", "UIBrowserContract", "serve_ui", "served_ui_app"]
 
@@ -646,6 +646,82 @@ class UIBrowserContract:
             )
         await row.locator('button[data-action="disable"]').click()
         await expect(row.locator("td.state")).to_have_text("disabled")
+        assert self.page_errors == []
+
+    async def test_dead_letters_are_listed_masked_requeued_and_purged(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        """The Dead letters page lists the broker's dead letters with their reason (as
+        text), their arguments masked; a requeued one runs in the worker; a purged one is
+        gone. A read-only mount says it may not work them."""
+        from playwright.async_api import expect
+
+        secret = await dead_letter(
+            producer, "echo", "visible", reason=f"RuntimeError: {XSS}", password="hunter2"
+        )
+        other = await dead_letter(producer, "add", 2, 3, reason="TaskNotRegisteredError: add")
+        page = await self._page(browser, served)
+        page.on("dialog", lambda dialog: dialog.accept())
+        await page.goto(served.url + "#dead-letters")
+        rows = page.locator("#dead-letters-table tbody tr[data-id]")
+        await expect(rows).to_have_count(2)
+        ids = [await row.get_attribute("data-id") for row in await rows.all()]
+        assert ids == [other, secret]  # newest first
+        shown = page.locator(f'#dead-letters-table tr[data-id="{secret}"]')
+        await expect(shown.locator("td.reason")).to_have_text(f"RuntimeError: {XSS}")
+        await expect(shown.locator("pre.payload")).to_contain_text(REDACTED)
+        await expect(shown.locator("pre.payload")).to_contain_text("visible")
+        await expect(page.locator("#dead-letters-table")).not_to_contain_text("hunter2")
+        await self._shot(page, "dead-letters", docs="dead-letters")
+        assert await page.evaluate("window.__xss") is None
+        assert await page.locator('img[src="x"], b:text("bold")').count() == 0
+
+        requeued = page.locator(f'#dead-letters-table tr[data-id="{other}"]')
+        await requeued.locator('button[data-action="requeue"]').click()
+        await expect(page.locator("#dead-letters-message")).to_contain_text("Requeued 1")
+        await expect(requeued).to_have_count(0)
+        record = await producer.wait_for_result(other, timeout=15)
+        assert (record.status, record.result) == (TaskStatus.SUCCESS, 5)
+
+        await shown.locator('button[data-action="purge"]').click()
+        await expect(page.locator("#dead-letters-message")).to_contain_text("Purged 1")
+        await expect(rows).to_have_count(0)
+        await expect(page.locator("#dead-letters-table tbody")).to_contain_text("No dead letters")
+        assert await producer.broker.dead_letters() == []  # type: ignore[attr-defined]
+
+        if served.readonly_url is not None:
+            readonly = await self._page(browser, served)
+            await readonly.goto(served.readonly_url + "#dead-letters")
+            unavailable = readonly.locator("#dead-letters-unavailable")
+            await expect(unavailable).to_contain_text("read-only")
+            await expect(readonly.locator("#dead-letters-table")).to_be_hidden()
+        assert self.page_errors == []
+
+    async def test_run_a_schedule_now_from_the_schedules_page(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        made = await scheduler_of(producer).schedule_cron(
+            "echo", "0 9 * * *", args=[7], kwargs={"n": 1}, priority=2, description="report"
+        )
+        before = await scheduler_of(producer).get(made)
+        assert before is not None
+        page = await self._page(browser, served)
+        await page.goto(served.url + "#schedules")
+        row = page.locator(f'#schedules-table tr[data-id="{made}"]')
+        await row.locator('button[data-action="run"]').click()
+        message = page.locator("#schedules-message")
+        await expect(message).to_contain_text("Submitted echo now as")
+        task_id = (await message.locator("button").text_content() or "").strip()
+        record = await producer.wait_for_result(task_id, timeout=15)
+        assert record.result == {"args": [7], "kwargs": {"n": 1}} and record.priority == 2
+        after = await scheduler_of(producer).get(made)
+        assert after is not None and after.next_run_at == before.next_run_at
+        assert after.run_count == before.run_count
+        await self._shot(page, "schedule-run-now")
+        await message.locator("button").click()  # the task it submitted opens
+        await expect(page.locator("#detail dl.kv")).to_contain_text(task_id)
         assert self.page_errors == []
 
     async def test_a_mount_without_auth_shows_no_data_and_says_how_to_add_it(

@@ -10,11 +10,11 @@
   const POLL_SECONDS = 15;
   const PAGE_SIZE = 25;
   const FEED_SIZE = 100;
-  const VIEWS = ["dashboard", "executions", "tasks", "schedules"];
+  const VIEWS = ["dashboard", "executions", "tasks", "schedules", "dead-letters"];
   const STATUSES = ["pending", "running", "retrying", "success", "failed"];
 
   const state = {
-    meta: { writable: false, scheduler: false, hint: "" },
+    meta: { writable: false, scheduler: false, dead_letters: false, hint: "" },
     tasks: [],
     offset: 0,
     live: "connecting",
@@ -179,6 +179,19 @@
         return;
       }
       renderSchedules(await api("GET", "api/schedules"));
+    },
+    async "dead-letters"() {
+      const unavailable = $("#dead-letters-unavailable");
+      const why = !state.meta.writable
+        ? `Dead letters are for those who may make changes: ${state.meta.hint}`
+        : !state.meta.dead_letters
+          ? "Dead letters are not available for this app's broker: it keeps none that can be " +
+            "listed, requeued or purged from here (the Redis broker does)."
+          : null;
+      unavailable.hidden = why === null;
+      unavailable.textContent = why ?? "";
+      $("#dead-letters-work").hidden = why !== null;
+      if (why === null) renderDeadLetters((await api("GET", "api/dead-letters")).items);
     },
   };
 
@@ -587,8 +600,8 @@
   function scheduleActions(s) {
     const locked = !state.meta.writable;
     const hint = locked ? state.meta.hint : null;
-    const act = (label, cls, run) => el("button", { type: "button", class: cls, disabled: locked, title: hint,
-      "data-action": label.toLowerCase(),
+    const act = (label, cls, run, action = label.toLowerCase()) => el("button", {
+      type: "button", class: cls, disabled: locked, title: hint, "data-action": action,
       onclick: async (e) => {
         e.target.disabled = true;
         try {
@@ -601,6 +614,19 @@
       } }, label);
     const id = encodeURIComponent(s.id);
     return el("div", { class: "actions" },
+      act("Run now", "", async () => {
+        const message = $("#schedules-message");
+        try {
+          const answer = await api("POST", `api/schedules/${id}/run`);
+          message.className = "message ok";
+          message.replaceChildren(`Submitted ${answer.task_name} now as `,
+            el("button", { type: "button", class: "mono", onclick: () => openDetail(answer.task_id) },
+              answer.task_id), " (the schedule's next run is unchanged).");
+        } catch (error) {
+          message.className = "message error";
+          message.textContent = error.message;
+        }
+      }, "run"),
       s.enabled
         ? act("Disable", "", () => api("PUT", `api/schedules/${id}/disable`))
         : act("Enable", "", () => api("PUT", `api/schedules/${id}/enable`)),
@@ -660,6 +686,72 @@
     }
   }
 
+  // -- dead letters ----------------------------------------------------------------------
+
+  function fmtBytes(n) {
+    return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+  }
+
+  function sayDead(text, ok) {
+    const message = $("#dead-letters-message");
+    message.className = `message ${ok ? "ok" : "error"}`;
+    message.textContent = text;
+  }
+
+  // ids: one task's dead letter, or null for every one.
+  async function workDeadLetters(action, ids) {
+    const body = ids === null ? { all: true } : { ids };
+    try {
+      const answer = await api("POST", `api/dead-letters/${action}`, body);
+      if (action === "requeue") {
+        const skipped = answer.skipped.length ? ` (${answer.skipped.length} cannot be requeued)` : "";
+        sayDead(answer.requeued.length
+          ? `Requeued ${answer.requeued.length}: ${answer.requeued.join(", ")}${skipped}.`
+          : `Nothing could be requeued${skipped}.`, true);
+      } else {
+        sayDead(`Purged ${answer.purged}.`, true);
+      }
+    } catch (error) {
+      sayDead(error.message, false);
+    }
+    await refresh();
+  }
+
+  function renderDeadLetters(items) {
+    const rows = items.map((d) => {
+      const name = d.id ?? "";
+      const message = d.args === null && d.kwargs === null
+        ? el("span", { class: "muted" }, d.truncated ? "cut to the broker's size bound" : "cannot be read")
+        : el("pre", { class: "payload" }, [
+          `args: ${JSON.stringify(d.args)}`,
+          `kwargs: ${JSON.stringify(d.kwargs)}`,
+          d.headers && Object.keys(d.headers).length ? `headers: ${JSON.stringify(d.headers)}` : null,
+          `priority: ${d.priority}, attempt: ${d.attempt}`,
+        ].filter(Boolean).join("\n"));
+      const requeue = el("button", { type: "button", class: "primary", "data-action": "requeue",
+        disabled: !d.requeueable || !d.id,
+        title: d.requeueable ? null : "cut to the broker's size bound, or unreadable: purge it",
+        onclick: () => workDeadLetters("requeue", [name]) }, "Requeue");
+      const purge = el("button", { type: "button", class: "danger", "data-action": "purge", disabled: !d.id,
+        onclick: () => {
+          if (confirm(`Purge the dead letter of ${d.task_name ?? "?"} (${name})? It cannot be undone.`)) {
+            workDeadLetters("purge", [name]);
+          }
+        } }, "Purge");
+      return el("tr", { "data-id": name },
+        el("td", {}, el("div", {}, el("strong", {}, d.task_name ?? "?")), el("div", { class: "mono muted" }, name)),
+        el("td", { class: "mono reason" }, d.reason ?? ""),
+        el("td", {}, fmtTime(d.at)),
+        el("td", { class: "size" }, fmtBytes(d.size), d.truncated ? el("div", { class: "status failed" }, "truncated") : null),
+        el("td", {}, message),
+        el("td", {}, el("div", { class: "actions" }, requeue, purge)));
+    });
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No dead letters.")));
+    $("#dead-letters-table tbody").replaceChildren(...rows);
+    $("#dead-requeue-all").disabled = !items.some((d) => d.requeueable);
+    $("#dead-purge-all").disabled = !items.length;
+  }
+
   // -- start -----------------------------------------------------------------------------
 
   // A mount that lets this visitor see nothing (private, or not signed in): say why and how
@@ -711,6 +803,10 @@
     });
     $("#schedule-form").addEventListener("submit", createSchedule);
     $("#schedule-form").kind.addEventListener("change", showKindFields);
+    $("#dead-requeue-all").addEventListener("click", () => workDeadLetters("requeue", null));
+    $("#dead-purge-all").addEventListener("click", () => {
+      if (confirm("Purge every dead letter? It cannot be undone.")) workDeadLetters("purge", null);
+    });
     try {
       [state.meta, state.tasks] = await Promise.all([api("GET", "api/meta"), api("GET", "api/tasks")]);
     } catch (error) {
