@@ -22,11 +22,13 @@ from flowrra_ui.testing import (
     SAME_ORIGIN,
     Client,
     LiveSocket,
+    RedisMount,
     UIApiContract,
     WebSocketProbe,
     decoded_body,
     make_ui_app,
     redact_for_tests,
+    redis_ui_app,
     running_ui_app,
 )
 from flowrra_ui_flask import create_blueprint
@@ -198,6 +200,12 @@ def live(web: Flask) -> LiveSocket:
                 await asyncio.to_thread(messages.close)
 
     return connect
+
+
+@pytest.fixture
+async def redis_ui(tmp_path: Path) -> AsyncIterator[RedisMount]:
+    async with redis_ui_app(tmp_path / "redis") as (app, url):
+        yield RedisMount(app, _client(build(app), "/flowrra", {"X-Token": TOKEN}), url)
 
 
 class TestFlaskContract(UIApiContract):
