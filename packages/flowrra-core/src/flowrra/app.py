@@ -19,6 +19,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -203,13 +204,14 @@ class Flowrra:
         ``max_connections`` sizes the broker's and the backend's connection pools (default
         50 each, :class:`~flowrra.config.BrokerConfig`): a web app serving many monitoring
         dashboards, or many concurrent waits, may need more."""
-        pool = {} if max_connections is None else {"max_connections": max_connections}
-        return cls(
-            Config(
-                broker=BrokerConfig(url=broker, **pool) if broker else None,
-                backend=BackendConfig(url=backend, **pool) if backend else None,
-            )
-        )
+        broker_config = BrokerConfig(url=broker) if broker else None
+        backend_config = BackendConfig(url=backend) if backend else None
+        if max_connections is not None:
+            if broker_config is not None:
+                broker_config = replace(broker_config, max_connections=max_connections)
+            if backend_config is not None:
+                backend_config = replace(backend_config, max_connections=max_connections)
+        return cls(Config(broker=broker_config, backend=backend_config))
 
     # -- registration --------------------------------------------------------------------
 
