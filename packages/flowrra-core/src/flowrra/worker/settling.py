@@ -153,11 +153,11 @@ class Settler:
         logger.error("task %s[%s] dead-lettered: %s", message.name, message.id, reason)
         self._settled(message)
         await self.broker.dead_letter(message, reason)
-        if self.middleware.dead_letters:
+        if message.id:  # (else there is nothing to record it under)
+            failed = TaskResult.failed(message, f"{error}: {reason}", finished=time.time())
+            await self.record(failed)
+        if self.middleware.dead_letters:  # once it is dead-lettered and recorded
             await self.middleware.on_dead_letter(message, reason)
-        if not message.id:
-            return  # nothing to record it under
-        await self.record(TaskResult.failed(message, f"{error}: {reason}", finished=time.time()))
 
     async def completed_before(self, message: TaskMessage) -> bool:
         """``message`` is a redelivery: if its task's record is already complete (it ran,
