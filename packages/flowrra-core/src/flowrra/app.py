@@ -103,6 +103,23 @@ def _make_backend(config: Config) -> ResultBackend:
     return backend
 
 
+def _check_arguments(message: TaskMessage) -> None:
+    """Raise SerializationError if the message's arguments cannot be encoded."""
+    if message.args:
+        ensure_encodable(message.args, f"the arguments of task {message.name!r}")
+    if message.kwargs:
+        ensure_encodable(message.kwargs, f"the keyword arguments of task {message.name!r}")
+
+
+def _checked_timeout(timeout: Any) -> float | None:
+    """A wait's ``timeout``: seconds >= 0 (``inf``: no limit, as ``None``)."""
+    if timeout.__class__ is bool or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout is a number of seconds or None, got {timeout!r}")
+    if not timeout >= 0:  # also NaN
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    return None if timeout == float("inf") else float(timeout)
+
+
 def _abandon(call: Awaitable[Any]) -> None:
     """Give up on a store or enqueue the caller will not await: a coroutine that has not
     started is closed (it never runs); a reply already on its way is let go quietly."""
@@ -180,6 +197,11 @@ class Flowrra:
         self._expects: Callable[[str], bool] | None = (
             self.backend.expects if isinstance(self.backend, KnownTasks) else None
         )
+        # A broker whose enqueue is a coroutine function checks a message only once the
+        # PENDING record is written: submit checks the arguments first, so arguments that
+        # cannot be encoded leave no record behind. (One that encodes at call time, as the
+        # Redis broker does, refuses before anything is sent.)
+        self._checks_arguments = inspect.iscoroutinefunction(type(self.broker).enqueue)
         self._connected = False
         self._eager = eager
         self._stopping = False
@@ -194,8 +216,8 @@ class Flowrra:
         """An app on the given broker and backend URLs; ``None`` means in-memory."""
         return cls(
             Config(
-                broker=BrokerConfig(url=broker) if broker else None,
-                backend=BackendConfig(url=backend) if backend else None,
+                broker=None if broker is None else BrokerConfig(url=broker),
+                backend=None if backend is None else BackendConfig(url=backend),
             )
         )
 
@@ -305,12 +327,19 @@ class Flowrra:
         is submitted with ``handle.with_options(...).submit(...)``, which also takes
         ``headers=`` for any task. Before :meth:`start`, the task waits in the queue.
         """
-        name = self.registry.resolve(task_func)
+        handle = self.registry.handle(task_func)
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         headers = None
-        if kwargs and "headers" in kwargs and not self.registry.by_name[name].takes("headers"):
-            headers = check_headers(kwargs.pop("headers"))
-        return await self._enqueue(name, args, kwargs, priority, due, headers)
+        if kwargs:
+            if "headers" in kwargs and not handle.takes("headers"):
+                headers = check_headers(kwargs.pop("headers"))
+            handle.binding.check(handle.name, args, kwargs)
+        elif args:
+            if len(args) not in handle.arities:
+                handle.binding.check(handle.name, args, kwargs)
+        elif handle.needs_arguments:
+            handle.binding.check(handle.name, args, kwargs)
+        return await self._enqueue(handle.name, args, kwargs, priority, due, headers)
 
     async def _enqueue(
         self,
@@ -334,6 +363,8 @@ class Flowrra:
             message.headers = headers
         if self.middleware.submits:
             return await self._enqueue_observed(message)
+        if (args or kwargs) and self._checks_arguments:
+            _check_arguments(message)
         pending = _pending(message)
         if self._eager:
             return await self._submit_eagerly(message, pending)
@@ -354,6 +385,8 @@ class Flowrra:
             if self._eager:
                 await self._submit_eagerly(message, pending)
             else:
+                if self._checks_arguments:
+                    _check_arguments(message)
                 stored = self.backend.store(message.id, pending)
                 await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         except BaseException as exc:
@@ -378,7 +411,8 @@ class Flowrra:
         Each item of ``calls`` is the positional arguments of one call (a tuple or list)
         or its keyword arguments (a dict). ``priority``, ``delay`` and ``eta`` apply to all.
         """
-        name = self.registry.resolve(task_func)
+        handle = self.registry.handle(task_func)
+        name = handle.name
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         if priority.__class__ is not int:
             raise TypeError(f"priority must be an int, got {priority!r}")
@@ -398,6 +432,7 @@ class Flowrra:
                     "each call is a tuple of positional arguments or a dict of keyword "
                     f"arguments, got {call!r}"
                 )
+            handle.binding.check(name, args, kwargs)
             message = TaskMessage(
                 new_task_id(), name, args, kwargs, priority=priority, eta=due, submitted_at=now
             )
@@ -407,10 +442,7 @@ class Flowrra:
         # Fail before anything is stored, as submit does (and before the submit hooks, so
         # no middleware opens what no after_submit would close).
         for message in messages:
-            if message.args:
-                ensure_encodable(message.args, f"the arguments of task {name!r}")
-            if message.kwargs:
-                ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+            _check_arguments(message)
         middleware = self.middleware
         if middleware.submits:
             for message in messages:
@@ -468,11 +500,8 @@ class Flowrra:
 
     async def _submit_eagerly(self, message: TaskMessage, pending: TaskResult) -> str:
         """:meth:`_enqueue` in eager mode: run the task here and now."""
-        name = message.name
-        if message.args:  # checked as a broker would, so a test fails where production would
-            ensure_encodable(message.args, f"the arguments of task {name!r}")
-        if message.kwargs:
-            ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+        # checked as a broker would, so a test fails where production would
+        _check_arguments(message)
         await self._run_eagerly(message, pending)
         return message.id
 
@@ -532,6 +561,8 @@ class Flowrra:
         task keeps running), and :class:`NotRunningError` when the app runs embedded and was
         never started, so the wait could never end.
         """
+        if timeout is not None:
+            timeout = _checked_timeout(timeout)
         if not self._connected:
             await self._connect()
         expects = self._expects
