@@ -30,6 +30,7 @@ from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BackendConfig, BrokerConfig, Config
 from flowrra.events import EventHub
 from flowrra.exceptions import (
+    MaybeQueuedError,
     NotRunningError,
     ResultTimeoutError,
     SyncCallInLoopError,
@@ -201,6 +202,8 @@ class Flowrra:
         # PENDING record is written: submit checks the arguments first, so arguments that
         # cannot be encoded leave no record behind. (One that encodes at call time, as the
         # Redis broker does, refuses before anything is sent.)
+        # A broker whose enqueue is not a coroutine function sends when called: if the
+        # PENDING record then fails, the task may be queued all the same.
         self._checks_arguments = inspect.iscoroutinefunction(type(self.broker).enqueue)
         self._connected = False
         self._eager = eager
@@ -486,6 +489,21 @@ class Flowrra:
             raise
         try:
             await stored
+        except Exception as exc:
+            if self._checks_arguments:  # enqueue is a coroutine: nothing was sent yet
+                _abandon(enqueued)
+                raise
+            # The broker was sent the message when enqueue() was called: say so, with
+            # the ids, rather than let the caller think nothing was queued.
+            try:
+                await enqueued
+            except Exception:
+                accepted: bool | None = None
+            else:
+                accepted = True
+            raise MaybeQueuedError(
+                [record.task_id for record in pending], pending[0].task_name or "?", accepted, exc
+            ) from exc
         except BaseException:
             _abandon(enqueued)
             raise
