@@ -337,9 +337,11 @@ class Flowrra:
             if "headers" in kwargs and not handle.takes("headers"):
                 headers = check_headers(kwargs.pop("headers"))
             handle.binding.check(handle.name, args, kwargs)
+            self._check_arguments(handle.name, args, kwargs)
         elif args:
             if len(args) not in handle.arities:
                 handle.binding.check(handle.name, args, kwargs)
+            self._check_arguments(handle.name, args, kwargs)
         elif handle.needs_arguments:
             handle.binding.check(handle.name, args, kwargs)
         return await self._enqueue(handle.name, args, kwargs, priority, due, headers)
@@ -366,14 +368,23 @@ class Flowrra:
             message.headers = headers
         if self.middleware.submits:
             return await self._enqueue_observed(message)
-        if (args or kwargs) and self._checks_arguments:
-            _check_arguments(message)
         pending = _pending(message)
         if self._eager:
             return await self._submit_eagerly(message, pending)
         stored = self.backend.store(task_id, pending)
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
+
+    def _check_arguments(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise SerializationError, before anything is written, for arguments the broker
+        would refuse only once the PENDING record is stored (one whose enqueue is a
+        coroutine function: the in-memory broker). With middleware, the check is made
+        after ``before_submit`` instead, so ``after_submit`` sees the error."""
+        if self._checks_arguments and not self.middleware.submits:
+            if args:
+                ensure_encodable(args, f"the arguments of task {name!r}")
+            if kwargs:
+                ensure_encodable(kwargs, f"the keyword arguments of task {name!r}")
 
     async def _enqueue_observed(self, message: TaskMessage) -> str:
         """:meth:`_enqueue`'s end with middleware: ``before_submit`` (which may add

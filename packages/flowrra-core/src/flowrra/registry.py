@@ -63,6 +63,10 @@ class _Submitter(Protocol):
         headers: dict[str, str] | None = None,
     ) -> str: ...
 
+    def _check_arguments(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None: ...
+
 
 def eta_from(
     delay: float | None, eta: datetime | None, clock: Clock = SYSTEM_CLOCK
@@ -168,6 +172,8 @@ class TaskCall(Generic[P]):
         handle = self._handle
         if kwargs or len(args) not in handle.arities:
             handle.binding.check(handle.name, args, kwargs)
+        if args or kwargs:
+            handle._submitter._check_arguments(handle.name, args, kwargs)
         return await self._handle._submitter._enqueue(
             self._handle.name, args, kwargs, self._priority, self._eta, self._headers
         )
@@ -175,6 +181,7 @@ class TaskCall(Generic[P]):
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """:meth:`submit` for sync code: blocks until the task is queued; returns its id."""
         self._handle.binding.check(self._handle.name, args, kwargs)
+        self._handle._submitter._check_arguments(self._handle.name, args, kwargs)
         return self._handle._submitter._enqueue_sync(
             self._handle.name, args, kwargs, self._priority, self._eta, self._headers
         )
@@ -211,6 +218,8 @@ class TaskHandle(Generic[P, R]):
         """Enqueue the task at priority 0, to run now; returns the task id."""
         if kwargs or len(args) not in self.arities:
             self.binding.check(self.name, args, kwargs)
+        if args or kwargs:
+            self._submitter._check_arguments(self.name, args, kwargs)
         return await self._submitter._enqueue(self.name, args, kwargs, 0, None)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -218,6 +227,7 @@ class TaskHandle(Generic[P, R]):
         the task is queued; returns its id. Not from a thread that runs an event loop
         (``SyncCallInLoopError``: use ``await task.submit(...)`` there)."""
         self.binding.check(self.name, args, kwargs)
+        self._submitter._check_arguments(self.name, args, kwargs)
         return self._submitter._enqueue_sync(self.name, args, kwargs, 0, None)
 
     def with_options(
