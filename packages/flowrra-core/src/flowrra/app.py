@@ -198,12 +198,12 @@ class Flowrra:
         self._expects: Callable[[str], bool] | None = (
             self.backend.expects if isinstance(self.backend, KnownTasks) else None
         )
-        # A broker whose enqueue is a coroutine function checks a message only once the
-        # PENDING record is written: submit checks the arguments first, so arguments that
-        # cannot be encoded leave no record behind. (One that encodes at call time, as the
-        # Redis broker does, refuses before anything is sent.)
-        # A broker whose enqueue is not a coroutine function sends when called: if the
-        # PENDING record then fails, the task may be queued all the same.
+        # A broker whose enqueue is a coroutine function (in memory) does nothing until it
+        # is awaited, after the PENDING record is written: submit checks the arguments
+        # first, so arguments that cannot be encoded leave no record behind, and a failed
+        # record means nothing was queued. One whose enqueue is a plain function (Redis)
+        # encodes and sends when called: it refuses before anything is sent, and if the
+        # PENDING record then fails the task may be queued all the same.
         self._checks_arguments = inspect.iscoroutinefunction(type(self.broker).enqueue)
         self._connected = False
         self._eager = eager
