@@ -477,6 +477,7 @@ def test_public_names_are_pinned() -> None:
         "FlowrraError",
         "IOExecutor",
         "InMemoryBackend",
+        "MaybeQueuedError",
         "MemoryBackend",
         "MemoryBroker",
         "NoTaskContextError",

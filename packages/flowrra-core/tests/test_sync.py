@@ -116,7 +116,7 @@ def test_running_elsewhere_sync_calls_go_to_its_loop(app: Flowrra) -> None:
 
 def test_errors_reach_the_caller(app: Flowrra) -> None:
     @app.task(max_retries=0)
-    async def fails() -> None:
+    async def fails(x: object = None) -> None:
         raise ValueError("nope")
 
     app.task()(asleep)

@@ -81,8 +81,8 @@ class RedisServers:
             try:
                 client.ping()
                 break
-            except redis.BusyLoadingError:
-                break
+            except (redis.BusyLoadingError, redis.AuthenticationError):
+                break  # loading, or up and asking for a password (--requirepass)
             except redis.ConnectionError:
                 assert proc.poll() is None, "redis-server exited"
                 assert time.monotonic() < deadline, "redis-server did not start"

@@ -32,6 +32,7 @@ from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BackendConfig, BrokerConfig, Config
 from flowrra.events import EventHub
 from flowrra.exceptions import (
+    MaybeQueuedError,
     NotRunningError,
     ResultTimeoutError,
     SyncCallInLoopError,
@@ -103,6 +104,23 @@ def _make_backend(config: Config) -> ResultBackend:
     factory = find_plugin(BACKENDS, scheme_of(backend_config.url))
     backend: ResultBackend = factory(backend_config)
     return backend
+
+
+def _check_arguments(message: TaskMessage) -> None:
+    """Raise SerializationError if the message's arguments cannot be encoded."""
+    if message.args:
+        ensure_encodable(message.args, f"the arguments of task {message.name!r}")
+    if message.kwargs:
+        ensure_encodable(message.kwargs, f"the keyword arguments of task {message.name!r}")
+
+
+def _checked_timeout(timeout: Any) -> float | None:
+    """A wait's ``timeout``: seconds >= 0 (``inf``: no limit, as ``None``)."""
+    if timeout.__class__ is bool or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout is a number of seconds or None, got {timeout!r}")
+    if not timeout >= 0:  # also NaN
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    return None if timeout == float("inf") else float(timeout)
 
 
 def _abandon(call: Awaitable[Any]) -> None:
@@ -182,6 +200,13 @@ class Flowrra:
         self._expects: Callable[[str], bool] | None = (
             self.backend.expects if isinstance(self.backend, KnownTasks) else None
         )
+        # A broker whose enqueue is a coroutine function (in memory) does nothing until it
+        # is awaited, after the PENDING record is written: submit checks the arguments
+        # first, so arguments that cannot be encoded leave no record behind, and a failed
+        # record means nothing was queued. One whose enqueue is a plain function (Redis)
+        # encodes and sends when called: it refuses before anything is sent, and if the
+        # PENDING record then fails the task may be queued all the same.
+        self._checks_arguments = inspect.iscoroutinefunction(type(self.broker).enqueue)
         self._connected = False
         self._eager = eager
         self._stopping = False
@@ -204,8 +229,8 @@ class Flowrra:
         ``max_connections`` sizes the broker's and the backend's connection pools (default
         50 each, :class:`~flowrra.config.BrokerConfig`): a web app serving many monitoring
         dashboards, or many concurrent waits, may need more."""
-        broker_config = BrokerConfig(url=broker) if broker else None
-        backend_config = BackendConfig(url=backend) if backend else None
+        broker_config = None if broker is None else BrokerConfig(url=broker)  # "": refused
+        backend_config = None if backend is None else BackendConfig(url=backend)
         if max_connections is not None:
             if broker_config is not None:
                 broker_config = replace(broker_config, max_connections=max_connections)
@@ -319,12 +344,21 @@ class Flowrra:
         is submitted with ``handle.with_options(...).submit(...)``, which also takes
         ``headers=`` for any task. Before :meth:`start`, the task waits in the queue.
         """
-        name = self.registry.resolve(task_func)
+        handle = self.registry.handle(task_func)
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         headers = None
-        if kwargs and "headers" in kwargs and not self.registry.by_name[name].takes("headers"):
-            headers = check_headers(kwargs.pop("headers"))
-        return await self._enqueue(name, args, kwargs, priority, due, headers)
+        if kwargs:
+            if "headers" in kwargs and not handle.takes("headers"):
+                headers = check_headers(kwargs.pop("headers"))
+            handle.binding.check(handle.name, args, kwargs)
+            self._check_arguments(handle.name, args, kwargs)
+        elif args:
+            if len(args) not in handle.arities:
+                handle.binding.check(handle.name, args, kwargs)
+            self._check_arguments(handle.name, args, kwargs)
+        elif handle.needs_arguments:
+            handle.binding.check(handle.name, args, kwargs)
+        return await self._enqueue(handle.name, args, kwargs, priority, due, headers)
 
     async def _enqueue(
         self,
@@ -355,6 +389,17 @@ class Flowrra:
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
 
+    def _check_arguments(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise SerializationError, before anything is written, for arguments the broker
+        would refuse only once the PENDING record is stored (one whose enqueue is a
+        coroutine function: the in-memory broker). With middleware, the check is made
+        after ``before_submit`` instead, so ``after_submit`` sees the error."""
+        if self._checks_arguments and not self.middleware.submits:
+            if args:
+                ensure_encodable(args, f"the arguments of task {name!r}")
+            if kwargs:
+                ensure_encodable(kwargs, f"the keyword arguments of task {name!r}")
+
     async def _enqueue_observed(self, message: TaskMessage) -> str:
         """:meth:`_enqueue`'s end with middleware: ``before_submit`` (which may add
         headers), the submit, then ``after_submit`` with what it raised, if anything."""
@@ -368,6 +413,8 @@ class Flowrra:
             if self._eager:
                 await self._submit_eagerly(message, pending)
             else:
+                if self._checks_arguments:
+                    _check_arguments(message)
                 stored = self.backend.store(message.id, pending)
                 await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         except BaseException as exc:
@@ -392,7 +439,8 @@ class Flowrra:
         Each item of ``calls`` is the positional arguments of one call (a tuple or list)
         or its keyword arguments (a dict). ``priority``, ``delay`` and ``eta`` apply to all.
         """
-        name = self.registry.resolve(task_func)
+        handle = self.registry.handle(task_func)
+        name = handle.name
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         if priority.__class__ is not int:
             raise TypeError(f"priority must be an int, got {priority!r}")
@@ -412,6 +460,7 @@ class Flowrra:
                     "each call is a tuple of positional arguments or a dict of keyword "
                     f"arguments, got {call!r}"
                 )
+            handle.binding.check(name, args, kwargs)
             message = TaskMessage(
                 new_task_id(), name, args, kwargs, priority=priority, eta=due, submitted_at=now
             )
@@ -421,10 +470,7 @@ class Flowrra:
         # Fail before anything is stored, as submit does (and before the submit hooks, so
         # no middleware opens what no after_submit would close).
         for message in messages:
-            if message.args:
-                ensure_encodable(message.args, f"the arguments of task {name!r}")
-            if message.kwargs:
-                ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+            _check_arguments(message)
         middleware = self.middleware
         if middleware.submits:
             for message in messages:
@@ -468,6 +514,21 @@ class Flowrra:
             raise
         try:
             await stored
+        except Exception as exc:
+            if self._checks_arguments:  # enqueue is a coroutine: nothing was sent yet
+                _abandon(enqueued)
+                raise
+            # The broker was sent the message when enqueue() was called: say so, with
+            # the ids, rather than let the caller think nothing was queued.
+            try:
+                await enqueued
+            except Exception:
+                accepted: bool | None = None
+            else:
+                accepted = True
+            raise MaybeQueuedError(
+                [record.task_id for record in pending], pending[0].task_name or "?", accepted, exc
+            ) from exc
         except BaseException:
             _abandon(enqueued)
             raise
@@ -482,11 +543,8 @@ class Flowrra:
 
     async def _submit_eagerly(self, message: TaskMessage, pending: TaskResult) -> str:
         """:meth:`_enqueue` in eager mode: run the task here and now."""
-        name = message.name
-        if message.args:  # checked as a broker would, so a test fails where production would
-            ensure_encodable(message.args, f"the arguments of task {name!r}")
-        if message.kwargs:
-            ensure_encodable(message.kwargs, f"the keyword arguments of task {name!r}")
+        # checked as a broker would, so a test fails where production would
+        _check_arguments(message)
         await self._run_eagerly(message, pending)
         return message.id
 
@@ -546,6 +604,8 @@ class Flowrra:
         task keeps running), and :class:`NotRunningError` when the app runs embedded and was
         never started, so the wait could never end.
         """
+        if timeout is not None:
+            timeout = _checked_timeout(timeout)
         if not self._connected:
             await self._connect()
         expects = self._expects

@@ -17,6 +17,7 @@ The tree::
     ├── ResultTimeoutError           wait_for_result() timed out (also TimeoutError)
     ├── BrokerError                  the broker failed (connection lost, server error)
     ├── BackendError                 the result backend failed
+    │   └── MaybeQueuedError         submit failed to record the task, which may still run
     ├── ScheduleError                a schedule that cannot be made (also ValueError)
     │   └── ScheduleNotFoundError    no schedule with that id (also LookupError)
     └── ScheduleStoreError           the schedule store's database failed or is unreachable
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "ExecutorNotRunningError",
     "FlowrraError",
+    "MaybeQueuedError",
     "NoTaskContextError",
     "NotRunningError",
     "PluginConflictError",
@@ -158,6 +160,32 @@ class BrokerError(FlowrraError):
 
 class BackendError(FlowrraError):
     """The result backend failed to store or read a result."""
+
+
+class MaybeQueuedError(BackendError):
+    """``submit`` (or ``submit_many``) could not store the PENDING record, after the
+    broker had been sent the message: the task may have been queued, and then runs. Its
+    id is :attr:`task_id` (all of them in :attr:`task_ids`, for ``submit_many``);
+    :attr:`queued` is True when the broker is known to have accepted it, None when that
+    is unknown. Look the id up (``get_result``) before submitting again."""
+
+    def __init__(
+        self, task_ids: list[str], name: str, queued: bool | None, cause: BaseException
+    ) -> None:
+        self.task_ids = task_ids
+        self.task_id = task_ids[0]
+        self.queued = queued
+        which = (
+            f"task {name!r} [{task_ids[0]}]"
+            if len(task_ids) == 1
+            else f"{len(task_ids)} tasks {name!r} (first id {task_ids[0]})"
+        )
+        state = "was queued" if queued else "may have been queued"
+        super().__init__(
+            f"{which} {state}, but its PENDING record could not be stored ({cause}); "
+            "it runs if a worker takes it: check the id with get_result() before "
+            "submitting again"
+        )
 
 
 class ScheduleError(FlowrraError, ValueError):

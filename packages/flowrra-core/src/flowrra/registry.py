@@ -11,6 +11,7 @@ colliding with the task's own keyword arguments. Sync code calls ``handle.delay(
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,10 @@ class _Submitter(Protocol):
         headers: dict[str, str] | None = None,
     ) -> str: ...
 
+    def _check_arguments(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None: ...
+
 
 def eta_from(
     delay: float | None, eta: datetime | None, clock: Clock = SYSTEM_CLOCK
@@ -71,12 +76,77 @@ def eta_from(
     if delay is not None and eta is not None:
         raise ValueError("give either delay= or eta=, not both")
     if delay is not None:
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0 seconds, got {delay}")
+        if delay.__class__ is bool or not isinstance(delay, int | float):
+            raise TypeError(
+                f"delay is a number of seconds (an int or a float), got {delay!r}; "
+                "for a point in time pass eta= a datetime"
+            )
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
         return clock.time() + delay
     if eta is not None:
-        return as_aware(eta).timestamp()
+        given: object = eta  # typed a datetime; checked, as callers pass anything
+        if not isinstance(given, datetime):
+            hint = " (parse text with datetime.fromisoformat())" if isinstance(given, str) else ""
+            raise TypeError(
+                f"eta is a datetime (naive: local time), got {eta!r}{hint}; "
+                "for seconds from now pass delay="
+            )
+        try:
+            return as_aware(eta).timestamp()
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"eta {eta!r} is out of range ({exc})") from None
     return None
+
+
+#: Positional counts a task taking ``*args`` is checked for by set lookup; a call with
+#: more is checked by ``Signature.bind``.
+_COUNTED = 32
+
+
+class _Binding:
+    """What submit needs to know of a task's signature, read once: ``counts``, the numbers
+    of positional arguments a call without keyword arguments may pass (a set lookup on the
+    hot path), and ``bare``, whether a call with no arguments binds; any other call is
+    checked by ``Signature.bind``."""
+
+    __slots__ = ("bare", "counts", "signature")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        try:
+            signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # no signature to read: accept every call
+            signature = None
+        self.signature = signature
+        if signature is None:
+            self.counts: frozenset[int] = frozenset(range(_COUNTED + 1))
+            self.bare = True
+            return
+        parameters = signature.parameters.values()
+        positional = [
+            p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        least = sum(1 for p in positional if p.default is p.empty)
+        most = _COUNTED if any(p.kind is p.VAR_POSITIONAL for p in parameters) else len(positional)
+        if any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters):
+            least = most + 1  # no call without keyword arguments binds
+        self.counts = frozenset(range(least, most + 1))
+        self.bare = 0 in self.counts
+
+    def check(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError, naming the task, if ``args`` and ``kwargs`` do not bind."""
+        if not kwargs and len(args) in self.counts:
+            return
+        signature = self.signature
+        if signature is None:
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"task {name!r} cannot be called with these arguments ({exc}); "
+                f"its signature is {name}{signature}"
+            ) from None
 
 
 class TaskCall(Generic[P]):
@@ -99,12 +169,19 @@ class TaskCall(Generic[P]):
 
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task with these options; returns the task id."""
+        handle = self._handle
+        if kwargs or len(args) not in handle.arities:
+            handle.binding.check(handle.name, args, kwargs)
+        if args or kwargs:
+            handle._submitter._check_arguments(handle.name, args, kwargs)
         return await self._handle._submitter._enqueue(
             self._handle.name, args, kwargs, self._priority, self._eta, self._headers
         )
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """:meth:`submit` for sync code: blocks until the task is queued; returns its id."""
+        self._handle.binding.check(self._handle.name, args, kwargs)
+        self._handle._submitter._check_arguments(self._handle.name, args, kwargs)
         return self._handle._submitter._enqueue_sync(
             self._handle.name, args, kwargs, self._priority, self._eta, self._headers
         )
@@ -123,6 +200,12 @@ class TaskHandle(Generic[P, R]):
         self.in_thread = not options.cpu_bound and not inspect.iscoroutinefunction(fn)
         self._submitter = submitter
         self._accepted: tuple[frozenset[str], bool] | None = None
+        #: The task's signature as submit checks a call against it.
+        self.binding = _Binding(fn)
+        #: Its positional counts that bind without keyword arguments (a set to look in).
+        self.arities = self.binding.counts
+        #: A call with no arguments does not bind (a required parameter).
+        self.needs_arguments = not self.binding.bare
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -133,12 +216,18 @@ class TaskHandle(Generic[P, R]):
 
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task at priority 0, to run now; returns the task id."""
+        if kwargs or len(args) not in self.arities:
+            self.binding.check(self.name, args, kwargs)
+        if args or kwargs:
+            self._submitter._check_arguments(self.name, args, kwargs)
         return await self._submitter._enqueue(self.name, args, kwargs, 0, None)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """:meth:`submit` for sync code (a Django view, a script, a thread): blocks until
         the task is queued; returns its id. Not from a thread that runs an event loop
         (``SyncCallInLoopError``: use ``await task.submit(...)`` there)."""
+        self.binding.check(self.name, args, kwargs)
+        self._submitter._check_arguments(self.name, args, kwargs)
         return self._submitter._enqueue_sync(self.name, args, kwargs, 0, None)
 
     def with_options(
@@ -158,6 +247,14 @@ class TaskHandle(Generic[P, R]):
             eta_from(delay, eta, self._submitter.clock),
             check_headers(dict(headers)) if headers is not None else None,
         )
+
+    def binds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+        """True if the task's function can be called with ``args`` and ``kwargs``."""
+        try:
+            self.binding.check(self.name, args, kwargs)
+        except TypeError:
+            return False
+        return True
 
     def takes(self, parameter: str) -> bool:
         """True if the task's function accepts a keyword argument named ``parameter`` (by
@@ -262,6 +359,12 @@ class TaskRegistry:
         if handle is None:
             raise TaskNotRegisteredError(getattr(task, "__qualname__", repr(task)))
         return handle.name
+
+    def handle(self, task: TaskHandle[Any, Any] | Callable[..., Any] | str) -> TaskHandle[Any, Any]:
+        """:meth:`resolve`, giving the registered handle rather than its name."""
+        if task.__class__ is TaskHandle and self._by_name.get(task.name) is task:
+            return task
+        return self._by_name[self.resolve(task)]
 
     def get_or_raise(self, name: str) -> TaskHandle[Any, Any]:
         """The task registered under ``name``; raises :class:`TaskNotRegisteredError`."""

@@ -113,7 +113,8 @@ def encode_message(message: TaskMessage) -> str:
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
-            f"the message of task {message.name!r} cannot be encoded as JSON ({exc})"
+            f"{_culprit(message.name, args, kwargs, 'message')} cannot be encoded as JSON "
+            f"({exc}){_ADVICE}"
         ) from exc
 
 
@@ -145,8 +146,28 @@ def encode_result(result: TaskResult) -> str:
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
-            f"the result of task {result.task_name!r} cannot be encoded as JSON ({exc})"
+            f"{_culprit(result.task_name or '?', args, kwargs, 'result')} cannot be encoded "
+            "as JSON "
+            f"({exc}){_ADVICE}"
         ) from exc
+
+
+_ADVICE = (
+    "; pass plain data (str, int, float, bool, None, lists and dicts of them) and rebuild "
+    "objects in the task"
+)
+
+
+def _culprit(name: str, args: Any, kwargs: Any, otherwise: str) -> str:
+    """What of a record or message could not be encoded: its arguments, its keyword
+    arguments, or else (``otherwise``) its result or the message itself."""
+    for value, what in ((args, "arguments"), (kwargs, "keyword arguments")):
+        if value:
+            try:
+                _payload(value)
+            except (TypeError, ValueError, RecursionError):
+                return f"the {what} of task {name!r}"
+    return f"the {otherwise} of task {name!r}"
 
 
 def decode_result(data: bytes | str) -> TaskResult:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -193,13 +194,28 @@ def connect_client(
         timeout=socket_timeout or None,
         socket_timeout=socket_timeout or None,
         socket_connect_timeout=socket_timeout or None,
-        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries, errors),
+        retry=Retry(
+            ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries, errors, **_NOT_REFUSED
+        ),
         retry_on_error=list(errors),
         health_check_interval=30,
         decode_responses=False,
     )
     return aioredis.Redis.from_pool(pool)  # closing the client disconnects its pool
 
+
+def _not_refused(error: Exception) -> bool:
+    """A connection error worth retrying: not a password missing or wrong."""
+    return not isinstance(error, redis_errors.AuthenticationError | redis_errors.AuthorizationError)
+
+
+#: redis-py's Retry(is_retryable=) where the installed release has it (8.1 and later): an
+#: authentication error is then not retried, and a missing password is reported at once.
+_NOT_REFUSED: dict[str, Any] = (
+    {"is_retryable": _not_refused}
+    if "is_retryable" in inspect.signature(Retry.__init__).parameters
+    else {}
+)
 
 #: Query parameters Flowrra reads itself; redis-py would take them for connection options.
 _FLOWRRA_PARAMS = frozenset({"prefix", "eviction_warning"})
@@ -231,9 +247,29 @@ def failure(
     """The ``error_type`` to raise for the driver error ``exc``: what failed, the server
     (the URL without its password, which is masked in redis-py's text too) and what to
     check next."""
-    if isinstance(exc, UNAVAILABLE):
+    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
+        state = "refused to authenticate the connection"
+        advice = (
+            "the server needs a password, or the one given is wrong: put the user and "
+            "password in the URL, e.g. redis://user:password@host:6379/0 "
+            "(redis://:password@host:6379/0 for the default user)"
+        )
+    elif isinstance(exc, redis_errors.TimeoutError | TimeoutError):
+        state = "did not answer in time"
+        advice = (
+            "the server accepts connections but does not answer: check that it is a Redis "
+            "server (a TLS port needs rediss://), that it is not stopped or overloaded, and "
+            "socket_timeout"
+        )
+    elif isinstance(exc, redis_errors.InvalidResponse):
+        state = "answered with something that is not the Redis protocol"
+        advice = "check that the URL points to a Redis server (a TLS port needs rediss://)"
+    elif isinstance(exc, UNAVAILABLE):
         state = "is unavailable"
         advice = "check that the server is running and the URL is right"
+    elif "DB index is out of range" in str(exc):
+        state = "has no such database"
+        advice = "use a database number the server has (its 'databases' setting, 16 by default)"
     else:
         state = "answered with an error"
         advice = (

@@ -69,6 +69,8 @@ TRY_AGAIN: tuple[type[redis_errors.RedisError], ...] = (
     redis_errors.MasterDownError,
     redis_errors.TryAgainError,
 )
+#: Connection errors that trying again cannot mend: a password missing or wrong.
+_REFUSED = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 #: Of those, the ones that say the connection reaches the wrong server: reconnect.
 _RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
 
@@ -422,7 +424,10 @@ class AutoPipeline:
 
     async def _connect(self) -> None:
         try:
-            connection = await checkout(self._client)
+            # A server that accepts the connection and never answers its handshake: one
+            # deadline for the whole checkout (redis-py's own retries included).
+            async with asyncio.timeout(self._timeout or None):
+                connection = await checkout(self._client)
         except Exception as exc:
             waiting, self._waiting = self._waiting, []
             self._requeue(waiting, _as_redis_error(exc))
@@ -460,8 +465,10 @@ class AutoPipeline:
         retries (or failed by something other than the connection) get ``error``. The
         rest go back ahead of what waits, and all of it waits for one reconnect after a
         backoff: commands keep the order they were queued in."""
-        retryable = isinstance(error, UNAVAILABLE) and (
-            self._retry_on_timeout or not isinstance(error, redis_errors.TimeoutError)
+        retryable = (
+            isinstance(error, UNAVAILABLE)
+            and not isinstance(error, _REFUSED)
+            and (self._retry_on_timeout or not isinstance(error, redis_errors.TimeoutError))
         )
         kept: list[_Command] = []
         for command in failed:

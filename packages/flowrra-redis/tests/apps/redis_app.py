@@ -77,3 +77,12 @@ def meet_in_thread(group: str, size: int, wait: float) -> int:
 def square_in_pool(n: int) -> list[int]:
     """CPU task: returns ``[n*n, pid]`` so the test sees it ran in another process."""
     return [n * n, os.getpid()]
+
+
+@app.task(cpu_bound=True, max_retries=0)
+def spin(seconds: float) -> float:
+    """CPU task: busy for ``seconds`` (no sleep: a pool process computing), then return it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    return seconds

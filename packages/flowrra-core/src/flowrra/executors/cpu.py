@@ -11,6 +11,8 @@ child (progress cannot be reported from there).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import importlib
 import os
@@ -50,12 +52,16 @@ class CPUExecutor:
     """Runs CPU-bound tasks in a ``ProcessPoolExecutor`` of ``concurrency`` processes.
 
     The pool starts on the first CPU task. A task cancelled here (timeout, shutdown) keeps
-    running in its process until it returns; its outcome is dropped.
+    running in its process until it returns; its outcome is dropped. :meth:`stop` does not
+    wait for such abandoned calls: nobody awaits their outcome (the worker released their
+    messages), so it ends the pool's processes instead of outliving the grace period.
     """
 
     def __init__(self, concurrency: int | None = None) -> None:
         self.concurrency = concurrency or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        #: Calls still running in the pool whose caller stopped waiting for them.
+        self._abandoned: set[concurrent.futures.Future[Any]] = set()
 
     async def start(self) -> None:
         """The pool is created lazily, on the first task, so apps without CPU tasks pay
@@ -63,10 +69,17 @@ class CPUExecutor:
 
     async def stop(self, wait: bool) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(pool.shutdown, wait=wait, cancel_futures=not wait)
-            )
+        if pool is None:
+            return
+        abandoned = {f for f in self._abandoned if not f.done()}
+        self._abandoned.clear()
+        if abandoned:
+            # Waiting would outlast the grace period for results nobody will store.
+            _end_processes(pool)
+            wait = False
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(pool.shutdown, wait=wait, cancel_futures=not wait)
+        )
 
     async def run(
         self, task: TaskHandle[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -80,10 +93,8 @@ class CPUExecutor:
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(max_workers=self.concurrency)
-        loop = asyncio.get_running_loop()
         current = attempt_here()
-        return await loop.run_in_executor(
-            self._pool,
+        call = self._pool.submit(
             _call_by_name,
             module,
             task.fn.__qualname__,
@@ -91,3 +102,24 @@ class CPUExecutor:
             kwargs,
             None if current is None else snapshot(current),
         )
+        try:
+            return await asyncio.wrap_future(call)
+        except asyncio.CancelledError:
+            if not call.cancel() and not call.done():  # running: it goes on without us
+                self._abandoned.add(call)
+                call.add_done_callback(self._abandoned.discard)
+            raise
+
+
+def _end_processes(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's processes (SIGKILL, as Python 3.14's ``kill_workers`` does: a
+    forked child inherits the worker's SIGTERM handler, so SIGTERM would not end it); the
+    pool then fails what they ran, and ``shutdown`` returns at once."""
+    kill = getattr(pool, "kill_workers", None)
+    if kill is not None:
+        kill()
+        return
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.kill()

@@ -233,7 +233,10 @@ class Runner:
             retrying = retries < policy.max_retries
             delay = policy.delay_for(retries + 1) if exc.delay is None else exc.delay
         else:
-            retrying = policy.should_retry(retries, exc)
+            retrying = policy.should_retry(retries, exc) and not (
+                # arguments that do not bind fail the same way every time
+                isinstance(exc, TypeError) and not handle.binds(message.args, message.kwargs)
+            )
             delay = policy.delay_for(retries + 1) if retrying else 0.0
         if retrying:
             task_logger.warning(
