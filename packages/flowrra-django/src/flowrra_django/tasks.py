@@ -126,6 +126,10 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
 
         run: Any = run_async if inspect.iscoroutinefunction(func) else run_sync
         functools.update_wrapper(run, func)
+        # What a caller passes: the function's parameters without the context (submit
+        # checks the arguments against it).
+        signature = inspect.signature(func)
+        run.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
         run.__django_task__ = func  # what _register compares
         return run
 
