@@ -1,8 +1,8 @@
 """``flowrra_django.tasks.FlowrraBackend`` against what Django's Tasks framework expects of a
 backend (``django/tasks/backends/base.py``): sync and async tasks, ``priority``,
 ``run_after``, results (``get_result``, ``refresh``, ``status``, ``return_value``,
-``errors``), ``takes_context``, enqueueing on commit as Django documents it, and a clear
-refusal of ``queue_name``. On an in-memory app running in the test's loop; the
+``errors``), ``takes_context``, enqueueing on commit as Django documents it, and
+``queue_name``. On an in-memory app running in the test's loop; the
 served project runs the same backend on Redis with a real worker (test_served.py)."""
 
 from __future__ import annotations
@@ -189,10 +189,21 @@ async def test_enqueue_on_commit_as_django_documents_it(running: Flowrra) -> Non
     assert (await finished(record.task_id)).return_value == count
 
 
-def test_named_queues_are_refused_clearly() -> None:
-    with pytest.raises(InvalidTask, match="named queues come with a later Flowrra release"):
-        task(queue_name="emails")(backend_tasks.plain)
-    with pytest.raises(InvalidTask, match="named queues"):
+async def test_queue_name_is_the_flowrra_queue(app: Flowrra) -> None:
+    queues = {"default": {"BACKEND": BACKEND, "QUEUES": ["default", "emails"]}}
+    with override_settings(TASKS=queues):
+        result = await backend_tasks.add.using(queue_name="emails").aenqueue(2, 3)
+        stats = await app.broker.queue_stats()  # type: ignore[attr-defined]
+        assert stats["emails"]["queued"] == 1 and stats["default"]["queued"] == 0
+        async with app:  # a worker started without -Q takes every queue
+            assert (await finished(result.id)).return_value == 5
+
+
+def test_queue_names_flowrra_cannot_use_are_refused_clearly() -> None:
+    queues = {"default": {"BACKEND": BACKEND, "QUEUES": ["default", "two words"]}}
+    with override_settings(TASKS=queues), pytest.raises(InvalidTask, match="not a queue name"):
+        task(queue_name="two words")(backend_tasks.plain)
+    with pytest.raises(InvalidTask, match="is not valid for backend"):  # Django's QUEUES check
         backend_tasks.add.using(queue_name="emails")
 
 
@@ -215,11 +226,11 @@ def test_django_checks_still_apply() -> None:
         backend_tasks.add.using(run_after=timezone.now().replace(tzinfo=None))
 
 
-def test_other_queues_in_settings_fail_the_checks() -> None:
-    queues = {"default": {"BACKEND": BACKEND, "QUEUES": ["default", "emails"]}}
+def test_queue_names_in_settings_are_checked() -> None:
+    queues = {"default": {"BACKEND": BACKEND, "QUEUES": ["default", "emails", "bad name"]}}
     with override_settings(TASKS=queues):
         (error,) = task_backends["default"].check()
-    assert error.id == "flowrra_django.E010" and "'emails'" in error.msg
+    assert error.id == "flowrra_django.E010" and "'bad name'" in error.msg
 
 
 def test_results_map_every_flowrra_status() -> None:

@@ -25,11 +25,13 @@ from flowrra.testing import SECRET, message
 _NO_IO = {
     "ack",  # write-behind: sent with the next reserve (a lost ack means a redelivery)
     "check_encodable",  # BaseBroker's argument check
+    "consume",  # sets what reserve takes (lists a named queue write-behind)
     "expects",
     "from_config",
     "list_by_status",  # calls list
     "new_client",
     "pending_count",
+    "queue_keys",  # names keys
     "redelivered",  # reads the receipt the broker attached
     "translating",
 }
@@ -39,6 +41,7 @@ _BACKEND_EXTRAS = {"delete"}
 _BROKER_CONTRACT = {
     "connect", "close", "enqueue", "enqueue_many", "reserve", "requeue", "release",
     "dead_letter", "extend", "purge", "announce", "retire", "workers", "queue_depths",
+    "queue_stats",
 }  # fmt: skip
 _BACKEND_CONTRACT = {
     "connect", "close", "store", "store_many", "get", "wait_for", "list", "subscribe_events",

@@ -196,6 +196,7 @@ def test_openapi_lists_every_endpoint_with_its_schema(tmp_path: Path) -> None:
         ("/flowrra/api/stats", "get"),
         ("/flowrra/api/meta", "get"),
         ("/flowrra/api/workers", "get"),
+        ("/flowrra/api/queues", "get"),
         ("/flowrra/api/health", "get"),
         ("/flowrra/api/tasks", "get"),
         ("/flowrra/api/tasks/{name}", "get"),

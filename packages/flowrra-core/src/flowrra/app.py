@@ -48,13 +48,22 @@ from flowrra.protocols import (
     Broker,
     Executor,
     KnownTasks,
+    NamedQueues,
     ResultBackend,
     WorkerDirectory,
 )
+from flowrra.queues import Routes, check_queue_name
 from flowrra.registry import TaskHandle, TaskOptions, TaskRegistry, eta_from
 from flowrra.retry import RetryPolicy
 from flowrra.serialization import ensure_encodable
-from flowrra.task import TaskMessage, TaskResult, TaskStatus, check_headers, new_task_id
+from flowrra.task import (
+    DEFAULT_QUEUE,
+    TaskMessage,
+    TaskResult,
+    TaskStatus,
+    check_headers,
+    new_task_id,
+)
 from flowrra.worker import Worker
 from flowrra.worker.eager import run_eagerly
 
@@ -157,6 +166,10 @@ class Flowrra:
 
     ``middleware``: objects with the hooks of :class:`flowrra.middleware.Middleware`, run
     around each submit and each attempt (see :meth:`add_middleware`).
+
+    ``routes``: task name patterns to queue names, first match wins (a
+    :class:`flowrra.queues.Routes` or a dict: ``{"reports.*": "reports"}``), for tasks
+    registered without ``queue=``. See :mod:`flowrra.queues`.
     """
 
     def __init__(
@@ -170,8 +183,11 @@ class Flowrra:
         clock: Clock | None = None,
         eager: bool = False,
         middleware: Iterable[Any] = (),
+        routes: Routes | Mapping[str, str] | None = None,
     ) -> None:
         self.config = config or Config()
+        #: Task name patterns to queues (for tasks registered without ``queue=``).
+        self.routes = routes if isinstance(routes, Routes) else Routes(routes or {})
         executor_config = self.config.executor
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.registry = TaskRegistry()
@@ -257,6 +273,7 @@ class Flowrra:
         retry_jitter: bool = False,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout: float | None = None,
+        queue: str | None = None,
     ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]: ...
 
     def task(
@@ -272,6 +289,7 @@ class Flowrra:
         retry_jitter: bool = False,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout: float | None = None,
+        queue: str | None = None,
     ) -> TaskHandle[P, R] | Callable[[Callable[P, R]], TaskHandle[P, R]]:
         """Register a task: ``async def`` for I/O work, plain ``def`` with
         ``cpu_bound=True`` for CPU work (run in a process pool).
@@ -279,9 +297,13 @@ class Flowrra:
         ``max_retries`` / ``retry_delay`` default to the app's ``ExecutorConfig``; the delay
         before retry *n* is ``retry_delay * 2**(n-1)``, capped at ``retry_max_delay``
         (default 300 s), randomised if ``retry_jitter``. Only exceptions in ``retry_on`` are
-        retried. ``timeout`` bounds each attempt's run time in seconds.
+        retried. ``timeout`` bounds each attempt's run time in seconds. ``queue``: the
+        named queue it goes to (default: the first of the app's ``routes`` that matches
+        its name, else ``"default"``; see :mod:`flowrra.queues`).
         """
         defaults = self.config.executor
+        if queue is not None:
+            check_queue_name(queue)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         delay = defaults.retry_delay if retry_delay is None else retry_delay
@@ -298,11 +320,15 @@ class Flowrra:
                 retry_on=retry_on,
             ),
             timeout=timeout,
+            queue=queue,
         )
 
         def register(func: Callable[P, R]) -> TaskHandle[P, R]:
             task_name = name or getattr(func, "__name__", None) or repr(func)
-            return self.registry.register(TaskHandle(func, task_name, options, self))
+            handle = TaskHandle(func, task_name, options, self)
+            if queue is None:
+                handle.queue = self.routes.queue_for(task_name) or DEFAULT_QUEUE
+            return self.registry.register(handle)
 
         return register if fn is None else register(fn)
 
@@ -339,17 +365,22 @@ class Flowrra:
 
         ``priority``: lower runs first (default 0). ``delay`` (seconds) or ``eta`` (aware
         datetime): not before then. ``headers`` (a dict of str to str) travel with the
-        message, unless the task takes a ``headers`` argument itself (as in 0.1.8, it then
+        message, and ``queue`` names the queue it goes to (default: the task's), unless
+        the task takes a ``headers`` or ``queue`` argument itself (as in 0.1.8, it then
         gets it). A task whose own parameters are named ``priority``, ``delay`` or ``eta``
         is submitted with ``handle.with_options(...).submit(...)``, which also takes
-        ``headers=`` for any task. Before :meth:`start`, the task waits in the queue.
+        ``headers=`` and ``queue=`` for any task. Before :meth:`start`, the task waits in
+        the queue.
         """
         handle = self.registry.handle(task_func)
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         headers = None
+        queue = handle.queue
         if kwargs:
             if "headers" in kwargs and not handle.takes("headers"):
                 headers = check_headers(kwargs.pop("headers"))
+            if "queue" in kwargs and not handle.takes("queue"):
+                queue = check_queue_name(kwargs.pop("queue"))
             handle.binding.check(handle.name, args, kwargs)
             self._check_arguments(handle.name, args, kwargs)
         elif args:
@@ -358,7 +389,7 @@ class Flowrra:
             self._check_arguments(handle.name, args, kwargs)
         elif handle.needs_arguments:
             handle.binding.check(handle.name, args, kwargs)
-        return await self._enqueue(handle.name, args, kwargs, priority, due, headers)
+        return await self._enqueue(handle.name, args, kwargs, priority, due, headers, queue)
 
     async def _enqueue(
         self,
@@ -368,6 +399,7 @@ class Flowrra:
         priority: int,
         eta: float | None,
         headers: dict[str, str] | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> str:
         if not self._connected:
             await self._connect()
@@ -380,6 +412,9 @@ class Flowrra:
         )
         if headers:
             message.headers = headers
+        if queue != DEFAULT_QUEUE:
+            self._check_named_queues(queue)
+            message.queue = queue
         if self.middleware.submits:
             return await self._enqueue_observed(message)
         pending = _pending(message)
@@ -388,6 +423,14 @@ class Flowrra:
         stored = self.backend.store(task_id, pending)
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
+
+    def _check_named_queues(self, queue: str) -> None:
+        """Refuse a named queue on a broker that has only the default one."""
+        if not isinstance(self.broker, NamedQueues):
+            raise ValueError(
+                f"queue {queue!r}: {type(self.broker).__name__} has only the "
+                f"{DEFAULT_QUEUE!r} queue (it is not a flowrra.protocols.NamedQueues)"
+            )
 
     def _check_arguments(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise SerializationError, before anything is written, for arguments the broker
@@ -432,18 +475,23 @@ class Flowrra:
         priority: int = 0,
         delay: float | None = None,
         eta: datetime | None = None,
+        queue: str | None = None,
     ) -> list[str]:
         """Queue one task many times, in one round trip to the backend and one to the
         broker where they can; returns the task ids in order.
 
         Each item of ``calls`` is the positional arguments of one call (a tuple or list)
-        or its keyword arguments (a dict). ``priority``, ``delay`` and ``eta`` apply to all.
+        or its keyword arguments (a dict). ``priority``, ``delay``, ``eta`` and ``queue``
+        (default: the task's) apply to all.
         """
         handle = self.registry.handle(task_func)
         name = handle.name
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
         if priority.__class__ is not int:
             raise TypeError(f"priority must be an int, got {priority!r}")
+        queue = handle.queue if queue is None else check_queue_name(queue)
+        if queue != DEFAULT_QUEUE:
+            self._check_named_queues(queue)
         if not self._connected:
             await self._connect()
         now = time.time()
@@ -464,6 +512,7 @@ class Flowrra:
             message = TaskMessage(
                 new_task_id(), name, args, kwargs, priority=priority, eta=due, submitted_at=now
             )
+            message.queue = queue
             messages.append(message)
         if not messages:
             return []
@@ -674,13 +723,14 @@ class Flowrra:
         priority: int,
         eta: float | None,
         headers: dict[str, str] | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> str:
         """``task.delay()``: :meth:`_enqueue` for sync code."""
         self._check_queueable("task.delay()")
         return self._call_sync(
             "task.delay()",
             "await task.submit(...)",
-            lambda: self._enqueue(name, args, kwargs, priority, eta, headers),
+            lambda: self._enqueue(name, args, kwargs, priority, eta, headers, queue),
         )
 
     def _check_queueable(self, call: str) -> None:

@@ -116,8 +116,9 @@ async def run_worker(app: Flowrra, grace: float) -> None:
     async def start() -> None:
         await app.start()
         logger.info(
-            "worker ready (pid %d); tasks: %s",
+            "worker ready (pid %d); queues: %s; tasks: %s",
             os.getpid(),
+            app.worker.selection(),
             ", ".join(sorted(h.name for h in app.registry)) or "none",
         )
 
@@ -134,6 +135,20 @@ async def run_worker(app: Flowrra, grace: float) -> None:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.app)
+    if args.queues is not None:
+        from flowrra.protocols import NamedQueues
+        from flowrra.queues import QueueSelection
+
+        try:
+            app.worker.queues = QueueSelection.parse(args.queues, strict=args.strict)
+        except (TypeError, ValueError) as exc:
+            raise CommandError(f"-Q {args.queues}: {exc}") from None
+        if not isinstance(app.broker, NamedQueues) and app.worker.queues.names != ("default",):
+            raise CommandError(
+                f"-Q {args.queues}: {type(app.broker).__name__} has only the 'default' queue"
+            )
+    elif args.strict:
+        raise CommandError("--strict orders the queues -Q lists: give -Q too")
     if args.concurrency is not None:
         app.worker.io_executor.concurrency = args.concurrency
     if args.cpu_workers is not None:
@@ -183,6 +198,15 @@ def _format_status(status: dict[str, Any]) -> str:
 
     lines = [f"broker: {status['broker']}", "queues:"]
     lines += [f"  {name:<8} {count:>10,}" for name, count in status["queues"].items()]
+    by_queue = status.get("by_queue") or {}
+    if len(by_queue) > 1 or any(entry.get("priorities") for entry in by_queue.values()):
+        lines.append("by queue (queued / delayed / leased; queued by priority):")
+        for name, entry in by_queue.items():
+            priorities = ", ".join(f"{p}: {n:,}" for p, n in entry.get("priorities", {}).items())
+            lines.append(
+                f"  {name:<16} {entry.get('queued', 0):>10,} {entry.get('delayed', 0):>10,} "
+                f"{entry.get('leased', 0):>10,}" + (f"   [{priorities}]" if priorities else "")
+            )
     workers = status["workers"]
     lines.append(f"workers alive: {len(workers)}")
     now = time.time()
@@ -193,6 +217,7 @@ def _format_status(status: dict[str, Any]) -> str:
             f"  {w.get('id')}  host={w.get('host')} pid={w.get('pid')} "
             f"concurrency={w.get('concurrency')} busy={w.get('busy')} "
             f"processed={w.get('processed')} up={up}"
+            + (f" queues={','.join(w['queues'])}" if w.get("queues") else "")
         )
     return "\n".join(lines)
 
@@ -299,6 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=_positive_int,
         help="I/O tasks run at once (default: the app's num_workers)",
+    )
+    worker.add_argument(
+        "-Q",
+        "--queues",
+        metavar="QUEUES",
+        help=(
+            "the queues to take tasks from, comma-separated, each with an optional :weight "
+            "(e.g. emails:3,reports); default: 'default' and every queue the app's tasks "
+            "go to"
+        ),
+    )
+    worker.add_argument(
+        "--strict",
+        action="store_true",
+        help="empty the queues in the order -Q lists them (default: weighted turns)",
     )
     worker.add_argument(
         "--cpu-workers",

@@ -18,8 +18,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from flowrra.events import EventHub, TaskEvent
-from flowrra.protocols import EventSource, WorkerDirectory
-from flowrra.task import TaskResult, TaskStatus
+from flowrra.protocols import EventSource, NamedQueues, WorkerDirectory
+from flowrra.task import DEFAULT_QUEUE, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
@@ -62,6 +62,19 @@ class Monitor:
         if isinstance(broker, WorkerDirectory):
             return await broker.queue_depths()
         return {"queued": broker.pending_count()}
+
+    async def queue_stats(self) -> dict[str, dict[str, Any]]:
+        """Per named queue: ``queued``, ``delayed``, ``leased`` and ``priorities`` (due
+        messages by priority, keys as text for JSON), from a
+        :class:`~flowrra.protocols.NamedQueues` broker; else the default queue's count."""
+        broker = self.app.broker
+        if isinstance(broker, NamedQueues):
+            stats = await broker.queue_stats()
+            return {
+                name: {**entry, "priorities": {str(p): n for p, n in entry["priorities"].items()}}
+                for name, entry in stats.items()
+            }
+        return {DEFAULT_QUEUE: {"queued": broker.pending_count()}}
 
     async def workers(self) -> list[dict[str, Any]]:
         """Workers whose heartbeat is current (none on the in-memory broker, whose only
@@ -144,5 +157,6 @@ class Monitor:
         return {
             "broker": repr(self.app.broker),
             "queues": await self.queues(),
+            "by_queue": await self.queue_stats(),
             "workers": await self.workers(),
         }

@@ -13,9 +13,10 @@ give every member that has a sensible default and leave a few abstract methods.
 
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
-:class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`
-and :class:`DeadLetters` (brokers), which the engine checks with ``isinstance``. The
-contract suites test that an implementation declaring a capability provides it.
+:class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
+:class:`DeadLetters` and :class:`NamedQueues` (brokers), which the engine checks with
+``isinstance``. The contract suites test that an implementation declaring a capability
+provides it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from flowrra.events import TaskEvent
+    from flowrra.queues import QueueSelection
     from flowrra.registry import TaskHandle
     from flowrra.schedules import ScheduledTask
 
@@ -42,6 +44,7 @@ __all__ = [
     "EventSource",
     "Executor",
     "KnownTasks",
+    "NamedQueues",
     "Redeliveries",
     "ResultBackend",
     "ScheduleStore",
@@ -249,6 +252,28 @@ class WorkerDirectory(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Live message counts by state (``queued``, ``delayed``, ``leased``, ``dead``)."""
+
+
+@runtime_checkable
+class NamedQueues(Protocol):
+    """A broker that keeps messages in named queues (optional; see :mod:`flowrra.queues`).
+
+    A message waits in the queue its ``queue`` names; ``reserve`` takes from the queues
+    :meth:`consume` selected (until it is called: the default queue only), choosing
+    between them as :func:`flowrra.queues.take_in_turns` says (weighted turns, or strict order),
+    and in each queue by the :class:`Broker` order (priority, then FIFO). A retry, a
+    released message and a redelivery go back to the message's own queue. Without this
+    capability a broker has the default queue only, and the app refuses a submit to any
+    other.
+    """
+
+    def consume(self, selection: QueueSelection) -> None:
+        """Reserve from these queues from now on (called by the worker before it starts)."""
+
+    async def queue_stats(self) -> dict[str, dict[str, Any]]:
+        """Per queue that holds or held messages: ``queued`` (due now), ``delayed``,
+        ``leased`` (where the broker leases) and ``priorities``, the due messages by
+        priority (``{priority: count}``, lowest first)."""
 
 
 @runtime_checkable

@@ -3,9 +3,10 @@
 ``@app.task()`` returns a :class:`TaskHandle`. It keeps the function's signature for type
 checkers (``ParamSpec``): calling it runs the function directly, and
 ``await handle.submit(...)`` enqueues it with arguments checked by mypy at the call site.
-``handle.with_options(priority=1, delay=5).submit(...)`` sets per-call options without
-colliding with the task's own keyword arguments. Sync code calls ``handle.delay(...)``
-(and ``handle.with_options(...).delay(...)``) instead of ``await handle.submit(...)``.
+``handle.with_options(priority=1, delay=5, queue="emails").submit(...)`` sets per-call
+options without colliding with the task's own keyword arguments. Sync code calls
+``handle.delay(...)`` (and ``handle.with_options(...).delay(...)``) instead of
+``await handle.submit(...)``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
+from flowrra.queues import check_queue_name
 from flowrra.retry import RetryPolicy
-from flowrra.task import check_headers
+from flowrra.task import DEFAULT_QUEUE, check_headers
 from flowrra.times import as_aware
 
 __all__ = ["TaskCall", "TaskHandle", "TaskOptions", "TaskRegistry", "eta_from"]
@@ -32,11 +34,13 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """How a registered task runs: where (I/O loop or process pool), retries, time limit."""
+    """How a registered task runs: where (I/O loop or process pool), retries, time limit,
+    and the queue it goes to (``None``: the app's routes decide, else the default)."""
 
     cpu_bound: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
+    queue: str | None = None
 
 
 class _Submitter(Protocol):
@@ -51,6 +55,7 @@ class _Submitter(Protocol):
         priority: int,
         eta: float | None,
         headers: dict[str, str] | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> str: ...
 
     def _enqueue_sync(
@@ -61,6 +66,7 @@ class _Submitter(Protocol):
         priority: int,
         eta: float | None,
         headers: dict[str, str] | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> str: ...
 
     def _check_arguments(
@@ -153,7 +159,7 @@ class TaskCall(Generic[P]):
     """A task with per-call options bound; ``await call.submit(*args, **kwargs)``, or
     ``call.delay(*args, **kwargs)`` from sync code."""
 
-    __slots__ = ("_eta", "_handle", "_headers", "_priority")
+    __slots__ = ("_eta", "_handle", "_headers", "_priority", "_queue")
 
     def __init__(
         self,
@@ -161,11 +167,13 @@ class TaskCall(Generic[P]):
         priority: int,
         eta: float | None,
         headers: dict[str, str] | None = None,
+        queue: str | None = None,
     ) -> None:
         self._handle = handle
         self._priority = priority
         self._eta = eta
         self._headers = headers
+        self._queue = queue
 
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task with these options; returns the task id."""
@@ -174,16 +182,31 @@ class TaskCall(Generic[P]):
             handle.binding.check(handle.name, args, kwargs)
         if args or kwargs:
             handle._submitter._check_arguments(handle.name, args, kwargs)
-        return await self._handle._submitter._enqueue(
-            self._handle.name, args, kwargs, self._priority, self._eta, self._headers
+        submitter = handle._submitter
+        return await submitter._enqueue(
+            handle.name,
+            args,
+            kwargs,
+            self._priority,
+            self._eta,
+            self._headers,
+            self._queue or handle.queue,
         )
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """:meth:`submit` for sync code: blocks until the task is queued; returns its id."""
-        self._handle.binding.check(self._handle.name, args, kwargs)
-        self._handle._submitter._check_arguments(self._handle.name, args, kwargs)
-        return self._handle._submitter._enqueue_sync(
-            self._handle.name, args, kwargs, self._priority, self._eta, self._headers
+        handle = self._handle
+        submitter = handle._submitter
+        handle.binding.check(handle.name, args, kwargs)
+        submitter._check_arguments(handle.name, args, kwargs)
+        return submitter._enqueue_sync(
+            handle.name,
+            args,
+            kwargs,
+            self._priority,
+            self._eta,
+            self._headers,
+            self._queue or handle.queue,
         )
 
 
@@ -196,6 +219,9 @@ class TaskHandle(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.options = options
+        #: The queue it goes to unless a submit names another: its own ``queue=``, else
+        #: what the app's routes say (the app sets it when it registers the task).
+        self.queue: str = options.queue or DEFAULT_QUEUE
         #: A plain ``def`` that is not ``cpu_bound``: the I/O executor runs it in a thread.
         self.in_thread = not options.cpu_bound and not inspect.iscoroutinefunction(fn)
         self._submitter = submitter
@@ -220,15 +246,17 @@ class TaskHandle(Generic[P, R]):
             self.binding.check(self.name, args, kwargs)
         if args or kwargs:
             self._submitter._check_arguments(self.name, args, kwargs)
-        return await self._submitter._enqueue(self.name, args, kwargs, 0, None)
+        submitter = self._submitter
+        return await submitter._enqueue(self.name, args, kwargs, 0, None, None, self.queue)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """:meth:`submit` for sync code (a Django view, a script, a thread): blocks until
         the task is queued; returns its id. Not from a thread that runs an event loop
         (``SyncCallInLoopError``: use ``await task.submit(...)`` there)."""
         self.binding.check(self.name, args, kwargs)
-        self._submitter._check_arguments(self.name, args, kwargs)
-        return self._submitter._enqueue_sync(self.name, args, kwargs, 0, None)
+        submitter = self._submitter
+        submitter._check_arguments(self.name, args, kwargs)
+        return submitter._enqueue_sync(self.name, args, kwargs, 0, None, None, self.queue)
 
     def with_options(
         self,
@@ -237,15 +265,20 @@ class TaskHandle(Generic[P, R]):
         delay: float | None = None,
         eta: datetime | None = None,
         headers: Mapping[str, str] | None = None,
+        queue: str | None = None,
     ) -> TaskCall[P]:
         """Bind per-call options: ``priority`` (lower runs first), a due time given as
-        ``delay`` seconds from now or an ``eta`` datetime (naive: local time), and
-        ``headers`` (str to str) that travel with the message."""
+        ``delay`` seconds from now or an ``eta`` datetime (naive: local time),
+        ``headers`` (str to str) that travel with the message, and the ``queue`` it goes
+        to (default: the task's own, see :mod:`flowrra.queues`)."""
+        if priority.__class__ is not int:
+            raise TypeError(f"priority must be an int, got {priority!r}")
         return TaskCall(
             self,
             priority,
             eta_from(delay, eta, self._submitter.clock),
             check_headers(dict(headers)) if headers is not None else None,
+            None if queue is None else check_queue_name(queue),
         )
 
     def binds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from flowrra.times import as_aware
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "WIRE_FORMAT",
     "Progress",
     "Task",
@@ -48,6 +49,9 @@ __all__ = [
 WIRE_FORMAT = 2
 #: Fields of a record's list in format 1; what later formats add comes after them.
 RECORD_FIELDS = 13
+#: The queue a task goes to unless it (``@app.task(queue=...)``), the app's routes or the
+#: submit names another.
+DEFAULT_QUEUE = "default"
 
 
 class Progress(NamedTuple):
@@ -529,6 +533,8 @@ class TaskMessage:
     ``headers``: text to text, set by ``with_options(headers=...)`` and by middleware (a
     trace context, say); they travel with every attempt and are stored with the record.
     Assign a dict to set them (a new message has the shared empty :data:`NO_HEADERS`).
+    ``queue``: the named queue it waits in (:data:`DEFAULT_QUEUE` unless set); set it
+    after construction, like ``headers``.
 
     ``id``, ``name``, ``args`` and ``kwargs`` may be given by position, the rest by name.
     """
@@ -542,6 +548,7 @@ class TaskMessage:
         "kwargs",
         "name",
         "priority",
+        "queue",
         "receipt",
         "submitted_at",
         "undeliverable",
@@ -569,6 +576,7 @@ class TaskMessage:
         self.submitted_at = submitted_at
         # Not a parameter: a keyword-only default costs every call a dict lookup.
         self.headers: Mapping[str, str] = NO_HEADERS
+        self.queue = DEFAULT_QUEUE
         self.receipt: Any = None
         self.undeliverable: str | None = None
 
@@ -585,11 +593,13 @@ class TaskMessage:
             submitted_at=self.submitted_at,
         )
         message.headers = self.headers
+        message.queue = self.queue
         return message
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; what durable brokers store. ``"v"`` is the wire format's
-        version (:data:`WIRE_FORMAT`); ``"headers"`` is there when there are some."""
+        version (:data:`WIRE_FORMAT`); ``"headers"`` is there when there are some, and
+        ``"queue"`` when it is not :data:`DEFAULT_QUEUE`."""
         data: dict[str, Any] = {
             "v": WIRE_FORMAT,
             "id": self.id,
@@ -603,6 +613,8 @@ class TaskMessage:
         }
         if self.headers:
             data["headers"] = dict(self.headers)
+        if self.queue != DEFAULT_QUEUE:
+            data["queue"] = self.queue
         return data
 
     @classmethod
@@ -631,12 +643,17 @@ class TaskMessage:
         )
         if headers:
             message.headers = _headers(headers)
+        queue = data.get("queue")
+        if queue is not None:
+            if queue.__class__ is not str or not queue:
+                raise TypeError("queue must be a non-empty string")
+            message.queue = queue
         return message
 
     def __repr__(self) -> str:
         return (
             f"TaskMessage(id={self.id!r}, name={self.name!r}, priority={self.priority}, "
-            f"attempt={self.attempt}, eta={self.eta})"
+            f"attempt={self.attempt}, eta={self.eta}, queue={self.queue!r})"
         )
 
 

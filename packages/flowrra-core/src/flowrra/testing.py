@@ -52,11 +52,13 @@ from flowrra.protocols import (
     DeadLetters,
     EventSource,
     KnownTasks,
+    NamedQueues,
     Redeliveries,
     ResultBackend,
     ScheduleStore,
     WorkerDirectory,
 )
+from flowrra.queues import QueueSelection
 from flowrra.schedules import ScheduledTask, ScheduleType
 from flowrra.task import TaskMessage, TaskResult, TaskStatus, new_task_id
 
@@ -71,12 +73,20 @@ __all__ = [
 
 
 def message(
-    name: str = "job", *args: Any, priority: int = 0, eta: float | None = None, **kwargs: Any
+    name: str = "job",
+    *args: Any,
+    priority: int = 0,
+    eta: float | None = None,
+    queue: str | None = None,
+    **kwargs: Any,
 ) -> TaskMessage:
-    """A fresh message for tests."""
-    return TaskMessage(
+    """A fresh message for tests (in ``queue``, if given)."""
+    made = TaskMessage(
         new_task_id(), name, args, kwargs, priority=priority, eta=eta, submitted_at=time.time()
     )
+    if queue is not None:
+        made.queue = queue
+    return made
 
 
 #: The password an ``unreachable_broker`` / ``unreachable_backend`` fixture puts in its URL
@@ -177,6 +187,8 @@ class BrokerContract:
                 "workers": directory.workers,
                 "queue_depths": directory.queue_depths,
             }
+        if isinstance(broker, NamedQueues):
+            calls["queue_stats"] = broker.queue_stats
         try:
             for name, call in calls.items():
                 await _fails_with(BrokerError, name, call)
@@ -376,6 +388,78 @@ class BrokerContract:
         await broker.ack(got)
         assert await broker.purge_dead_letters() == 1
         assert await broker.dead_letters(10) == []
+
+    async def test_named_queues_keep_their_messages_apart(self, broker: Broker) -> None:
+        if not isinstance(broker, NamedQueues):
+            pytest.skip("not a NamedQueues broker")
+        named = broker
+        await broker.enqueue_many(
+            [message("mail", 1, queue="contract-mail"), message("mail", 2, queue="contract-mail")]
+        )
+        await broker.enqueue(message("report", priority=5, queue="contract-report"))
+        await broker.enqueue(message("report", priority=-1, queue="contract-report"))
+        await broker.enqueue(message("plain"))
+        stats = await named.queue_stats()
+        assert stats["contract-mail"]["queued"] == 2, stats
+        assert stats["contract-report"]["priorities"] == {-1: 1, 5: 1}, stats
+        assert stats["default"]["queued"] == 1, stats
+        named.consume(QueueSelection.of(["contract-report"]))
+        got = await _drain(broker, 2)
+        assert [(m.name, m.priority, m.queue) for m in got] == [
+            ("report", -1, "contract-report"),
+            ("report", 5, "contract-report"),
+        ]
+        assert await broker.reserve(5, 0.1) == [], "nothing of the other queues"
+        named.consume(QueueSelection.of(["default", "contract-mail"]))
+        rest = await _drain(broker, 3)
+        assert sorted((m.name, m.queue) for m in rest) == [
+            ("mail", "contract-mail"),
+            ("mail", "contract-mail"),
+            ("plain", "default"),
+        ]
+
+    async def test_named_queues_take_weighted_turns(self, broker: Broker) -> None:
+        if not isinstance(broker, NamedQueues):
+            pytest.skip("not a NamedQueues broker")
+        await broker.enqueue_many([message("a", n, queue="contract-a") for n in range(6)])
+        await broker.enqueue_many([message("b", n, queue="contract-b") for n in range(6)])
+        broker.consume(QueueSelection.parse("contract-a:2,contract-b"))
+        order = []
+        for _ in range(9):  # one at a time: the weights hold whatever the batch size
+            [got] = await broker.reserve(1, 5.0)
+            order.append(got.name)
+            await broker.ack(got)
+        assert "".join(order) == "aabaabaab", order
+        rest = [(await broker.reserve(1, 5.0))[0] for _ in range(3)]
+        assert [m.name for m in rest] == ["b", "b", "b"], "an empty queue passes its turn"
+        for got in rest:
+            await broker.ack(got)
+        strict = QueueSelection.parse("contract-b,contract-a", strict=True)
+        await broker.enqueue_many([message("a", queue="contract-a") for _ in range(2)])
+        await broker.enqueue_many([message("b", queue="contract-b") for _ in range(2)])
+        broker.consume(strict)
+        taken = [m.name for m in await _drain(broker, 4)]
+        assert taken == ["b", "b", "a", "a"], taken
+
+    async def test_a_retry_and_a_release_stay_in_their_queue(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        if not isinstance(broker, NamedQueues):
+            pytest.skip("not a NamedQueues broker")
+        _check_clock(broker, clock)
+        broker.consume(QueueSelection.of(["contract-retry"]))
+        await broker.enqueue(message("flaky", queue="contract-retry"))
+        [first] = await broker.reserve(1, 5.0)
+        await broker.release([first])
+        [again] = await _drain(broker, 1)
+        assert (again.id, again.queue) == (first.id, "contract-retry")
+        await broker.requeue(again, again.next_attempt(clock.time() + 1))
+        clock.advance(2)
+        [retry] = await _drain(broker, 1)
+        assert (retry.id, retry.attempt, retry.queue) == (first.id, 1, "contract-retry")
+        await broker.ack(retry)
+        broker.consume(QueueSelection())
+        assert await broker.reserve(1, 0.1) == []
 
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):

@@ -17,7 +17,9 @@ async tasks            supported (``supports_async_task``)
 ``get_result``         supported from any process on a shared result backend (Redis);
                        ``refresh()``/``arefresh()``, ``status``, ``return_value``,
                        ``errors``, ``attempts``, the timestamps
-``queue_name``         ``"default"`` only: named queues come in a later release
+``queue_name``         supported: the Flowrra queue of that name (``flowrra worker -Q``);
+                       names are letters, digits, ``_``, ``.``, ``-``; ``QUEUES``
+                       limits them as Django documents
 ``takes_context``      supported: the function gets Django's ``TaskContext`` first, its
                        ``task_result`` the running attempt (``id``, ``attempts``,
                        ``args``…); ``flowrra.current_task()`` works in any task
@@ -40,7 +42,6 @@ from typing import Any
 
 try:
     from django.tasks import (
-        DEFAULT_TASK_QUEUE_NAME,
         Task,
         TaskContext,
         TaskResult,
@@ -64,6 +65,7 @@ from django.utils.module_loading import import_string
 import flowrra.exceptions
 from flowrra import Flowrra, TaskCall, TaskStatus, current_task
 from flowrra import TaskResult as FlowrraResult
+from flowrra.queues import check_queue_name
 from flowrra_django.conf import get_app
 
 __all__ = ["FlowrraBackend"]
@@ -90,15 +92,14 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
         return get_app()
 
     def validate_task(self, task: Task) -> None:
-        """Django's checks, with clear refusals of what Flowrra does not offer yet; then
-        register the function with the app (so a worker importing it can run it)."""
-        if task.queue_name != DEFAULT_TASK_QUEUE_NAME:
-            raise InvalidTask(
-                f"{task.module_path}: FlowrraBackend runs every task on one queue, "
-                f"{DEFAULT_TASK_QUEUE_NAME!r}; queue_name={task.queue_name!r} is not "
-                "supported yet (named queues come with a later Flowrra release)"
-            )
+        """Django's checks (``QUEUES`` among them), and that ``queue_name`` can name a
+        Flowrra queue; then register the function with the app (so a worker importing it
+        can run it)."""
         super().validate_task(task)
+        try:
+            check_queue_name(task.queue_name, "queue_name")
+        except (TypeError, ValueError) as exc:
+            raise InvalidTask(f"{task.module_path}: {exc}") from None
         self._register(task)
 
     def _register(self, task: Task) -> None:
@@ -139,7 +140,7 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
         if run_after is not None and timezone.is_naive(run_after):
             run_after = timezone.make_aware(run_after)
         # Django: higher priority runs first; Flowrra: lower runs first.
-        return handle.with_options(priority=-task.priority, eta=run_after)
+        return handle.with_options(priority=-task.priority, eta=run_after, queue=task.queue_name)
 
     def _enqueued(self, task: Task, task_id: str, args: Any, kwargs: Any) -> TaskResult:
         result = TaskResult(
@@ -210,17 +211,19 @@ class FlowrraBackend(BaseTaskBackend):  # type: ignore[misc]
         return result
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        others = sorted(set(self.queues) - {DEFAULT_TASK_QUEUE_NAME})
-        if not others:
-            return []
-        return [
-            checks.Error(
-                f"TASKS[{self.alias!r}]['QUEUES'] names {others}: FlowrraBackend has one "
-                f"queue, {DEFAULT_TASK_QUEUE_NAME!r}, for now",
-                hint=f"drop QUEUES, or set it to [{DEFAULT_TASK_QUEUE_NAME!r}]",
-                id="flowrra_django.E010",
-            )
-        ]
+        errors: list[checks.CheckMessage] = []
+        for name in sorted(self.queues):
+            try:
+                check_queue_name(name)
+            except (TypeError, ValueError) as exc:
+                errors.append(
+                    checks.Error(
+                        f"TASKS[{self.alias!r}]['QUEUES']: {exc}",
+                        hint="rename the queue",
+                        id="flowrra_django.E010",
+                    )
+                )
+        return errors
 
 
 def _running_result(task: Task, alias: str) -> TaskResult:

@@ -18,6 +18,12 @@ Layout (all keys under one hash-tagged prefix, see :class:`~flowrra_redis.connec
   token, so an idle worker reacts at once instead of polling.
 * ``dead``: dead letters with their reason.
 
+Named queues (:mod:`flowrra.queues`): the keys above are the default queue's; a queue
+named ``emails`` has its own ``queue:emails``, ``delayed:emails``, ``leased:emails`` and
+``wake:emails``, and ``queues`` lists the named queues ever written to. A worker taking
+from one queue runs RESERVE on that queue's keys; from several, RESERVE_QUEUES over all of
+theirs, and it blocks on all their wake lists at once.
+
 Nothing read from Redis is unpickled: messages are JSON, and a member that does not decode
 is dead-lettered with the reason (the worker records FAILED where the id can be read).
 """
@@ -39,10 +45,12 @@ from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
-from flowrra.task import TaskMessage
+from flowrra.queues import QueueSelection
+from flowrra.task import DEFAULT_QUEUE, TaskMessage
 from flowrra_redis import scripts
 from flowrra_redis.codec import encode_message
 from flowrra_redis.connection import (
+    QueueKeys,
     RedisEndpoint,
     boundary,
     retrieved,
@@ -57,8 +65,19 @@ logger = logging.getLogger("flowrra.redis.broker")
 
 _SCRIPTS = {
     name: Script(getattr(scripts, name))
-    for name in ("ENQUEUE", "RESERVE", "EXTEND", "RELEASE", "DEAD_LETTER", "DEAD_REQUEUE")
+    for name in (
+        "ENQUEUE",
+        "RESERVE",
+        "RESERVE_QUEUES",
+        "EXTEND",
+        "RELEASE",
+        "DEAD_LETTER",
+        "DEAD_REQUEUE",
+        "PRIORITIES",
+    )
 }
+#: Distinct priorities ``queue_stats`` counts per queue (the rest are left out).
+MAX_PRIORITIES_LISTED = 100
 
 #: Seconds an ack waits for a reserve to carry it before it is sent on its own.
 ACK_DELAY = 0.1
@@ -111,7 +130,7 @@ class _BrokerLoop(LoopState):
     """The broker's state in one event loop: besides the client and pipeline, the
     blocking connection a worker waits for work on, and the acks not sent yet."""
 
-    __slots__ = ("ack_timer", "acks", "blocking", "blocking_pipe")
+    __slots__ = ("ack_timer", "acks", "blocking", "blocking_pipe", "queue_acks")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop | None, client: aioredis.Redis, pipe: AutoPipeline
@@ -119,7 +138,10 @@ class _BrokerLoop(LoopState):
         super().__init__(loop, client, pipe)
         self.blocking: aioredis.Redis | None = None
         self.blocking_pipe: AutoPipeline | None = None
+        #: Receipts of the default queue's messages to ack.
         self.acks: list[bytes] = []
+        #: Those of other named queues', by queue.
+        self.queue_acks: dict[str, list[bytes]] = {}
         self.ack_timer: asyncio.TimerHandle | None = None
 
 
@@ -191,6 +213,13 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self._drained = False  # the last RESERVE left nothing queued or delayed
         self._depth = 0
         self._next_due: float | None = None
+        self._queue_keys: dict[str, QueueKeys] = {}
+        #: The queues ``reserve`` takes from (see :meth:`consume`), and their keys.
+        self._selection = QueueSelection()
+        self._consumed: list[QueueKeys] = [self.queue_keys(DEFAULT_QUEUE)]
+        self._turn: tuple[int, int] = (0, 0)
+        #: Named queues this process has written to (added to ``queues`` once).
+        self._listed: set[str] = set()
 
     @classmethod
     def from_config(cls, config: BrokerConfig) -> RedisBroker:
@@ -243,14 +272,48 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         chunk = self.enqueue_chunk
         if len(messages) <= chunk:
             return self._enqueued(self._send_enqueue(messages))
-        calls = [
-            self._enqueue_call(messages[i : i + chunk]) for i in range(0, len(messages), chunk)
+        chunks = [messages[i : i + chunk] for i in range(0, len(messages), chunk)]
+        calls = [self._enqueue_call(part) for part in chunks]
+        replies = [
+            self._send_call(call)
+            if all(m.queue == DEFAULT_QUEUE for m in part)
+            else self._send_to_queues(part)
+            for call, part in zip(calls, chunks, strict=True)
         ]
-        replies = [self._send_call(call) for call in calls]
         return self._all_enqueued(replies, [len(call) // 4 for call in calls])
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
+        queue = messages[0].queue
+        if queue != DEFAULT_QUEUE or any(m.queue != DEFAULT_QUEUE for m in messages):
+            return self._send_to_queues(messages)
         return self._send_call(self._enqueue_call(messages))
+
+    def _send_to_queues(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
+        """ENQUEUE calls for messages of named queues, one call per queue; the future
+        gives the depth the last call saw (all or none per queue)."""
+        by_queue: dict[str, list[TaskMessage]] = {}
+        for message in messages:
+            by_queue.setdefault(message.queue, []).append(message)
+        calls = [(queue, self._enqueue_call(batch)) for queue, batch in by_queue.items()]
+        for queue, _ in calls:
+            self._list_queue(queue)
+        replies = [self._send_call(args, queue) for queue, args in calls]
+        if len(replies) == 1:
+            return replies[0]
+        return asyncio.ensure_future(_last_of(replies))
+
+    def _list_queue(self, queue: str) -> None:
+        """Add a named queue to ``queues`` (once per process: monitors read it)."""
+        if queue != DEFAULT_QUEUE and queue not in self._listed:
+            self._listed.add(queue)
+            self.pipe.send("SADD", self.keys.queues, queue, what="list a queue")
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        """The keys of ``queue`` (see :meth:`flowrra_redis.connection.Keys.queue_keys`)."""
+        keys = self._queue_keys.get(queue)
+        if keys is None:
+            keys = self._queue_keys[queue] = self.keys.queue_keys(queue)
+        return keys
 
     def _enqueue_call(self, messages: Sequence[TaskMessage]) -> list[Any]:
         """ENQUEUE's arguments for ``messages`` (raises SerializationError)."""
@@ -265,9 +328,13 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             ]
         return args
 
-    def _send_call(self, args: list[Any]) -> asyncio.Future[Any]:
+    def _send_call(self, args: list[Any], queue: str = DEFAULT_QUEUE) -> asyncio.Future[Any]:
         k = self.keys
-        keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent)
+        if queue == DEFAULT_QUEUE:
+            keys = (k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent)
+        else:
+            q = self.queue_keys(queue)
+            keys = (q.queue, k.sequence, q.wake, q.delayed, q.leased, k.sent)
         reply = self.pipe.request_script(_SCRIPTS["ENQUEUE"], keys, args)
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return reply
@@ -311,7 +378,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         if self._drained and timeout >= 0.01:
             reply = None  # the last RESERVE emptied the queue: a producer's token will say
         else:
-            reply = await self._run("RESERVE", *self._reserve_call(max_messages))
+            script, keys, args, _ = self._reserve_call(max_messages)
+            reply = await self._run(script, keys, args)
         while True:
             if reply is not None:
                 members = self._reserved(reply)
@@ -327,23 +395,68 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
                 # Timed out (a delayed message may be due now, and the pipelined RESERVE
                 # used the time it was sent at; an expired lease comes back), or a token
                 # another worker had emptied.
-                reply = await self._run("RESERVE", *self._reserve_call(max_messages))
+                script, keys, args, _ = self._reserve_call(max_messages)
+                reply = await self._run(script, keys, args)
 
-    def _reserve_call(self, max_messages: int) -> tuple[list[str], list[Any]]:
-        """RESERVE's keys and arguments; takes the acks waiting to be sent along."""
-        k = self.keys
+    def consume(self, selection: QueueSelection) -> None:
+        """Reserve from these named queues from now on (see :mod:`flowrra.queues`; the
+        ``others`` flag is not honoured: a Redis worker takes from the queues named)."""
+        self._selection = selection
+        self._consumed = [self.queue_keys(name) for name in selection.names]
+        self._turn = (0, 0)
+        self._drained = False
+        for name in selection.names:
+            if name != DEFAULT_QUEUE:
+                self._listed.discard(name)  # listed again at the next chance
+                self._list_queue(name)
+
+    def _reserve_call(
+        self, max_messages: int
+    ) -> tuple[str, list[str], list[Any], list[tuple[str, list[bytes]]]]:
+        """The script that reserves, its keys and arguments, and the acks it takes along
+        (by queue: given back to :meth:`_defer_acks` if it is never sent)."""
         now = self.clock.time()
         assert self.lease_seconds is not None
         state = self._here()
-        acks, state.acks = state.acks, []
-        return [k.queue, k.delayed, k.leased, k.sequence], [
+        consumed = self._consumed
+        if len(consumed) == 1:
+            q = consumed[0]
+            if q.name == DEFAULT_QUEUE:
+                acks, state.acks = state.acks, []
+            else:
+                acks = state.queue_acks.pop(q.name, [])
+            return (
+                "RESERVE",
+                [q.queue, q.delayed, q.leased, self.keys.sequence],
+                [now, now + self.lease_seconds, max(0, max_messages), *acks],
+                [(q.name, acks)],
+            )
+        keys = [self.keys.sequence]
+        taken: list[tuple[str, list[bytes]]] = []
+        for q in consumed:
+            keys += (q.queue, q.delayed, q.leased)
+            if q.name == DEFAULT_QUEUE:
+                acks, state.acks = state.acks, []
+            else:
+                acks = state.queue_acks.pop(q.name, [])
+            taken.append((q.name, acks))
+        selection = self._selection
+        args: list[Any] = [
             now,
             now + self.lease_seconds,
             max(0, max_messages),
-            *acks,
+            "1" if selection.strict else "",
+            *self._turn,
+            *selection.weights,
+            *(len(acks) for _, acks in taken),
         ]
+        for _, acks in taken:
+            args += acks
+        return "RESERVE_QUEUES", keys, args, taken
 
     def _reserved(self, reply: Any) -> list[bytes]:
+        if len(reply) > 4:  # RESERVE_QUEUES: where the weighted turns stand
+            reply, self._turn = reply[:4], (int(reply[4]), int(reply[5]))
         members, depth, next_due, expired = reply
         self._depth = int(depth)
         self._drained = self._depth == 0
@@ -371,10 +484,10 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             pipe = state.blocking_pipe = AutoPipeline(
                 state.blocking, timeout=(self.socket_timeout or 0) + 60.0, retries=0
             )
-        keys, args = self._reserve_call(max_messages)
+        script, keys, args, taken = self._reserve_call(max_messages)
         # BLPOP takes a float timeout (seconds) since Redis 6.
-        woken = pipe.request(("BLPOP", self.keys.wake, min(wait, 30.0)))
-        reserved = pipe.request_script(_SCRIPTS["RESERVE"], keys, args)
+        woken = pipe.request(("BLPOP", *(q.wake for q in self._consumed), min(wait, 30.0)))
+        reserved = pipe.request_script(_SCRIPTS[script], keys, args)
         try:
             await woken
             # Shielded: if this wait is cancelled, the RESERVE's reply still arrives here
@@ -385,7 +498,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             # lease goes back at once, not when its lease expires; its acks are sent again
             # (ZREM is idempotent), as the connection may close before it runs.
             reserved.add_done_callback(self._release_unclaimed)
-            self._defer_acks(args[3:])
+            for queue, acks in taken:
+                self._defer_acks(acks, queue)
             raise
 
     def _release_unclaimed(self, reply: asyncio.Future[Any]) -> None:
@@ -393,10 +507,13 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         if reply.cancelled() or reply.exception() is not None:
             return
         members = reply.result()[0]
-        if members:
-            k = self.keys
+        by_queue: dict[str, list[bytes]] = {}
+        for member in members:
+            by_queue.setdefault(self._decode(member).queue, []).append(member)
+        for queue, held in by_queue.items():
+            q = self.queue_keys(queue)
             released = self.pipe.request_script(
-                _SCRIPTS["RELEASE"], (k.leased, k.queue, k.wake), members
+                _SCRIPTS["RELEASE"], (q.leased, q.queue, q.wake), held
             )
             released.add_done_callback(_log_release_failure)
 
@@ -438,14 +555,17 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         least once). It sends nothing itself, so it raises nothing, and returns
         :data:`~flowrra.awaitables.DONE` (no coroutine per task)."""
         if message.receipt is not None:
-            self._defer_acks((message.receipt,))
+            self._defer_acks((message.receipt,), message.queue)
         return DONE
 
-    def _defer_acks(self, receipts: Sequence[bytes]) -> None:
+    def _defer_acks(self, receipts: Sequence[bytes], queue: str = DEFAULT_QUEUE) -> None:
         """Queue acks for the next RESERVE, or a ZREM of their own in :data:`ACK_DELAY`."""
         state = self._here()
-        state.acks += receipts
-        if state.ack_timer is None and state.acks:
+        if queue == DEFAULT_QUEUE:
+            state.acks += receipts
+        elif receipts:
+            state.queue_acks.setdefault(queue, []).extend(receipts)
+        if state.ack_timer is None and (state.acks or state.queue_acks):
             state.ack_timer = asyncio.get_running_loop().call_later(
                 ACK_DELAY, self._send_acks, state
             )
@@ -457,14 +577,27 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         acks, state.acks = state.acks, []
         if acks:
             state.pipe.send("ZREM", self.keys.leased, *acks, what="ack")
+        if state.queue_acks:
+            queue_acks, state.queue_acks = state.queue_acks, {}
+            for queue, receipts in queue_acks.items():
+                if receipts:
+                    state.pipe.send("ZREM", self.queue_keys(queue).leased, *receipts, what="ack")
 
     @boundary("cannot requeue")
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
         k = self.keys
+        q = self.queue_keys(retry.queue)
         self._depth = int(
             await self._run(
                 "ENQUEUE",
-                [k.queue, k.sequence, k.wake, k.delayed, k.leased, k.sent],
+                [
+                    q.queue,
+                    k.sequence,
+                    q.wake,
+                    q.delayed,
+                    self.queue_keys(message.queue).leased,
+                    k.sent,
+                ],
                 [
                     self.clock.time(),
                     message.receipt or "",
@@ -479,10 +612,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
 
     @boundary("cannot release")
     async def release(self, messages: Sequence[TaskMessage]) -> None:
-        receipts = [m.receipt for m in messages if m.receipt is not None]
-        if receipts:
-            k = self.keys
-            await self._run("RELEASE", [k.leased, k.queue, k.wake], receipts)
+        for queue, receipts in _receipts_by_queue(messages).items():
+            q = self.queue_keys(queue)
+            await self._run("RELEASE", [q.leased, q.queue, q.wake], receipts)
 
     @boundary("cannot dead-letter")
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
@@ -515,29 +647,40 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             entry["truncated"] = True
         await self._run(
             "DEAD_LETTER",
-            [self.keys.leased, self.keys.dead],
+            [self.queue_keys(message.queue).leased, self.keys.dead],
             [raw or "", json.dumps(entry), self.dead_letter_limit],
         )
 
     @boundary("cannot extend leases")
     async def extend(self, messages: Sequence[TaskMessage]) -> None:
-        receipts = [m.receipt for m in messages if m.receipt is not None]
-        if receipts and self.lease_seconds:
+        if not self.lease_seconds:
+            return
+        for queue, receipts in _receipts_by_queue(messages).items():
             await self._run(
-                "EXTEND", [self.keys.leased], [self.clock.time() + self.lease_seconds, *receipts]
+                "EXTEND",
+                [self.queue_keys(queue).leased],
+                [self.clock.time() + self.lease_seconds, *receipts],
             )
 
     @boundary("cannot purge")
     async def purge(self) -> list[TaskMessage]:
-        """Remove every queued and delayed message (not the leased ones); returns them."""
-        k = self.keys
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.zrange(k.queue, 0, -1)
-            pipe.zrange(k.delayed, 0, -1)
-            pipe.delete(k.queue, k.delayed)
-            queued, delayed, _ = await pipe.execute()
+        """Remove every queued and delayed message of every named queue (not the leased
+        ones); returns them."""
+        members: list[bytes] = []
+        for q in await self._known_queues():
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.zrange(q.queue, 0, -1)
+                pipe.zrange(q.delayed, 0, -1)
+                pipe.delete(q.queue, q.delayed)
+                queued, delayed, _ = await pipe.execute()
+            members += [*queued, *delayed]
         self._depth = 0
-        return [self._decode(m) for m in [*queued, *delayed]]
+        return [self._decode(m) for m in members]
+
+    async def _known_queues(self) -> list[QueueKeys]:
+        """The default queue and every named queue ever written to or consumed."""
+        names = sorted(text(name) for name in await self.client.smembers(self.keys.queues))
+        return [self.queue_keys(DEFAULT_QUEUE), *(self.queue_keys(n) for n in names)]
 
     def pending_count(self) -> int:
         """Messages waiting (due and delayed) when this process last talked to the queue:
@@ -550,18 +693,40 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     async def queue_depths(self) -> dict[str, int]:
         """Live counts: ``queued`` (due now), ``delayed``, ``leased`` (running or held by a
         worker), ``dead`` (dead letters kept)."""
-        k = self.keys
+        stats = await self.queue_stats()
+        queued = sum(entry["queued"] for entry in stats.values())
+        delayed = sum(entry["delayed"] for entry in stats.values())
+        leased = sum(entry["leased"] for entry in stats.values())
+        dead = int(await self._here().pipe.execute("LLEN", self.keys.dead))
+        self._depth = queued + delayed
+        return {"queued": queued, "delayed": delayed, "leased": leased, "dead": dead}
+
+    @boundary("cannot read queue depths")
+    async def queue_stats(self) -> dict[str, dict[str, Any]]:
+        """Per named queue (the default one and every one written to or consumed):
+        ``queued``, ``delayed``, ``leased`` and ``priorities`` (due messages by priority,
+        lowest first, the first :data:`MAX_PRIORITIES_LISTED` priorities), read live."""
         state = self._here()
         self._send_acks(state)  # on the same connection: counted as settled
         pipe = state.pipe
-        queued, delayed, leased, dead = await asyncio.gather(
-            pipe.execute("ZCARD", k.queue),
-            pipe.execute("ZCARD", k.delayed),
-            pipe.execute("ZCARD", k.leased),
-            pipe.execute("LLEN", k.dead),
-        )
-        self._depth = int(queued) + int(delayed)
-        return {"queued": queued, "delayed": delayed, "leased": leased, "dead": dead}
+        stats: dict[str, dict[str, Any]] = {}
+        for q in await self._known_queues():
+            queued, delayed, leased, priorities = await asyncio.gather(
+                pipe.execute("ZCARD", q.queue),
+                pipe.execute("ZCARD", q.delayed),
+                pipe.execute("ZCARD", q.leased),
+                pipe.run_script(_SCRIPTS["PRIORITIES"], (q.queue,), (MAX_PRIORITIES_LISTED,)),
+            )
+            stats[q.name] = {
+                "queued": int(queued),
+                "delayed": int(delayed),
+                "leased": int(leased),
+                "priorities": {
+                    priority_of(text(priorities[i])): int(priorities[i + 1])
+                    for i in range(0, len(priorities), 2)
+                },
+            }
+        return stats
 
     @boundary("cannot read dead letters")
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -585,8 +750,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         that cannot be requeued (cut to the byte bound, or not decodable) stay."""
         wanted = None if ids is None else set(ids)
         stored = await self.client.lrange(self.keys.dead, 0, -1)
-        args: list[Any] = []
-        messages: list[TaskMessage] = []
+        by_queue: dict[str, tuple[list[Any], list[TaskMessage]]] = {}
         for raw_entry in stored:
             entry = _entry(raw_entry)
             if wanted is not None and entry.get("id") not in wanted:
@@ -594,13 +758,17 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             message = self._revived(entry)
             if message is None:
                 continue
+            args, messages = by_queue.setdefault(message.queue, ([], []))
             args += [raw_entry, priority_key(message.priority), _queued(len(messages), message)]
             messages.append(message)
-        if not messages:
-            return []
         k = self.keys
-        queued = await self._run("DEAD_REQUEUE", [k.dead, k.queue, k.sequence, k.wake], args)
-        return [messages[int(n) - 1] for n in queued]
+        requeued: list[TaskMessage] = []
+        for queue, (args, messages) in by_queue.items():  # one call (all or none) per queue
+            q = self.queue_keys(queue)
+            self._list_queue(queue)
+            queued = await self._run("DEAD_REQUEUE", [k.dead, q.queue, k.sequence, q.wake], args)
+            requeued += [messages[int(n) - 1] for n in queued]
+        return requeued
 
     @boundary("cannot purge dead letters")
     async def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
@@ -668,6 +836,36 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             return []
         details = await client.mget([k.worker(i) for i in ids])
         return [json.loads(d) for d in details if d is not None]
+
+
+def priority_of(key: str) -> int:
+    """The priority a :func:`priority_key` stands for."""
+    if key.startswith("p"):
+        return int(key[5:], 16)
+    return -int(key[5:].translate(_COMPLEMENT), 16)
+
+
+def _receipts_by_queue(messages: Sequence[TaskMessage]) -> dict[str, list[bytes]]:
+    by_queue: dict[str, list[bytes]] = {}
+    for message in messages:
+        if message.receipt is not None:
+            by_queue.setdefault(message.queue, []).append(message.receipt)
+    return by_queue
+
+
+async def _last_of(replies: list[asyncio.Future[Any]]) -> Any:
+    """Await every reply (so none is left unretrieved); the last one's value, or the first
+    error."""
+    outcome: Any = None
+    failure: BaseException | None = None
+    for reply in replies:
+        try:
+            outcome = await reply
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return outcome
 
 
 def _entry(stored: bytes | str) -> dict[str, Any]:

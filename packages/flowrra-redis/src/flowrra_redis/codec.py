@@ -24,7 +24,7 @@ from typing import Any
 
 from flowrra.exceptions import SerializationError
 from flowrra.serialization import encode_json
-from flowrra.task import WIRE_FORMAT, TaskMessage, TaskResult, TaskStatus
+from flowrra.task import DEFAULT_QUEUE, WIRE_FORMAT, TaskMessage, TaskResult, TaskStatus
 
 __all__ = ["decode_result", "encode_message", "encode_result", "number_text"]
 
@@ -82,6 +82,11 @@ def _payload(value: Any) -> str:
     return encode_json(value)
 
 
+def _queue_item(queue: str) -> str:
+    """``,"queue":...``: the named queue of a message not in the default one."""
+    return f',"queue":{_string(queue)}'
+
+
 def _headers_item(headers: Mapping[str, str]) -> str:
     return f',"headers":{encode_json(dict(headers))}'
 
@@ -109,7 +114,8 @@ def encode_message(message: TaskMessage) -> str:
             f'"attempt":{_int_repr(attempt) if attempt.__class__ is int else _number(attempt)},'
             f'"eta":{"null" if eta is None else _number(eta)},'
             f'"submitted_at":{_number(message.submitted_at)}'
-            f"{_headers_item(message.headers) if message.headers else ''}}}"
+            f"{_headers_item(message.headers) if message.headers else ''}"
+            f"{'' if message.queue == DEFAULT_QUEUE else _queue_item(message.queue)}}}"
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(

@@ -19,7 +19,16 @@ import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar, cast
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    NamedTuple,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    cast,
+)
 from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
@@ -29,6 +38,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from flowrra.exceptions import FlowrraError
 from flowrra.plugins import describe_url
+from flowrra.task import DEFAULT_QUEUE
 from flowrra_redis._redis_compat import pool_like
 from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
@@ -88,6 +98,16 @@ def eviction_risk(policy: str) -> str | None:
     )
 
 
+class QueueKeys(NamedTuple):
+    """The keys of one named queue (see :meth:`Keys.queue_keys`)."""
+
+    name: str
+    queue: str
+    delayed: str
+    leased: str
+    wake: str
+
+
 @dataclass(frozen=True)
 class Keys:
     """Every Redis key and channel Flowrra uses, under one prefix.
@@ -134,6 +154,24 @@ class Keys:
     def wake(self) -> str:
         """List a worker blocks on when the queue is empty; producers push a token."""
         return f"{self.base}:wake"
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        """The keys of one named queue: the default queue's are :attr:`queue`,
+        :attr:`delayed`, :attr:`leased` and :attr:`wake`; another's add ``:<name>``."""
+        if queue == DEFAULT_QUEUE:
+            return QueueKeys(queue, self.queue, self.delayed, self.leased, self.wake)
+        return QueueKeys(
+            queue,
+            f"{self.base}:queue:{queue}",
+            f"{self.base}:delayed:{queue}",
+            f"{self.base}:leased:{queue}",
+            f"{self.base}:wake:{queue}",
+        )
+
+    @property
+    def queues(self) -> str:
+        """SET of the named queues that were ever written to (not the default one)."""
+        return f"{self.base}:queues"
 
     @property
     def dead(self) -> str:

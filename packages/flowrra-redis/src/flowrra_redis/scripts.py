@@ -14,7 +14,16 @@ the task's record before running it again.
 
 from __future__ import annotations
 
-__all__ = ["DEAD_LETTER", "DEAD_REQUEUE", "ENQUEUE", "EXTEND", "RELEASE", "RESERVE"]
+__all__ = [
+    "DEAD_LETTER",
+    "DEAD_REQUEUE",
+    "ENQUEUE",
+    "EXTEND",
+    "PRIORITIES",
+    "RELEASE",
+    "RESERVE",
+    "RESERVE_QUEUES",
+]
 
 # bulk(command, key, items, from): one command per 4,000 items from items[from], for
 # variadic commands (Lua's unpack has a stack limit).
@@ -122,6 +131,123 @@ if #nxt > 0 then next_due = nxt[2] end
 return {out, redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), next_due, #expired}
 """
 )
+
+# KEYS: sequence, then per named queue its queue, delayed and leased keys
+# ARGV: now, lease expiry, max messages, '1' for strict order ('' weighted), the cursor of
+# the weighted turns (the 0-based queue whose turn it is, and how many it gave in that
+# turn), one weight per queue, one ack count per queue, then the acks of each queue in
+# that order. RESERVE over several named queues: acks, due delayed messages and expired
+# leases are handled per queue as RESERVE does for one; then messages are popped in the
+# turns of flowrra.queues.take_in_turns (this is its Lua twin). Returns RESERVE's reply
+# (the waiting count and next due time over all these queues) and the cursor after.
+RESERVE_QUEUES = (
+    _BULK
+    + """
+local now = tonumber(ARGV[1])
+local want = tonumber(ARGV[3])
+local strict = ARGV[4] == '1'
+local nq = (#KEYS - 1) / 3
+local a = 7 + 2 * nq
+for i = 1, nq do
+  local count = tonumber(ARGV[6 + nq + i])
+  for j = a, a + count - 1, 4000 do
+    redis.call('ZREM', KEYS[3 * i + 1], unpack(ARGV, j, math.min(j + 3999, a + count - 1)))
+  end
+  a = a + count
+end
+local expired_total = 0
+for i = 1, nq do
+  local q, d, l = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  local due = redis.call('ZRANGEBYSCORE', d, '-inf', now, 'LIMIT', 0, 1000)
+  for _, m in ipairs(due) do
+    local bar = string.find(m, '|', 1, true)
+    if bar then
+      local seq = redis.call('INCR', KEYS[1])
+      redis.call('ZADD', q, 0,
+        string.sub(m, 1, bar - 1) .. string.format('%016.0f', seq) .. string.sub(m, bar))
+    else
+      redis.call('ZADD', q, 0, m)
+    end
+    redis.call('ZREM', d, m)
+  end
+  local expired = redis.call('ZRANGEBYSCORE', l, '-inf', now, 'LIMIT', 0, 1000)
+  for _, m in ipairs(expired) do
+    redis.call('ZREM', l, m)
+    local bar = string.find(m, '|', 1, true)
+    if bar and string.sub(m, bar - 1, bar - 1) ~= '~' then
+      m = string.sub(m, 1, bar - 1) .. '~' .. string.sub(m, bar)
+    end
+    redis.call('ZADD', q, 0, m)
+  end
+  expired_total = expired_total + #expired
+end
+local out = {}
+local function take(i, most)
+  if most <= 0 then return 0 end
+  local popped = redis.call('ZPOPMIN', KEYS[3 * i - 1], most)
+  local leases = {}
+  for j = 1, #popped, 2 do
+    leases[#leases + 1] = ARGV[2]
+    leases[#leases + 1] = popped[j]
+    out[#out + 1] = popped[j]
+  end
+  bulk('ZADD', KEYS[3 * i + 1], leases, 1)
+  return #popped / 2
+end
+local index, used = tonumber(ARGV[5]) + 1, tonumber(ARGV[6])
+if strict then
+  for i = 1, nq do
+    if #out >= want then break end
+    take(i, want - #out)
+  end
+  index, used = 1, 0
+else
+  if index > nq then index, used = 1, 0 end
+  local idle = 0
+  while #out < want and idle < nq do
+    local share = math.min(tonumber(ARGV[6 + index]) - used, want - #out)
+    local got = take(index, share)
+    used = used + got
+    if got > 0 then idle = 0 else idle = idle + 1 end
+    if got < share or used >= tonumber(ARGV[6 + index]) then
+      index, used = index % nq + 1, 0
+    end
+  end
+end
+local waiting, next_due = 0, nil
+for i = 1, nq do
+  waiting = waiting + redis.call('ZCARD', KEYS[3 * i - 1]) + redis.call('ZCARD', KEYS[3 * i])
+  local nxt = redis.call('ZRANGE', KEYS[3 * i], 0, 0, 'WITHSCORES')
+  if #nxt > 0 and (next_due == nil or tonumber(nxt[2]) < next_due) then
+    next_due = tonumber(nxt[2])
+  end
+end
+local next_text = ''
+if next_due ~= nil then next_text = string.format('%.17g', next_due) end
+return {out, waiting, next_text, expired_total, index - 1, used}
+"""
+)
+
+# KEYS: queue ; ARGV: most priorities to count. The due messages of one queue by
+# priority: {priority key, count, ...}, lowest first, without reading the members: each
+# priority's members share its key as a prefix followed by sequence digits, so ZLEXCOUNT
+# counts them and the first member after them starts the next priority.
+PRIORITIES = """
+local out = {}
+local first = redis.call('ZRANGE', KEYS[1], 0, 0)
+local n = 0
+while #first > 0 and n < tonumber(ARGV[1]) do
+  local m = first[1]
+  local len = tonumber(string.sub(m, 2, 5), 16)
+  if string.sub(m, 1, 1) == 'n' then len = 65535 - len end
+  local key = string.sub(m, 1, 5 + len)
+  out[#out + 1] = key
+  out[#out + 1] = redis.call('ZLEXCOUNT', KEYS[1], '[' .. key, '(' .. key .. ':')
+  first = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. key .. ':', '+', 'LIMIT', 0, 1)
+  n = n + 1
+end
+return out
+"""
 
 # KEYS: leased ; ARGV: new expiry, member* . Renews leases still held (XX: never re-adds
 # one that expired and was handed to another worker).

@@ -233,6 +233,9 @@ class UIService:
     async def workers(self) -> list[dict[str, Any]]:
         return await self.monitor.workers()
 
+    async def queues(self) -> dict[str, dict[str, Any]]:
+        return await self.monitor.queue_stats()
+
     async def stats(self, query: Mapping[str, str]) -> dict[str, Any]:
         minutes = _int(query, "minutes", 15, 1, 240)
         stats = await self.monitor.stats(minutes=minutes)
@@ -510,6 +513,8 @@ ROUTES: list[Route] = [
           lambda s, p, q, b: _sync(s.meta())),
     Route("GET", "/api/workers", False, "Workers alive, from their heartbeats",
           lambda s, p, q, b: s.workers()),
+    Route("GET", "/api/queues", False, "Each named queue's depths, and its messages by priority",
+          lambda s, p, q, b: s.queues()),
     Route("GET", "/api/health", False, "Whether the broker, backend and scheduler answer",
           lambda s, p, q, b: s.health()),
     Route("GET", "/api/tasks", False, "Registered tasks and their options",

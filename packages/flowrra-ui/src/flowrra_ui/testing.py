@@ -289,6 +289,8 @@ class UIApiContract:
         assert status == 200 and meta["writable"] is True and meta["scheduler"] is True
         assert meta["access"] == "guarded"
         assert (await _get(client, "/api/workers")) == (200, [])  # embedded: no heartbeats
+        status, queues = await _get(client, "/api/queues")
+        assert status == 200 and queues["default"]["queued"] == 0, queues
 
     async def test_the_dashboard_page_and_its_files(self, client: Client) -> None:
         status, page = await _get(client, "/")
@@ -388,6 +390,7 @@ class UIApiContract:
             "/api/meta",
             "/api/stats",
             "/api/workers",
+            "/api/queues",
             "/api/health",
             "/api/tasks",
             "/api/tasks/echo",

@@ -1,8 +1,11 @@
-"""The embedded broker: two heaps in this process.
+"""The embedded broker: heaps in this process.
 
-``_ready`` holds due messages ordered by ``(priority, sequence)``, so lower priority numbers
-come first and equal priorities keep submit order; ``_delayed`` holds messages with a future
-``eta`` ordered by due time, moved to ``_ready`` when due. Nothing is encoded, but arguments
+``_ready`` holds the default queue's due messages ordered by ``(priority, sequence)``, so
+lower priority numbers come first and equal priorities keep submit order; each named queue
+has a heap of its own in ``_queues`` (the default's is ``_ready``). ``_delayed`` holds
+messages with a future ``eta`` ordered by due time, moved to their queue's heap when due.
+``reserve`` takes from the queues :meth:`MemoryBroker.consume` selected, in the turns of
+:func:`flowrra.queues.take_in_turns`. Nothing is encoded, but arguments
 are checked against the JSON wire format so an app behaves the same on a durable broker.
 
 Due times are read on the broker's :class:`~flowrra.clock.Clock` (the app's, when the app
@@ -16,13 +19,15 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from flowrra.awaitables import DONE
 from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
-from flowrra.task import TaskMessage
+from flowrra.queues import Cursor, QueueSelection, take_in_turns
+from flowrra.task import DEFAULT_QUEUE, TaskMessage
 
 __all__ = ["MemoryBroker"]
 
@@ -30,9 +35,10 @@ __all__ = ["MemoryBroker"]
 class MemoryBroker(BaseBroker):
     """In-process priority queue with due times. Not durable: it lives and dies with the app.
 
-    ``max_queue_size`` (0 = unbounded) bounds the messages due now: ``enqueue`` waits for
-    room (back-pressure on producers). Delayed messages do not count, and retries and
-    released messages are never held back.
+    ``max_queue_size`` (0 = unbounded) bounds the messages due now in each queue:
+    ``enqueue`` waits for room (back-pressure on producers). Delayed messages do not
+    count, and retries and released messages are never held back. A
+    :class:`~flowrra.protocols.NamedQueues`.
     """
 
     def __init__(
@@ -42,6 +48,12 @@ class MemoryBroker(BaseBroker):
         #: What "now" is for due times.
         self.clock = clock
         self._ready: list[tuple[int, int, TaskMessage]] = []
+        #: Each queue's heap of due messages (the default queue's is ``_ready``).
+        self._queues: dict[str, list[tuple[int, int, TaskMessage]]] = {DEFAULT_QUEUE: self._ready}
+        #: The heaps ``reserve`` takes from, with the selection's weights and order.
+        self._selection = QueueSelection()
+        self._consumed: list[list[tuple[int, int, TaskMessage]]] = [self._ready]
+        self._turn: Cursor = (0, 0)
         self._delayed: list[tuple[float, int, TaskMessage]] = []
         self._seq = itertools.count()
         self._available: asyncio.Event | None = None
@@ -67,23 +79,48 @@ class MemoryBroker(BaseBroker):
             self._space = asyncio.Event()
         return self._available, self._space
 
+    def consume(self, selection: QueueSelection) -> None:
+        """Reserve from these queues from now on (see :mod:`flowrra.queues`)."""
+        self._selection = selection
+        self._consumed = [self._queues.setdefault(name, []) for name in selection.names]
+        if selection.others:
+            for name, heap in self._queues.items():
+                if name not in selection.names:
+                    self._selection = self._selection.adding(name)
+                    self._consumed.append(heap)
+        self._turn = (0, 0)
+        if self._available is not None:
+            self._available.set()  # a waiting reserve looks again
+
+    def _heap(self, queue: str) -> list[tuple[int, int, TaskMessage]]:
+        heap = self._queues.get(queue)
+        if heap is None:
+            heap = self._queues[queue] = []
+            if self._selection.others:  # a worker started without -Q takes it too
+                self._selection = self._selection.adding(queue)
+                self._consumed.append(heap)
+        return heap
+
     def _push(self, message: TaskMessage) -> None:
         eta = message.eta
         if eta is not None and eta > self.clock.time():
             heapq.heappush(self._delayed, (eta, next(self._seq), message))
         else:
-            heapq.heappush(self._ready, (message.priority, next(self._seq), message))
+            heap = self._ready if message.queue == DEFAULT_QUEUE else self._heap(message.queue)
+            heapq.heappush(heap, (message.priority, next(self._seq), message))
         if self._consumers_waiting and self._available is not None:
             self._available.set()
 
     async def enqueue(self, message: TaskMessage) -> None:
         if message.args or message.kwargs:
             self.check_encodable(message)
-        if self.max_queue_size and len(self._ready) >= self.max_queue_size:
-            await self._wait_for_space()
-        if message.eta is not None:
+        if message.eta is not None or message.queue != DEFAULT_QUEUE:
+            if self.max_queue_size:
+                await self._wait_for_space(self._heap(message.queue))
             self._push(message)
             return
+        if self.max_queue_size and len(self._ready) >= self.max_queue_size:
+            await self._wait_for_space(self._ready)
         # _push's due-now branch, inlined: this is every plain submit.
         heapq.heappush(self._ready, (message.priority, next(self._seq), message))
         if self._consumers_waiting and self._available is not None:
@@ -93,13 +130,15 @@ class MemoryBroker(BaseBroker):
         for message in messages:
             self.check_encodable(message)
         for message in messages:
-            if self.max_queue_size and len(self._ready) >= self.max_queue_size:
-                await self._wait_for_space()
+            if self.max_queue_size:
+                await self._wait_for_space(self._heap(message.queue))
             self._push(message)
 
-    async def _wait_for_space(self) -> None:
+    async def _wait_for_space(self, heap: list[tuple[int, int, TaskMessage]]) -> None:
+        if len(heap) < self.max_queue_size:
+            return
         space = self._events()[1]
-        while len(self._ready) >= self.max_queue_size:
+        while len(heap) >= self.max_queue_size:
             space.clear()
             self._producers_waiting += 1
             try:
@@ -112,19 +151,43 @@ class MemoryBroker(BaseBroker):
         delayed, ready = self._delayed, self._ready
         while delayed and delayed[0][0] <= now:
             _, seq, message = heapq.heappop(delayed)
-            heapq.heappush(ready, (message.priority, seq, message))
+            heap = ready if message.queue == DEFAULT_QUEUE else self._heap(message.queue)
+            heapq.heappush(heap, (message.priority, seq, message))
+
+    def _take_in_turns(self, max_messages: int) -> list[TaskMessage]:
+        """Up to ``max_messages`` from several consumed queues, in the selection's turns."""
+        consumed = self._consumed
+        pop = heapq.heappop
+        out: list[TaskMessage] = []
+
+        def take(index: int, most: int) -> int:
+            heap = consumed[index]
+            got = 0
+            while heap and got < most:
+                out.append(pop(heap)[2])
+                got += 1
+            return got
+
+        self._turn = take_in_turns(self._selection, self._turn, max_messages, take)
+        return out
 
     async def reserve(self, max_messages: int, timeout: float) -> list[TaskMessage]:
         deadline = time.monotonic() + timeout
         while True:
             if self._delayed:
                 self._promote_due()
-            ready = self._ready
-            if ready:
-                pop = heapq.heappop
-                out = [pop(ready)[2]]
-                while ready and len(out) < max_messages:
-                    out.append(pop(ready)[2])
+            consumed = self._consumed
+            if len(consumed) == 1:  # one queue: its heap, as before named queues
+                ready = consumed[0]
+                if ready:
+                    pop = heapq.heappop
+                    out = [pop(ready)[2]]
+                    while ready and len(out) < max_messages:
+                        out.append(pop(ready)[2])
+                    if self._producers_waiting:
+                        self._events()[1].set()
+                    return out
+            elif out := self._take_in_turns(max_messages):
                 if self._producers_waiting:
                     self._events()[1].set()
                 return out
@@ -168,12 +231,33 @@ class MemoryBroker(BaseBroker):
         self.dead_letters.append((message, reason))
 
     async def purge(self) -> list[TaskMessage]:
-        messages = [entry[2] for entry in self._ready] + [entry[2] for entry in self._delayed]
-        self._ready.clear()
+        messages = [entry[2] for heap in self._queues.values() for entry in heap]
+        messages += [entry[2] for entry in self._delayed]
+        for heap in self._queues.values():
+            heap.clear()
         self._delayed.clear()
         if self._producers_waiting:
             self._events()[1].set()
         return messages
 
     def pending_count(self) -> int:
-        return len(self._ready) + len(self._delayed)
+        return sum(len(heap) for heap in self._queues.values()) + len(self._delayed)
+
+    async def queue_stats(self) -> dict[str, dict[str, Any]]:
+        """Per queue: ``queued``, ``delayed`` and ``priorities`` (see
+        :class:`~flowrra.protocols.NamedQueues`); nothing is leased in memory."""
+        stats: dict[str, dict[str, Any]] = {}
+        for name, heap in self._queues.items():
+            priorities = Counter(entry[0] for entry in heap)
+            stats[name] = {
+                "queued": len(heap),
+                "delayed": 0,
+                "leased": 0,
+                "priorities": dict(sorted(priorities.items())),
+            }
+        for _, _, message in self._delayed:
+            entry = stats.setdefault(
+                message.queue, {"queued": 0, "delayed": 0, "leased": 0, "priorities": {}}
+            )
+            entry["delayed"] += 1
+        return stats

@@ -19,7 +19,8 @@ from typing import Any
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub
 from flowrra.middleware import MiddlewareChain
-from flowrra.protocols import Broker, Executor, ResultBackend
+from flowrra.protocols import Broker, Executor, NamedQueues, ResultBackend
+from flowrra.queues import QueueSelection, selection_for
 from flowrra.registry import TaskHandle, TaskRegistry
 from flowrra.task import TaskMessage, TaskResult
 from flowrra.worker._cancel import reraise_if_cancelled
@@ -72,6 +73,9 @@ class Worker:
         self.runner = Runner(backend, events, self.settler, self.middleware)
         self.heartbeat = Heartbeat(broker, self.worker_id, self.describe, clock)
         self.drainer = Drainer(broker, self.reserver, self.settler, self.leases, self.heartbeat)
+        #: The queues it takes from (``flowrra worker -Q``); ``None``: the default queue
+        #: and every queue a registered task goes to.
+        self.queues: QueueSelection | None = None
         self._running = False
         self._slots: list[asyncio.Task[None]] = []
         self._lanes: list[asyncio.Task[None]] = []
@@ -90,6 +94,7 @@ class Worker:
         if self._running:
             return
         self.runner.loop = asyncio.get_running_loop()
+        self._consume()
         await self.io_executor.start()
         await self.cpu_executor.start()
         slots = self.io_executor.concurrency
@@ -120,6 +125,23 @@ class Worker:
         await self.io_executor.stop(wait)
         await self.cpu_executor.stop(wait)
         self._running = False
+
+    def selection(self) -> QueueSelection:
+        """The queues this worker takes from: :attr:`queues`, or the default queue and
+        every queue a registered task goes to."""
+        if self.queues is not None:
+            return self.queues
+        return selection_for(None, (handle.queue for handle in self.registry))
+
+    def _consume(self) -> None:
+        selection = self.selection()
+        if isinstance(self.broker, NamedQueues):
+            self.broker.consume(selection)
+        elif selection.names != QueueSelection().names:
+            raise ValueError(
+                f"queues {selection}: {type(self.broker).__name__} has only the default "
+                "queue (it is not a flowrra.protocols.NamedQueues)"
+            )
 
     # -- the slots -------------------------------------------------------------------------
 
@@ -191,5 +213,6 @@ class Worker:
             "processed": self.settler.processed,
             "busy": self.reserver.busy,
             "tasks": sorted(handle.name for handle in self.registry),
+            "queues": list(self.selection().names),
             "at": time.time(),
         }

@@ -143,10 +143,12 @@
 
   const loaders = {
     async dashboard() {
-      const [stats, workers] = await Promise.all([api("GET", "api/stats"), api("GET", "api/workers")]);
+      const [stats, workers, queues] = await Promise.all(
+        [api("GET", "api/stats"), api("GET", "api/workers"), api("GET", "api/queues")]);
       renderTotals(stats);
       renderChart(stats.throughput);
       renderQueues(stats.queues);
+      renderQueueList(queues);
       renderWorkers(workers);
       renderFailures(stats.recent_failures);
     },
@@ -280,6 +282,21 @@
       ? table(["State", "Messages"], names.map((name) =>
         el("tr", { "data-queue": name }, el("td", {}, name), el("td", {}, String(queues[name])))))
       : empty("No queue information."));
+  }
+
+  function renderQueueList(queues) {
+    const names = Object.keys(queues || {});
+    const count = (entry, key) => String(entry[key] ?? 0);
+    $("#queue-list").replaceChildren(names.length > 1 || names.some((n) => queues[n].priorities)
+      ? table(["Queue", "Queued", "Delayed", "Running", "Queued by priority"], names.map((name) => {
+        const entry = queues[name];
+        const priorities = Object.entries(entry.priorities || {})
+          .map(([priority, n]) => `${priority}: ${n}`).join(", ");
+        return el("tr", { "data-named-queue": name }, el("td", {}, name),
+          el("td", {}, count(entry, "queued")), el("td", {}, count(entry, "delayed")),
+          el("td", {}, count(entry, "leased")), el("td", {}, priorities || "—"));
+      }))
+      : empty(""));
   }
 
   function renderWorkers(workers) {
