@@ -170,7 +170,8 @@ async def producer(make_app: Callable[..., Flowrra]) -> AsyncIterator[Flowrra]:
 
 
 class Workers:
-    """Starts ``flowrra worker redis_app:app`` processes and stops them at the end."""
+    """Starts ``flowrra worker redis_app:app`` processes (or another app of ``apps/``) and
+    stops them at the end."""
 
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.env = {
@@ -185,7 +186,11 @@ class Workers:
         self._logs: dict[int, Any] = {}
 
     def start(
-        self, *extra: str, lease: float = 30.0, url: str | None = None
+        self,
+        *extra: str,
+        lease: float = 30.0,
+        url: str | None = None,
+        app: str = "redis_app:app",
     ) -> subprocess.Popen[str]:
         env = {**self.env, "FLOWRRA_TEST_LEASE": str(lease)}
         if url is not None:
@@ -194,7 +199,7 @@ class Workers:
         # reads until the end fills up and blocks it.
         log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed with the pool)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowrra", "worker", "redis_app:app", *extra],
+            [sys.executable, "-m", "flowrra", "worker", app, *extra],
             cwd=APPS,
             env=env,
             stdout=log,

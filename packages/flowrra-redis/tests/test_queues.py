@@ -1,0 +1,130 @@
+"""Named queues across worker processes on a real Redis: ``flowrra worker -Q`` takes only
+its queues, a queue nobody takes waits, a dead worker's task comes back to its own queue,
+``flowrra status`` shows each queue, and bad ``-Q`` input is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import APPS, Workers
+
+from flowrra import Flowrra, TaskStatus
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def queues_app() -> object:
+    """The module (its tasks are registered with the producer by each test, which submits
+    with ``producer.submit``: a handle's own ``submit`` goes to the app it was made by)."""
+    from apps import queues_app
+
+    return queues_app
+
+
+async def _results(producer: Flowrra, ids: list[str]) -> list[object]:
+    done = await asyncio.gather(*(producer.wait_for_result(i, timeout=60) for i in ids))
+    assert all(r.status is TaskStatus.SUCCESS for r in done), done
+    return [r.result for r in done]
+
+
+async def _stats(producer: Flowrra) -> dict[str, dict[str, object]]:
+    return await producer.broker.queue_stats()  # type: ignore[attr-defined, no-any-return]
+
+
+async def test_each_worker_takes_only_its_queues(
+    producer: Flowrra, workers: Workers, queues_app: object
+) -> None:
+    mail, report = queues_app.mail, queues_app.report  # type: ignore[attr-defined]
+    for handle in (mail, report):
+        producer.registry.register(handle)
+    reports = workers.start("-Q", "reports", app="queues_app:app")
+    mails = [await producer.submit(mail, f"m{n}") for n in range(10)]
+    sent_to_reports = [await producer.submit(mail, f"x{n}", queue="reports") for n in range(5)]
+    assert set(await _results(producer, sent_to_reports)) == {reports.pid}
+    reported = [await producer.submit(report, f"r{n}") for n in range(10)]
+    assert set(await _results(producer, reported)) == {reports.pid}
+    stats = await _stats(producer)
+    assert stats["emails"]["queued"] == 10, stats  # nobody takes emails yet: they wait
+    waiting = [await producer.get_result(i) for i in mails]
+    assert all(r is not None and r.status is TaskStatus.PENDING for r in waiting)
+    emails = workers.start("-Q", "emails", app="queues_app:app")
+    assert set(await _results(producer, mails)) == {emails.pid}
+    assert (await _stats(producer))["emails"]["queued"] == 0
+
+
+async def test_a_dead_workers_task_comes_back_to_its_queue(
+    producer: Flowrra, workers: Workers, queues_app: object
+) -> None:
+    mail = queues_app.mail  # type: ignore[attr-defined]
+    producer.registry.register(mail)
+    first = workers.start("-Q", "emails", lease=1.0, app="queues_app:app")
+    task_id = await producer.submit(mail, "slow", 30.0)
+    deadline = time.monotonic() + 30
+    while (await _stats(producer))["emails"]["leased"] != 1:
+        assert time.monotonic() < deadline, "the task was never taken"
+        await asyncio.sleep(0.05)
+    first.kill()
+    first.wait()
+    # a worker of another queue never takes it; one of its own queue does, after the lease
+    workers.start("-Q", "reports", lease=1.0, app="queues_app:app")
+    second = workers.start("-Q", "emails", lease=1.0, app="queues_app:app")
+    record = await producer.wait_for_result(task_id, timeout=60)
+    assert (record.status, record.result) == (TaskStatus.SUCCESS, second.pid)
+
+
+def _cli(workers: Workers, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowrra", *args],
+        cwd=APPS,
+        env=workers.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_status_shows_each_queue_and_what_each_worker_takes(
+    producer: Flowrra, workers: Workers, queues_app: object
+) -> None:
+    report = queues_app.report  # type: ignore[attr-defined]
+    producer.registry.register(report)
+    await producer.submit(report, "later", priority=3)
+    await producer.submit(report, "sooner", priority=-2)
+    await producer.submit(report, "delayed", delay=60)
+    workers.start("-Q", "emails:2,default", app="queues_app:app")
+    deadline = time.monotonic() + 30
+    while True:
+        status = json.loads(_cli(workers, "status", "queues_app:app", "--json").stdout)
+        if status["workers"]:
+            break
+        assert time.monotonic() < deadline, "no heartbeat"
+        await asyncio.sleep(0.2)
+    assert status["by_queue"]["reports"] == {
+        "queued": 2,
+        "delayed": 1,
+        "leased": 0,
+        "priorities": {"-2": 1, "3": 1},
+    }
+    assert status["workers"][0]["queues"] == ["emails", "default"]
+    text = _cli(workers, "status", "queues_app:app").stdout
+    assert "reports" in text and "[-2: 1, 3: 1]" in text and "queues=emails,default" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-Q", "two words"], "is not a queue name"),
+        (["-Q", "emails:lots"], "the weight after ':' is a whole number"),
+        (["-Q", "emails,emails"], "a queue is named twice"),
+        (["--strict"], "give -Q too"),
+    ],
+)
+def test_bad_queue_arguments_exit_2(workers: Workers, args: list[str], says: str) -> None:
+    done = _cli(workers, "worker", "queues_app:app", *args)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
