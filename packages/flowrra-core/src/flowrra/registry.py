@@ -18,6 +18,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from flowrra.canvas import Signature
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
 from flowrra.retry import RetryPolicy
@@ -151,9 +152,10 @@ class _Binding:
 
 class TaskCall(Generic[P]):
     """A task with per-call options bound; ``await call.submit(*args, **kwargs)``, or
-    ``call.delay(*args, **kwargs)`` from sync code."""
+    ``call.delay(*args, **kwargs)`` from sync code, or ``call.s(*args, **kwargs)`` for a
+    chain or group."""
 
-    __slots__ = ("_eta", "_handle", "_headers", "_priority")
+    __slots__ = ("_delay", "_eta", "_handle", "_headers", "_priority")
 
     def __init__(
         self,
@@ -161,11 +163,28 @@ class TaskCall(Generic[P]):
         priority: int,
         eta: float | None,
         headers: dict[str, str] | None = None,
+        delay: float | None = None,
     ) -> None:
         self._handle = handle
         self._priority = priority
         self._eta = eta
         self._headers = headers
+        #: The ``delay`` given (``eta`` is it counted from when the options were bound):
+        #: a signature counts it from when its task is queued.
+        self._delay = delay
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:
+        """A :class:`~flowrra.canvas.Signature` of this call, with these options (a
+        ``delay`` counts from when the task is queued)."""
+        return Signature(
+            self._handle,
+            args,
+            kwargs,
+            priority=self._priority,
+            delay=self._delay,
+            eta=None if self._delay is not None else self._eta,
+            headers=self._headers,
+        )
 
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task with these options; returns the task id."""
@@ -230,6 +249,12 @@ class TaskHandle(Generic[P, R]):
         self._submitter._check_arguments(self.name, args, kwargs)
         return self._submitter._enqueue_sync(self.name, args, kwargs, 0, None)
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A :class:`~flowrra.canvas.Signature` of a call of this task, for
+        :func:`~flowrra.chain` and :func:`~flowrra.group` (arguments are checked there:
+        a chain's later steps take the result before them first)."""
+        return Signature(self, args, kwargs)
+
     def with_options(
         self,
         *,
@@ -246,6 +271,7 @@ class TaskHandle(Generic[P, R]):
             priority,
             eta_from(delay, eta, self._submitter.clock),
             check_headers(dict(headers)) if headers is not None else None,
+            delay,
         )
 
     def binds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
