@@ -227,6 +227,7 @@ class Chain:
         """Record every step PENDING and queue the first; returns the chain's handle.
         Raises ``SerializationError`` for arguments JSON cannot hold and ``ValueError``
         when the later steps' arguments are too big to travel in a header."""
+        self.steps[0].check()
         messages, first = self._messages()
         app = _app(self.steps[0])
         await app._submit_messages([first], messages[1:])
@@ -234,6 +235,7 @@ class Chain:
 
     def delay(self) -> ChainHandle:
         """:meth:`submit` for sync code: blocks until the first step is queued."""
+        self.steps[0].check()
         app = _app(self.steps[0])
         app._check_queueable("chain.delay()")
         return app._call_sync("chain.delay()", "await chain(...).submit()", self.submit)
@@ -280,9 +282,9 @@ def chain(*steps: Signature[Any] | Chain) -> Chain:
     if len(flat) > MAX_CHAIN_STEPS:
         raise ValueError(f"a chain has at most {MAX_CHAIN_STEPS} steps, got {len(flat)}")
     _same_app(flat)
-    for place, step in enumerate(flat):
-        step.check(prepended=1 if place else 0)
-    return Chain(flat)
+    for step in flat[1:]:
+        step.check(prepended=1)  # the first step is checked at submit: a chain may be
+    return Chain(flat)  # a later part of another, where it gets the result before it
 
 
 def _step_entry(step: Signature[Any], task_id: str) -> dict[str, Any]:
