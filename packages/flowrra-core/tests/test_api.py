@@ -497,6 +497,7 @@ def test_public_names_are_pinned() -> None:
         "ScheduleStoreError",
         "ScheduleType",
         "ScheduledTask",
+        "Signature",
         "SerializationError",
         "SyncCallInLoopError",
         "Task",
@@ -514,8 +515,10 @@ def test_public_names_are_pinned() -> None:
         "TaskTimeoutError",
         "UnknownTaskError",
         "__version__",
+        "chain",
         "current_task",
         "get_scheduler_backend",
+        "group",
     }
     for name in flowrra.__all__:
         assert hasattr(flowrra, name), name

@@ -21,6 +21,7 @@ from flowrra.backends.base import BaseResultBackend
 from flowrra.backends.memory import InMemoryBackend, MemoryBackend
 from flowrra.brokers.base import BaseBroker
 from flowrra.brokers.memory import MemoryBroker
+from flowrra.canvas import Signature, chain, group
 from flowrra.compat import AsyncTaskExecutor
 from flowrra.config import BackendConfig, BrokerConfig, Config, ExecutorConfig
 from flowrra.context import TaskContext, current_task
@@ -98,6 +99,7 @@ __all__ = [
     "ScheduleType",
     "ScheduledTask",
     "SerializationError",
+    "Signature",
     "SyncCallInLoopError",
     "Task",
     "TaskCall",
@@ -114,6 +116,8 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownTaskError",
     "__version__",
+    "chain",
     "current_task",
     "get_scheduler_backend",
+    "group",
 ]

@@ -496,7 +496,6 @@ class Flowrra:
             await self._connect()
         now = time.time()
         messages: list[TaskMessage] = []
-        pending: list[TaskResult] = []
         for call in calls:
             if isinstance(call, Mapping):
                 args: tuple[Any, ...] = ()
@@ -516,8 +515,24 @@ class Flowrra:
             messages.append(message)
         if not messages:
             return []
+        await self._submit_messages(messages)
+        return [message.id for message in messages]
+
+    async def _submit_messages(
+        self, messages: Sequence[TaskMessage], waiting: Sequence[TaskMessage] = ()
+    ) -> None:
+        """Record ``messages`` PENDING and queue them, in one round trip to the backend and
+        one to the broker where they can (``submit_many``, a group, a chain's first step).
+        ``waiting``: messages recorded PENDING with them but not queued (a chain's later
+        steps, which the worker queues in turn). The messages are built and their
+        arguments bound by the caller."""
+        if not self._connected:
+            await self._connect()
         # Fail before anything is stored, as submit does (and before the submit hooks, so
         # no middleware opens what no after_submit would close).
+        for message in (*messages, *waiting):
+            if message.queue != DEFAULT_QUEUE:
+                self._check_named_queues(message.queue)
         for message in messages:
             _check_arguments(message)
         middleware = self.middleware
@@ -527,13 +542,17 @@ class Flowrra:
                 await middleware.before_submit(message)
                 message.headers = _checked_headers(message)
         pending = [_pending(message) for message in messages]
+        later = [_pending(message) for message in waiting]
         try:
             if self._eager:
+                await store_many(self.backend, later)
                 for message, record in zip(messages, pending, strict=True):
                     await self._run_eagerly(message, record)
             else:
-                stored = store_many(self.backend, pending)
-                await self._record_and_queue(stored, self.broker.enqueue_many, messages, pending)
+                stored = store_many(self.backend, [*pending, *later])
+                await self._record_and_queue(
+                    stored, self.broker.enqueue_many, messages, [*pending, *later]
+                )
         except BaseException as exc:
             if middleware.submits:
                 for message in messages:
@@ -542,7 +561,6 @@ class Flowrra:
         if middleware.submits:
             for message in messages:
                 await middleware.after_submit(message, None)
-        return [message.id for message in messages]
 
     async def _record_and_queue(
         self,
@@ -606,6 +624,7 @@ class Flowrra:
             self.events,
             self.clock,
             self.middleware,
+            self.registry.by_name,
         )
 
     async def _not_queued(self, pending: Sequence[TaskResult], exc: BaseException) -> None:

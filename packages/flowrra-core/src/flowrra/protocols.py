@@ -107,8 +107,9 @@ class Broker(Protocol):
         (the worker awaits one ``ack`` per task: a coroutine costs it ~2% of its work)."""
 
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
-        """Settle ``message`` and enqueue ``retry`` (its next attempt, with a due time)
-        atomically, bypassing any queue-size bound."""
+        """Settle ``message`` and enqueue ``retry`` (its next attempt, with a due time,
+        or the next step of its chain: another id and task) atomically, bypassing any
+        queue-size bound."""
 
     async def release(self, messages: Sequence[TaskMessage]) -> None:
         """Hand reserved messages back, unfinished, for immediate redelivery."""

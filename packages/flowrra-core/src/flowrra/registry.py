@@ -19,6 +19,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from flowrra.canvas import Signature
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
 from flowrra.queues import check_queue_name
@@ -157,9 +158,10 @@ class _Binding:
 
 class TaskCall(Generic[P]):
     """A task with per-call options bound; ``await call.submit(*args, **kwargs)``, or
-    ``call.delay(*args, **kwargs)`` from sync code."""
+    ``call.delay(*args, **kwargs)`` from sync code, or ``call.s(*args, **kwargs)`` for a
+    chain or group."""
 
-    __slots__ = ("_eta", "_handle", "_headers", "_priority", "_queue")
+    __slots__ = ("_delay", "_eta", "_handle", "_headers", "_priority", "_queue")
 
     def __init__(
         self,
@@ -168,12 +170,30 @@ class TaskCall(Generic[P]):
         eta: float | None,
         headers: dict[str, str] | None = None,
         queue: str | None = None,
+        delay: float | None = None,
     ) -> None:
         self._handle = handle
         self._priority = priority
         self._eta = eta
         self._headers = headers
         self._queue = queue
+        #: The ``delay`` given (``eta`` is it counted from when the options were bound):
+        #: a signature counts it from when its task is queued.
+        self._delay = delay
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:
+        """A :class:`~flowrra.canvas.Signature` of this call, with these options (a
+        ``delay`` counts from when the task is queued)."""
+        return Signature(
+            self._handle,
+            args,
+            kwargs,
+            priority=self._priority,
+            delay=self._delay,
+            eta=None if self._delay is not None else self._eta,
+            headers=self._headers,
+            queue=self._queue,
+        )
 
     async def submit(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue the task with these options; returns the task id."""
@@ -258,6 +278,12 @@ class TaskHandle(Generic[P, R]):
         submitter._check_arguments(self.name, args, kwargs)
         return submitter._enqueue_sync(self.name, args, kwargs, 0, None, None, self.queue)
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A :class:`~flowrra.canvas.Signature` of a call of this task, for
+        :func:`~flowrra.chain` and :func:`~flowrra.group` (arguments are checked there:
+        a chain's later steps take the result before them first)."""
+        return Signature(self, args, kwargs)
+
     def with_options(
         self,
         *,
@@ -279,6 +305,7 @@ class TaskHandle(Generic[P, R]):
             eta_from(delay, eta, self._submitter.clock),
             check_headers(dict(headers)) if headers is not None else None,
             None if queue is None else check_queue_name(queue),
+            delay,
         )
 
     def binds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:

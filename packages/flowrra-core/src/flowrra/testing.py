@@ -289,6 +289,19 @@ class BrokerContract:
         [retry] = await _drain(broker, 1)
         assert (retry.id, retry.attempt, retry.eta) == (first.id, 1, due)
 
+    async def test_requeue_with_another_message_queues_that_one(self, broker: Broker) -> None:
+        """A chain's next step: ``requeue`` settles the step that ran and queues the next
+        one, a message of another id and task (with the chain's header)."""
+        await broker.enqueue(message("step.one", 1))
+        [first] = await broker.reserve(1, 1.0)
+        following = message("step.two", 1, 2)
+        following.headers = {"flowrra-chain": '{"v":1}', "tenant": "acme"}
+        await broker.requeue(first, following)
+        [got] = await _drain(broker, 1)
+        assert (got.id, got.name, got.args) == (following.id, "step.two", (1, 2))
+        assert got.headers == following.headers
+        assert await broker.reserve(1, 0.1) == [], "the step that ran is settled"
+
     async def test_release_hands_messages_back(self, broker: Broker) -> None:
         sent = message("unfinished")
         await broker.enqueue(sent)

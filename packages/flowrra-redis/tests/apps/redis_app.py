@@ -9,20 +9,44 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
+from collections.abc import Awaitable
 
 import redis
 from flowrra_redis import RedisBackend, RedisBroker
 
-from flowrra import Flowrra
+from flowrra import Flowrra, TaskResult, TaskStatus
 
 URL = os.environ["FLOWRRA_TEST_REDIS_URL"]
 PREFIX = os.environ["FLOWRRA_TEST_PREFIX"]
 LEASE = float(os.environ.get("FLOWRRA_TEST_LEASE", "30"))
 
+
+class DiesAfterRecording(RedisBackend):
+    """The Redis backend, except that the worker SIGKILLs itself the first time (per key
+    prefix) a ``dies_after_success`` task's SUCCESS record is stored: after the record,
+    before the ack (and, for a chain step, before its next step is queued)."""
+
+    def store(self, task_id: str, result: TaskResult) -> Awaitable[None]:
+        stored = super().store(task_id, result)
+        if (
+            result.task_name == "dies_after_success"
+            and result.status is TaskStatus.SUCCESS
+            and _sync.set(f"{PREFIX}:died", 1, nx=True)
+        ):
+            return _then_die(stored)
+        return stored
+
+
+async def _then_die(stored: Awaitable[None]) -> None:
+    await stored
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 app = Flowrra(
     broker=RedisBroker(URL, prefix=PREFIX, lease_seconds=LEASE),
-    backend=RedisBackend(URL, prefix=PREFIX),
+    backend=DiesAfterRecording(URL, prefix=PREFIX),
 )
 # RESP2: over a unix socket, redis-py 8.0's sync client fails every RESP3 connection (it
 # asks the connection for a host, to set up maintenance notifications).
@@ -86,3 +110,29 @@ def spin(seconds: float) -> float:
     while time.monotonic() < deadline:
         sum(range(1000))
     return seconds
+
+
+@app.task()
+async def step(x: int, label: str, pause: float = 0.0) -> int:
+    """A chain step: notes ``<label>:start`` and, after ``pause``, ``label``; returns
+    ``x + 1``."""
+    _note(f"{label}:start")
+    if pause:
+        await asyncio.sleep(pause)
+    _note(label)
+    return x + 1
+
+
+@app.task(max_retries=0)
+async def boom(x: int, label: str) -> int:
+    """Notes ``label`` and fails."""
+    _note(label)
+    raise ValueError(f"boom at {x}")
+
+
+@app.task()
+async def dies_after_success(x: int, label: str) -> int:
+    """Notes ``label`` and returns ``x * 10``; the first time, its worker is SIGKILLed
+    once the SUCCESS record is stored (:class:`DiesAfterRecording`)."""
+    _note(label)
+    return x * 10

@@ -70,8 +70,8 @@ class BaseBroker(ABC):
 
     @abstractmethod
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
-        """Settle ``message`` and enqueue ``retry`` (due at ``retry.eta``), atomically and
-        regardless of any queue-size bound."""
+        """Settle ``message`` and enqueue ``retry`` (due at ``retry.eta``; its next attempt,
+        or its chain's next step), atomically and regardless of any queue-size bound."""
 
     async def release(self, messages: Sequence[TaskMessage]) -> None:
         """Hand reserved messages back for immediate redelivery: each is requeued as

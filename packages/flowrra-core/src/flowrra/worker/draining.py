@@ -95,3 +95,5 @@ class Drainer:
         now = time.time()
         for message in lost:
             await self.settler.record(TaskResult.failed(message, _CANCELLED, finished=now))
+            if message.headers:
+                await self.settler.stop_chain(message, _CANCELLED)

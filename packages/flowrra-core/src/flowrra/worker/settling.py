@@ -18,6 +18,12 @@ A backend says which it is with ``sends_when_called`` (see
 would only add a hop). At most ``bound`` successes wait
 for the settle loop; a slot that would add one more waits for room.
 
+A chain step (a message with the :data:`~flowrra.canvas.CHAIN_HEADER` header) that
+succeeds has its SUCCESS record stored, then is settled and its next step queued in one
+``requeue``; one that fails for good has the rest of its chain recorded FAILED before it is
+acked. A redelivered chain step whose record is complete goes on from that record. The
+check is one look at ``message.headers``, empty for every other message.
+
 A settled message leaves :attr:`Leases.held <flowrra.worker.keepalive.Leases.held>` and
 counts in :attr:`Settler.processed`.
 """
@@ -30,6 +36,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from flowrra.awaitables import DONE
+from flowrra.backends.base import store_many
+from flowrra.canvas import CHAIN_HEADER, ChainLink
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
@@ -43,6 +51,7 @@ __all__ = ["Settler"]
 logger = logging.getLogger("flowrra.worker")
 
 _FAILED = TaskStatus.FAILED
+_SUCCESS = TaskStatus.SUCCESS
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 
 
@@ -95,6 +104,9 @@ class Settler:
 
     async def succeeded(self, message: TaskMessage, result: TaskResult) -> None:
         """``message`` returned ``result`` (SUCCESS): store it, then publish and ack."""
+        if message.headers and CHAIN_HEADER in message.headers:
+            await self._passed_on(message, result)
+            return
         if len(self._waiting) >= self._bound:
             await self._wait_for_room()
         try:
@@ -135,6 +147,8 @@ class Settler:
     async def failed(self, message: TaskMessage, result: TaskResult) -> None:
         """Record ``result`` (FAILED, for good) and ack ``message``."""
         await self.record(result)
+        if message.headers:
+            await self.stop_chain(message, result.error)
         self._settled(message)
         await self.broker.ack(message)
 
@@ -156,6 +170,8 @@ class Settler:
         if message.id:  # (else there is nothing to record it under)
             failed = TaskResult.failed(message, f"{error}: {reason}", finished=time.time())
             await self.record(failed)
+            if message.headers:
+                await self.stop_chain(message, failed.error)
         if self.middleware.dead_letters:  # once it is dead-lettered and recorded
             await self.middleware.on_dead_letter(message, reason)
 
@@ -172,9 +188,68 @@ class Settler:
             message.id,
             record.status.value,
         )
+        if message.headers and CHAIN_HEADER in message.headers:
+            await self._go_on(message, record)  # what the lost ack left undone
+            return True
         self._held.pop(message.id, None)
         await self.broker.ack(message)
         return True
+
+    # -- chains ----------------------------------------------------------------------------
+
+    async def _passed_on(self, message: TaskMessage, result: TaskResult) -> None:
+        """A chain step succeeded: store its record (awaited: the next step is queued only
+        once it is stored), then settle it and go on."""
+        try:
+            await self.backend.store(message.id, result)
+        except SerializationError as exc:
+            result = _unencodable(result, exc)
+            await self.backend.store(message.id, result)
+        if self.events.active:
+            self.publish(result)
+        await self._go_on(message, result)
+
+    async def _go_on(self, message: TaskMessage, record: TaskResult) -> None:
+        """``message``, a chain step, has its complete ``record`` stored: settle it and
+        queue the next step with its result, in one ``requeue`` (SUCCESS), or record the
+        rest of the chain FAILED and ack it."""
+        link = ChainLink.of(message)
+        if link is not None and link.rest:
+            error = record.error
+            if record.status is _SUCCESS:
+                try:
+                    following = link.next_message(message, record.result, self.clock.time())
+                except SerializationError as exc:
+                    error = f"SerializationError: {exc}"
+                else:
+                    self._settled(message)
+                    await self.broker.requeue(message, following)
+                    return
+            await self._stop(link, message, error)
+        self._settled(message)
+        await self.broker.ack(message)
+
+    async def stop_chain(self, message: TaskMessage, error: str | None) -> None:
+        """``message`` failed for good with ``error``: if it is a chain step, record every
+        later step FAILED (``ChainStopped``), so nobody waits on them for ever."""
+        link = ChainLink.of(message)
+        if link is not None and link.rest:
+            await self._stop(link, message, error)
+
+    async def _stop(self, link: ChainLink, message: TaskMessage, error: str | None) -> None:
+        stopped = link.stopped(message, error, time.time())
+        logger.warning(
+            "chain stopped at step %d of %d, task %s[%s]: %d later steps recorded FAILED",
+            link.step,
+            link.total,
+            message.name,
+            message.id,
+            len(stopped),
+        )
+        await store_many(self.backend, stopped)
+        if self.events.active:
+            for record in stopped:
+                self.publish(record)
 
     def unsettled(self, message: TaskMessage) -> None:
         """Settling ``message`` failed (its broker or backend is unreachable): stop renewing
