@@ -233,8 +233,13 @@ def _format_status(status: dict[str, Any]) -> str:
     for w in sorted(workers, key=lambda w: str(w.get("id"))):
         started = w.get("started")
         up = f"{now - started:,.0f}s" if isinstance(started, int | float) else "?"
+        supervised = (
+            f" process={w.get('process')} supervisor={w.get('supervisor')}"
+            if w.get("supervisor") is not None
+            else ""
+        )
         lines.append(
-            f"  {w.get('id')}  host={w.get('host')} pid={w.get('pid')} "
+            f"  {w.get('id')}  host={w.get('host')} pid={w.get('pid')}{supervised} "
             f"concurrency={w.get('concurrency')} busy={w.get('busy')} "
             f"processed={w.get('processed')} up={up}"
         )
