@@ -2,6 +2,8 @@
 
 ``flowrra worker module:app`` runs an app's workers until SIGTERM or SIGINT, then drains:
 running tasks get ``--grace`` seconds to finish (a second signal stops at once).
+``--processes N`` (N > 1) and ``--reload`` run that worker in N child processes under a
+supervisor (see :mod:`flowrra.supervisor`).
 ``flowrra dead-letters list|requeue|purge module:app`` works the broker's dead letters.
 ``flowrra demo`` runs the embedded demo. Plugins add sub-commands through the ``flowrra.cli``
 entry-point group: each entry point is a function taking the ``argparse`` sub-parsers object
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowrra._version import __version__
 from flowrra.plugins import CLI, find_plugin, plugins_in
+from flowrra.protocols import NamedQueues
+from flowrra.queues import QueueSelection
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
@@ -115,10 +119,14 @@ async def run_worker(app: Flowrra, grace: float) -> None:
 
     async def start() -> None:
         await app.start()
+        worker = app.worker
         logger.info(
-            "worker ready (pid %d); queues: %s; tasks: %s",
+            "worker ready (pid %d%s); queues: %s; tasks: %s",
             os.getpid(),
-            app.worker.selection(),
+            ""
+            if worker.supervisor_pid is None
+            else f", process {worker.process_index} of supervisor {worker.supervisor_pid}",
+            worker.selection(),
             ", ".join(sorted(h.name for h in app.registry)) or "none",
         )
 
@@ -133,22 +141,63 @@ async def run_worker(app: Flowrra, grace: float) -> None:
     logger.info("worker stopped after %d tasks", app.worker.processed)
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
-    if args.queues is not None:
-        from flowrra.protocols import NamedQueues
-        from flowrra.queues import QueueSelection
+def _supervise(args: argparse.Namespace) -> int:
+    from flowrra.supervisor import Supervisor, source_dir
 
+    reload_dirs: list[str] = []
+    if args.reload:
         try:
-            app.worker.queues = QueueSelection.parse(args.queues, strict=args.strict)
-        except (TypeError, ValueError) as exc:
-            raise CommandError(f"-Q {args.queues}: {exc}") from None
-        if not isinstance(app.broker, NamedQueues) and app.worker.queues.names != ("default",):
+            import watchfiles  # noqa: F401
+        except ImportError:
             raise CommandError(
-                f"-Q {args.queues}: {type(app.broker).__name__} has only the 'default' queue"
-            )
-    elif args.strict:
-        raise CommandError("--strict orders the queues -Q lists: give -Q too")
+                'worker --reload needs the watchfiles package: pip install "flowrra[reload]"'
+            ) from None
+        reload_dirs = args.reload_dirs or [source_dir(args.app)]
+        for directory in reload_dirs:
+            if not os.path.isdir(directory):
+                raise CommandError(f"--reload-dir {directory!r} is not a directory")
+    supervisor = Supervisor(
+        args.command_line, args.processes, grace=args.grace, reload_dirs=reload_dirs
+    )
+    return supervisor.run()
+
+
+def _queue_selection(args: argparse.Namespace) -> QueueSelection | None:
+    """What ``-Q`` and ``--strict`` select, or None (no ``-Q``: every queue the app knows)."""
+    if args.queues is None:
+        if args.strict:
+            raise CommandError("--strict orders the queues -Q lists: give -Q too")
+        return None
+    try:
+        return QueueSelection.parse(args.queues, strict=args.strict)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"-Q {args.queues}: {exc}") from None
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from flowrra.supervisor import Supervised
+
+    if args.reload_dirs and not args.reload:
+        raise CommandError("--reload-dir needs --reload")
+    selection = _queue_selection(args)  # checked here too: before a supervisor starts
+    try:
+        supervised = Supervised.from_environ()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if supervised is None and (args.processes > 1 or args.reload):
+        return _supervise(args)
+    if supervised is not None:
+        supervised.watch_supervisor()  # before the import: a supervisor gone stops us
+    app = load_app(args.app)
+    named = isinstance(app.broker, NamedQueues)
+    if selection is not None and not named and selection.names != ("default",):
+        raise CommandError(
+            f"-Q {args.queues}: {type(app.broker).__name__} has only the 'default' queue"
+        )
+    app.worker.queues = selection
+    if supervised is not None:
+        app.worker.process_index = supervised.index
+        app.worker.supervisor_pid = supervised.supervisor_pid
     if args.concurrency is not None:
         app.worker.io_executor.concurrency = args.concurrency
     if args.cpu_workers is not None:
@@ -169,13 +218,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 f"--metrics-port needs the flowrra-prometheus package ({exc}): "
                 "pip install flowrra[prometheus]"
             ) from None
+        # Child i of a supervisor serves on PORT + i: processes cannot share one port.
+        port = args.metrics_port + (supervised.index if supervised is not None else 0)
         try:
-            flowrra_prometheus.serve(app, args.metrics_port, args.metrics_host)
+            flowrra_prometheus.serve(app, port, args.metrics_host)
         except OSError as exc:
             raise CommandError(
-                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}"
+                f"cannot serve metrics on {args.metrics_host}:{port}: {exc}"
             ) from None
-        logger.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+        logger.info("metrics on http://%s:%d/metrics", args.metrics_host, port)
     asyncio.run(run_worker(app, args.grace))
     return 0
 
@@ -213,8 +264,13 @@ def _format_status(status: dict[str, Any]) -> str:
     for w in sorted(workers, key=lambda w: str(w.get("id"))):
         started = w.get("started")
         up = f"{now - started:,.0f}s" if isinstance(started, int | float) else "?"
+        supervised = (
+            f" process={w.get('process')} supervisor={w.get('supervisor')}"
+            if w.get("supervisor") is not None
+            else ""
+        )
         lines.append(
-            f"  {w.get('id')}  host={w.get('host')} pid={w.get('pid')} "
+            f"  {w.get('id')}  host={w.get('host')} pid={w.get('pid')}{supervised} "
             f"concurrency={w.get('concurrency')} busy={w.get('busy')} "
             f"processed={w.get('processed')} up={up}"
             + (f" queues={','.join(w['queues'])}" if w.get("queues") else "")
@@ -382,13 +438,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=_positive_int,
         metavar="PORT",
-        help="serve Prometheus metrics on this port's /metrics (needs flowrra[prometheus])",
+        help=(
+            "serve Prometheus metrics on this port's /metrics (needs flowrra[prometheus]); "
+            "with --processes N, process i serves on PORT + i"
+        ),
     )
     worker.add_argument(
         "--metrics-host",
         default="0.0.0.0",  # scraped from another host
         metavar="HOST",
         help="the address --metrics-port listens on (default 0.0.0.0: every interface)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help=(
+            "run N worker processes under a supervisor that restarts any that dies "
+            "(default 1: this process is the worker)"
+        ),
+    )
+    worker.add_argument(
+        "--reload",
+        action="store_true",
+        help=(
+            "development: restart the worker processes when a .py file changes "
+            '(needs watchfiles: pip install "flowrra[reload]")'
+        ),
+    )
+    worker.add_argument(
+        "--reload-dir",
+        action="append",
+        dest="reload_dirs",
+        metavar="DIR",
+        help=(
+            "a directory --reload watches, instead of the app's package or module "
+            "directory (repeatable)"
+        ),
     )
     worker.set_defaults(func=_cmd_worker)
 
@@ -430,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # What a supervisor passes on to its children unchanged (flowrra worker --processes).
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "configure_logging", True):
         from flowrra.logs import configure_logging
 

@@ -68,6 +68,14 @@ async def record(n: int, pause: float = 0.0) -> int:
 
 
 @app.task()
+async def pid_of(n: int, pause: float = 0.0) -> int:
+    """The pid of the worker process that ran it (``flowrra worker --processes``)."""
+    if pause:
+        await asyncio.sleep(pause)
+    return os.getpid()
+
+
+@app.task()
 async def stamp(label: str) -> float:
     _note(label)
     return time.time()

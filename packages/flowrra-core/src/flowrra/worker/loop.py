@@ -65,6 +65,10 @@ class Worker:
         #: Unique per worker process: host, pid and a random suffix.
         self.worker_id = f"{_HOST}-{os.getpid()}-{os.urandom(3).hex()}"
         self.started_at: float | None = None
+        #: Set in a child of ``flowrra worker --processes``: its index and its supervisor's
+        #: pid, which the heartbeat announces (``process``, ``supervisor``).
+        self.process_index: int | None = None
+        self.supervisor_pid: int | None = None
         self.clock = clock
         self.leases = Leases(broker, clock)
         self.reserver = Reserver(broker, self.leases.held)
@@ -207,6 +211,8 @@ class Worker:
             "id": self.worker_id,
             "host": _HOST,
             "pid": os.getpid(),
+            "process": self.process_index,
+            "supervisor": self.supervisor_pid,
             "concurrency": self.io_executor.concurrency,
             "cpu_workers": self.cpu_executor.concurrency,
             "started": self.started_at,

@@ -308,7 +308,11 @@
     $("#workers").replaceChildren(table(["Host", "PID", "Slots", "Busy", "Done", "Up since"],
       workers.map((w) => el("tr", {},
         el("td", { title: String(w.id) }, String(w.host)),
-        el("td", {}, String(w.pid)),
+        // A child of `flowrra worker --processes`: its index, its supervisor's pid.
+        w.supervisor != null
+          ? el("td", { title: `process ${w.process} of supervisor ${w.supervisor}` },
+            `${w.pid} (#${w.process})`)
+          : el("td", {}, String(w.pid)),
         el("td", {}, String(w.concurrency)),
         el("td", {}, String(w.busy ?? "—")),
         el("td", {}, String(w.processed ?? "—")),
