@@ -234,8 +234,14 @@ class Fanout:
             self._send(RECONNECTING)
 
     async def _pump(self, started: asyncio.Future[None]) -> None:
+        me = asyncio.current_task()
+
+        def connected(holds: bool) -> None:
+            if self._task is me:  # not a subscription being stopped
+                self._connected(holds)
+
         try:
-            async with self.monitor.events(self._buffer, on_connection=self._connected) as events:
+            async with self.monitor.events(self._buffer, on_connection=connected) as events:
                 self.holding = True
                 started.set_result(None)
                 async for event in events:
@@ -246,11 +252,13 @@ class Fanout:
                     started.cancel()
                 else:
                     started.set_exception(exc)
-            else:
-                # The source gave up after holding: tell the clients, let them go (they
-                # reconnect, and the first one subscribes again).
+            elif self._task is me:
+                # The source gave up after holding: let the clients go with the reason
+                # (they reconnect, and the first one subscribes again).
+                self._task = self._started = None
+                self.holding = False
                 for client in list(self._clients):
-                    client.drop(f"event subscription ended: {exc}")
+                    client.drop(f"event subscription ended: {exc!r}")
                 self._clients.clear()
             raise
 
