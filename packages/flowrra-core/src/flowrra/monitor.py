@@ -30,7 +30,7 @@ __all__ = ["Monitor"]
 
 
 @functools.cache
-def _takes_on_connection(kind: type) -> bool:
+def _takes_on_connection(kind: type[Any]) -> bool:
     try:
         return "on_connection" in inspect.signature(kind.subscribe_events).parameters
     except (TypeError, ValueError):  # a signature that cannot be read
