@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,52 @@ async def test_the_0_1_8_import_path_gives_the_same_router(ui_app: Flowrra) -> N
     assert (await anyone("GET", "/", None, None))[0] == 200
     status, stats = await anyone("GET", "/api/stats", None, None)
     assert status == 401 and "private" in stats["error"]
+
+
+async def test_a_hundred_websockets_on_a_pool_of_ten(tmp_path: Path) -> None:
+    """One event subscription for every WebSocket of the process: 100 pages open on a
+    Redis pool of 10 connections all get every event, and the list API still answers."""
+    import redis.asyncio as aioredis
+    from flowrra_ui.testing import redis_test_url
+
+    base = redis_test_url()
+    url = f"{base}?prefix=flowrra-ui-fastapi-{uuid.uuid4().hex[:8]}"
+    app = Flowrra.from_urls(broker=url, backend=url, max_connections=10)
+
+    @app.task()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    api = FastAPI()
+    api.include_router(create_router(app, dependencies=GUARD), prefix="/flowrra")
+    async with app.producer(), serve(api) as port:
+        target = f"ws://127.0.0.1:{port}/flowrra/ws?token={TOKEN}"
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = await asyncio.gather(
+                *(stack.enter_async_context(websockets.connect(target)) for _ in range(100))
+            )
+            async with asyncio.timeout(30):
+                for ws in sockets:
+                    assert json.loads(await ws.recv()) == {"type": "ready"}
+            watcher = aioredis.Redis.from_url(base)
+            [(_, subscribed)] = await watcher.pubsub_numsub(app.backend.keys.events)  # type: ignore[attr-defined]
+            await watcher.aclose()
+            assert subscribed == 1
+
+            task_id = await app.submit("add", 1, 2)  # no worker: its "pending" event
+            async with asyncio.timeout(30):
+                for ws in sockets:
+                    event = json.loads(await ws.recv())
+                    assert event["task_id"] == task_id and event["status"] == "pending"
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                answer = await http.get(
+                    "/flowrra/api/executions", headers={"x-token": TOKEN}, timeout=10
+                )
+            assert answer.status_code == 200
+            assert task_id in [item["task_id"] for item in answer.json()["items"]]
+    await app.close()
+    cleaner = aioredis.Redis.from_url(base)
+    keys = [key async for key in cleaner.scan_iter(match=f"*{url.rsplit('=', 1)[1]}*")]
+    if keys:
+        await cleaner.delete(*keys)
+    await cleaner.aclose()

@@ -229,9 +229,9 @@ async def test_one_event_subscription_for_every_stream_of_the_process(
     ui_app: Flowrra, web: Flask
 ) -> None:
     """Two pages (and two mounts) share one subscription; it ends with the last stream."""
-    from flowrra_ui_flask._live import fanout_of
+    from flowrra_ui.live import fanout_here
 
-    fanout = fanout_of(ui_app)
+    fanout = fanout_here(ui_app)  # the app's sync loop is this test's
     async with (
         _astream(web, MOUNTS["client"], {}) as first,
         _astream(web, MOUNTS["readonly"], {}) as second,
@@ -239,13 +239,17 @@ async def test_one_event_subscription_for_every_stream_of_the_process(
         one, two = _messages(first), _messages(second)
         assert await asyncio.to_thread(next, one) == {"type": "ready"}
         assert await asyncio.to_thread(next, two) == {"type": "ready"}
-        assert len(fanout._clients) == 2 and fanout._task is not None
+        assert fanout.clients == 2 and fanout.running
         task_id = await ui_app.submit("add", 1, 1)
         assert (await asyncio.to_thread(next, one))["task_id"] == task_id
         assert (await asyncio.to_thread(next, two))["task_id"] == task_id
         await asyncio.to_thread(one.close)
         await asyncio.to_thread(two.close)
-    assert fanout._clients == set() and fanout._task is None
+    for _ in range(100):  # each stream leaves through the loop (call_soon_threadsafe)
+        if not fanout.clients:
+            break
+        await asyncio.sleep(0.05)
+    assert fanout.clients == 0 and not fanout.running
 
 
 async def test_the_event_stream_without_a_token_is_refused(web: Flask) -> None:
@@ -286,13 +290,12 @@ async def test_an_async_auth_hook(ui_app: Flowrra) -> None:
     assert allowed.status_code == 200
 
 
-async def test_the_page_loads_the_event_stream_script(client: Client) -> None:
-    status, page = await client("GET", "/", None, None)
-    assert status == 200
-    assert b'<script src="static/flask-live.js" defer></script>' in page
-    assert page.index(b"flask-live.js") < page.index(b"static/app.js")
-    status, script = await client("GET", "/static/flask-live.js", None, None)
-    assert status == 200 and b"EventSource" in script
+async def test_the_page_is_told_to_use_server_sent_events(client: Client) -> None:
+    """app.js connects an EventSource to /events, not a WebSocket, on /api/meta's word."""
+    status, meta = await client("GET", "/api/meta", None, None)
+    assert status == 200 and meta["live"] == "sse"
+    status, _ = await client("GET", "/static/flask-live.js", None, None)
+    assert status == 404  # the WebSocket stand-in is gone
 
 
 def test_public_true_opens_the_ui_with_a_warning(

@@ -11,9 +11,11 @@ bounded store), and reading all of them on every page view would not scale.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,20 @@ if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
 __all__ = ["Monitor"]
+
+
+@functools.cache
+def _takes_on_connection(kind: type[Any]) -> bool:
+    try:
+        return "on_connection" in inspect.signature(kind.subscribe_events).parameters
+    except (TypeError, ValueError):  # a signature that cannot be read
+        return False
+
+
+def _reports_connection(source: EventSource) -> bool:
+    """Whether ``source.subscribe_events`` takes ``on_connection`` (an optional keyword of
+    the :class:`~flowrra.protocols.EventSource` protocol)."""
+    return _takes_on_connection(type(source))
 
 
 class Monitor:
@@ -141,13 +157,23 @@ class Monitor:
         return [schedule.to_dict() for schedule in await scheduler.list()]
 
     def events(
-        self, max_buffer: int = 10_000
+        self,
+        max_buffer: int = 10_000,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AbstractAsyncContextManager[AsyncIterator[TaskEvent]]:
         """Live task events: from every process when the backend is an
         :class:`~flowrra.protocols.EventSource` (Redis), else from this process's
-        ``app.events``. ``async with monitor.events() as events: async for e in events``."""
+        ``app.events``. ``async with monitor.events() as events: async for e in events``.
+
+        ``on_connection`` is told when a subscription over the network is lost (``False``)
+        and when it holds (``True``, again after each reconnect: events in between are
+        missed), for an event source that reports it (Redis does); the in-process hub
+        cannot lose any, and says nothing."""
         backend = self.app.backend
         if isinstance(backend, EventSource):
+            if on_connection is not None and _reports_connection(backend):
+                subscribe: Any = backend.subscribe_events
+                return subscribe(max_buffer, on_connection=on_connection)  # type: ignore[no-any-return]
             return backend.subscribe_events(max_buffer)
         hub: EventHub = self.app.events
         return hub.subscribe(max_buffer)

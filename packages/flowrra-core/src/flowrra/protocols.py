@@ -326,7 +326,12 @@ class EventSource(Protocol):
     def subscribe_events(
         self, max_buffer: int = 10_000
     ) -> AbstractAsyncContextManager[AsyncIterator[TaskEvent]]:
-        """``async with backend.subscribe_events() as events: async for event in events``."""
+        """``async with backend.subscribe_events() as events: async for event in events``.
+
+        A source over the network may also take an optional keyword ``on_connection``, a
+        ``(bool) -> None`` called with ``False`` when its connection is lost and with
+        ``True`` each time its subscription holds (after a reconnect too), so a monitor
+        can say it is not live and catch up on what it missed (Redis's does)."""
 
 
 class AppScheduler(Protocol):

@@ -18,7 +18,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -465,7 +465,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
 
     @contextlib.asynccontextmanager
     async def subscribe_events(
-        self, max_buffer: int = 10_000
+        self,
+        max_buffer: int = 10_000,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AsyncIterator[AsyncIterator[TaskEvent]]:
         """Task events from every process that stores into this backend (workers,
         producers), for monitors: ``async with backend.subscribe_events() as events:
@@ -474,7 +476,10 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         oldest. Entering returns once Redis confirmed the subscription, or raises
         BackendError when it could not be made (``retries`` attempts after the first). A
         connection lost later is re-established with backoff; events published while it
-        was down are not replayed (read the records for the truth)."""
+        was down are not replayed (read the records for the truth): ``on_connection``, when
+        given, is called with ``False`` when the connection is lost and with ``True`` each
+        time Redis confirms the subscription (the first time included), so a monitor can
+        say it is not live and catch up when it is again."""
         hub = EventHub()  # the fan-out and the bounded buffer of in-process events
         subscribed = asyncio.Event()
 
@@ -493,6 +498,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                         if message["type"] == "subscribe":
                             failures = 0
                             subscribed.set()
+                            if on_connection is not None:
+                                on_connection(True)
                             continue
                         if message["type"] != "message":
                             continue
@@ -504,6 +511,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                     failures += 1
                     if not subscribed.is_set() and failures > self.retries:
                         raise  # to the caller entering the subscription
+                    if on_connection is not None and failures == 1:
+                        on_connection(False)
                     delay = min(0.1 * 2 ** (failures - 1), 5.0)
                     logger.warning("event subscription lost (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import enum
 import inspect
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +22,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.middleware.csrf import get_token
 from django.urls import URLPattern, path
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
+from flowrra_ui.live import DROPPED_CODE, stream_text
 from flowrra_ui.redaction import Redact
-from flowrra_ui.service import stream_events, websocket_refusal
+from flowrra_ui.service import websocket_refusal
 
 from flowrra_ui_django.conf import (
     Permission,
@@ -185,10 +185,15 @@ class LiveConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         await self.accept()
 
-        async def send(message: dict[str, Any]) -> None:
-            await self.send(text_data=json.dumps(message))
+        async def send(text: str) -> None:
+            await self.send(text_data=text)
 
-        self._pump = asyncio.create_task(stream_events(self.service, send, self._incoming.get))
+        async def stream() -> None:
+            ended = await stream_text(self.service, send, self._incoming.get)
+            if ended is not None:  # no subscription, or a client too slow: say why
+                await self.close(code=DROPPED_CODE, reason=ended)
+
+        self._pump = asyncio.create_task(stream())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self._incoming.put(text_data or "")

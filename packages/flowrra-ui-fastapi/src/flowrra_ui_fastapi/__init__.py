@@ -18,6 +18,8 @@ with a warning in the log).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +27,9 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
+from flowrra_ui.live import DROPPED_CODE, stream_text
 from flowrra_ui.redaction import Redact, redact_secrets
-from flowrra_ui.service import openapi_operation, stream_events, websocket_refusal
+from flowrra_ui.service import openapi_operation, websocket_refusal
 
 from flowrra_ui_fastapi._version import __version__
 
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
 __all__ = ["__version__", "create_router"]
+
+#: Seconds to close a WebSocket the server ends (a client too slow may not read it).
+CLOSE_TIMEOUT = 5.0
 
 
 def _endpoint(service: UIService, route: Route) -> Any:
@@ -128,10 +134,10 @@ def create_router(
             except WebSocketDisconnect:
                 return None
 
-        async def send(message: dict[str, Any]) -> None:
-            await websocket.send_json(message)
-
-        await stream_events(service, send, receive)
+        ended = await stream_text(service, websocket.send_text, receive)
+        if ended is not None:  # no subscription, or a client too slow: say why
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(DROPPED_CODE, ended), CLOSE_TIMEOUT)
 
     router.add_api_websocket_route("/ws", live, name="flowrra_live")
     return router

@@ -10,25 +10,21 @@ falls back to polling every 15 s when the stream cannot be opened.
 from __future__ import annotations
 
 import json
-import queue
 import re
 from collections.abc import Callable, Iterator
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
+from flowrra_ui.live import encode, join_from_thread
 from flowrra_ui.redaction import Redact, redact_secrets
-from flowrra_ui.service import READY, websocket_refusal
+from flowrra_ui.service import websocket_refusal
 from werkzeug.wrappers import Response as BaseResponse
-
-from flowrra_ui_flask._live import fanout_of
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
-    from flowrra.events import TaskEvent
 
-__all__ = ["KEEPALIVE", "LIVE_SCRIPT", "Auth", "create_blueprint"]
+__all__ = ["KEEPALIVE", "Auth", "create_blueprint"]
 
 #: The ``auth`` hook: ``() -> bool | Response`` (an ``async def`` works too, through
 #: Flask's ``ensure_sync``; see :func:`create_blueprint`).
@@ -37,9 +33,6 @@ Auth = Callable[[], Any]
 #: Seconds between keep-alive comments on an idle event stream: a stream whose page has
 #: gone is noticed (and its thread freed) at the next write.
 KEEPALIVE = 15.0
-#: The page's live-update script for WSGI (an EventSource standing in for its WebSocket).
-LIVE_SCRIPT = "flask-live.js"
-_SCRIPT_TAG = b'<script src="static/app.js" defer></script>'
 
 
 def _json(body: Any, status: int) -> Response:
@@ -66,52 +59,37 @@ def _view(service: UIService, route: Route) -> Callable[..., Response]:
 
 def _page(name: str) -> Response:
     status, headers, body = serve_asset(name, request.headers.get("If-None-Match"))
-    if name == INDEX and status == 200:
-        # The page's script, with the event-stream stand-in for its WebSocket before it.
-        live = f'<script src="static/{LIVE_SCRIPT}" defer></script>\n  '.encode()
-        body = body.replace(_SCRIPT_TAG, live + _SCRIPT_TAG, 1)
-        headers["ETag"] = headers["ETag"][:-1] + '-flask"'
     return Response(body, status=status, headers=headers)
-
-
-def _live_script() -> Response:
-    _, headers, _ = serve_asset("app.js")  # the same headers (CSP, nosniff, no-cache)
-    body = resources.files(__package__).joinpath("static", LIVE_SCRIPT).read_bytes()
-    headers.pop("ETag", None)
-    return Response(body, status=200, headers=headers)
-
-
-def _sse(message: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(message)}\n\n".encode()
 
 
 def event_stream(service: UIService, keepalive: float = KEEPALIVE) -> Response:
     """The ``/events`` answer: a refusal (401 private, 403 cross-site), 503 when the event
-    subscription cannot be made, or a stream of ``data:`` lines, ``{"type": "ready"}``
-    first, then every task event (through the mount's ``redact``)."""
+    subscription cannot be made, or a stream of ``data:`` lines: the messages of
+    :mod:`flowrra_ui.live` (``{"type": "ready"}`` first, task events through the mount's
+    ``redact``, ``{"type": "reconnecting"}`` while the subscription is lost, and
+    ``{"type": "dropped", ...}`` last for a client too far behind)."""
     headers = {k.lower(): v for k, v in request.headers.items()}
     refusal = websocket_refusal(service, headers)
     if refusal is not None:
         status, message = refusal
         return _json({"error": message}, status)
-    fanout = fanout_of(service.app)
     try:
-        client = fanout.join()  # the subscription holds from here
+        client = join_from_thread(service.app)  # the subscription holds from here
     except Exception as exc:
         return _json({"error": f"unavailable: {exc}"}, 503)
 
     def stream() -> Iterator[bytes]:
         try:
-            yield _sse(READY)
             while True:
-                try:
-                    event: TaskEvent = client.get(timeout=keepalive)
-                except queue.Empty:
+                message = client.get(timeout=keepalive)
+                if message is None:
                     yield b": keep-alive\n\n"
                     continue
-                yield _sse(service.event(event))
+                yield f"data: {encode(service, message)}\n\n".encode()
+                if isinstance(message, dict) and message["type"] == "dropped":
+                    return  # too far behind: the page reconnects
         finally:  # the client went away (the write failed), or the server stops
-            fanout.leave(client)
+            client.leave()
 
     return Response(
         stream(),
@@ -145,7 +123,12 @@ def create_blueprint(
     shown (:func:`flowrra_ui.redact_secrets` by default; ``None`` shows everything). Each
     call builds its own state; give each mount its own ``name``."""
     service = UIService(
-        app, guarded=auth is not None, public=public, writable=writable, redact=redact
+        app,
+        guarded=auth is not None,
+        public=public,
+        writable=writable,
+        redact=redact,
+        live="sse",
     )
     blueprint = Blueprint(name, __name__)
 
@@ -175,7 +158,7 @@ def create_blueprint(
         return _page(INDEX)
 
     def static(name: str) -> Response:
-        return _live_script() if name == LIVE_SCRIPT else _page(name)
+        return _page(name)
 
     def events() -> Response:
         return event_stream(service)

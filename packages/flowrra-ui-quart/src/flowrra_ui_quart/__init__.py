@@ -23,6 +23,8 @@ it (read-only, with a warning in the log).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
 import re
@@ -30,8 +32,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
+from flowrra_ui.live import DROPPED_CODE, stream_text
 from flowrra_ui.redaction import Redact, redact_secrets
-from flowrra_ui.service import stream_events, websocket_refusal
+from flowrra_ui.service import websocket_refusal
 from quart import Blueprint, Response, request, websocket
 
 from flowrra_ui_quart._version import __version__
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
 __all__ = ["Auth", "__version__", "create_blueprint"]
+
+#: Seconds to close a WebSocket the server ends (a client too slow may not read it).
+CLOSE_TIMEOUT = 5.0
 
 #: The ``auth`` hook: plain or async, ``() -> bool | Response`` (see the module docs).
 Auth = Callable[[], bool | Response | Awaitable[bool | Response]]
@@ -134,11 +140,11 @@ def create_blueprint(
             return _json({"error": message}, status)  # sent instead of accepting
         await websocket.accept()
 
-        async def send(message: dict[str, Any]) -> None:
-            await websocket.send(json.dumps(message))
-
         # Quart cancels this handler when the client goes away.
-        await stream_events(service, send, websocket.receive)
+        ended = await stream_text(service, websocket.send, websocket.receive)
+        if ended is not None:  # no subscription, or a client too slow: say why
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(DROPPED_CODE, ended), CLOSE_TIMEOUT)
         return None
 
     return blueprint

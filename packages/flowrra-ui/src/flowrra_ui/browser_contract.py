@@ -44,7 +44,14 @@ import pytest
 from flowrra import Flowrra
 from flowrra.task import TaskStatus
 from flowrra_ui.redaction import REDACTED
-from flowrra_ui.testing import dead_letter, make_ui_app, open_gate, scheduler_of
+from flowrra_ui.testing import (
+    PrivateRedis,
+    dead_letter,
+    make_ui_app,
+    open_gate,
+    private_redis,
+    scheduler_of,
+)
 
 __all__ = ["CHROMIUM", "ServedUI", "UIBrowserContract", "serve_ui", "served_ui_app"]
 
@@ -229,9 +236,20 @@ class UIBrowserContract:
             reporter.write_line(f"{cls.adapter} UI screenshots: {screenshot_folder()}")
 
     @pytest.fixture
-    def redis_url(self) -> str:
-        """``$FLOWRRA_TEST_REDIS_URL`` (default the local server's db 9), checked."""
+    def own_redis(self, tmp_path: Path) -> Iterator[PrivateRedis]:
+        """A redis-server of the test's own (see :func:`redis_url`), which it may kill."""
+        with private_redis(tmp_path / "own-redis") as server:
+            yield server
+
+    @pytest.fixture
+    def redis_url(self, request: pytest.FixtureRequest) -> str:
+        """``$FLOWRRA_TEST_REDIS_URL`` (default the local server's db 9), checked; for a
+        test that asks for ``own_redis``, that server's."""
         import redis
+
+        if "own_redis" in request.fixturenames:
+            own: PrivateRedis = request.getfixturevalue("own_redis")
+            return own.url
 
         url = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
         try:
@@ -513,6 +531,36 @@ class UIBrowserContract:
         await expect(page.locator("#totals .card.success .value")).to_have_text("0")
         await page.clock.run_for(11_000)  # past the 15 s poll
         await expect(page.locator("#totals .card.success .value")).to_have_text("1")
+        assert self.page_errors == []
+
+    async def test_redis_going_away_shows_reconnecting_and_the_page_recovers(
+        self, browser: Any, own_redis: PrivateRedis, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        page = await self._page(browser, served)
+        await page.goto(served.url)
+        pill = page.locator("#live")
+        await expect(pill).to_have_text("Live", timeout=15_000)
+        stats: list[str] = []
+        page.on("request", lambda r: stats.append(r.url) if "/api/stats" in r.url else None)
+
+        own_redis.kill()  # the server's subscription is lost: the page must not say "Live"
+        await expect(pill).to_have_text("Reconnecting…", timeout=30_000)
+        await expect(page.locator("#notice-live")).to_contain_text("interrupted")
+        await self._shot(page, "reconnecting")
+        own_redis.start()
+        await expect(pill).to_have_text("Live", timeout=30_000)
+        # Back: what was missed is reloaded (the dashboard's data fetched again), and
+        # events flow once more.
+        deadline = time.monotonic() + 15
+        while not stats and time.monotonic() < deadline:
+            await page.wait_for_timeout(100)
+        assert stats, "the page did not reload its data when live updates came back"
+        task_id = await producer.submit("add", 5, 5)
+        await expect(page.locator(f'#feed li[data-id="{task_id}"]').first).to_be_visible(
+            timeout=15_000
+        )
         assert self.page_errors == []
 
     async def test_filter_by_task_search_by_id_and_open_a_task_by_its_url(

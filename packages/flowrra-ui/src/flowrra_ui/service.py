@@ -28,8 +28,6 @@ read-only mount answers them 403, the listing of dead letters included.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -52,6 +50,7 @@ from flowrra.exceptions import (
 from flowrra.monitor import Monitor
 from flowrra.protocols import DeadLetters
 from flowrra.task import TaskStatus
+from flowrra_ui.live import READY, stream_events
 from flowrra_ui.redaction import Redact, redact_secrets
 
 if TYPE_CHECKING:
@@ -60,9 +59,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRIVATE",
+    "READY",
     "ROUTES",
     "Access",
     "ApiError",
+    "LiveTransport",
     "Route",
     "UIService",
     "dispatch",
@@ -76,6 +77,8 @@ logger = logging.getLogger("flowrra.ui")
 
 #: ``"guarded"``, ``"public"`` or ``"private"``: see the module docs.
 Access = Literal["guarded", "public", "private"]
+#: How an adapter streams live events to the page (``/api/meta``'s ``live``).
+LiveTransport = Literal["websocket", "sse"]
 
 PRIVATE = (
     "this Flowrra UI is private: it shows no task data until it is given an auth hook "
@@ -178,6 +181,9 @@ class UIService:
     both is a mistake (``ValueError``). ``writable`` allows retries and schedule changes
     (default: on a guarded mount only); otherwise they are refused with 403. ``redact``
     is applied to everything read (:mod:`flowrra_ui.redaction`; ``None``: nothing masked).
+    ``live`` says how the adapter streams live events (:mod:`flowrra_ui.live`), for the
+    page to connect the same way: ``"websocket"`` (``<mount>/ws``) or ``"sse"``
+    (Server-Sent Events, ``<mount>/events``).
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class UIService:
         writable: bool | None = None,
         redact: Redact | None = redact_secrets,
         sample: int = 1000,
+        live: LiveTransport = "websocket",
     ) -> None:
         if guarded and public:
             raise ValueError(
@@ -199,6 +206,9 @@ class UIService:
         self.access: Access = "guarded" if guarded else "public" if public else "private"
         wanted = guarded if writable is None else writable
         self.writable = wanted and self.access != "private"
+        if live not in ("websocket", "sse"):
+            raise ValueError(f"live must be 'websocket' or 'sse', got {live!r}")
+        self.live: LiveTransport = live
         self.redact = redact
         self.monitor = Monitor(app, sample=sample)
         if self.access == "public":
@@ -218,7 +228,8 @@ class UIService:
 
     def meta(self) -> dict[str, Any]:
         """What the page needs to know about this mount: who may see it, whether it accepts
-        changes (and, if not, how to enable them) and whether the app has a scheduler."""
+        changes (and, if not, how to enable them), whether the app has a scheduler, and
+        how live events come (``live``: ``"websocket"`` or ``"sse"``)."""
         from flowrra_ui._version import __version__
 
         return {
@@ -227,6 +238,7 @@ class UIService:
             "hint": None if self.writable else WRITES_DISABLED,
             "scheduler": self.app.scheduler is not None,
             "dead_letters": isinstance(self.app.broker, DeadLetters),
+            "live": self.live,
             "version": __version__,
         }
 
@@ -646,11 +658,6 @@ async def dispatch(
     return 404, {"error": f"no API endpoint {path!r}"}
 
 
-#: The live stream's first message: the subscription holds from here on. Task events carry
-#: no ``type``; this control message is the only one that does.
-READY: dict[str, Any] = {"type": "ready"}
-
-
 def event_json(event: TaskEvent) -> dict[str, Any]:
     """A task event as the live stream sends it. ``progress`` is what a RUNNING task last
     reported (``{"fraction": 0.5, "message": "..."}``; ``None`` if nothing), each report
@@ -664,42 +671,6 @@ def event_json(event: TaskEvent) -> dict[str, Any]:
         "error": event.error,
         "progress": None if event.progress is None else event.progress._asdict(),
     }
-
-
-async def stream_events(
-    service: UIService,
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-    receive: Callable[[], Awaitable[Any]],
-) -> None:
-    """Send each live task event to one WebSocket client until it goes away. ``send``
-    sends a JSON message; ``receive`` waits for the client's next message and raises (or
-    returns ``None``) once it has disconnected. Adapters call this after ``accept``, which
-    they do only when :func:`websocket_refusal` has no objection. Events go through the
-    mount's ``redact`` hook.
-
-    The first message is :data:`READY`, sent once the subscription holds: every event
-    published after the client reads it reaches the client (the page says "Live" and
-    refreshes then, not when the socket opens)."""
-
-    async def pump() -> None:
-        async with service.monitor.events() as events:
-            await send(READY)
-            async for event in events:
-                await send(service.event(event))
-
-    async def until_gone() -> None:
-        while await receive() is not None:
-            pass
-
-    tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(until_gone())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
 
 
 _ERROR = {

@@ -44,9 +44,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,6 +69,7 @@ __all__ = [
     "SAME_ORIGIN",
     "Client",
     "LiveSocket",
+    "PrivateRedis",
     "RedisMount",
     "UIApiContract",
     "WebSocketProbe",
@@ -72,6 +77,7 @@ __all__ = [
     "decoded_body",
     "make_ui_app",
     "open_gate",
+    "private_redis",
     "redact_for_tests",
     "redis_test_url",
     "redis_ui_app",
@@ -194,6 +200,63 @@ async def redis_ui_app(folder: Path) -> AsyncIterator[tuple[Flowrra, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+class PrivateRedis:
+    """A ``redis-server`` of a test's own on a free port (no persistence), which the test
+    may :meth:`kill` and :meth:`start` again on the same port: Redis going away and
+    coming back, without touching the shared server."""
+
+    def __init__(self, folder: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server (again) and wait until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("no redis-server on PATH: the outage tests start one of their own")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(self.folder)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2) as connection,
+            ):
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server (its clients' connections drop at once)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+@contextlib.contextmanager
+def private_redis(folder: Path) -> Iterator[PrivateRedis]:
+    """A :class:`PrivateRedis`, started; killed at the end."""
+    server = PrivateRedis(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @dataclass

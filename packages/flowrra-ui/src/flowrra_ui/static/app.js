@@ -14,10 +14,11 @@
   const STATUSES = ["pending", "running", "retrying", "success", "failed"];
 
   const state = {
-    meta: { writable: false, scheduler: false, dead_letters: false, hint: "" },
+    meta: { writable: false, scheduler: false, dead_letters: false, hint: "", live: "websocket" },
     tasks: [],
     offset: 0,
     live: "connecting",
+    liveSource: null, // the open WebSocket or EventSource
     wsDelay: 2000,
     refreshTimer: null,
     loading: false,
@@ -370,6 +371,8 @@
     }
   }
 
+  // "live": events arrive; "reconnecting": the server lost its event subscription (Redis
+  // down) and says so until it holds again; "polling": no stream, the page refreshes.
   function setLive(mode) {
     state.live = mode;
     const pill = $("#live");
@@ -378,44 +381,74 @@
     if (mode === "live") {
       pill.textContent = "Live";
       notice.hidden = true;
+    } else if (mode === "reconnecting") {
+      pill.textContent = "Reconnecting…";
+      notice.textContent = "Live updates are interrupted: the server lost its event subscription (is Redis down?). This page reloads what it shows when they are back; meanwhile it refreshes every " + `${POLL_SECONDS} seconds.`;
+      notice.hidden = false;
     } else {
       pill.textContent = `Polling every ${POLL_SECONDS} s`;
-      notice.textContent = `Live updates are unavailable (the WebSocket could not connect), so this page refreshes every ${POLL_SECONDS} seconds.`;
+      notice.textContent = `Live updates are unavailable (the ${state.meta.live === "sse" ? "event stream" : "WebSocket"} could not connect), so this page refreshes every ${POLL_SECONDS} seconds.`;
       notice.hidden = false;
     }
   }
 
-  function connectLive() {
-    const url = new URL("ws", BASE);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    let socket;
+  // The server's messages, over a WebSocket or Server-Sent Events alike.
+  function onLiveMessage(data) {
+    let event;
     try {
-      socket = new WebSocket(url);
+      event = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (event.type === "ready") {
+      // The server's subscription holds from here: only now is the page live, and the
+      // refresh catches up on what happened before it (or while it was lost: events of
+      // the gap are not replayed, so the current view is reloaded).
+      state.wsDelay = 2000;
+      setLive("live");
+      refresh();
+    } else if (event.type === "reconnecting") {
+      setLive("reconnecting");
+    } else if (event.type === "dropped") {
+      state.liveSource?.close(); // too far behind: connect again, and reload on "ready"
+      retryLive();
+    } else if (!event.type) {
+      onEvent(event);
+    }
+  }
+
+  // WebSocket ("<mount>/ws") or Server-Sent Events ("<mount>/events"): what /api/meta
+  // says this mount serves.
+  function connectLive() {
+    let source;
+    try {
+      if (state.meta.live === "sse") {
+        source = new EventSource(new URL("events", BASE));
+        // EventSource would retry by itself; the page retries with its own backoff.
+        source.addEventListener("error", () => {
+          source.close();
+          if (state.liveSource === source) retryLive();
+        });
+      } else {
+        const url = new URL("ws", BASE);
+        url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+        source = new WebSocket(url);
+        source.addEventListener("close", () => {
+          if (state.liveSource === source) retryLive();
+        });
+      }
     } catch {
       retryLive();
       return;
     }
-    socket.addEventListener("message", (message) => {
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (event.type === "ready") {
-        // The server's subscription holds from here: only now is the page live, and the
-        // refresh catches up on what happened before it (or while disconnected).
-        state.wsDelay = 2000;
-        setLive("live");
-        refresh();
-        return;
-      }
-      onEvent(event);
+    state.liveSource = source;
+    source.addEventListener("message", (message) => {
+      if (state.liveSource === source) onLiveMessage(message.data);
     });
-    socket.addEventListener("close", retryLive);
   }
 
   function retryLive() {
+    state.liveSource = null;
     setLive("polling");
     setTimeout(connectLive, state.wsDelay);
     state.wsDelay = Math.min(state.wsDelay * 2, 60000);

@@ -1,0 +1,71 @@
+"""The web process of bench/ui_live.py: a FastAPI app with the Flowrra UI mounted (public,
+read-only) on Redis, a host endpoint (``/ping``) and its event loop's lag (``/lag``: how
+late a 10 ms sleep wakes, sampled all along), and the Flowrra app the bench's worker runs
+(``flowrra worker live_app:flowrra``). The Redis URL comes from ``$BENCH_UI_REDIS_URL``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from flowrra_ui_fastapi import create_router
+
+from flowrra import Flowrra
+
+flowrra = Flowrra.from_urls(
+    broker=os.environ["BENCH_UI_REDIS_URL"], backend=os.environ["BENCH_UI_REDIS_URL"]
+)
+
+
+@flowrra.task()
+async def work(n: int) -> int:
+    await asyncio.sleep(0.01)
+    return n
+
+
+lags: list[float] = []
+
+
+async def sample_lag() -> None:
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags.append(time.perf_counter() - started - 0.01)
+
+
+@asynccontextmanager
+async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    sampler = asyncio.create_task(sample_lag())
+    yield
+    sampler.cancel()
+    await flowrra.close()
+
+
+api = FastAPI(lifespan=lifespan)
+api.include_router(create_router(flowrra, public=True), prefix="/flowrra")
+
+
+@api.get("/ping")
+async def ping() -> dict[str, str]:
+    return {"pong": "yes"}
+
+
+@api.post("/lag/reset")
+async def reset_lag() -> dict[str, int]:
+    lags.clear()
+    return {"reset": 1}
+
+
+@api.get("/lag")
+async def lag() -> dict[str, float]:
+    ordered = sorted(lags) or [0.0]
+    return {
+        "samples": len(ordered),
+        "median_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }

@@ -1,0 +1,400 @@
+"""Live task events for every open page of one process: one event subscription per app
+(and event loop), fanned out in memory to a bounded buffer per client.
+
+Every adapter streams through here. The asyncio ones (FastAPI, Quart, Channels) call
+:func:`stream_text` from their WebSocket handler, on the server's loop, which also runs
+the subscription; Flask's Server-Sent Events streams are threads that read a
+:class:`ThreadClient` (:func:`join_from_thread`), the subscription running on the app's
+sync loop (:mod:`flowrra.portal`). The first client of an app starts the subscription
+(``Monitor.events()``: Redis pub/sub, or the app's in-process hub), the last one to leave
+stops it: a thousand open pages cost one Redis connection.
+
+What a client receives, in order:
+
+- :data:`READY` once the subscription holds (never before: a page that reads it may say
+  "Live" and load what it shows), and again after each reconnect, when the events
+  published in between are lost: the page reloads its view then.
+- task events (:func:`flowrra_ui.service.event_json`, through the mount's ``redact``).
+- :data:`RECONNECTING` when the subscription is lost (Redis down): the page says so
+  until the next :data:`READY`.
+
+A slow client does not slow the others: the subscription only appends to each client's
+buffer. A client :data:`MAX_BUFFER` messages behind is dropped: it is sent
+``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent Events), or its
+WebSocket is closed with code :data:`DROPPED_CODE` and the reason; the page reconnects,
+and reloads its view on the next :data:`READY`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import queue
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from flowrra.events import TaskEvent
+from flowrra.monitor import Monitor
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
+    from flowrra_ui.service import UIService
+
+__all__ = [
+    "DROPPED_CODE",
+    "MAX_BUFFER",
+    "READY",
+    "RECONNECTING",
+    "AsyncClient",
+    "Fanout",
+    "ThreadClient",
+    "encode",
+    "fanout_here",
+    "join_from_thread",
+    "stream_events",
+    "stream_text",
+]
+
+logger = logging.getLogger("flowrra.ui")
+
+#: The subscription holds: every event published from now on reaches the client. Sent
+#: first, and again after a reconnect (what was published in between is lost).
+READY: dict[str, Any] = {"type": "ready"}
+#: The subscription is lost (the event source, Redis, is unreachable): not live until the
+#: next :data:`READY`.
+RECONNECTING: dict[str, Any] = {"type": "reconnecting"}
+#: Messages a client may be behind before it is dropped.
+MAX_BUFFER = 1_000
+#: The WebSocket close code of a dropped client ("try again later").
+DROPPED_CODE = 1013
+
+#: What a client's buffer holds: task events and the control messages above.
+Message = TaskEvent | dict[str, Any]
+
+
+class _Client:
+    """One open page: the messages the subscription gave it, at most ``max_buffer``."""
+
+    def __init__(self, max_buffer: int = MAX_BUFFER) -> None:
+        if max_buffer < 1:
+            raise ValueError(f"max_buffer must be at least 1, got {max_buffer!r}")
+        self.max_buffer = max_buffer
+        #: Why the subscription let go of this client (too slow), or None.
+        self.dropped: str | None = None
+
+    def offer(self, message: Message) -> bool:
+        """Buffer ``message`` (called on the subscription's loop); False when full."""
+        raise NotImplementedError
+
+    def drop(self, reason: str) -> None:
+        """The subscription let go of this client (called on its loop)."""
+        raise NotImplementedError
+
+
+class AsyncClient(_Client):
+    """A client read by a coroutine on the subscription's own loop (a WebSocket)."""
+
+    def __init__(self, max_buffer: int = MAX_BUFFER) -> None:
+        super().__init__(max_buffer)
+        self._messages: collections.deque[Message] = collections.deque()
+        self._waiting = asyncio.Event()
+        self._dropping = asyncio.Event()
+
+    def offer(self, message: Message) -> bool:
+        if len(self._messages) >= self.max_buffer:
+            return False
+        self._messages.append(message)
+        self._waiting.set()
+        return True
+
+    def drop(self, reason: str) -> None:
+        self.dropped = reason
+        self._messages.clear()
+        self._waiting.set()
+        self._dropping.set()
+
+    async def get(self) -> Message | None:
+        """The next message; ``None`` once dropped."""
+        while not self._messages:
+            if self.dropped is not None:
+                return None
+            self._waiting.clear()
+            await self._waiting.wait()
+        return self._messages.popleft()
+
+
+class ThreadClient(_Client):
+    """A client read by a thread (Flask's event streams), fed from the subscription's
+    loop in another thread."""
+
+    def __init__(self, fanout: Fanout, loop: asyncio.AbstractEventLoop, max_buffer: int) -> None:
+        super().__init__(max_buffer)
+        self._fanout, self._loop = fanout, loop
+        # One spare slot for the message that says why it was dropped.
+        self._messages: queue.Queue[Message] = queue.Queue(max_buffer + 1)
+
+    def offer(self, message: Message) -> bool:
+        if self._messages.qsize() >= self.max_buffer:
+            return False
+        self._messages.put_nowait(message)
+        return True
+
+    def drop(self, reason: str) -> None:
+        self.dropped = reason
+        with contextlib.suppress(queue.Full):
+            self._messages.put_nowait({"type": "dropped", "reason": reason})
+
+    def get(self, timeout: float) -> Message | None:
+        """The next message, or ``None`` when none came within ``timeout`` seconds."""
+        try:
+            return self._messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def leave(self) -> None:
+        """Stop feeding this client (from any thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            self._loop.call_soon_threadsafe(self._fanout.leave, self)
+
+
+class Fanout:
+    """The subscription to one app's task events on one event loop, shared by every
+    client on it. Use it from that loop only (:class:`ThreadClient` crosses over)."""
+
+    def __init__(self, app: Flowrra) -> None:
+        self.monitor = Monitor(app)
+        self._clients: set[_Client] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._started: asyncio.Future[None] | None = None
+        #: Whether the subscription holds now.
+        self.holding = False
+
+    @property
+    def clients(self) -> int:
+        """How many clients it feeds."""
+        return len(self._clients)
+
+    @property
+    def running(self) -> bool:
+        """Whether it holds (or is getting back) a subscription."""
+        return self._task is not None and not self._task.done()
+
+    async def join(self, client: _Client) -> None:
+        """Feed ``client`` every message from now on: :data:`READY` first when the
+        subscription holds (it is made if this is the first client), or
+        :data:`RECONNECTING` while it is lost. Raises what subscribing raises
+        (``BackendError``) when it cannot be made; ``client`` is not fed then."""
+        self._clients.add(client)
+        try:
+            if not self.running:
+                self._started = asyncio.get_running_loop().create_future()
+                self._task = asyncio.create_task(self._pump(self._started), name="flowrra-ui-live")
+            assert self._started is not None
+            await asyncio.shield(self._started)
+        except BaseException:
+            self.leave(client)
+            raise
+        client.offer(READY if self.holding else RECONNECTING)
+
+    def leave(self, client: _Client) -> None:
+        """Stop feeding ``client``; the last one to leave ends the subscription."""
+        self._clients.discard(client)
+        if not self._clients:
+            self._stop()
+
+    def _send(self, message: Message) -> None:
+        for client in list(self._clients):
+            if not client.offer(message):
+                reason = f"too slow: {client.max_buffer} live events behind"
+                logger.warning("a live UI client was dropped (%s)", reason)
+                self._clients.discard(client)
+                client.drop(reason)
+        if not self._clients and self._task is not None:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._task = self._started = None
+        self.holding = False
+
+    def _connected(self, holds: bool) -> None:
+        started = self._started is not None and self._started.done()
+        if holds:
+            self.holding = True
+            if started:  # back after a loss (or a quiet reconnect): events were missed
+                self._send(READY)
+        elif self.holding:
+            self.holding = False
+            self._send(RECONNECTING)
+
+    async def _pump(self, started: asyncio.Future[None]) -> None:
+        me = asyncio.current_task()
+
+        def connected(holds: bool) -> None:
+            if self._task is me:  # not a subscription being stopped
+                self._connected(holds)
+
+        try:
+            async with self.monitor.events(self._buffer, on_connection=connected) as events:
+                self.holding = True
+                started.set_result(None)
+                async for event in events:
+                    self._send(event)
+        except BaseException as exc:
+            if not started.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    started.cancel()
+                else:
+                    started.set_exception(exc)
+            elif self._task is me:
+                # The source gave up after holding: let the clients go with the reason
+                # (they reconnect, and the first one subscribes again).
+                self._task = self._started = None
+                self.holding = False
+                for client in list(self._clients):
+                    client.drop(f"event subscription ended: {exc!r}")
+                self._clients.clear()
+            raise
+
+    #: Events the subscription itself may be behind (it only copies them to buffers).
+    _buffer = 10_000
+
+
+_FANOUTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Flowrra, Fanout]
+] = weakref.WeakKeyDictionary()
+_FANOUTS_LOCK = threading.Lock()
+
+
+def fanout_here(app: Flowrra) -> Fanout:
+    """The one :class:`Fanout` of ``app`` on the running loop, shared by every mount of
+    its UI (a process serving from one loop holds one subscription per app)."""
+    loop = asyncio.get_running_loop()
+    with _FANOUTS_LOCK:
+        of_loop = _FANOUTS.get(loop)
+        if of_loop is None:
+            of_loop = _FANOUTS[loop] = weakref.WeakKeyDictionary()
+        fanout = of_loop.get(app)
+        if fanout is None:
+            fanout = of_loop[app] = Fanout(app)
+        return fanout
+
+
+def join_from_thread(app: Flowrra, max_buffer: int = MAX_BUFFER) -> ThreadClient:
+    """A client for a thread (a WSGI request): joined to ``app``'s subscription on its
+    sync loop (:mod:`flowrra.portal`), which it starts if need be. Raises what subscribing
+    raises (``BackendError``); call :meth:`ThreadClient.leave` when done."""
+
+    async def join() -> ThreadClient:
+        fanout = fanout_here(app)
+        client = ThreadClient(fanout, asyncio.get_running_loop(), max_buffer)
+        await fanout.join(client)
+        return client
+
+    client: ThreadClient = app._call_sync("the Flowrra UI's live stream", "", join)
+    return client
+
+
+class _Encoded:
+    """The text of the last events one mount sent: every client sends the same events,
+    so each is redacted and encoded once, not once per client."""
+
+    size = 256
+
+    def __init__(self) -> None:
+        self.texts: collections.OrderedDict[int, tuple[TaskEvent, str]] = collections.OrderedDict()
+
+
+_ENCODED: weakref.WeakKeyDictionary[UIService, _Encoded] = weakref.WeakKeyDictionary()
+
+
+def encode(service: UIService, message: Message) -> str:
+    """``message`` as the JSON text ``service``'s clients get (task events through the
+    mount's ``redact``)."""
+    if not isinstance(message, TaskEvent):
+        return json.dumps(message)
+    cache = _ENCODED.get(service)
+    if cache is None:
+        cache = _ENCODED[service] = _Encoded()
+    found = cache.texts.get(id(message))
+    if found is not None and found[0] is message:
+        return found[1]
+    text = json.dumps(service.event(message))
+    cache.texts[id(message)] = (message, text)  # holding the event keeps its id unique
+    if len(cache.texts) > cache.size:
+        cache.texts.popitem(last=False)
+    return text
+
+
+async def stream_text(
+    service: UIService,
+    send: Callable[[str], Awaitable[None]],
+    receive: Callable[[], Awaitable[Any]],
+    max_buffer: int = MAX_BUFFER,
+) -> str | None:
+    """Send live messages, as JSON text, to one WebSocket client until it goes away.
+    ``send`` sends a text frame; ``receive`` waits for the client's next message and
+    raises (or returns ``None``) once it has disconnected. Adapters call this after
+    ``accept``, which they do only when
+    :func:`~flowrra_ui.service.websocket_refusal` has no objection.
+
+    Returns why the server ends the stream, for the adapter to close the WebSocket with
+    (code :data:`DROPPED_CODE`): the subscription cannot be made (nothing was sent, not
+    even :data:`READY`), or the client fell :data:`MAX_BUFFER` messages behind. Returns
+    ``None`` when the client went away."""
+    fanout = fanout_here(service.app)
+    client = AsyncClient(max_buffer)
+    try:
+        await fanout.join(client)
+    except Exception as exc:
+        logger.warning("live UI stream refused: cannot subscribe to task events (%s)", exc)
+        return f"live events unavailable: {exc}"[:120]
+
+    async def pump() -> None:
+        while (message := await client.get()) is not None:
+            await send(encode(service, message))
+
+    async def until_gone() -> None:
+        while await receive() is not None:
+            pass
+
+    tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(until_gone())]
+    try:
+        # A client blocked in send() (its socket full) is dropped all the same: pump
+        # ends once the buffer is let go of, or is cancelled below.
+        dropped = asyncio.ensure_future(_until_dropped(client))
+        await asyncio.wait([*tasks, dropped], return_when=asyncio.FIRST_COMPLETED)
+        tasks.append(dropped)
+    finally:
+        fanout.leave(client)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+    return client.dropped
+
+
+async def _until_dropped(client: AsyncClient) -> None:
+    while client.dropped is None:
+        await client._dropping.wait()
+
+
+async def stream_events(
+    service: UIService,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    receive: Callable[[], Awaitable[Any]],
+) -> None:
+    """:func:`stream_text` for a ``send`` that takes the message as a ``dict`` (it sends
+    it as JSON itself)."""
+
+    async def send_text(text: str) -> None:
+        await send(json.loads(text))
+
+    await stream_text(service, send_text, receive)

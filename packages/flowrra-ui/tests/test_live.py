@@ -1,0 +1,204 @@
+"""flowrra_ui.live on real Redis: every client of a process shares one subscription (on a
+pool far smaller than the clients), ``ready`` is sent only once it holds, a slow client is
+dropped without holding up the others, and a Redis that goes away and comes back is
+reported (``reconnecting``, then ``ready`` again), as is one a Flask thread reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from flowrra_ui import UIService
+from flowrra_ui.live import READY, RECONNECTING, fanout_here, join_from_thread, stream_text
+from flowrra_ui.testing import private_redis, redis_test_url
+
+from flowrra import Flowrra
+
+
+def make_app(url: str, **options: Any) -> Flowrra:
+    app = Flowrra.from_urls(broker=url, backend=url, **options)
+
+    @app.task()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    return app
+
+
+@pytest.fixture
+async def redis_app() -> AsyncIterator[Flowrra]:
+    """An app on the shared Redis, under a key prefix of its own, on a pool of 10."""
+    base = redis_test_url()
+    url = f"{base}?prefix=flowrra-ui-live-{uuid.uuid4().hex[:8]}"
+    app = make_app(url, max_connections=10)
+    async with app.producer():
+        yield app
+
+
+async def subscribers(app: Flowrra) -> int:
+    """How many connections Redis has subscribed to the app's event channel."""
+    client = aioredis.Redis.from_url(redis_test_url())
+    try:
+        [(_, count)] = await client.pubsub_numsub(app.backend.keys.events)  # type: ignore[attr-defined]
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+class Page:
+    """One stream_text client: what it was sent, until it is told to go away."""
+
+    def __init__(self, service: UIService, max_buffer: int = 1000) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.gone = asyncio.Event()
+        self.task = asyncio.create_task(stream_text(service, self.send, self.receive, max_buffer))
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+        self.changed.set()
+
+    async def receive(self) -> Any:
+        await self.gone.wait()
+        return None
+
+    async def until(self, check: Any) -> None:
+        async with asyncio.timeout(30):
+            while not check(self.sent):
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def leave(self) -> str | None:
+        self.gone.set()
+        async with asyncio.timeout(10):
+            return await self.task
+
+
+def task_events(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [message for message in sent if "type" not in message]
+
+
+async def test_a_hundred_pages_share_one_subscription_on_a_pool_of_ten(
+    redis_app: Flowrra,
+) -> None:
+    service = UIService(redis_app, public=True)
+    pages = [Page(service) for _ in range(100)]
+    for page in pages:
+        await page.until(lambda sent: sent[:1] == [READY])
+    assert await subscribers(redis_app) == 1  # one connection for all of them
+
+    task_id = await redis_app.submit("add", 1, 2)  # no worker: its "pending" event
+    for page in pages:
+        await page.until(lambda sent: any(e["task_id"] == task_id for e in task_events(sent)))
+    # The pool is not exhausted: reads still answer, while every page is open.
+    listed = await asyncio.wait_for(redis_app.backend.list(limit=5), 10)
+    assert task_id in {record.task_id for record in listed}
+
+    for page in pages:
+        assert await page.leave() is None  # the client went away; nothing to tell it
+    assert fanout_here(redis_app).running is False  # the last one out ended it
+    async with asyncio.timeout(10):
+        while await subscribers(redis_app):
+            await asyncio.sleep(0.05)
+
+
+async def test_ready_is_sent_only_once_the_subscription_holds(redis_app: Flowrra) -> None:
+    service = UIService(redis_app, public=True)
+    counted: list[int] = []
+
+    async def send(text: str) -> None:
+        if json.loads(text) == READY:
+            counted.append(await subscribers(redis_app))
+            raise ConnectionResetError  # done: the page goes away
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()
+
+    for _ in range(3):  # the first one subscribes; the others find it held
+        await asyncio.wait_for(stream_text(service, send, receive), 30)
+    assert counted == [1, 1, 1]
+
+
+async def test_a_slow_page_is_dropped_and_the_others_get_every_event(
+    redis_app: Flowrra,
+) -> None:
+    service = UIService(redis_app, public=True)
+    stuck = asyncio.Event()  # never set: this page's socket never drains
+
+    async def blocked_send(text: str) -> None:
+        await stuck.wait()
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()
+
+    slow = asyncio.create_task(stream_text(service, blocked_send, receive, 5))
+    fast = Page(service)
+    await fast.until(lambda sent: sent[:1] == [READY])
+    ids = [await redis_app.submit("add", n, n) for n in range(20)]
+    reason = await asyncio.wait_for(slow, 30)
+    assert reason is not None and "too slow" in reason
+    await fast.until(lambda sent: len(task_events(sent)) == len(ids))
+    assert [e["task_id"] for e in task_events(fast.sent)] == ids
+    assert await fast.leave() is None
+
+
+async def test_redis_going_away_is_reported_and_its_return_too(tmp_path: Path) -> None:
+    with private_redis(tmp_path / "redis") as server:
+        app = make_app(server.url)
+        async with app.producer():
+            service = UIService(app, public=True)
+            page = Page(service)
+            await page.until(lambda sent: sent == [READY])
+
+            server.kill()
+            await page.until(lambda sent: sent[-1:] == [RECONNECTING])
+            server.start()
+            # Back: "ready" again, for the page to reload what it shows (events published
+            # while it was gone are lost), and events flow once more.
+            await page.until(lambda sent: sent[-1:] == [READY])
+            assert page.sent == [READY, RECONNECTING, READY]
+            task_id = await app.submit("add", 2, 2)
+            await page.until(lambda sent: any(e["task_id"] == task_id for e in task_events(sent)))
+            assert await page.leave() is None
+        await app.close()
+
+
+async def test_a_page_that_connects_while_redis_is_away_is_refused(tmp_path: Path) -> None:
+    with private_redis(tmp_path / "redis") as server:
+        app = make_app(server.url)
+        server.kill()
+        page = Page(UIService(app, public=True))
+        reason = await asyncio.wait_for(page.task, 60)
+        assert reason is not None and "unavailable" in reason
+        assert page.sent == []  # never "ready": the page does not claim to be live
+        await app.close()
+
+
+def test_threads_share_the_subscription_and_leave_it() -> None:
+    """Flask's event streams: threads reading clients fed from the app's sync loop."""
+    base = redis_test_url()
+    app = make_app(f"{base}?prefix=flowrra-ui-live-{uuid.uuid4().hex[:8]}")
+    try:
+        first, second = join_from_thread(app), join_from_thread(app)
+        assert first.get(5) == READY and second.get(5) == READY
+        assert asyncio.run(subscribers(app)) == 1
+        task_id = app.submit_sync("add", 1, 1)
+        for client in (first, second):
+            event = client.get(10)
+            assert event is not None and getattr(event, "task_id", None) == task_id
+        first.leave()
+        second.leave()
+        for _ in range(100):
+            if not asyncio.run(subscribers(app)):
+                break
+            time.sleep(0.1)
+        assert asyncio.run(subscribers(app)) == 0
+    finally:
+        app._portal.close()
