@@ -291,7 +291,8 @@ class UniqueJobs(Protocol):
       is queued, as ``enqueue`` would, and ``message.id`` is returned. Of any number of
       concurrent calls with one key, from any number of processes, one queues.
     - Called again with the same message (a resend after a lost reply), it returns
-      ``message.id`` and queues nothing twice, even if the task has finished since.
+      ``message.id`` and queues nothing twice; a networked broker, even if the task has
+      finished and released the key since (within its window for resends).
     - ``release_unique`` is a compare and delete: only if ``key`` still holds ``task_id``
       is it deleted (``keep_for`` 0) or set to expire ``keep_for`` seconds from now.
     - A message whose arguments cannot be encoded raises ``SerializationError`` and takes
