@@ -277,6 +277,6 @@ async def test_a_broker_without_unique_keys_refuses_a_unique_submit() -> None:
     async def job(x: int) -> int:
         return x
 
-    with pytest.raises(ValueError, match="not a flowrra.protocols.UniqueJobs"):
+    with pytest.raises(ValueError, match=r"not a flowrra\.protocols\.UniqueJobs"):
         await job.with_options(unique_key="k").submit(1)
     assert await _records(app) == 0
