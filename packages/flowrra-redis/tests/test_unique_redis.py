@@ -32,7 +32,7 @@ async def test_50_concurrent_submits_from_5_processes_make_one_task(
     start = time.time() + 3.0  # every client connected and waiting by then
     env = {**workers.env, "FLOWRRA_TEST_LEASE": "30"}
     clients = [
-        subprocess.Popen(
+        subprocess.Popen(  # noqa: ASYNC220 (started at once, awaited in threads below)
             [sys.executable, str(APPS / "unique_client.py"), "invoice:42", "10", repr(start)],
             cwd=APPS,
             env=env,
