@@ -41,7 +41,7 @@ _BACKEND_EXTRAS = {"delete"}
 _BROKER_CONTRACT = {
     "connect", "close", "enqueue", "enqueue_many", "reserve", "requeue", "release",
     "dead_letter", "extend", "purge", "announce", "retire", "workers", "queue_depths",
-    "queue_stats",
+    "queue_stats", "enqueue_unique", "release_unique", "unique_holder",
 }  # fmt: skip
 _BACKEND_CONTRACT = {
     "connect", "close", "store", "store_many", "get", "wait_for", "list", "subscribe_events",

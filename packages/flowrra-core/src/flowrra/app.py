@@ -50,6 +50,7 @@ from flowrra.protocols import (
     KnownTasks,
     NamedQueues,
     ResultBackend,
+    UniqueJobs,
     WorkerDirectory,
 )
 from flowrra.queues import Routes, check_queue_name
@@ -64,6 +65,7 @@ from flowrra.task import (
     check_headers,
     new_task_id,
 )
+from flowrra.unique import Unique, check_unique_for, check_unique_key
 from flowrra.worker import Worker
 from flowrra.worker.eager import run_eagerly
 
@@ -274,6 +276,8 @@ class Flowrra:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout: float | None = None,
         queue: str | None = None,
+        unique: bool = False,
+        unique_for: float | None = None,
     ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]: ...
 
     def task(
@@ -290,6 +294,8 @@ class Flowrra:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout: float | None = None,
         queue: str | None = None,
+        unique: bool = False,
+        unique_for: float | None = None,
     ) -> TaskHandle[P, R] | Callable[[Callable[P, R]], TaskHandle[P, R]]:
         """Register a task: ``async def`` for I/O work, plain ``def`` with
         ``cpu_bound=True`` for CPU work (run in a process pool).
@@ -299,9 +305,19 @@ class Flowrra:
         (default 300 s), randomised if ``retry_jitter``. Only exceptions in ``retry_on`` are
         retried. ``timeout`` bounds each attempt's run time in seconds. ``queue``: the
         named queue it goes to (default: the first of the app's ``routes`` that matches
-        its name, else ``"default"``; see :mod:`flowrra.queues`).
+        its name, else ``"default"``; see :mod:`flowrra.queues`). ``unique``: a submit
+        while a task of the same name and arguments is queued, delayed, running or
+        retrying (or ``unique_for`` seconds after one succeeded) queues nothing and gives
+        that task's id (see :mod:`flowrra.unique`).
         """
         defaults = self.config.executor
+        if unique.__class__ is not bool:
+            raise TypeError(f"unique must be True or False, got {unique!r}")
+        if unique_for is not None and not unique:
+            raise ValueError(
+                "unique_for needs unique=True (or give unique_key= and unique_for= at submit)"
+            )
+        keep_for = check_unique_for(unique_for)
         if queue is not None:
             check_queue_name(queue)
         if timeout is not None and timeout <= 0:
@@ -321,6 +337,8 @@ class Flowrra:
             ),
             timeout=timeout,
             queue=queue,
+            unique=unique,
+            unique_for=keep_for,
         )
 
         def register(func: Callable[P, R]) -> TaskHandle[P, R]:
@@ -367,10 +385,11 @@ class Flowrra:
         datetime): not before then. ``headers`` (a dict of str to str) travel with the
         message, and ``queue`` names the queue it goes to (default: the task's), unless
         the task takes a ``headers`` or ``queue`` argument itself (as in 0.1.8, it then
-        gets it). A task whose own parameters are named ``priority``, ``delay`` or ``eta``
-        is submitted with ``handle.with_options(...).submit(...)``, which also takes
-        ``headers=`` and ``queue=`` for any task. Before :meth:`start`, the task waits in
-        the queue.
+        gets it); so do ``unique_key`` and ``unique_for`` (see :mod:`flowrra.unique`). A
+        task whose own parameters are named ``priority``, ``delay`` or ``eta`` is
+        submitted with ``handle.with_options(...).submit(...)``, which also takes
+        ``headers=``, ``queue=``, ``unique_key=`` and ``unique_for=`` for any task.
+        Before :meth:`start`, the task waits in the queue.
         """
         handle = self.registry.handle(task_func)
         due = None if delay is None and eta is None else eta_from(delay, eta, self.clock)
@@ -381,6 +400,12 @@ class Flowrra:
                 headers = check_headers(kwargs.pop("headers"))
             if "queue" in kwargs and not handle.takes("queue"):
                 queue = check_queue_name(kwargs.pop("queue"))
+            if ("unique_key" in kwargs and not handle.takes("unique_key")) or (
+                "unique_for" in kwargs and not handle.takes("unique_for")
+            ):
+                return await self._submit_unique(
+                    handle, args, kwargs, priority, due, headers, queue
+                )
             handle.binding.check(handle.name, args, kwargs)
             self._check_arguments(handle.name, args, kwargs)
         elif args:
@@ -389,7 +414,133 @@ class Flowrra:
             self._check_arguments(handle.name, args, kwargs)
         elif handle.needs_arguments:
             handle.binding.check(handle.name, args, kwargs)
+        if handle.unique:
+            return await self._submit_unique(handle, args, kwargs, priority, due, headers, queue)
         return await self._enqueue(handle.name, args, kwargs, priority, due, headers, queue)
+
+    # -- unique jobs (flowrra.unique) -----------------------------------------------------
+
+    async def _submit_unique(
+        self,
+        handle: TaskHandle[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+        headers: dict[str, str] | None,
+        queue: str,
+    ) -> str:
+        """:meth:`submit` of a unique task, or with ``unique_key=``/``unique_for=``
+        options (taken out of ``kwargs`` here)."""
+        key = keep_for = None
+        if "unique_key" in kwargs and not handle.takes("unique_key"):
+            key = check_unique_key(kwargs.pop("unique_key"))
+        if "unique_for" in kwargs and not handle.takes("unique_for"):
+            keep_for = check_unique_for(kwargs.pop("unique_for"))
+            if key is None and not handle.unique:
+                raise ValueError(
+                    f"task {handle.name!r}: unique_for needs a unique_key "
+                    "(or @app.task(unique=True))"
+                )
+        handle.binding.check(handle.name, args, kwargs)
+        self._check_arguments(handle.name, args, kwargs)
+        unique = handle.unique_of(args, kwargs, key, keep_for)
+        assert unique is not None
+        return await self._enqueue_unique(
+            handle.name, args, kwargs, priority, eta, headers, queue, unique
+        )
+
+    async def _enqueue_unique(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+        headers: dict[str, str] | None,
+        queue: str,
+        unique: Unique,
+    ) -> str:
+        """:meth:`_enqueue` with a unique key: the broker queues the message unless the
+        key is held (:class:`~flowrra.protocols.UniqueJobs`), and gives the id of the task
+        that holds it; the PENDING record is stored only once the message is queued, by
+        the submit that queued it (a duplicate writes nothing)."""
+        if not self._connected:
+            await self._connect()
+        if priority.__class__ is not int:
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        if not self._eager and not isinstance(self.broker, UniqueJobs):
+            raise ValueError(
+                f"unique_key {unique.key!r}: {type(self.broker).__name__} cannot keep unique "
+                "keys (it is not a flowrra.protocols.UniqueJobs)"
+            )
+        message = TaskMessage(
+            new_task_id(), name, args, kwargs, priority=priority, eta=eta, submitted_at=time.time()
+        )
+        if headers:
+            message.headers = headers
+        if queue != DEFAULT_QUEUE:
+            self._check_named_queues(queue)
+            message.queue = queue
+        unique.mark(message)
+        middleware = self.middleware
+        if not middleware.submits:
+            return await self._queue_unique(message, unique)
+        message.headers = dict(message.headers)  # theirs to add to
+        if (hooked := middleware.before_submit(message)) is not DONE:
+            await hooked
+        message.headers = _checked_headers(message)
+        unique.mark(message)  # whatever the hooks did to the headers
+        try:
+            task_id = await self._queue_unique(message, unique)
+        except BaseException as exc:
+            await middleware.after_submit(message, exc)
+            raise
+        if (hooked := middleware.after_submit(message, None)) is not DONE:
+            await hooked
+        return task_id
+
+    async def _queue_unique(self, message: TaskMessage, unique: Unique) -> str:
+        pending = _pending(message)
+        if self._eager:  # no broker: nothing to deduplicate against (see flowrra.unique)
+            return await self._submit_eagerly(message, pending)
+        broker = self.broker
+        assert isinstance(broker, UniqueJobs)
+        holder = await broker.enqueue_unique(message, unique.key)
+        if holder != message.id:
+            logger.debug(
+                "task %s: unique key %r is held by task %s; nothing queued",
+                message.name,
+                unique.key,
+                holder,
+            )
+            return holder
+        try:
+            await self.backend.store(message.id, pending)
+        except Exception as exc:
+            raise MaybeQueuedError([message.id], message.name, True, exc) from exc
+        if self.events.active:
+            self.worker.publish(pending)
+        return message.id
+
+    def _enqueue_unique_sync(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+        headers: dict[str, str] | None,
+        queue: str,
+        unique: Unique,
+    ) -> str:
+        """``task.delay()`` of a unique submit: :meth:`_enqueue_unique` for sync code."""
+        self._check_queueable("task.delay()")
+        return self._call_sync(
+            "task.delay()",
+            "await task.submit(...)",
+            lambda: self._enqueue_unique(name, args, kwargs, priority, eta, headers, queue, unique),
+        )
 
     async def _enqueue(
         self,
@@ -482,7 +633,9 @@ class Flowrra:
 
         Each item of ``calls`` is the positional arguments of one call (a tuple or list)
         or its keyword arguments (a dict). ``priority``, ``delay``, ``eta`` and ``queue``
-        (default: the task's) apply to all.
+        (default: the task's) apply to all. The calls of a unique task
+        (``@app.task(unique=True)``) are submitted one by one, each deduplicated: a call
+        whose key is held gives the holder's id.
         """
         handle = self.registry.handle(task_func)
         name = handle.name
@@ -515,6 +668,20 @@ class Flowrra:
             messages.append(message)
         if not messages:
             return []
+        if handle.unique:
+            return [
+                await self._enqueue_unique(
+                    name,
+                    m.args,
+                    m.kwargs,
+                    priority,
+                    due,
+                    None,
+                    queue,
+                    handle.derived_unique(m.args, m.kwargs),
+                )
+                for m in messages
+            ]
         await self._submit_messages(messages)
         return [message.id for message in messages]
 

@@ -14,9 +14,9 @@ give every member that has a sensible default and leave a few abstract methods.
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
 :class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
-:class:`DeadLetters` and :class:`NamedQueues` (brokers), which the engine checks with
-``isinstance``. The contract suites test that an implementation declaring a capability
-provides it.
+:class:`DeadLetters`, :class:`NamedQueues` and :class:`UniqueJobs` (brokers), which the
+engine checks with ``isinstance``. The contract suites test that an implementation
+declaring a capability provides it.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ __all__ = [
     "Redeliveries",
     "ResultBackend",
     "ScheduleStore",
+    "UniqueJobs",
     "WorkerDirectory",
 ]
 
@@ -275,6 +276,40 @@ class NamedQueues(Protocol):
         """Per queue that holds or held messages: ``queued`` (due now), ``delayed``,
         ``leased`` (where the broker leases) and ``priorities``, the due messages by
         priority (``{priority: count}``, lowest first)."""
+
+
+@runtime_checkable
+class UniqueJobs(Protocol):
+    """A broker that queues a message only if its unique key is free (optional; see
+    :mod:`flowrra.unique`).
+
+    Obligations:
+
+    - ``enqueue_unique`` is one atomic step: if ``key`` is held, nothing is queued and the
+      holder's id is returned; else the key is taken for ``message.id`` (living
+      ``unique_ttl`` seconds after the message is due, unless released) and the message
+      is queued, as ``enqueue`` would, and ``message.id`` is returned. Of any number of
+      concurrent calls with one key, from any number of processes, one queues.
+    - Called again with the same message (a resend after a lost reply), it returns
+      ``message.id`` and queues nothing twice; a networked broker, even if the task has
+      finished and released the key since (within its window for resends).
+    - ``release_unique`` is a compare and delete: only if ``key`` still holds ``task_id``
+      is it deleted (``keep_for`` 0) or set to expire ``keep_for`` seconds from now.
+    - A message whose arguments cannot be encoded raises ``SerializationError`` and takes
+      no key.
+    """
+
+    unique_ttl: float
+
+    def enqueue_unique(self, message: TaskMessage, key: str) -> Awaitable[str]:
+        """Queue ``message`` unless ``key`` is held; the id of the task holding it after."""
+
+    def release_unique(self, key: str, task_id: str, keep_for: float) -> Awaitable[bool]:
+        """Release ``key`` if ``task_id`` holds it (kept ``keep_for`` seconds more, if
+        > 0); True if it did."""
+
+    async def unique_holder(self, key: str) -> str | None:
+        """The id of the task holding ``key`` now, or ``None``."""
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from flowrra.queues import check_queue_name
 from flowrra.retry import RetryPolicy
 from flowrra.task import DEFAULT_QUEUE, check_headers
 from flowrra.times import as_aware
+from flowrra.unique import Unique, check_unique_for, check_unique_key, derived_key
 
 __all__ = ["TaskCall", "TaskHandle", "TaskOptions", "TaskRegistry", "eta_from"]
 
@@ -36,12 +37,16 @@ R = TypeVar("R")
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """How a registered task runs: where (I/O loop or process pool), retries, time limit,
-    and the queue it goes to (``None``: the app's routes decide, else the default)."""
+    the queue it goes to (``None``: the app's routes decide, else the default), and
+    whether a submit is deduplicated on a key derived from its arguments (``unique``),
+    kept ``unique_for`` seconds after a success (see :mod:`flowrra.unique`)."""
 
     cpu_bound: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     queue: str | None = None
+    unique: bool = False
+    unique_for: float = 0.0
 
 
 class _Submitter(Protocol):
@@ -73,6 +78,30 @@ class _Submitter(Protocol):
     def _check_arguments(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None: ...
+
+    async def _enqueue_unique(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+        headers: dict[str, str] | None,
+        queue: str,
+        unique: Unique,
+    ) -> str: ...
+
+    def _enqueue_unique_sync(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        eta: float | None,
+        headers: dict[str, str] | None,
+        queue: str,
+        unique: Unique,
+    ) -> str: ...
 
 
 def eta_from(
@@ -161,7 +190,16 @@ class TaskCall(Generic[P]):
     ``call.delay(*args, **kwargs)`` from sync code, or ``call.s(*args, **kwargs)`` for a
     chain or group."""
 
-    __slots__ = ("_delay", "_eta", "_handle", "_headers", "_priority", "_queue")
+    __slots__ = (
+        "_delay",
+        "_eta",
+        "_handle",
+        "_headers",
+        "_priority",
+        "_queue",
+        "_unique_for",
+        "_unique_key",
+    )
 
     def __init__(
         self,
@@ -171,8 +209,13 @@ class TaskCall(Generic[P]):
         headers: dict[str, str] | None = None,
         queue: str | None = None,
         delay: float | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> None:
         self._handle = handle
+        #: ``with_options(unique_key=..., unique_for=...)``, checked (None: not given).
+        self._unique_key = unique_key
+        self._unique_for = unique_for
         self._priority = priority
         self._eta = eta
         self._headers = headers
@@ -183,7 +226,13 @@ class TaskCall(Generic[P]):
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[Any]:
         """A :class:`~flowrra.canvas.Signature` of this call, with these options (a
-        ``delay`` counts from when the task is queued)."""
+        ``delay`` counts from when the task is queued). Chain and group steps are not
+        deduplicated: a unique key here is refused."""
+        if self._unique_key is not None or self._unique_for is not None:
+            raise ValueError(
+                f"task {self._handle.name!r}: unique_key/unique_for apply to a submit, not to "
+                "a chain or group step (steps are not deduplicated)"
+            )
         return Signature(
             self._handle,
             args,
@@ -203,6 +252,19 @@ class TaskCall(Generic[P]):
         if args or kwargs:
             handle._submitter._check_arguments(handle.name, args, kwargs)
         submitter = handle._submitter
+        if self._unique_key is not None or self._unique_for is not None or handle.unique:
+            unique = handle.unique_of(args, kwargs, self._unique_key, self._unique_for)
+            assert unique is not None
+            return await submitter._enqueue_unique(
+                handle.name,
+                args,
+                kwargs,
+                self._priority,
+                self._eta,
+                self._headers,
+                self._queue or handle.queue,
+                unique,
+            )
         return await submitter._enqueue(
             handle.name,
             args,
@@ -219,6 +281,19 @@ class TaskCall(Generic[P]):
         submitter = handle._submitter
         handle.binding.check(handle.name, args, kwargs)
         submitter._check_arguments(handle.name, args, kwargs)
+        if self._unique_key is not None or self._unique_for is not None or handle.unique:
+            unique = handle.unique_of(args, kwargs, self._unique_key, self._unique_for)
+            assert unique is not None
+            return submitter._enqueue_unique_sync(
+                handle.name,
+                args,
+                kwargs,
+                self._priority,
+                self._eta,
+                self._headers,
+                self._queue or handle.queue,
+                unique,
+            )
         return submitter._enqueue_sync(
             handle.name,
             args,
@@ -242,6 +317,9 @@ class TaskHandle(Generic[P, R]):
         #: The queue it goes to unless a submit names another: its own ``queue=``, else
         #: what the app's routes say (the app sets it when it registers the task).
         self.queue: str = options.queue or DEFAULT_QUEUE
+        #: ``@app.task(unique=True)``: each submit is deduplicated on a key derived from
+        #: the task's name and arguments (see :mod:`flowrra.unique`).
+        self.unique = options.unique
         #: A plain ``def`` that is not ``cpu_bound``: the I/O executor runs it in a thread.
         self.in_thread = not options.cpu_bound and not inspect.iscoroutinefunction(fn)
         self._submitter = submitter
@@ -267,6 +345,11 @@ class TaskHandle(Generic[P, R]):
         if args or kwargs:
             self._submitter._check_arguments(self.name, args, kwargs)
         submitter = self._submitter
+        if self.unique:
+            unique = self.derived_unique(args, kwargs)
+            return await submitter._enqueue_unique(
+                self.name, args, kwargs, 0, None, None, self.queue, unique
+            )
         return await submitter._enqueue(self.name, args, kwargs, 0, None, None, self.queue)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -276,6 +359,11 @@ class TaskHandle(Generic[P, R]):
         self.binding.check(self.name, args, kwargs)
         submitter = self._submitter
         submitter._check_arguments(self.name, args, kwargs)
+        if self.unique:
+            unique = self.derived_unique(args, kwargs)
+            return submitter._enqueue_unique_sync(
+                self.name, args, kwargs, 0, None, None, self.queue, unique
+            )
         return submitter._enqueue_sync(self.name, args, kwargs, 0, None, None, self.queue)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
@@ -292,13 +380,22 @@ class TaskHandle(Generic[P, R]):
         eta: datetime | None = None,
         headers: Mapping[str, str] | None = None,
         queue: str | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> TaskCall[P]:
         """Bind per-call options: ``priority`` (lower runs first), a due time given as
         ``delay`` seconds from now or an ``eta`` datetime (naive: local time),
-        ``headers`` (str to str) that travel with the message, and the ``queue`` it goes
-        to (default: the task's own, see :mod:`flowrra.queues`)."""
+        ``headers`` (str to str) that travel with the message, the ``queue`` it goes
+        to (default: the task's own, see :mod:`flowrra.queues`), and a ``unique_key``:
+        while a task submitted with that key is queued, delayed, running or retrying (and
+        ``unique_for`` seconds after it succeeds), a submit with it queues nothing and
+        gives that task's id (see :mod:`flowrra.unique`)."""
         if priority.__class__ is not int:
             raise TypeError(f"priority must be an int, got {priority!r}")
+        if unique_for is not None and unique_key is None and not self.unique:
+            raise ValueError(
+                f"task {self.name!r}: unique_for needs a unique_key (or @app.task(unique=True))"
+            )
         return TaskCall(
             self,
             priority,
@@ -306,7 +403,37 @@ class TaskHandle(Generic[P, R]):
             check_headers(dict(headers)) if headers is not None else None,
             None if queue is None else check_queue_name(queue),
             delay,
+            None if unique_key is None else check_unique_key(unique_key),
+            None if unique_for is None else check_unique_for(unique_for),
         )
+
+    def derived_unique(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Unique:
+        """The unique key of ``@app.task(unique=True)`` for these arguments, and the
+        task's ``unique_for``."""
+        return Unique(
+            derived_key(self.name, self.binding.signature, args, kwargs), self.options.unique_for
+        )
+
+    def unique_of(
+        self,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        key: str | None = None,
+        keep_for: float | None = None,
+    ) -> Unique | None:
+        """The unique key (and seconds kept after success) of a submit of this task with
+        ``args`` and ``kwargs``: ``key`` if given, else, for ``@app.task(unique=True)``, the
+        key derived from the arguments; ``None`` for a submit that is not unique."""
+        keep = self.options.unique_for if keep_for is None else keep_for
+        if key is not None:
+            return Unique(key, keep)
+        if self.unique:
+            return self.derived_unique(args, kwargs)._replace(keep_for=keep)
+        if keep_for is not None:
+            raise ValueError(
+                f"task {self.name!r}: unique_for needs a unique_key (or @app.task(unique=True))"
+            )
+        return None
 
     def binds(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
         """True if the task's function can be called with ``args`` and ``kwargs``."""

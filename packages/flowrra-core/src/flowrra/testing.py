@@ -56,6 +56,7 @@ from flowrra.protocols import (
     Redeliveries,
     ResultBackend,
     ScheduleStore,
+    UniqueJobs,
     WorkerDirectory,
 )
 from flowrra.queues import QueueSelection
@@ -189,6 +190,13 @@ class BrokerContract:
             }
         if isinstance(broker, NamedQueues):
             calls["queue_stats"] = broker.queue_stats
+        if isinstance(broker, UniqueJobs):
+            unique = broker
+            calls |= {
+                "enqueue_unique": lambda: unique.enqueue_unique(message("x"), "k"),
+                "release_unique": lambda: unique.release_unique("k", "id", 0.0),
+                "unique_holder": lambda: unique.unique_holder("k"),
+            }
         try:
             for name, call in calls.items():
                 await _fails_with(BrokerError, name, call)
@@ -473,6 +481,93 @@ class BrokerContract:
         await broker.ack(retry)
         broker.consume(QueueSelection())
         assert await broker.reserve(1, 0.1) == []
+
+    async def test_a_unique_key_queues_one_message_and_names_its_holder(
+        self, broker: Broker
+    ) -> None:
+        if not isinstance(broker, UniqueJobs):
+            pytest.skip("not a UniqueJobs broker")
+        key = "contract:invoice 42/{é}"
+        first, second = message("invoice", 42), message("invoice", 42)
+        assert await broker.enqueue_unique(first, key) == first.id
+        assert await broker.enqueue_unique(second, key) == first.id, "the holder's id"
+        assert await broker.unique_holder(key) == first.id
+        assert await broker.unique_holder("contract:other") is None
+        [got] = await _drain(broker, 1)
+        assert got.id == first.id
+        assert await broker.reserve(1, 0.1) == [], "the duplicate was not queued"
+        assert await broker.enqueue_unique(second, key) == first.id, "held while it runs"
+        await broker.ack(got)
+
+    async def test_a_unique_enqueue_sent_twice_queues_once(self, broker: Broker) -> None:
+        """A resend of the same call (its reply was lost) gives the same id, one message."""
+        if not isinstance(broker, UniqueJobs):
+            pytest.skip("not a UniqueJobs broker")
+        sent = message("invoice", 7)
+        assert await broker.enqueue_unique(sent, "contract:resent") == sent.id
+        assert await broker.enqueue_unique(sent, "contract:resent") == sent.id
+        [got] = await _drain(broker, 1)
+        assert got.id == sent.id
+        assert await broker.reserve(1, 0.1) == []
+        await broker.ack(got)
+
+    async def test_releasing_a_unique_key_is_a_compare_and_delete(self, broker: Broker) -> None:
+        if not isinstance(broker, UniqueJobs):
+            pytest.skip("not a UniqueJobs broker")
+        key = "contract:release"
+        first = message("job")
+        await broker.enqueue_unique(first, key)
+        assert not await broker.release_unique(key, new_task_id(), 0.0), "not its holder"
+        assert await broker.unique_holder(key) == first.id
+        assert await broker.release_unique(key, first.id, 0.0)
+        assert await broker.unique_holder(key) is None
+        assert not await broker.release_unique(key, first.id, 0.0), "released already"
+        later = message("job")
+        assert await broker.enqueue_unique(later, key) == later.id, "the key is free again"
+        assert {m.id for m in await _drain(broker, 2)} == {first.id, later.id}
+
+    async def test_a_unique_key_kept_after_release_expires(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        """``keep_for``: the key names the task that long after it finished, then is free
+        (the clock is moved and real time passes: the broker may read either)."""
+        if not isinstance(broker, UniqueJobs):
+            pytest.skip("not a UniqueJobs broker")
+        key = "contract:kept"
+        first = message("job")
+        await broker.enqueue_unique(first, key)
+        assert await broker.release_unique(key, first.id, 0.3)
+        assert await broker.enqueue_unique(message("job"), key) == first.id, "kept"
+        clock.advance(1.0)
+        await asyncio.sleep(0.5)
+        assert await broker.unique_holder(key) is None
+        later = message("job")
+        assert await broker.enqueue_unique(later, key) == later.id
+
+    async def test_a_delayed_unique_message_holds_its_key(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        if not isinstance(broker, UniqueJobs):
+            pytest.skip("not a UniqueJobs broker")
+        _check_clock(broker, clock)
+        delayed = message("later", eta=clock.time() + 30)
+        assert await broker.enqueue_unique(delayed, "contract:delayed") == delayed.id
+        assert await broker.enqueue_unique(message("later"), "contract:delayed") == delayed.id
+        assert await broker.reserve(1, 0.1) == []
+        clock.advance(30)
+        [got] = await _drain(broker, 1)
+        assert got.id == delayed.id
+        await broker.ack(got)
+
+    async def test_an_unencodable_unique_message_takes_no_key(self, broker: Broker) -> None:
+        if not isinstance(broker, UniqueJobs):
+            pytest.skip("not a UniqueJobs broker")
+        with pytest.raises(SerializationError):
+            await broker.enqueue_unique(message("bad", object()), "contract:bad")
+        assert await broker.unique_holder("contract:bad") is None
+        assert await broker.reserve(1, 0.05) == []
+        ttl = broker.unique_ttl
+        assert isinstance(ttl, int | float) and 0 < ttl < float("inf"), ttl
 
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):

@@ -17,6 +17,8 @@ Layout (all keys under one hash-tagged prefix, see :class:`~flowrra_redis.connec
 * ``wake``: a short list a worker with nothing to do blocks on (``BLPOP``); enqueues push a
   token, so an idle worker reacts at once instead of polling.
 * ``dead``: dead letters with their reason.
+* ``unique:<key>``: the id of the task holding a unique key, with an expiry
+  (:mod:`flowrra.unique`; taken by ENQUEUE_UNIQUE with the message it queues).
 
 Named queues (:mod:`flowrra.queues`): the keys above are the default queue's; a queue
 named ``emails`` has its own ``queue:emails``, ``delayed:emails``, ``leased:emails`` and
@@ -47,6 +49,7 @@ from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
 from flowrra.queues import QueueSelection
 from flowrra.task import DEFAULT_QUEUE, TaskMessage
+from flowrra.unique import UNIQUE_TTL, check_unique_ttl, hold_seconds
 from flowrra_redis import scripts
 from flowrra_redis.codec import encode_message
 from flowrra_redis.connection import (
@@ -74,6 +77,8 @@ _SCRIPTS = {
         "DEAD_LETTER",
         "DEAD_REQUEUE",
         "PRIORITIES",
+        "ENQUEUE_UNIQUE",
+        "RELEASE_UNIQUE",
     )
 }
 #: Distinct priorities ``queue_stats`` counts per queue (the rest are left out).
@@ -162,7 +167,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     restart, a failover's ``READONLY`` or ``MASTERDOWN``) is sent again before the caller
     gets a BrokerError. ``eviction_warning``: log a WARNING at ``connect`` when the server's
     ``maxmemory-policy`` evicts keys (queued tasks would vanish); ``False``, or
-    ``?eviction_warning=off`` in the URL, turns it off.
+    ``?eviction_warning=off`` in the URL, turns it off. ``unique_ttl``: seconds a unique
+    key lives after its task is due unless released (a :class:`~flowrra.protocols.UniqueJobs`;
+    see :mod:`flowrra.unique`).
 
     Every public method raises :class:`~flowrra.exceptions.BrokerError` (naming the
     server, never the password) for whatever redis-py raises.
@@ -188,6 +195,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         eviction_warning: bool = True,
         busy_timeout: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
+        unique_ttl: float = UNIQUE_TTL,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
@@ -204,6 +212,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         )
         self.lease_seconds: float | None = lease_seconds
         self.clock = clock
+        #: Seconds a unique key lives after its task is due, unless released.
+        self.unique_ttl = check_unique_ttl(unique_ttl)
         self.dead_letter_limit = dead_letter_limit
         #: Messages per ENQUEUE script call of :meth:`enqueue_many`.
         self.enqueue_chunk = ENQUEUE_CHUNK
@@ -363,6 +373,43 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     async def _enqueued(self, reply: asyncio.Future[Any]) -> None:
         with self.translating("cannot enqueue"):
             self._depth = int(await reply)
+
+    # -- unique jobs (flowrra.unique) -------------------------------------------------------
+
+    @boundary("cannot enqueue")
+    async def enqueue_unique(self, message: TaskMessage, key: str) -> str:
+        """Queue ``message`` unless ``key`` is held, in one script (ENQUEUE_UNIQUE); the id
+        of the task that holds the key after (``message.id`` if it was queued). Sent
+        again after a lost reply, the call finds its own id and queues nothing twice.
+        Raises SerializationError, with nothing sent, for arguments that cannot be
+        encoded."""
+        k = self.keys
+        q = self.queue_keys(message.queue)
+        now = self.clock.time()
+        call = self._enqueue_call((message,))
+        hold = max(1, round(hold_seconds(message, now, self.unique_ttl) * 1000))
+        self._list_queue(message.queue)
+        holder, depth = await self._run(
+            "ENQUEUE_UNIQUE",
+            [k.unique(key), q.queue, k.sequence, q.wake, q.delayed, q.leased, k.sent],
+            [message.id, hold, *call],
+        )
+        if int(depth) >= 0:
+            self._depth = int(depth)
+        return text(holder)
+
+    @boundary("cannot release a unique key")
+    async def release_unique(self, key: str, task_id: str, keep_for: float) -> bool:
+        """Compare and delete (RELEASE_UNIQUE): if ``key`` holds ``task_id``, delete it,
+        or let it expire in ``keep_for`` seconds; True if it did."""
+        keep = max(1, round(keep_for * 1000)) if keep_for > 0 else 0
+        return bool(await self._run("RELEASE_UNIQUE", [self.keys.unique(key)], [task_id, keep]))
+
+    @boundary("cannot read a unique key")
+    async def unique_holder(self, key: str) -> str | None:
+        """The id of the task holding ``key`` now, or ``None``."""
+        holder = await self.pipe.execute("GET", self.keys.unique(key))
+        return None if holder is None else text(holder)
 
     # -- consuming -----------------------------------------------------------------------
 

@@ -173,6 +173,11 @@ class Keys:
         """SET of the named queues that were ever written to (not the default one)."""
         return f"{self.base}:queues"
 
+    def unique(self, key: str) -> str:
+        """STRING: the id of the task holding the unique key ``key`` (with an expiry; see
+        :mod:`flowrra.unique`)."""
+        return f"{self.base}:unique:{key}"
+
     @property
     def dead(self) -> str:
         """List of dead-lettered messages with their reason (newest first)."""

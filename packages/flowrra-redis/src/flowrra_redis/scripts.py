@@ -18,9 +18,11 @@ __all__ = [
     "DEAD_LETTER",
     "DEAD_REQUEUE",
     "ENQUEUE",
+    "ENQUEUE_UNIQUE",
     "EXTEND",
     "PRIORITIES",
     "RELEASE",
+    "RELEASE_UNIQUE",
     "RESERVE",
     "RESERVE_QUEUES",
 ]
@@ -304,4 +306,47 @@ if #queued > 0 then
   redis.call('LTRIM', KEYS[4], -64, -1)
 end
 return queued
+"""
+
+
+# -- unique jobs (flowrra.unique) ------------------------------------------------------------
+
+# ENQUEUE's body as a function of its own KEYS and ARGV (parameters that shadow the
+# globals): ENQUEUE_UNIQUE runs it unchanged on its own arguments after the key's check.
+assert ENQUEUE.startswith(_BULK)
+_ENQUEUE_FUNCTION = "local function enqueue(KEYS, ARGV)\n" + ENQUEUE[len(_BULK) :] + "\nend\n"
+
+# KEYS: the unique key, then ENQUEUE's (queue, sequence, wake, delayed, leased, sent)
+# ARGV: the task id, milliseconds the key lives unless released, then ENQUEUE's ARGV for
+# that one message. If the key is held, nothing is queued and the holder's id is returned
+# (a resend of a call that ran finds its own id there). If ``sent`` already has the
+# message (a resend of a call that ran, whose task has finished and released the key
+# since), nothing is taken and nothing queued. Else the key is set to the id and the
+# message is queued as ENQUEUE queues it. Returns {holder id, messages waiting, or -1 when
+# nothing was queued}.
+ENQUEUE_UNIQUE = (
+    _BULK
+    + _ENQUEUE_FUNCTION
+    + """
+local holder = redis.call('GET', KEYS[1])
+if holder then return {holder, -1} end
+if redis.call('ZSCORE', KEYS[7], ARGV[6]) then return {ARGV[1], -1} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local argv = {}
+for i = 3, #ARGV do argv[i - 2] = ARGV[i] end
+return {ARGV[1], enqueue({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, argv)}
+"""
+)
+
+# KEYS: the unique key ; ARGV: the task id, milliseconds to keep it ('0': delete).
+# Compare and delete: only a key that still holds this id is deleted or set to expire.
+# Returns 1 if it was, 0 if the key holds another id or none.
+RELEASE_UNIQUE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
 """

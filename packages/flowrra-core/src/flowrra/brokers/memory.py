@@ -28,6 +28,7 @@ from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.queues import Cursor, QueueSelection, take_in_turns
 from flowrra.task import DEFAULT_QUEUE, TaskMessage
+from flowrra.unique import UNIQUE_TTL, check_unique_ttl, hold_seconds
 
 __all__ = ["MemoryBroker"]
 
@@ -38,13 +39,24 @@ class MemoryBroker(BaseBroker):
     ``max_queue_size`` (0 = unbounded) bounds the messages due now in each queue:
     ``enqueue`` waits for room (back-pressure on producers). Delayed messages do not
     count, and retries and released messages are never held back. A
-    :class:`~flowrra.protocols.NamedQueues`.
+    :class:`~flowrra.protocols.NamedQueues` and a :class:`~flowrra.protocols.UniqueJobs`
+    (``unique_ttl``: seconds a unique key lives unless released, see :mod:`flowrra.unique`).
     """
 
     def __init__(
-        self, max_queue_size: int = 0, dead_letter_limit: int = 1000, *, clock: Clock = SYSTEM_CLOCK
+        self,
+        max_queue_size: int = 0,
+        dead_letter_limit: int = 1000,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        unique_ttl: float = UNIQUE_TTL,
     ) -> None:
         self.max_queue_size = max_queue_size
+        #: Seconds a unique key lives after its task is due, unless released.
+        self.unique_ttl = check_unique_ttl(unique_ttl)
+        #: Unique keys: key -> (the id of the task holding it, when it expires).
+        self._unique: dict[str, tuple[str, float]] = {}
+        self._unique_taken = 0
         #: What "now" is for due times.
         self.clock = clock
         self._ready: list[tuple[int, int, TaskMessage]] = []
@@ -125,6 +137,48 @@ class MemoryBroker(BaseBroker):
         heapq.heappush(self._ready, (message.priority, next(self._seq), message))
         if self._consumers_waiting and self._available is not None:
             self._available.set()
+
+    # -- unique jobs (flowrra.unique) ----------------------------------------------------------
+
+    async def enqueue_unique(self, message: TaskMessage, key: str) -> str:
+        """Queue ``message`` unless ``key`` is held (see
+        :class:`~flowrra.protocols.UniqueJobs`); the id of the task that holds it after."""
+        now = self.clock.time()
+        held = self._unique.get(key)
+        if held is not None and held[1] > now:
+            return held[0]
+        self.check_encodable(message)
+        self._unique[key] = (message.id, now + hold_seconds(message, now, self.unique_ttl))
+        self._unique_taken += 1
+        if self._unique_taken % 1024 == 0:
+            self._forget_expired_keys(now)
+        try:
+            await self.enqueue(message)  # (it may wait for room: the key is held meanwhile)
+        except BaseException:
+            if self._unique.get(key, ("",))[0] == message.id:
+                del self._unique[key]
+            raise
+        return message.id
+
+    async def release_unique(self, key: str, task_id: str, keep_for: float) -> bool:
+        """Release ``key`` if ``task_id`` holds it: deleted, or kept ``keep_for`` seconds."""
+        held = self._unique.get(key)
+        if held is None or held[0] != task_id:
+            return False
+        if keep_for > 0:
+            self._unique[key] = (task_id, self.clock.time() + keep_for)
+        else:
+            del self._unique[key]
+        return True
+
+    async def unique_holder(self, key: str) -> str | None:
+        """The id of the task holding ``key`` now, or ``None``."""
+        held = self._unique.get(key)
+        return held[0] if held is not None and held[1] > self.clock.time() else None
+
+    def _forget_expired_keys(self, now: float) -> None:
+        for key in [k for k, (_, expires) in self._unique.items() if expires <= now]:
+            del self._unique[key]
 
     async def enqueue_many(self, messages: Sequence[TaskMessage]) -> None:
         for message in messages:

@@ -97,3 +97,4 @@ class Drainer:
             await self.settler.record(TaskResult.failed(message, _CANCELLED, finished=now))
             if message.headers:
                 await self.settler.stop_chain(message, _CANCELLED)
+                await self.settler.release_unique(message, succeeded=False)

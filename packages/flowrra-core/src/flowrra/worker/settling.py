@@ -24,6 +24,11 @@ succeeds has its SUCCESS record stored, then is settled and its next step queued
 acked. A redelivered chain step whose record is complete goes on from that record. The
 check is one look at ``message.headers``, empty for every other message.
 
+A unique task (a message with the :data:`~flowrra.unique.UNIQUE_HEADER` header) that
+completes for good has its record stored, then its unique key released (compare and
+delete: kept ``unique_for`` seconds after a success), then its message acked; a retry
+keeps the key. See :mod:`flowrra.unique`.
+
 A settled message leaves :attr:`Leases.held <flowrra.worker.keepalive.Leases.held>` and
 counts in :attr:`Settler.processed`.
 """
@@ -42,8 +47,9 @@ from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import SerializationError
 from flowrra.middleware import MiddlewareChain
-from flowrra.protocols import Broker, Redeliveries, ResultBackend
+from flowrra.protocols import Broker, Redeliveries, ResultBackend, UniqueJobs
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
+from flowrra.unique import UNIQUE_HEADER, Unique
 from flowrra.worker._cancel import reraise_if_cancelled
 
 __all__ = ["Settler"]
@@ -82,6 +88,8 @@ class Settler:
         self.redelivered: Callable[[TaskMessage], bool] | None = (
             broker.redelivered if isinstance(broker, Redeliveries) else None
         )
+        #: The broker, if it keeps unique keys (it releases them here).
+        self.unique_keys: UniqueJobs | None = broker if isinstance(broker, UniqueJobs) else None
         #: Tasks settled (succeeded, failed for good, or sent to retry) since start.
         self.processed = 0
         self._held = held
@@ -104,9 +112,13 @@ class Settler:
 
     async def succeeded(self, message: TaskMessage, result: TaskResult) -> None:
         """``message`` returned ``result`` (SUCCESS): store it, then publish and ack."""
-        if message.headers and CHAIN_HEADER in message.headers:
-            await self._passed_on(message, result)
-            return
+        if message.headers:
+            if CHAIN_HEADER in message.headers:
+                await self._passed_on(message, result)
+                return
+            if UNIQUE_HEADER in message.headers:
+                await self._unique_done(message, result)
+                return
         if len(self._waiting) >= self._bound:
             await self._wait_for_room()
         try:
@@ -149,6 +161,7 @@ class Settler:
         await self.record(result)
         if message.headers:
             await self.stop_chain(message, result.error)
+            await self.release_unique(message, succeeded=False)
         self._settled(message)
         await self.broker.ack(message)
 
@@ -172,6 +185,8 @@ class Settler:
             await self.record(failed)
             if message.headers:
                 await self.stop_chain(message, failed.error)
+        if message.headers:
+            await self.release_unique(message, succeeded=False)
         if self.middleware.dead_letters:  # once it is dead-lettered and recorded
             await self.middleware.on_dead_letter(message, reason)
 
@@ -188,12 +203,55 @@ class Settler:
             message.id,
             record.status.value,
         )
-        if message.headers and CHAIN_HEADER in message.headers:
-            await self._go_on(message, record)  # what the lost ack left undone
-            return True
+        if message.headers:
+            if CHAIN_HEADER in message.headers:
+                await self._go_on(message, record)  # what the lost ack left undone
+                return True
+            await self.release_unique(message, succeeded=record.status is _SUCCESS)
         self._held.pop(message.id, None)
         await self.broker.ack(message)
         return True
+
+    # -- unique jobs -----------------------------------------------------------------------
+
+    async def _unique_done(self, message: TaskMessage, result: TaskResult) -> None:
+        """A unique task succeeded: store its record (awaited: the key is released only
+        once it is stored), release its key, then ack it."""
+        try:
+            await self.backend.store(message.id, result)
+        except SerializationError as exc:
+            result = _unencodable(result, exc)
+            await self.backend.store(message.id, result)
+        if self.events.active:
+            self.publish(result)
+        await self.release_unique(message, succeeded=result.status is _SUCCESS)
+        self._settled(message)
+        acked = self.broker.ack(message)
+        if acked is not DONE:
+            await acked
+
+    async def release_unique(self, message: TaskMessage, *, succeeded: bool) -> None:
+        """``message`` completed for good: release its unique key, if it has one and the
+        key still names it (kept ``unique_for`` seconds after a success, else deleted).
+        A failure is logged: the key then lives until its safety expiry."""
+        broker = self.unique_keys
+        unique = Unique.of(message)
+        if unique is None or broker is None:
+            return
+        try:
+            await broker.release_unique(
+                unique.key, message.id, unique.keep_for if succeeded else 0.0
+            )
+        except Exception:
+            reraise_if_cancelled()
+            logger.warning(
+                "task %s[%s]: could not release its unique key %r; it expires after the "
+                "broker's unique_ttl",
+                message.name,
+                message.id,
+                unique.key,
+                exc_info=True,
+            )
 
     # -- chains ----------------------------------------------------------------------------
 
