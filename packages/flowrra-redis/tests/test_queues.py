@@ -128,3 +128,19 @@ async def test_status_shows_each_queue_and_what_each_worker_takes(
 def test_bad_queue_arguments_exit_2(workers: Workers, args: list[str], says: str) -> None:
     done = _cli(workers, "worker", "queues_app:app", *args)
     assert done.returncode == 2 and says in done.stderr, done.stderr
+
+
+async def test_every_process_of_a_supervised_worker_takes_its_queues(
+    producer: Flowrra, workers: Workers, queues_app: object
+) -> None:
+    mail, report = queues_app.mail, queues_app.report  # type: ignore[attr-defined]
+    for handle in (mail, report):
+        producer.registry.register(handle)
+    supervisor = workers.start("--processes", "2", "-Q", "emails", app="queues_app:app")
+    reports = [await producer.submit(report, f"r{n}") for n in range(5)]
+    pids = set(await _results(producer, [await producer.submit(mail, f"m{n}") for n in range(40)]))
+    assert supervisor.pid not in pids and 1 <= len(pids) <= 2, pids
+    stats = await _stats(producer)
+    assert stats["reports"]["queued"] == 5, stats  # no child took the other queue
+    waiting = [await producer.get_result(i) for i in reports]
+    assert all(r is not None and r.status is TaskStatus.PENDING for r in waiting)
