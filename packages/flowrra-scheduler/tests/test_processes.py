@@ -120,3 +120,26 @@ def test_the_command_is_listed_and_a_bad_app_path_exits_2() -> None:
         timeout=60,
     )
     assert negative.returncode == 2 and "--sync-interval: must be positive" in negative.stderr
+
+
+def test_a_process_that_never_stops_its_scheduler_still_exits(tmp_path: Path) -> None:
+    """The seed docs' example starts the scheduler and never stops it (Ctrl+C ends it):
+    the process must exit, not wait for ever on the SQLite store's thread."""
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import asyncio\n"
+        "from flowrra import Flowrra\n"
+        "app = Flowrra()\n"
+        "@app.task()\n"
+        "async def tick():\n"
+        "    return 1\n"
+        "async def main():\n"
+        f"    scheduler = app.create_scheduler({f'sqlite:///{tmp_path}/s.db'!r})\n"
+        "    await scheduler.schedule_interval(tick, interval=60)\n"
+        "    await app.start()\n"
+        "    await scheduler.start()\n"
+        "    print('running', flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "running" in done.stdout, done.stderr

@@ -76,6 +76,13 @@ class SQLiteScheduleStore(SQLScheduleStore):
                     f"{folder!r} does not exist"
                 )
         pending = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        # aiosqlite's thread is not a daemon: a process that ends without stopping the
+        # scheduler (the seed docs' example, ended by Ctrl+C) would hang at exit waiting
+        # for it. Every write is committed when it returns, so nothing is lost if the
+        # thread dies with the process. (Set before the thread starts, when awaited.)
+        thread = getattr(pending, "_thread", None)
+        if thread is not None and not thread.is_alive():
+            thread.daemon = True
         try:
             db = await pending
         except BaseException:
