@@ -50,6 +50,7 @@ from flowrra.exceptions import (
     TaskTimeoutError,
     UnknownTaskError,
 )
+from flowrra.cancellation import CancelOutcome
 from flowrra.executors import CPUExecutor, IOExecutor
 from flowrra.middleware import Middleware
 from flowrra.plugins import get_scheduler_backend
@@ -69,6 +70,7 @@ __all__ = [
     "BrokerConfig",
     "BrokerError",
     "CPUExecutor",
+    "CancelOutcome",
     "Config",
     "ConfigError",
     "Executor",
