@@ -21,6 +21,7 @@ from flowrra.backends.base import BaseResultBackend
 from flowrra.backends.memory import InMemoryBackend, MemoryBackend
 from flowrra.brokers.base import BaseBroker
 from flowrra.brokers.memory import MemoryBroker
+from flowrra.cancellation import CancelOutcome
 from flowrra.canvas import Signature, chain, group
 from flowrra.compat import AsyncTaskExecutor
 from flowrra.config import BackendConfig, BrokerConfig, Config, ExecutorConfig
@@ -50,7 +51,6 @@ from flowrra.exceptions import (
     TaskTimeoutError,
     UnknownTaskError,
 )
-from flowrra.cancellation import CancelOutcome
 from flowrra.executors import CPUExecutor, IOExecutor
 from flowrra.middleware import Middleware
 from flowrra.plugins import get_scheduler_backend

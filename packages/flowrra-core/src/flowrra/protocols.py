@@ -14,8 +14,8 @@ give every member that has a sensible default and leave a few abstract methods.
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
 :class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
-:class:`DeadLetters`, :class:`NamedQueues` and :class:`Cancellation` (brokers), which the engine checks with
-``isinstance``. The contract suites test that an implementation declaring a capability
+:class:`DeadLetters`, :class:`NamedQueues` and :class:`Cancellation` (brokers), which the
+engine checks with ``isinstance``. The contract suites test that an implementation declaring a capability
 provides it.
 """
 

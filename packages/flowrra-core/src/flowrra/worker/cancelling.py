@@ -47,11 +47,15 @@ class Cancels:
             del requested[next(iter(requested))]
         for cell in self.cells:
             message, owner = cell[0], cell[2]
-            if message is not None and message.id == task_id and not owner.done():
-                if owner not in self.interrupting:
-                    logger.info("task %s[%s] cancelled while it ran", message.name, task_id)
-                    self.interrupting[owner] = message
-                    owner.cancel(f"task {task_id} was cancelled")
+            if (
+                message is not None
+                and message.id == task_id
+                and not owner.done()
+                and owner not in self.interrupting
+            ):
+                logger.info("task %s[%s] cancelled while it ran", message.name, task_id)
+                self.interrupting[owner] = message
+                owner.cancel(f"task {task_id} was cancelled")
 
     def watch(self, cell: list[Any]) -> None:
         """A slot or lane made ``cell`` (once per asyncio task): look in it from now on."""
