@@ -15,8 +15,8 @@ Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_ca
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
 :class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
 :class:`DeadLetters`, :class:`NamedQueues` and :class:`Cancellation` (brokers), which the
-engine checks with ``isinstance``. The contract suites test that an implementation declaring a capability
-provides it.
+engine checks with ``isinstance``. The contract suites test that an implementation
+declaring a capability provides it.
 """
 
 from __future__ import annotations
