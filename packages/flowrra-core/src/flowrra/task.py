@@ -21,8 +21,8 @@ The wire format and its versions (see the docs, "Wire format and rolling upgrade
   an object of text to text, left out when empty.
 - A CANCELLED record is written with the status ``"failed"`` in the 13 fields (its error
   says ``TaskCancelled: ...``) and ``"status": "cancelled"`` in the trailing object: a
-  reader that knows only ``"failed"`` (format 1, or the Lua of an older worker) sees a
-  complete task that did not succeed, never an unknown status, and never overwrites it.
+  format-2 reader from before cancellation (and the Lua of its workers) sees a complete
+  task that did not succeed, never an unknown status, and never overwrites it.
 """
 
 from __future__ import annotations
