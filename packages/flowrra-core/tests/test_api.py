@@ -468,6 +468,7 @@ def test_public_names_are_pinned() -> None:
         "BrokerConfig",
         "BrokerError",
         "CPUExecutor",
+        "CancelOutcome",
         "Config",
         "ConfigError",
         "Executor",

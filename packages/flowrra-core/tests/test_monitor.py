@@ -35,6 +35,7 @@ async def test_monitor_reports_tasks_totals_throughput_and_executions() -> None:
         "success": 3,
         "failed": 1,
         "retrying": 0,
+        "cancelled": 0,
     }
     assert stats["sampled"] == 4 and stats["tasks_registered"] == 2
     assert len(stats["throughput"]) == 5 and stats["throughput"][-1]["completed"] == 4

@@ -23,6 +23,7 @@ from flowrra.testing import SECRET, message
 
 #: Public callables that send nothing to Redis, so have nothing to translate.
 _NO_IO = {
+    "watch_cancels",  # a background loop: it logs a lost connection and subscribes again
     "ack",  # write-behind: sent with the next reserve (a lost ack means a redelivery)
     "check_encodable",  # BaseBroker's argument check
     "consume",  # sets what reserve takes (lists a named queue write-behind)
@@ -36,7 +37,7 @@ _NO_IO = {
     "translating",
 }
 #: What the tests below call on an unreachable server, besides the protocols' methods.
-_BROKER_EXTRAS = {"dead_letters", "requeue_dead_letters", "purge_dead_letters"}
+_BROKER_EXTRAS = {"dead_letters", "requeue_dead_letters", "purge_dead_letters", "cancel"}
 _BACKEND_EXTRAS = {"delete"}
 _BROKER_CONTRACT = {
     "connect", "close", "enqueue", "enqueue_many", "reserve", "requeue", "release",
@@ -91,6 +92,7 @@ async def test_redis_only_methods_raise_broker_and_backend_errors(unreachable_ur
     assert "is unavailable" in str(error)
     await _refused(BrokerError, broker.requeue_dead_letters, unreachable_url)
     await _refused(BrokerError, lambda: broker.purge_dead_letters(["x"]), unreachable_url)
+    await _refused(BrokerError, lambda: broker.cancel("x"), unreachable_url)
     await _refused(BackendError, lambda: backend.delete("x"), unreachable_url)
     await broker.close()
     await backend.close()

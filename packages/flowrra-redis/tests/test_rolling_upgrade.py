@@ -245,3 +245,21 @@ async def test_a_rolling_upgrade_from_the_previous_format(
     queued = await producer.submit(redis_app.record, 999)
     [pending] = old.client("get", queued)
     assert pending["status"] == "pending" and pending["args"] == [999]
+
+
+def test_what_older_readers_make_of_a_cancelled_record() -> None:
+    """A CANCELLED record is ``"failed"`` in format 1's 13 fields, and ``"cancelled"`` in
+    the trailing object. A reader of format 2 before cancellation (it reads the 13 and
+    ignores names it does not know in the object) sees a complete FAILED task whose error
+    says it was cancelled, and the STORE script of such a worker (which reads the status
+    at the record's head) never overwrites it. A reader of format 1 fails on it, as on
+    any record with a 14th item (headers, progress): that was already so."""
+    pending = decode_result(FORMAT_1_PENDING)
+    cancelled = TaskResult.cancelled(pending, "by a test", finished=1765000001.5)
+    text = encode_result(cancelled)
+    fields = json.loads(text)
+    assert fields[1] == "failed" and fields[4] == "TaskCancelled: by a test"
+    assert text.startswith(f'["{ID}","failed"')  # what STORE's complete() reads
+    with pytest.raises(ValueError, match="too many values"):
+        format_1_reader(text)
+    assert decode_result(text).status is TaskStatus.CANCELLED

@@ -21,6 +21,7 @@ from flowrra.backends.base import BaseResultBackend
 from flowrra.backends.memory import InMemoryBackend, MemoryBackend
 from flowrra.brokers.base import BaseBroker
 from flowrra.brokers.memory import MemoryBroker
+from flowrra.cancellation import CancelOutcome
 from flowrra.canvas import Signature, chain, group
 from flowrra.compat import AsyncTaskExecutor
 from flowrra.config import BackendConfig, BrokerConfig, Config, ExecutorConfig
@@ -69,6 +70,7 @@ __all__ = [
     "BrokerConfig",
     "BrokerError",
     "CPUExecutor",
+    "CancelOutcome",
     "Config",
     "ConfigError",
     "Executor",

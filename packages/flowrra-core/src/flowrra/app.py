@@ -28,6 +28,7 @@ from flowrra.awaitables import DONE
 from flowrra.backends.base import store_many
 from flowrra.backends.memory import MemoryBackend
 from flowrra.brokers.memory import MemoryBroker
+from flowrra.cancellation import CANCEL_REASON, CancelOutcome, cancel_task
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BackendConfig, BrokerConfig, Config
 from flowrra.events import EventHub
@@ -825,14 +826,16 @@ class Flowrra:
     # -- results -------------------------------------------------------------------------
 
     async def get_result(self, task_id: str) -> TaskResult | None:
-        """The task's latest record (PENDING, RUNNING, RETRYING, SUCCESS or FAILED), or
+        """The task's latest record (PENDING, RUNNING, RETRYING, SUCCESS, FAILED or
+        CANCELLED), or
         ``None`` for an id the backend does not know. Never waits."""
         if not self._connected:
             await self._connect()
         return await self.backend.get(task_id)
 
     async def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult:
-        """Wait until the task completes (SUCCESS or FAILED) and return its result.
+        """Wait until the task completes (SUCCESS, FAILED or CANCELLED) and return its
+        result.
 
         Raises :class:`UnknownTaskError` for an id the backend does not know,
         :class:`ResultTimeoutError` (a ``TimeoutError``) when ``timeout`` seconds pass (the
@@ -848,8 +851,7 @@ class Flowrra:
             current = await self.backend.get(task_id)
             if current is None:
                 raise UnknownTaskError(task_id)
-            status = current.status
-            if status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
+            if current.is_complete:
                 return current
             if not self.broker.durable and not self.worker.is_running:
                 raise NotRunningError()
@@ -860,7 +862,28 @@ class Flowrra:
                 raise
             raise ResultTimeoutError(task_id, timeout or 0.0) from None
 
+    async def cancel(self, task_id: str, reason: str = CANCEL_REASON) -> CancelOutcome:
+        """Cancel the task ``task_id``: a waiting one never runs, a running one is
+        interrupted (an ``async def`` task at its next ``await``; a thread or CPU task's
+        result is discarded), and its record becomes CANCELLED with the error
+        ``TaskCancelled: <reason>``. Returns what happened (:class:`CancelOutcome`):
+        ``REMOVED``, ``SIGNALLED``, ``ALREADY_COMPLETE`` (a no-op) or ``UNKNOWN`` (a no-op).
+        Raises ``TypeError`` if the broker cannot cancel (see
+        :class:`~flowrra.protocols.Cancellation`). See :mod:`flowrra.cancellation`."""
+        if not self._connected:
+            await self._connect()
+        outcome, record = await cancel_task(self.broker, self.backend, task_id, reason)
+        if outcome.done and record is not None and self.events.active:
+            self.worker.publish(record)
+        return outcome
+
     # -- sync callers --------------------------------------------------------------------
+
+    def cancel_sync(self, task_id: str, reason: str = CANCEL_REASON) -> CancelOutcome:
+        """:meth:`cancel` for sync code."""
+        return self._call_sync(
+            "app.cancel_sync()", "await app.cancel(...)", lambda: self.cancel(task_id, reason)
+        )
 
     def submit_sync(
         self,

@@ -16,7 +16,8 @@ Redis, and deduplicated on the step's id when resent). A worker that dies in bet
 the message delivered again; seeing its record complete, it queues the next step from the
 stored result instead of running the step again. When a step fails for good (or is
 dead-lettered, or lost with an in-memory broker), every later step is recorded FAILED with
-a ``ChainStopped`` error that names the step that failed, so no waiter hangs.
+a ``ChainStopped`` error that names the step that failed, so no waiter hangs. When a step
+is cancelled (``app.cancel``), it and every later step are recorded CANCELLED.
 
 Nesting: a chain inside a chain is flattened. A group inside a chain (Celery's chord), and
 a chain or group inside a group, are refused with ``TypeError``.
@@ -435,14 +436,16 @@ class ChainHandle:
         return self.ids[-1]
 
     async def wait(self, timeout: float | None = None) -> TaskResult:
-        """Wait until the chain is over: the last step's SUCCESS record, or the FAILED
-        record of the step that stopped it (its ``error`` says why). Raises
+        """Wait until the chain is over: the last step's SUCCESS record, or the FAILED (or
+        CANCELLED) record of the step that stopped it (its ``error`` says why). Raises
         ``ResultTimeoutError`` after ``timeout`` seconds, as ``wait_for_result`` does."""
         last = await self._app.wait_for_result(self.ids[-1], timeout)
         if last.status is TaskStatus.SUCCESS:
             return last
         for record in await self.results():
-            if record is not None and record.status is TaskStatus.FAILED:
+            if record is not None and (
+                record.status is TaskStatus.FAILED or record.status is TaskStatus.CANCELLED
+            ):
                 return record
         return last
 

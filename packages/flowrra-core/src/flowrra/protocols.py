@@ -14,15 +14,15 @@ give every member that has a sensible default and leave a few abstract methods.
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
 :class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
-:class:`DeadLetters`, :class:`NamedQueues` and :class:`UniqueJobs` (brokers), which the
-engine checks with ``isinstance``. The contract suites test that an implementation
-declaring a capability provides it.
+:class:`DeadLetters`, :class:`NamedQueues`, :class:`UniqueJobs` and :class:`Cancellation`
+(brokers), which the engine checks with ``isinstance``. The contract suites test that an
+implementation declaring a capability provides it.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
@@ -40,6 +40,7 @@ __all__ = [
     "AppScheduler",
     "BatchStore",
     "Broker",
+    "Cancellation",
     "DeadLetters",
     "EventSource",
     "Executor",
@@ -310,6 +311,34 @@ class UniqueJobs(Protocol):
 
     async def unique_holder(self, key: str) -> str | None:
         """The id of the task holding ``key`` now, or ``None``."""
+
+
+@runtime_checkable
+class Cancellation(Protocol):
+    """A broker that can cancel tasks by id (optional; ``app.cancel`` needs it).
+
+    :meth:`cancel` marks a task cancelled. From then on, no message of that task is
+    delivered to run: one waiting (queued, delayed, a retry, or a chain step queued
+    later) is dropped, or delivered only together with word that its task is cancelled
+    (the broker calls the watchers of :meth:`watch_cancels` with its id before it returns
+    the message from ``reserve``), so the worker settles it without running it. Every
+    worker watching is told (:meth:`watch_cancels`), on whichever process or machine it
+    runs, so it can interrupt an attempt of the task it is running. A broker without this
+    capability cannot cancel: ``app.cancel`` raises ``TypeError`` naming it.
+
+    Marks are kept for a while (the Redis broker: a day) and then forgotten; cancelling an
+    id the broker never saw only costs that mark.
+    """
+
+    async def cancel(self, task_id: str) -> None:
+        """Mark ``task_id`` cancelled and tell every watcher (see the class docstring).
+        Idempotent."""
+
+    async def watch_cancels(self, cancelled: Callable[[str], None]) -> None:
+        """Call ``cancelled(task_id)`` for each task cancelled from now on (and for each
+        cancelled task whose message ``reserve`` is about to return), until this call is
+        itself cancelled. Returns once watching has started only by being cancelled: a
+        worker runs it as a background task, started before it first reserves."""
 
 
 @runtime_checkable

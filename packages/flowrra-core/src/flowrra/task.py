@@ -19,6 +19,10 @@ The wire format and its versions (see the docs, "Wire format and rolling upgrade
   Format 2's object holds ``"headers"`` (text to text) and ``"progress"`` (the list
   ``[fraction, message]``; see :meth:`TaskResult.extension`). A message's ``"headers"`` is
   an object of text to text, left out when empty.
+- A CANCELLED record is written with the status ``"failed"`` in the 13 fields (its error
+  says ``TaskCancelled: ...``) and ``"status": "cancelled"`` in the trailing object: a
+  format-2 reader from before cancellation (and the Lua of its workers) sees a complete
+  task that did not succeed, never an unknown status, and never overwrites it.
 """
 
 from __future__ import annotations
@@ -67,7 +71,9 @@ class TaskStatus(Enum):
     """Where a task is in its lifecycle.
 
     ``PENDING`` (queued) → ``RUNNING`` → ``SUCCESS`` | ``FAILED``, with ``RETRYING`` between
-    a failed attempt and the next one.
+    a failed attempt and the next one. ``CANCELLED`` (``app.cancel``) ends a task in any
+    of the first three, or ``RETRYING``. ``SUCCESS``, ``FAILED`` and ``CANCELLED`` are
+    final (:attr:`TaskResult.is_complete`).
     """
 
     PENDING = "pending"
@@ -75,6 +81,7 @@ class TaskStatus(Enum):
     SUCCESS = "success"
     FAILED = "failed"
     RETRYING = "retrying"
+    CANCELLED = "cancelled"
 
     # Members are singletons: hash them by identity, in C. Enum's own __hash__ is a Python
     # call, and records are looked up by status several times per task.
@@ -87,6 +94,9 @@ _RUNNING = TaskStatus.RUNNING
 _SUCCESS = TaskStatus.SUCCESS
 _FAILED = TaskStatus.FAILED
 _RETRYING = TaskStatus.RETRYING
+_CANCELLED = TaskStatus.CANCELLED
+#: The status a CANCELLED record carries in format 1's fields (see the module docstring).
+_CANCELLED_AS = TaskStatus.FAILED.value
 _new = object.__new__
 #: The headers of a message that has none: one shared read-only mapping, so a message
 #: costs no dict of its own (middleware that adds headers is given a dict first).
@@ -293,11 +303,27 @@ class TaskResult:
     def finished_at(self, value: Timestamp) -> None:
         self.finished_ts = _seconds(value)
 
+    @classmethod
+    def cancelled(cls, record: TaskResult, reason: str, *, finished: float) -> TaskResult:
+        """``record``'s task, CANCELLED at ``finished`` (Unix seconds): its error is
+        ``"TaskCancelled: <reason>"``; what it has of the task is kept, its progress
+        dropped."""
+        copy = _new(cls)
+        for name in cls.__slots__:
+            setattr(copy, name, getattr(record, name))
+        copy.status = _CANCELLED
+        copy.result = None
+        copy.error = f"TaskCancelled: {reason}"
+        copy.traceback = None
+        copy.finished_ts = finished
+        copy.progress = None
+        return copy
+
     @property
     def is_complete(self) -> bool:
-        """True once the task succeeded or failed for good (no retry left)."""
+        """True once the task succeeded, failed for good (no retry left) or was cancelled."""
         status = self.status
-        return status is TaskStatus.SUCCESS or status is TaskStatus.FAILED
+        return status is _SUCCESS or status is _FAILED or status is _CANCELLED
 
     @property
     def is_success(self) -> bool:
@@ -351,7 +377,7 @@ class TaskResult:
         has one (see the module docstring)."""
         fields = [
             self.task_id,
-            self.status.value,
+            _CANCELLED_AS if self.status is _CANCELLED else self.status.value,
             self.task_name,
             self.result,
             self.error,
@@ -373,9 +399,11 @@ class TaskResult:
         """The fields after format 1's 13, as the trailing object of :meth:`to_wire`
         (``None`` when the record has none of them: the list stays format 1's)."""
         headers, progress = self.headers, self.progress
-        if not headers and progress is None:
+        if not headers and progress is None and self.status is not _CANCELLED:
             return None
         extension: dict[str, Any] = {"v": WIRE_FORMAT}
+        if self.status is _CANCELLED:
+            extension["status"] = _CANCELLED.value
         if headers:
             extension["headers"] = dict(headers)
         if progress is not None:
@@ -427,6 +455,8 @@ class TaskResult:
             assert isinstance(extension, dict)
             record.headers = _headers(extension.get("headers"))
             record.progress = _progress(extension.get("progress"))
+            if extension.get("status") == "cancelled" and record.status is _FAILED:
+                record.status = _CANCELLED
         else:
             record.headers = NO_HEADERS
             record.progress = None

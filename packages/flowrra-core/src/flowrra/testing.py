@@ -35,6 +35,7 @@ in-memory implementation cannot be unreachable) that test is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,7 @@ from flowrra.exceptions import BackendError, BrokerError, FlowrraError, Serializ
 from flowrra.protocols import (
     BatchStore,
     Broker,
+    Cancellation,
     DeadLetters,
     EventSource,
     KnownTasks,
@@ -569,6 +571,51 @@ class BrokerContract:
         ttl = broker.unique_ttl
         assert isinstance(ttl, int | float) and 0 < ttl < float("inf"), ttl
 
+    async def test_cancel_tells_watchers_and_never_delivers_unmarked(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        """A :class:`Cancellation` broker: after ``cancel``, a watcher hears the id, and no
+        message of the task (due, delayed, or a retry queued later) is returned by
+        ``reserve`` unless the watchers heard its id before ``reserve`` returned it."""
+        if not isinstance(broker, Cancellation):
+            pytest.skip("not a Cancellation broker")
+        _check_clock(broker, clock)
+        heard: list[str] = []
+        told = asyncio.Event()
+
+        def hear(task_id: str) -> None:
+            heard.append(task_id)
+            told.set()
+
+        watching = asyncio.create_task(broker.watch_cancels(hear))
+        try:
+            await asyncio.sleep(0.2)  # subscribed (a networked broker)
+            doomed, kept = message("doomed"), message("kept")
+            later = message("doomed")
+            later.id = doomed.id
+            later.eta = clock.time() + 10
+            await broker.enqueue_many([doomed, kept])
+            await broker.enqueue(later)
+            await broker.cancel(doomed.id)
+            await broker.cancel(doomed.id)  # idempotent
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(told.wait(), 5)
+            assert doomed.id in heard, "the watcher was not told"
+            clock.advance(10)
+            got: list[TaskMessage] = []
+            for _ in range(10):
+                heard.clear()
+                batch = await broker.reserve(10, 0.2)
+                for m in batch:
+                    if m.id == doomed.id:
+                        assert doomed.id in heard, "a cancelled task's message, unmarked"
+                    await broker.ack(m)
+                got += batch
+            assert [m.id for m in got if m.id != doomed.id] == [kept.id]
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):
             pytest.skip("not a WorkerDirectory")
@@ -590,7 +637,9 @@ def _result(task_id: str, status: TaskStatus, value: Any = None) -> TaskResult:
         result=value,
         submitted_at=now,
         started_at=now,
-        finished_at=now if status in (TaskStatus.SUCCESS, TaskStatus.FAILED) else None,
+        finished_at=now
+        if status in (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED)
+        else None,
     )
 
 
@@ -731,6 +780,25 @@ class ResultBackendContract:
         await backend.store(task_id, _result(task_id, TaskStatus.FAILED))
         got = await asyncio.wait_for(backend.wait_for(task_id, None), 1.0)
         assert got.status is TaskStatus.FAILED
+
+    async def test_cancelled_is_complete_wakes_waiters_and_is_listed(
+        self, backend: ResultBackend
+    ) -> None:
+        task_id = new_task_id()
+        await backend.store(task_id, _result(task_id, TaskStatus.RUNNING))
+        waiter = asyncio.create_task(backend.wait_for(task_id, 10.0))
+        await asyncio.sleep(0.05)
+        cancelled = TaskResult.cancelled(
+            _result(task_id, TaskStatus.RUNNING), "by the contract", finished=time.time()
+        )
+        await backend.store(task_id, cancelled)
+        got = await asyncio.wait_for(waiter, 5.0)
+        assert got.status is TaskStatus.CANCELLED and got.is_complete
+        assert got.error == "TaskCancelled: by the contract"
+        stored = await backend.get(task_id)
+        assert stored is not None and stored.status is TaskStatus.CANCELLED
+        listed = await backend.list(status=TaskStatus.CANCELLED, limit=1000)
+        assert task_id in {r.task_id for r in listed}
 
     async def test_wait_for_times_out(self, backend: ResultBackend) -> None:
         task_id = new_task_id()

@@ -57,7 +57,7 @@ _UNKNOWN = b""  # wait_for: the task is not one whose completion was kept
 
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
-_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 def _record_call(

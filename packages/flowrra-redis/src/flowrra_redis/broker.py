@@ -19,6 +19,13 @@ Layout (all keys under one hash-tagged prefix, see :class:`~flowrra_redis.connec
 * ``dead``: dead letters with their reason.
 * ``unique:<key>``: the id of the task holding a unique key, with an expiry
   (:mod:`flowrra.unique`; taken by ENQUEUE_UNIQUE with the message it queues).
+* ``cancelled`` and the ``cancels`` channel (:class:`~flowrra.protocols.Cancellation`):
+  ``cancel`` adds a task's id to the ZSET and publishes it; RESERVE returns a message of a
+  task in the set marked with a leading ``!`` (and takes the id out), and the worker
+  settles it CANCELLED without running it. A message is not looked up by id when it is
+  cancelled (members are ordered by priority, not indexed by id): it stays in its queue,
+  counted in the depths, until a worker reserves it. While the set is empty a RESERVE
+  pays one EXISTS for it; while it holds ids, one ZREM per message it returns.
 
 Named queues (:mod:`flowrra.queues`): the keys above are the default queue's; a queue
 named ``emails`` has its own ``queue:emails``, ``delayed:emails``, ``leased:emails`` and
@@ -33,11 +40,12 @@ is dead-lettered with the reason (the worker records FAILED where the id can be 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -79,8 +87,11 @@ _SCRIPTS = {
         "PRIORITIES",
         "ENQUEUE_UNIQUE",
         "RELEASE_UNIQUE",
+        "CANCEL",
     )
 }
+#: Seconds a cancelled id is kept in ``cancelled`` for RESERVE to find its messages.
+CANCEL_WINDOW = 86_400.0
 #: Distinct priorities ``queue_stats`` counts per queue (the rest are left out).
 MAX_PRIORITIES_LISTED = 100
 
@@ -94,6 +105,8 @@ DEAD_LETTER_MAX_BYTES = 64 * 1024
 #: Characters of a dead letter's reason kept.
 _REASON_LIMIT = 4096
 
+#: The byte RESERVE puts before a member whose task was cancelled (``!``).
+_CANCELLED = 0x21
 #: The byte RESERVE puts before a member's ``|`` when its lease expired (a redelivery).
 _MARK = ord("~")
 
@@ -151,8 +164,8 @@ class _BrokerLoop(LoopState):
 
 
 class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
-    """A :class:`flowrra.protocols.Broker` (and :class:`~flowrra.protocols.WorkerDirectory`)
-    on Redis. Build it from a URL with
+    """A :class:`flowrra.protocols.Broker` (and :class:`~flowrra.protocols.WorkerDirectory`,
+    :class:`~flowrra.protocols.Cancellation`) on Redis. Build it from a URL with
     ``Flowrra.from_urls(broker="redis://host:6379/0")`` or from a :class:`BrokerConfig`.
 
     ``lease_seconds``: how long a reservation lasts without renewal (the worker renews it
@@ -230,6 +243,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self._turn: tuple[int, int] = (0, 0)
         #: Named queues this process has written to (added to ``queues`` once).
         self._listed: set[str] = set()
+        #: Who :meth:`watch_cancels` (a worker).
+        self._cancel_watchers: list[Callable[[str], None]] = []
 
     @classmethod
     def from_config(cls, config: BrokerConfig) -> RedisBroker:
@@ -431,7 +446,10 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             if reply is not None:
                 members = self._reserved(reply)
                 if members:
-                    return [self._decode(member) for member in members]
+                    return [
+                        self._decode(member) if member[0] != _CANCELLED else self._cancelled(member)
+                        for member in members
+                    ]
             wait = deadline - time.monotonic()
             if wait <= 0:
                 return []
@@ -474,7 +492,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
                 acks = state.queue_acks.pop(q.name, [])
             return (
                 "RESERVE",
-                [q.queue, q.delayed, q.leased, self.keys.sequence],
+                [q.queue, q.delayed, q.leased, self.keys.sequence, self.keys.cancelled],
                 [now, now + self.lease_seconds, max(0, max_messages), *acks],
                 [(q.name, acks)],
             )
@@ -487,6 +505,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             else:
                 acks = state.queue_acks.pop(q.name, [])
             taken.append((q.name, acks))
+        keys.append(self.keys.cancelled)
         selection = self._selection
         args: list[Any] = [
             now,
@@ -553,7 +572,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         """A RESERVE nobody waits for any more leased ``members``: put them back (RELEASE)."""
         if reply.cancelled() or reply.exception() is not None:
             return
-        members = reply.result()[0]
+        members = [m[1:] if m[0] == _CANCELLED else m for m in reply.result()[0]]
         by_queue: dict[str, list[bytes]] = {}
         for member in members:
             by_queue.setdefault(self._decode(member).queue, []).append(member)
@@ -581,6 +600,63 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             message.undeliverable = f"malformed message: {type(exc).__name__}: {exc}"
         message.receipt = member
         return message
+
+    def _cancelled(self, member: bytes) -> TaskMessage:
+        """A member RESERVE marked (``!``): its task was cancelled. The watchers hear of it
+        before the message is returned, so the worker settles it without running it."""
+        message = self._decode(member[1:])
+        for watcher in self._cancel_watchers:
+            watcher(message.id)
+        return message
+
+    # -- cancellation --------------------------------------------------------------------
+
+    @boundary("cannot cancel")
+    async def cancel(self, task_id: str) -> None:
+        """Mark ``task_id`` cancelled and publish it to the workers (one script: see
+        :data:`~flowrra_redis.scripts.CANCEL`)."""
+        await self._run(
+            "CANCEL",
+            [self.keys.cancelled],
+            [self.clock.time(), CANCEL_WINDOW, task_id, self.keys.cancels],
+        )
+
+    async def watch_cancels(self, cancelled: Callable[[str], None]) -> None:
+        """Call ``cancelled(task_id)`` for every id published on ``cancels`` (and every
+        message RESERVE marked), until cancelled; resubscribes after a lost connection.
+        Ids published while it was down are lost to it: what it reserves later is still
+        marked by RESERVE, and the record of a task it ran meanwhile is CANCELLED."""
+        self._cancel_watchers.append(cancelled)
+        failures = 0
+        try:
+            while True:
+                pubsub = self._here().client.pubsub()
+                try:
+                    await pubsub.subscribe(self.keys.cancels)
+                    failures = 0
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=None
+                        )
+                        if message is not None and message["type"] == "message":
+                            cancelled(text(message["data"]))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    delay = min(0.1 * 2 ** (failures - 1), 5.0)
+                    logger.warning(
+                        "cancel subscription lost (%s: %s); reconnecting in %.1fs",
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+        finally:
+            self._cancel_watchers.remove(cancelled)
 
     def redelivered(self, message: TaskMessage) -> bool:
         """Whether ``message`` came back from an expired lease (see

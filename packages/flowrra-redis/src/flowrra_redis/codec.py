@@ -11,7 +11,8 @@ and errors stay the same.
 A record is the list ``[task_id, status, task_name, result, error, submitted_ts,
 started_ts, finished_ts, retries, args, kwargs, traceback, priority]`` (timestamps as Unix
 seconds), then, when the record has headers or progress, the object of format 2's fields
-(:meth:`~flowrra.task.TaskResult.extension`). A message carries the format version
+(:meth:`~flowrra.task.TaskResult.extension`); a CANCELLED record says ``"failed"`` in the
+list and ``"status": "cancelled"`` in that object. A message carries the format version
 (``"v"``) and its headers when it has some. See :mod:`flowrra.task` for the rules.
 """
 
@@ -29,6 +30,10 @@ from flowrra.task import DEFAULT_QUEUE, WIRE_FORMAT, TaskMessage, TaskResult, Ta
 __all__ = ["decode_result", "encode_message", "encode_result", "number_text"]
 
 _STATUS_JSON = {status: _string(status.value) for status in TaskStatus}
+# Format 1's fields cannot name CANCELLED: it is written "failed", and the trailing object
+# says "cancelled" (see flowrra.task).
+_STATUS_JSON[TaskStatus.CANCELLED] = _string(TaskStatus.FAILED.value)
+_CANCELLED = TaskStatus.CANCELLED
 _float_repr = float.__repr__
 _int_repr = int.__repr__
 
@@ -93,7 +98,7 @@ def _headers_item(headers: Mapping[str, str]) -> str:
 
 def _extension(result: TaskResult) -> str:
     """The trailing object of format 2's fields, after a comma; empty when there is none."""
-    if not result.headers and result.progress is None:
+    if not result.headers and result.progress is None and result.status is not _CANCELLED:
         return ""
     return f",{encode_json(result.extension())}"
 
@@ -136,9 +141,11 @@ def encode_result(result: TaskResult) -> str:
     retries, priority = result.retries, result.priority
     headers = result.headers or None  # (NO_HEADERS: the shared empty one, falsy)
     progress = result.progress
+    status = result.status
+    plain = headers is None and progress is None and status is not _CANCELLED
     try:
         return (
-            f"[{_payload(result.task_id)},{_STATUS_JSON[result.status]},"
+            f"[{_payload(result.task_id)},{_STATUS_JSON[status]},"
             f"{_payload(result.task_name)},{'null' if value is None else _payload(value)},"
             f"{'null' if error is None else _payload(error)},{_number(result.submitted_ts)},"
             f"{'null' if started is None else _number(started)},"
@@ -148,7 +155,7 @@ def encode_result(result: TaskResult) -> str:
             f"{'{}' if kwargs == {} else _payload(kwargs)},"
             f"{'null' if traceback is None else _payload(traceback)},"
             f"{_int_repr(priority) if priority.__class__ is int else _number(priority)}"
-            f"{'' if headers is None and progress is None else _extension(result)}]"
+            f"{'' if plain else _extension(result)}]"
         )
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(

@@ -179,6 +179,17 @@ class Keys:
         return f"{self.base}:unique:{key}"
 
     @property
+    def cancelled(self) -> str:
+        """ZSET of cancelled task ids (score: when), kept a day: RESERVE marks the messages
+        of these tasks for the worker to settle CANCELLED without running them."""
+        return f"{self.base}:cancelled"
+
+    @property
+    def cancels(self) -> str:
+        """Pub/sub channel: the id of each task cancelled, for the workers running it."""
+        return f"{self.base}:cancels"
+
+    @property
     def dead(self) -> str:
         """List of dead-lettered messages with their reason (newest first)."""
         return f"{self.base}:dead"

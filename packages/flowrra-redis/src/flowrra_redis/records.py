@@ -31,6 +31,7 @@ from flowrra_redis.pipeline import AutoPipeline, Script
 __all__ = ["BURST_LIMIT", "INDEX_LIMIT", "INLINE_LIMIT", "STORE", "RecordWriter"]
 
 logger = logging.getLogger("flowrra.redis.backend")
+_CANCELLED = TaskStatus.CANCELLED
 
 #: Completed records up to this size travel in the ``done`` notification itself; larger
 #: ones are announced by id and read with GET.
@@ -51,12 +52,13 @@ _EVENT_ONLY = "e"  # superseded by a later record of the same task in this call
 # ARGV: ttl ms, index limit, events channel, done channel, then per record
 #       (task id, record JSON, mode, index score, event JSON or '' for the record's)
 #
-# A complete record (SUCCESS, FAILED) is never replaced: what a redelivery of a finished
-# task writes (RUNNING, another outcome) is dropped, with its events. Its status is read
-# from the stored record's head: a record is ``[<id JSON>,"<status>",...`` and ``,"``
-# cannot occur inside a JSON string (its quotes are escaped), so the first ``,"`` starts
-# the status. Only a complete record carries the TTL: one still PENDING, RUNNING or
-# RETRYING is kept as long as its task may run (as the in-memory backend keeps it).
+# A complete record (SUCCESS, FAILED; CANCELLED is written "failed") is never replaced:
+# what a redelivery of a finished task writes (RUNNING, another outcome) is dropped, with
+# its events. Its status is read from the stored record's head: a record is
+# ``[<id JSON>,"<status>",...`` and ``,"`` cannot occur inside a JSON string (its quotes
+# are escaped), so the first ``,"`` starts the status. Only a complete record carries the
+# TTL: one still PENDING, RUNNING or RETRYING is kept as long as its task may run (as the
+# in-memory backend keeps it).
 # Returns how many records were refused.
 STORE = Script("""
 local function complete(key)
@@ -213,7 +215,7 @@ class RecordWriter:
             self._pipe.before_flush(self._flush)  # out with this turn's write
         if status is TaskStatus.PENDING:
             mode = _PENDING
-        elif status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
+        elif status is TaskStatus.SUCCESS or status is TaskStatus.FAILED or status is _CANCELLED:
             mode = _DONE_INLINE if len(body) <= INLINE_LIMIT else _DONE_BY_ID
         else:  # RUNNING, RETRYING
             mode = _RECORD

@@ -15,6 +15,7 @@ the task's record before running it again.
 from __future__ import annotations
 
 __all__ = [
+    "CANCEL",
     "DEAD_LETTER",
     "DEAD_REQUEUE",
     "ENQUEUE",
@@ -36,6 +37,34 @@ local function bulk(command, key, items, from)
   end
 end
 """
+
+# -- cancellation (issue 14 part 3) ------------------------------------------------------
+# marked(cancelled, out): the reserve scripts' last step. When the ``cancelled`` ZSET holds
+# any id (one EXISTS: nothing more while nobody cancels), each member about to be returned
+# whose message's id it holds is returned with a '!' in front (it stays leased as it is,
+# without the '!'), and the id leaves the set: the worker settles that message CANCELLED
+# and acks it, without running it. The id is the first '"id":"...' after the '|'.
+_MARKED = """
+local function marked(cancelled, out)
+  if redis.call('EXISTS', cancelled) == 0 then return end
+  for i = 1, #out do
+    local m = out[i]
+    local bar = string.find(m, '|', 1, true)
+    local id = bar and string.match(m, '"id":"([^"]*)"', bar)
+    if id and redis.call('ZREM', cancelled, id) == 1 then out[i] = '!' .. m end
+  end
+end
+"""
+
+# KEYS: cancelled ; ARGV: now, seconds an id is kept, task id, channel. Marks the task
+# cancelled (see _MARKED; ids older than the window are forgotten) and publishes its id for
+# the workers (one of them may be running it).
+CANCEL = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+return redis.call('PUBLISH', ARGV[4], ARGV[3])
+"""
+# -- end of cancellation ------------------------------------------------------------------
 
 # KEYS: queue, sequence, wake, delayed, leased, sent
 # ARGV: now, leased member to remove ('' for none), seconds a message id is remembered,
@@ -82,7 +111,7 @@ return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 """
 )
 
-# KEYS: queue, delayed, leased, sequence
+# KEYS: queue, delayed, leased, sequence, cancelled
 # ARGV: now, lease expiry, max messages, then the members to ack (settled: removed from
 # ``leased``). Acks a worker's settled messages, moves due delayed messages and expired
 # leases into the queue (marked '~' before the '|': redelivered), then pops up to ARGV[3]
@@ -91,6 +120,7 @@ return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 # leases were put back}.
 RESERVE = (
     _BULK
+    + _MARKED
     + """
 bulk('ZREM', KEYS[3], ARGV, 4)
 local now = tonumber(ARGV[1])
@@ -127,6 +157,7 @@ if n > 0 then
   end
   bulk('ZADD', KEYS[3], leases, 1)
 end
+marked(KEYS[5], out)
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local next_due = ''
 if #nxt > 0 then next_due = nxt[2] end
@@ -134,7 +165,7 @@ return {out, redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), next_d
 """
 )
 
-# KEYS: sequence, then per named queue its queue, delayed and leased keys
+# KEYS: sequence, then per named queue its queue, delayed and leased keys, then cancelled
 # ARGV: now, lease expiry, max messages, '1' for strict order ('' weighted), the cursor of
 # the weighted turns (the 0-based queue whose turn it is, and how many it gave in that
 # turn), one weight per queue, one ack count per queue, then the acks of each queue in
@@ -144,11 +175,12 @@ return {out, redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]), next_d
 # (the waiting count and next due time over all these queues) and the cursor after.
 RESERVE_QUEUES = (
     _BULK
+    + _MARKED
     + """
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[3])
 local strict = ARGV[4] == '1'
-local nq = (#KEYS - 1) / 3
+local nq = (#KEYS - 2) / 3
 local a = 7 + 2 * nq
 for i = 1, nq do
   local count = tonumber(ARGV[6 + nq + i])
@@ -224,6 +256,7 @@ for i = 1, nq do
     next_due = tonumber(nxt[2])
   end
 end
+marked(KEYS[#KEYS], out)
 local next_text = ''
 if next_due ~= nil then next_text = string.format('%.17g', next_due) end
 return {out, waiting, next_text, expired_total, index - 1, used}

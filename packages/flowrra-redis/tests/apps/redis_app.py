@@ -144,3 +144,17 @@ async def dies_after_success(x: int, label: str) -> int:
     once the SUCCESS record is stored (:class:`DiesAfterRecording`)."""
     _note(label)
     return x * 10
+
+
+@app.task()
+async def interruptible(label: str, seconds: float) -> str:
+    """Note when it starts (``<prefix>:started``) and when ``CancelledError`` reaches it
+    (``<prefix>:interrupted``, Unix seconds), else note that it ran (``ran``)."""
+    _sync.hset(f"{PREFIX}:started", label, f"{time.time()} {os.getpid()}")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        _sync.hset(f"{PREFIX}:interrupted", label, time.time())
+        raise
+    _note(label)
+    return label

@@ -22,6 +22,7 @@ __all__ = ["InMemoryBackend", "MemoryBackend"]
 
 _SUCCESS = TaskStatus.SUCCESS
 _FAILED = TaskStatus.FAILED
+_CANCELLED = TaskStatus.CANCELLED
 _monotonic = time.monotonic
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -50,7 +51,7 @@ class MemoryBackend(BaseResultBackend):
         if status is _SUCCESS:
             if result.result is not None:
                 ensure_encodable(result.result, f"the result of task {result.task_name!r}")
-        elif status is not _FAILED:
+        elif status is not _FAILED and status is not _CANCELLED:
             self._live[task_id] = result
             return
         self._live.pop(task_id, None)

@@ -8,6 +8,11 @@ messages with a future ``eta`` ordered by due time, moved to their queue's heap 
 :func:`flowrra.queues.take_in_turns`. Nothing is encoded, but arguments
 are checked against the JSON wire format so an app behaves the same on a durable broker.
 
+``cancel`` (:class:`~flowrra.protocols.Cancellation`) takes a task's waiting messages
+out of the heaps at once and tells the watchers (the app's worker, in this process), which
+settle a message of that task already reserved without running it, and interrupt it if it
+runs.
+
 Due times are read on the broker's :class:`~flowrra.clock.Clock` (the app's, when the app
 builds the broker): with a :class:`~flowrra.clock.ManualClock` a delayed message becomes
 due when the test advances the clock. ``reserve``'s ``timeout`` is real time (a budget).
@@ -20,7 +25,7 @@ import heapq
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from flowrra.awaitables import DONE
@@ -39,8 +44,9 @@ class MemoryBroker(BaseBroker):
     ``max_queue_size`` (0 = unbounded) bounds the messages due now in each queue:
     ``enqueue`` waits for room (back-pressure on producers). Delayed messages do not
     count, and retries and released messages are never held back. A
-    :class:`~flowrra.protocols.NamedQueues` and a :class:`~flowrra.protocols.UniqueJobs`
-    (``unique_ttl``: seconds a unique key lives unless released, see :mod:`flowrra.unique`).
+    :class:`~flowrra.protocols.NamedQueues`, a :class:`~flowrra.protocols.UniqueJobs`
+    (``unique_ttl``: seconds a unique key lives unless released, see :mod:`flowrra.unique`)
+    and a :class:`~flowrra.protocols.Cancellation`.
     """
 
     def __init__(
@@ -74,6 +80,8 @@ class MemoryBroker(BaseBroker):
         self._producers_waiting = 0
         #: Messages that could never run, with the reason (newest last).
         self.dead_letters: deque[tuple[TaskMessage, str]] = deque(maxlen=dead_letter_limit)
+        #: Who :meth:`watch_cancels` (the app's worker).
+        self._cancel_watchers: list[Callable[[str], None]] = []
 
     # Events are made per connect() so that one app object can be started in several event
     # loops one after another (asyncio.Event binds to the loop that first waits on it).
@@ -315,3 +323,30 @@ class MemoryBroker(BaseBroker):
             )
             entry["delayed"] += 1
         return stats
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> None:
+        """Drop the messages of ``task_id`` that wait (due or delayed), then tell the
+        watchers (see :class:`~flowrra.protocols.Cancellation`)."""
+        for heap in self._queues.values():
+            kept = [entry for entry in heap if entry[2].id != task_id]
+            if len(kept) != len(heap):
+                heap[:] = kept
+                heapq.heapify(heap)
+        kept_delayed = [entry for entry in self._delayed if entry[2].id != task_id]
+        if len(kept_delayed) != len(self._delayed):
+            self._delayed[:] = kept_delayed
+            heapq.heapify(self._delayed)
+        if self._producers_waiting:
+            self._events()[1].set()
+        for watcher in list(self._cancel_watchers):
+            watcher(task_id)
+
+    async def watch_cancels(self, cancelled: Callable[[str], None]) -> None:
+        """Call ``cancelled(task_id)`` for each :meth:`cancel`, until cancelled."""
+        self._cancel_watchers.append(cancelled)
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._cancel_watchers.remove(cancelled)

@@ -121,6 +121,11 @@ class EagerSettler:
         if link is not None and link.rest:
             await self._stop(link, message, result.error)
 
+    async def cancelled(self, message: TaskMessage, result: TaskResult) -> None:
+        """Record ``result`` (CANCELLED). (An eager run is never cancelled while it runs:
+        it has ended before ``submit`` returns its id.)"""
+        await self.record(result)
+
     async def reject(self, message: TaskMessage) -> None:
         """``message`` names no registered task: record it FAILED (nothing is
         dead-lettered: there is no broker)."""

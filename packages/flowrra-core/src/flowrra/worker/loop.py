@@ -19,7 +19,7 @@ from typing import Any
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub
 from flowrra.middleware import MiddlewareChain
-from flowrra.protocols import Broker, Executor, NamedQueues, ResultBackend
+from flowrra.protocols import Broker, Cancellation, Executor, NamedQueues, ResultBackend
 from flowrra.queues import QueueSelection, selection_for
 from flowrra.registry import TaskHandle, TaskRegistry
 from flowrra.task import TaskMessage, TaskResult
@@ -83,6 +83,8 @@ class Worker:
         self._running = False
         self._slots: list[asyncio.Task[None]] = []
         self._lanes: list[asyncio.Task[None]] = []
+        #: Hears of cancelled tasks (a broker that is a Cancellation), while running.
+        self._cancel_watch: asyncio.Task[None] | None = None
         self._cpu_queue: asyncio.Queue[tuple[TaskHandle[Any, Any], TaskMessage]]
 
     @property
@@ -99,6 +101,11 @@ class Worker:
             return
         self.runner.loop = asyncio.get_running_loop()
         self._consume()
+        if isinstance(self.broker, Cancellation):
+            self._cancel_watch = asyncio.create_task(
+                self.broker.watch_cancels(self.runner.cancels.cancelled),
+                name="flowrra-cancel-watch",
+            )
         await self.io_executor.start()
         await self.cpu_executor.start()
         slots = self.io_executor.concurrency
@@ -126,6 +133,10 @@ class Worker:
             self._slots, self._lanes, self._cpu_queue, wait=wait, timeout=timeout
         )
         self._slots, self._lanes = [], []
+        watch, self._cancel_watch = self._cancel_watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         await self.io_executor.stop(wait)
         await self.cpu_executor.stop(wait)
         self._running = False

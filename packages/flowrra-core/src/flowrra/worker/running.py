@@ -6,6 +6,8 @@ that the task's :class:`~flowrra.retry.RetryPolicy` retries (after ``delay_for``
 attempt) or not. A task that runs past its timeout fails with :class:`TaskTimeoutExpired`;
 one that cancels itself fails with ``CancelledError``; a cancellation from outside (the
 worker stopping) is not an outcome, it propagates and the drain settles what is left.
+A cancellation by ``app.cancel`` (:mod:`flowrra.worker.cancelling`) is one: the attempt is
+settled CANCELLED, and so is a message of a cancelled task before its attempt starts.
 
 Each attempt runs with its :class:`~flowrra.context.TaskContext` set (what
 ``flowrra.current_task()`` returns), between the middleware's ``before_attempt`` and
@@ -31,6 +33,7 @@ from flowrra.protocols import Executor, ResultBackend
 from flowrra.registry import TaskHandle
 from flowrra.retry import Retry
 from flowrra.task import TaskMessage, TaskResult
+from flowrra.worker.cancelling import Cancels
 
 __all__ = ["Outcomes", "Runner", "TaskTimeoutExpired"]
 
@@ -68,6 +71,8 @@ class Outcomes(Protocol):
 
     def publish(self, result: TaskResult, retry_in: float | None = None) -> None: ...
 
+    async def cancelled(self, message: TaskMessage, result: TaskResult) -> None: ...
+
 
 class Runner:
     """Runs attempts and hands each outcome to ``settler``; ``middleware`` hooks around
@@ -94,6 +99,8 @@ class Runner:
         #: Restore the caller's context after each attempt (an eager run, in the caller's
         #: task); a worker's slots are tasks of their own, and skip that.
         self.restores_context = False
+        #: The cancelled tasks this runner knows of (a worker's; an eager run's stays empty).
+        self.cancels = Cancels()
         install_record_factory()
 
     def report(self, message: TaskMessage, record: TaskResult) -> None:
@@ -109,6 +116,10 @@ class Runner:
         """Run ``message`` (``handle`` is its registered task, if any) on ``executor``."""
         if handle is None or message.undeliverable is not None:
             await self.settler.reject(message)
+            return
+        cancels = self.cancels
+        if cancels.requested and message.id in cancels.requested:
+            await self._cancelled(message, None, None)
             return
         redelivered = self._redelivered
         if (
@@ -131,6 +142,7 @@ class Runner:
             if cell.__class__ is not list or cell[1] is not self:
                 cell = new_cell(self)
                 _set_current(cell)
+                cancels.watch(cell)
             cell[0] = message
             cell[3] = handle
             cell[4] = started
@@ -164,6 +176,9 @@ class Runner:
             except asyncio.CancelledError as cancelled:
                 me = asyncio.current_task()
                 if me is not None and me.cancelling():
+                    if cancels.interrupting and self._interrupted(me):
+                        await self._cancelled(message, started, context, cancelled)
+                        return
                     self.progressing.pop(message, None)
                     if context is not None:  # let middleware close what it opened
                         await middleware.after_attempt(context, running, cancelled)
@@ -197,11 +212,48 @@ class Runner:
                 ):
                     await hooked
                 await self._succeeded(message, result)
+        except asyncio.CancelledError:
+            # Cancelled outside the task's own code (recording, a hook, settling).
+            me = asyncio.current_task()
+            if not (cancels.interrupting and me is not None and self._interrupted(me)):
+                raise
+            await self._cancelled(message, started, context)
         finally:
             if cell is None:
                 _reset_current(token)
             else:
                 cell[0] = None  # type: ignore[index]
+            if cancels.interrupting:
+                self._interrupted(asyncio.current_task())  # the task may have ignored it
+
+    def _interrupted(self, me: asyncio.Task[Any] | None) -> bool:
+        """Whether ``me`` was cancelled only by :class:`Cancels` (``app.cancel``): then
+        that cancellation is taken back (it is an outcome, not a shutdown)."""
+        if me is None or self.cancels.interrupting.pop(me, None) is None:
+            return False
+        return me.uncancel() == 0
+
+    async def _cancelled(
+        self,
+        message: TaskMessage,
+        started: float | None,
+        context: TaskContext | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """``message``'s task was cancelled (before its attempt, if ``started`` is None):
+        settle it CANCELLED."""
+        self.progressing.pop(message, None)
+        self.cancels.forget(message.id)
+        reason = "cancelled while it ran" if started is not None else "cancelled before it ran"
+        record = TaskResult.cancelled(
+            _running(message, started=started or 0.0), reason, finished=time.time()
+        )
+        if started is None:
+            record.started_ts = None
+        task_logger.warning("task %s[%s] %s", message.name, message.id, reason)
+        if context is not None and self.middleware.attempts:
+            await self.middleware.after_attempt(context, record, error)
+        await self.settler.cancelled(message, record)
 
     async def _flush(self, message: TaskMessage) -> None:
         """Wait for ``message``'s progress reports to be stored, and forget them."""

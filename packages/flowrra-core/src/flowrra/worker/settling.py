@@ -5,7 +5,9 @@ record could not be stored is delivered again once its lease expires). Retry →
 RETRYING, then ``requeue`` the next attempt with its due time (no slot sleeps). Failure
 for good → record FAILED, ack. A message that can never run → dead-letter, record FAILED.
 A redelivery (a broker that can tell, :class:`~flowrra.protocols.Redeliveries`) of a task
-whose record is already complete → ack, without running it again.
+whose record is already complete → ack, without running it again. Cancelled (``app.cancel``,
+before or while it ran) → record CANCELLED, ack; a chain step's later steps are recorded
+CANCELLED too.
 
 A slot does not wait for a networked backend: ``backend.store`` sends the record in that
 loop turn (so a short task's RUNNING and SUCCESS records share one write, and those of the
@@ -58,7 +60,7 @@ logger = logging.getLogger("flowrra.worker")
 
 _FAILED = TaskStatus.FAILED
 _SUCCESS = TaskStatus.SUCCESS
-_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+_COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class Settler:
@@ -161,6 +163,30 @@ class Settler:
         await self.record(result)
         if message.headers:
             await self.stop_chain(message, result.error)
+            await self.release_unique(message, succeeded=False)
+        self._settled(message)
+        await self.broker.ack(message)
+
+    async def cancelled(self, message: TaskMessage, result: TaskResult) -> None:
+        """``message``'s task was cancelled: record ``result`` (CANCELLED) and ack it; if it
+        is a chain step, every later step is recorded CANCELLED too (the chain stops)."""
+        await self.record(result)
+        link = ChainLink.of(message) if message.headers else None
+        if link is not None and link.rest:
+            reason = (
+                f"its chain stopped: step {link.step} ({message.name}, id {message.id}) "
+                "was cancelled"
+            )
+            finished = result.finished_ts or time.time()
+            stopped = [
+                TaskResult.cancelled(record, reason, finished=finished)
+                for record in link.stopped(message, None, finished)
+            ]
+            await store_many(self.backend, stopped)
+            if self.events.active:
+                for record in stopped:
+                    self.publish(record)
+        if message.headers:  # a unique task's key is free again
             await self.release_unique(message, succeeded=False)
         self._settled(message)
         await self.broker.ack(message)

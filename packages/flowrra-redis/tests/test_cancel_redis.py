@@ -1,0 +1,133 @@
+"""app.cancel on real Redis with two real worker processes: a queued or delayed task never
+runs, a running async task is interrupted on whichever worker runs it, a CPU task's result
+is discarded, complete and unknown ids are no-ops, and cancel racing completion leaves one
+final status. Observed interruption delays are printed (run with -s), never asserted
+tighter than 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+from conftest import Workers
+
+from flowrra import CancelOutcome, Flowrra, TaskStatus
+
+
+async def _until(check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_queued_and_delayed_tasks_never_run(
+    producer: Flowrra, workers: Workers, prefix: str, sync_redis: redis.Redis
+) -> None:
+    from apps import redis_app
+
+    queued = [await producer.submit(redis_app.record, n) for n in range(6)]
+    delayed = await producer.submit(redis_app.record, 100, delay=1.0)
+    for task_id in (queued[1], queued[4], delayed):
+        assert await producer.cancel(task_id) is CancelOutcome.REMOVED
+    workers.start("-c", "2")
+    workers.start("-c", "2")
+    for n in (0, 2, 3, 5):
+        assert (await producer.wait_for_result(queued[n], 30)).status is TaskStatus.SUCCESS
+    await asyncio.sleep(1.5)  # the delayed one is due, and reserved by now
+    ran = {k.decode() for k in sync_redis.hkeys(f"{prefix}:ran")}
+    assert ran == {"0", "2", "3", "5"}
+    for task_id in (queued[1], queued[4], delayed):
+        record = await producer.wait_for_result(task_id, 5)
+        assert record.status is TaskStatus.CANCELLED
+    # What RESERVE marked was settled (acked) and its id left the set.
+    assert sync_redis.zcard(producer.broker.keys.cancelled) == 0  # type: ignore[attr-defined]
+    assert sync_redis.zcard(producer.broker.keys.leased) == 0  # type: ignore[attr-defined]
+
+
+async def test_running_async_tasks_are_interrupted_on_each_worker(
+    producer: Flowrra, workers: Workers, prefix: str, sync_redis: redis.Redis
+) -> None:
+    from apps import redis_app
+
+    workers.start("-c", "2")
+    workers.start("-c", "2")
+    labels = [f"r{n}" for n in range(4)]
+    ids = {label: await producer.submit(redis_app.interruptible, label, 60.0) for label in labels}
+    started = f"{prefix}:started"
+    await _until(lambda: sync_redis.hlen(started) == 4)
+    pids = {v.decode().split()[1] for v in sync_redis.hvals(started)}
+    assert len(pids) == 2, "each worker runs two of them"
+    asked: dict[str, float] = {}
+    for label, task_id in ids.items():
+        asked[label] = time.time()
+        assert await producer.cancel(task_id) is CancelOutcome.SIGNALLED
+    interrupted = f"{prefix}:interrupted"
+    await _until(lambda: sync_redis.hlen(interrupted) == 4, timeout=5.0)
+    delays = {
+        label: float(sync_redis.hget(interrupted, label)) - asked[label]  # type: ignore[arg-type]
+        for label in labels
+    }
+    print(f"\ninterrupted after cancel (s): {sorted(round(d, 4) for d in delays.values())}")
+    assert all(d < 5.0 for d in delays.values()), delays
+    for task_id in ids.values():
+        assert (await producer.wait_for_result(task_id, 5)).status is TaskStatus.CANCELLED
+    # The workers go on, their slots free.
+    more = [await producer.submit(redis_app.record, n) for n in range(4)]
+    for task_id in more:
+        assert (await producer.wait_for_result(task_id, 30)).status is TaskStatus.SUCCESS
+    assert not sync_redis.hexists(f"{prefix}:ran", "r0")
+
+
+async def test_a_running_cpu_task_is_discarded(
+    producer: Flowrra, workers: Workers, sync_redis: redis.Redis
+) -> None:
+    from apps import redis_app
+
+    workers.start("-c", "2")
+    workers.start("-c", "2")
+    task_id = await producer.submit(redis_app.spin, 1.5)
+    deadline = time.monotonic() + 30
+    while (record := await producer.get_result(task_id)) is None or (
+        record.status is not TaskStatus.RUNNING
+    ):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert await producer.cancel(task_id) is CancelOutcome.SIGNALLED
+    await asyncio.sleep(2.5)  # the pool's process is done with it
+    record = await producer.get_result(task_id)
+    assert record is not None and record.status is TaskStatus.CANCELLED and record.result is None
+    again = await producer.submit(redis_app.square_in_pool, 4)
+    assert (await producer.wait_for_result(again, 30)).result[0] == 16
+
+
+async def test_complete_unknown_and_racing_completion(producer: Flowrra, workers: Workers) -> None:
+    from apps import redis_app
+
+    workers.start("-c", "4")
+    workers.start("-c", "4")
+    done = await producer.submit(redis_app.record, 1)
+    assert (await producer.wait_for_result(done, 30)).status is TaskStatus.SUCCESS
+    assert await producer.cancel(done) is CancelOutcome.ALREADY_COMPLETE
+    assert await producer.cancel("0" * 32) is CancelOutcome.UNKNOWN
+    outcomes = []
+    for n in range(20):
+        task_id = await producer.submit(redis_app.record, 1000 + n, 0.05)
+        await asyncio.sleep((n % 5) * 0.02)
+        outcome = await producer.cancel(task_id)
+        outcomes.append(outcome)
+        record = await producer.wait_for_result(task_id, 10)
+        if outcome is CancelOutcome.ALREADY_COMPLETE:
+            assert record.status is TaskStatus.SUCCESS and record.result == 1000 + n
+        else:
+            assert record.status is TaskStatus.CANCELLED, (outcome, record)
+    print(f"\nracing outcomes: { {o.value: outcomes.count(o) for o in set(outcomes)} }")
+
+
+def test_cancel_sync(producer: Flowrra, workers: Workers) -> None:
+    from apps import redis_app
+
+    task_id = producer.submit_sync(redis_app.record, 7, delay=30)
+    assert producer.cancel_sync(task_id) is CancelOutcome.REMOVED
+    assert producer.get_result_sync(task_id).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
