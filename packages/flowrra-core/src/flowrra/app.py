@@ -40,6 +40,7 @@ from flowrra.exceptions import (
 )
 from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
+from flowrra.limits import RateLimit, TaskLimits
 from flowrra.middleware import MiddlewareChain
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
@@ -274,6 +275,8 @@ class Flowrra:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout: float | None = None,
         queue: str | None = None,
+        rate_limit: str | RateLimit | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]: ...
 
     def task(
@@ -290,6 +293,8 @@ class Flowrra:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout: float | None = None,
         queue: str | None = None,
+        rate_limit: str | RateLimit | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskHandle[P, R] | Callable[[Callable[P, R]], TaskHandle[P, R]]:
         """Register a task: ``async def`` for I/O work, plain ``def`` with
         ``cpu_bound=True`` for CPU work (run in a process pool).
@@ -299,9 +304,13 @@ class Flowrra:
         (default 300 s), randomised if ``retry_jitter``. Only exceptions in ``retry_on`` are
         retried. ``timeout`` bounds each attempt's run time in seconds. ``queue``: the
         named queue it goes to (default: the first of the app's ``routes`` that matches
-        its name, else ``"default"``; see :mod:`flowrra.queues`).
+        its name, else ``"default"``; see :mod:`flowrra.queues`). ``rate_limit``
+        (``"100/m"``, ``"10/s"``, ``"5/h"`` or a :class:`~flowrra.RateLimit`) and
+        ``max_concurrency`` bound how often it starts and how many run at once, across
+        every worker of the broker (see :mod:`flowrra.limits`).
         """
         defaults = self.config.executor
+        limits = TaskLimits.of(rate_limit, max_concurrency)
         if queue is not None:
             check_queue_name(queue)
         if timeout is not None and timeout <= 0:
@@ -321,6 +330,7 @@ class Flowrra:
             ),
             timeout=timeout,
             queue=queue,
+            limits=limits,
         )
 
         def register(func: Callable[P, R]) -> TaskHandle[P, R]:

@@ -22,6 +22,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 from flowrra.canvas import Signature
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
+from flowrra.limits import TaskLimits
 from flowrra.queues import check_queue_name
 from flowrra.retry import RetryPolicy
 from flowrra.task import DEFAULT_QUEUE, check_headers
@@ -36,12 +37,15 @@ R = TypeVar("R")
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """How a registered task runs: where (I/O loop or process pool), retries, time limit,
-    and the queue it goes to (``None``: the app's routes decide, else the default)."""
+    the queue it goes to (``None``: the app's routes decide, else the default), and how
+    often and how many at once it may start."""
 
     cpu_bound: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     queue: str | None = None
+    #: Its rate limit and concurrency limit (``None``: unlimited; see :mod:`flowrra.limits`).
+    limits: TaskLimits | None = None
 
 
 class _Submitter(Protocol):

@@ -18,8 +18,9 @@ from typing import Any
 
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub
+from flowrra.limits import limits_of
 from flowrra.middleware import MiddlewareChain
-from flowrra.protocols import Broker, Executor, NamedQueues, ResultBackend
+from flowrra.protocols import Broker, Executor, LimitedTasks, NamedQueues, ResultBackend
 from flowrra.queues import QueueSelection, selection_for
 from flowrra.registry import TaskHandle, TaskRegistry
 from flowrra.task import TaskMessage, TaskResult
@@ -99,6 +100,7 @@ class Worker:
             return
         self.runner.loop = asyncio.get_running_loop()
         self._consume()
+        self._limit()
         await self.io_executor.start()
         await self.cpu_executor.start()
         slots = self.io_executor.concurrency
@@ -146,6 +148,21 @@ class Worker:
                 f"queues {selection}: {type(self.broker).__name__} has only the default "
                 "queue (it is not a flowrra.protocols.NamedQueues)"
             )
+
+    def _limit(self) -> None:
+        """Hand the registered tasks' rate and concurrency limits to the broker (nothing
+        when no task has limits: the broker's default path stays untouched)."""
+        limits = limits_of(self.registry)
+        if not limits:
+            return
+        if not isinstance(self.broker, LimitedTasks):
+            names = ", ".join(sorted(limits))
+            raise ValueError(
+                f"tasks {names} have rate_limit/max_concurrency, but "
+                f"{type(self.broker).__name__} cannot enforce them (it is not a "
+                "flowrra.protocols.LimitedTasks): use a broker that is, or drop the limits"
+            )
+        self.broker.limit(limits)
 
     # -- the slots -------------------------------------------------------------------------
 
