@@ -31,10 +31,9 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from flowrra.registry import TaskHandle
     from flowrra.task import TaskMessage
 
 __all__ = ["Limiter", "RateLimit", "TaskLimits", "limits_of", "parse_rate_limit"]
@@ -114,7 +113,23 @@ class TaskLimits:
         return cls(rate, max_concurrency)
 
 
-def limits_of(handles: Iterable[TaskHandle[..., object]]) -> Mapping[str, TaskLimits]:
+class _Options(Protocol):
+    @property
+    def limits(self) -> TaskLimits | None: ...
+
+
+class _Registered(Protocol):
+    """A :class:`~flowrra.registry.TaskHandle`, as far as limits go (this module is
+    imported by the registry)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> _Options: ...
+
+
+def limits_of(handles: Iterable[_Registered]) -> Mapping[str, TaskLimits]:
     """Task name to its limits, for the registered tasks that have some."""
     return {h.name: h.options.limits for h in handles if h.options.limits is not None}
 
