@@ -11,8 +11,13 @@ import pytest
 import redis
 from apps import limits_app, redis_app
 from conftest import Workers
+from flowrra_redis import RedisBroker
 
-from flowrra import Flowrra, TaskStatus
+from flowrra import Flowrra, RateLimit, TaskStatus
+from flowrra.clock import ManualClock
+from flowrra.limits import TaskLimits
+from flowrra.queues import QueueSelection
+from flowrra.testing import message
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,3 +78,45 @@ async def test_max_concurrency_is_never_exceeded_across_three_workers(
     seen = [int(n) for n in sync_redis.lrange(f"{prefix}:running", 0, -1)]
     assert len(seen) == 16
     assert max(seen) <= 2, seen
+
+
+async def test_limits_hold_when_a_worker_takes_several_queues(redis_url: str, prefix: str) -> None:
+    """LIMITED_RESERVE_QUEUES: the wrapped several-queue script defers and frees as the
+    one-queue one does, each message in its own queue."""
+    clock = ManualClock()
+    broker = RedisBroker(redis_url, prefix=prefix, clock=clock)
+    await broker.connect()
+    try:
+        broker.consume(QueueSelection.of(["lim-a", "lim-b"]))
+        broker.limit(
+            {
+                "one": TaskLimits(max_concurrency=1),
+                "rated": TaskLimits(rate=RateLimit(1, 5)),
+            }
+        )
+        await broker.enqueue_many([message("one", n, queue="lim-a") for n in range(2)])
+        await broker.enqueue_many([message("one", n, queue="lim-b") for n in range(2)])
+        await broker.enqueue_many([message("rated", n, queue="lim-b") for n in range(2)])
+        await broker.enqueue_many([message("free", n, queue="lim-a") for n in range(3)])
+        first = await broker.reserve(20, 1.0)
+        assert sorted(m.name for m in first) == ["free"] * 3 + ["one", "rated"], first
+        stats = await broker.queue_stats()
+        assert stats["lim-a"]["delayed"] + stats["lim-b"]["delayed"] == 4, stats
+        running = next(m for m in first if m.name == "one")
+        await broker.ack(running)
+        [second] = await broker.reserve(20, 2.0)
+        assert second.name == "one" and second.id != running.id
+        clock.advance(5)
+        await broker.ack(second)
+        rest = []
+        while len(rest) < 3:
+            got = await broker.reserve(20, 2.0)
+            assert got, rest
+            for m in got:
+                await broker.ack(m)
+            rest += got
+            clock.advance(5)
+        assert sorted(m.name for m in rest) == ["one", "one", "rated"], rest
+        assert {m.queue for m in rest if m.name == "one"} <= {"lim-a", "lim-b"}
+    finally:
+        await broker.close()

@@ -781,16 +781,22 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
 
     def _settle_calls(self, messages: Sequence[TaskMessage]) -> list[tuple[list[str], list[str]]]:
         """LIMITED_SETTLE's keys and task ids for the concurrency-limited ``messages``, one
-        call per task and queue."""
-        by_place: dict[tuple[str, str], list[str]] = {}
+        call per task: its deferred messages may wait in the message's queue or any queue
+        this broker takes from."""
+        by_task: dict[str, tuple[list[str], set[str]]] = {}
         for message in messages:
             if message.name in self._concurrency_limited and message.id:
-                by_place.setdefault((message.name, message.queue), []).append(message.id)
+                ids, queues = by_task.setdefault(message.name, ([], set()))
+                ids.append(message.id)
+                queues.add(message.queue)
         k = self.keys
         calls = []
-        for (name, queue), ids in by_place.items():
-            q = self.queue_keys(queue)
-            calls.append(([k.running(name), k.deferred(queue, name), q.delayed, q.wake], ids))
+        for name, (ids, queues) in by_task.items():
+            keys = [k.running(name)]
+            for queue in sorted(queues | {q.name for q in self._consumed}):
+                q = self.queue_keys(queue)
+                keys += (k.deferred(queue, name), q.delayed, q.wake)
+            calls.append((keys, ids))
         return calls
 
     async def _free_places(self, messages: Sequence[TaskMessage]) -> None:

@@ -487,27 +487,33 @@ end
 """,
 )
 
-# KEYS: running, deferred, delayed, wake ; ARGV: task id*. Runs of a concurrency-limited
-# task ended (acked, retried, released, dead-lettered): their places are freed, and as
-# many of the task's deferred messages in this queue are made due now (score 0) and a
-# worker woken. An entry of ``deferred`` no longer delayed (it came due and ran) is
-# dropped on the way. Returns how many were made due.
+# KEYS: running, then per queue the task may be deferred in: deferred, delayed, wake ;
+# ARGV: task id*. Runs of a concurrency-limited task ended (acked, retried, released,
+# dead-lettered): their places are freed, and as many of the task's deferred messages,
+# the longest deferred first over those queues, are made due now (score 0) and a worker
+# of their queue woken. An entry of ``deferred`` no longer delayed (it came due and ran)
+# is dropped on the way. Returns how many were made due.
 LIMITED_SETTLE = """
 local freed = 0
 for i = 1, #ARGV do freed = freed + redis.call('ZREM', KEYS[1], ARGV[i]) end
-local moved, tries = 0, 0
+local moved, tries, nq = 0, 0, (#KEYS - 1) / 3
 while moved < freed and tries < freed + 10 do
   tries = tries + 1
-  local first = redis.call('ZPOPMIN', KEYS[2])
-  if #first == 0 then break end
-  if redis.call('ZSCORE', KEYS[3], first[1]) then
-    redis.call('ZADD', KEYS[3], 0, first[1])
+  local best, best_score = 0, nil
+  for i = 1, nq do
+    local first = redis.call('ZRANGE', KEYS[3 * i - 1], 0, 0, 'WITHSCORES')
+    if #first > 0 and (best_score == nil or tonumber(first[2]) < best_score) then
+      best, best_score = i, tonumber(first[2])
+    end
+  end
+  if best == 0 then break end
+  local first = redis.call('ZPOPMIN', KEYS[3 * best - 1])
+  if redis.call('ZSCORE', KEYS[3 * best], first[1]) then
+    redis.call('ZADD', KEYS[3 * best], 0, first[1])
+    redis.call('RPUSH', KEYS[3 * best + 1], '1')
+    redis.call('LTRIM', KEYS[3 * best + 1], -64, -1)
     moved = moved + 1
   end
-end
-if moved > 0 then
-  redis.call('RPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], -64, -1)
 end
 return moved
 """
