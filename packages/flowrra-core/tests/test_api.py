@@ -486,6 +486,7 @@ def test_public_names_are_pinned() -> None:
         "PluginConflictError",
         "PluginError",
         "PluginNotFoundError",
+        "RateLimit",
         "ResultBackend",
         "Middleware",
         "MisfirePolicy",

@@ -11,6 +11,7 @@ import time
 
 import redis
 from conftest import Workers
+from flowrra_redis import RedisBroker
 
 from flowrra import CancelOutcome, Flowrra, TaskStatus
 
@@ -131,3 +132,28 @@ def test_cancel_sync(producer: Flowrra, workers: Workers) -> None:
     task_id = producer.submit_sync(redis_app.record, 7, delay=30)
     assert producer.cancel_sync(task_id) is CancelOutcome.REMOVED
     assert producer.get_result_sync(task_id).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_a_cancelled_task_over_its_rate_limit_is_settled_not_deferred(
+    redis_url: str, prefix: str
+) -> None:
+    """Limits wrap the reserve scripts: a message RESERVE marks as cancelled is handed to
+    the worker at once (to settle CANCELLED), not held back by its task's rate limit."""
+    from flowrra.limits import RateLimit, TaskLimits
+    from flowrra.testing import message
+
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.connect()
+    try:
+        broker.limit({"limited": TaskLimits(rate=RateLimit(1, 60.0))})
+        first, second, third = message("limited"), message("limited"), message("limited")
+        await broker.enqueue_many([first, second, third])
+        await broker.cancel(second.id)
+        got = await broker.reserve(3, 1.0)
+        assert [m.id for m in got] == [first.id, second.id], "the third waits its turn"
+        stats = await broker.queue_stats()
+        assert stats["default"]["delayed"] == 1, stats
+        for m in got:
+            await broker.ack(m)
+    finally:
+        await broker.close()

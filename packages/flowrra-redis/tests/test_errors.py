@@ -29,6 +29,7 @@ _NO_IO = {
     "consume",  # sets what reserve takes (lists a named queue write-behind)
     "expects",
     "from_config",
+    "limit",  # sets the task limits reserve enforces (no I/O of its own)
     "list_by_status",  # calls list
     "new_client",
     "pending_count",

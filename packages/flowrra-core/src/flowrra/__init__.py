@@ -52,6 +52,7 @@ from flowrra.exceptions import (
     UnknownTaskError,
 )
 from flowrra.executors import CPUExecutor, IOExecutor
+from flowrra.limits import RateLimit
 from flowrra.middleware import Middleware
 from flowrra.plugins import get_scheduler_backend
 from flowrra.protocols import Broker, Executor, ResultBackend, ScheduleStore
@@ -90,6 +91,7 @@ __all__ = [
     "PluginConflictError",
     "PluginError",
     "PluginNotFoundError",
+    "RateLimit",
     "ResultBackend",
     "ResultTimeoutError",
     "Retry",

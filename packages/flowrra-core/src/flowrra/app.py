@@ -41,6 +41,7 @@ from flowrra.exceptions import (
 )
 from flowrra.executors.cpu import CPUExecutor
 from flowrra.executors.io import IOExecutor
+from flowrra.limits import RateLimit, TaskLimits
 from flowrra.middleware import MiddlewareChain
 from flowrra.plugins import BACKENDS, BROKERS, EXTENSIONS, find_plugin, scheme_of
 from flowrra.portal import Portal, in_loop_thread
@@ -279,6 +280,8 @@ class Flowrra:
         queue: str | None = None,
         unique: bool = False,
         unique_for: float | None = None,
+        rate_limit: str | RateLimit | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]: ...
 
     def task(
@@ -297,6 +300,8 @@ class Flowrra:
         queue: str | None = None,
         unique: bool = False,
         unique_for: float | None = None,
+        rate_limit: str | RateLimit | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskHandle[P, R] | Callable[[Callable[P, R]], TaskHandle[P, R]]:
         """Register a task: ``async def`` for I/O work, plain ``def`` with
         ``cpu_bound=True`` for CPU work (run in a process pool).
@@ -309,7 +314,10 @@ class Flowrra:
         its name, else ``"default"``; see :mod:`flowrra.queues`). ``unique``: a submit
         while a task of the same name and arguments is queued, delayed, running or
         retrying (or ``unique_for`` seconds after one succeeded) queues nothing and gives
-        that task's id (see :mod:`flowrra.unique`).
+        that task's id (see :mod:`flowrra.unique`). ``rate_limit`` (``"100/m"``,
+        ``"10/s"``, ``"5/h"`` or a :class:`~flowrra.RateLimit`) and ``max_concurrency``
+        bound how often it starts and how many run at once, across every worker of the
+        broker (see :mod:`flowrra.limits`).
         """
         defaults = self.config.executor
         if unique.__class__ is not bool:
@@ -319,6 +327,7 @@ class Flowrra:
                 "unique_for needs unique=True (or give unique_key= and unique_for= at submit)"
             )
         keep_for = check_unique_for(unique_for)
+        limits = TaskLimits.of(rate_limit, max_concurrency)
         if queue is not None:
             check_queue_name(queue)
         if timeout is not None and timeout <= 0:
@@ -340,6 +349,7 @@ class Flowrra:
             queue=queue,
             unique=unique,
             unique_for=keep_for,
+            limits=limits,
         )
 
         def register(func: Callable[P, R]) -> TaskHandle[P, R]:

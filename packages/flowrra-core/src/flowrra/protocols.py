@@ -14,15 +14,15 @@ give every member that has a sensible default and leave a few abstract methods.
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
 :class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
-:class:`DeadLetters`, :class:`NamedQueues`, :class:`UniqueJobs` and :class:`Cancellation`
-(brokers), which the engine checks with ``isinstance``. The contract suites test that an
-implementation declaring a capability provides it.
+:class:`DeadLetters`, :class:`NamedQueues`, :class:`UniqueJobs`, :class:`Cancellation`
+and :class:`LimitedTasks` (brokers), which the engine checks with ``isinstance``. The
+contract suites test that an implementation declaring a capability provides it.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from flowrra.events import TaskEvent
+    from flowrra.limits import TaskLimits
     from flowrra.queues import QueueSelection
     from flowrra.registry import TaskHandle
     from flowrra.schedules import ScheduledTask
@@ -45,6 +46,7 @@ __all__ = [
     "EventSource",
     "Executor",
     "KnownTasks",
+    "LimitedTasks",
     "NamedQueues",
     "Redeliveries",
     "ResultBackend",
@@ -339,6 +341,28 @@ class Cancellation(Protocol):
         cancelled task whose message ``reserve`` is about to return), until this call is
         itself cancelled. Returns once watching has started only by being cancelled: a
         worker runs it as a background task, started before it first reserves."""
+
+
+@runtime_checkable
+class LimitedTasks(Protocol):
+    """A broker that enforces per-task rate and concurrency limits at reserve (optional;
+    see :mod:`flowrra.limits`).
+
+    After :meth:`limit`, ``reserve`` never returns a message whose task would exceed its
+    limits: starts of a rate-limited task in any window of ``per_seconds`` (counted over
+    every process sharing the broker) stay at most ``count``, and reserved, unsettled
+    messages of a task with ``max_concurrency`` stay at most that many. A message over
+    a limit stays in the broker (due when the limit next allows; as a retry, it returns
+    behind the messages of its priority queued meanwhile) and ``reserve`` gives the
+    other tasks' messages instead. Settling a message (``ack``, ``requeue``,
+    ``release``, ``dead_letter``) frees its concurrency place; on a leased broker so does
+    the expiry of its lease. Tasks without limits are not affected, and a broker that
+    was never given limits does no work for them.
+    """
+
+    def limit(self, limits: Mapping[str, TaskLimits]) -> None:
+        """Enforce these limits, by task name, from now on (called by the worker before it
+        starts; an empty mapping turns them off)."""
 
 
 @runtime_checkable

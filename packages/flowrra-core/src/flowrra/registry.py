@@ -22,6 +22,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 from flowrra.canvas import Signature
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.exceptions import TaskNotRegisteredError, TaskRegistrationError
+from flowrra.limits import TaskLimits
 from flowrra.queues import check_queue_name
 from flowrra.retry import RetryPolicy
 from flowrra.task import DEFAULT_QUEUE, check_headers
@@ -37,9 +38,10 @@ R = TypeVar("R")
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
     """How a registered task runs: where (I/O loop or process pool), retries, time limit,
-    the queue it goes to (``None``: the app's routes decide, else the default), and
-    whether a submit is deduplicated on a key derived from its arguments (``unique``),
-    kept ``unique_for`` seconds after a success (see :mod:`flowrra.unique`)."""
+    the queue it goes to (``None``: the app's routes decide, else the default), whether
+    a submit is deduplicated on a key derived from its arguments (``unique``), kept
+    ``unique_for`` seconds after a success (see :mod:`flowrra.unique`), and how often and
+    how many at once it may start (``limits``)."""
 
     cpu_bound: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -47,6 +49,8 @@ class TaskOptions:
     queue: str | None = None
     unique: bool = False
     unique_for: float = 0.0
+    #: Its rate limit and concurrency limit (``None``: unlimited; see :mod:`flowrra.limits`).
+    limits: TaskLimits | None = None
 
 
 class _Submitter(Protocol):

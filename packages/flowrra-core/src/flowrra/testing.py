@@ -47,6 +47,7 @@ import pytest
 from flowrra.backends.base import store_many
 from flowrra.clock import ManualClock
 from flowrra.exceptions import BackendError, BrokerError, FlowrraError, SerializationError
+from flowrra.limits import RateLimit, TaskLimits
 from flowrra.protocols import (
     BatchStore,
     Broker,
@@ -54,6 +55,7 @@ from flowrra.protocols import (
     DeadLetters,
     EventSource,
     KnownTasks,
+    LimitedTasks,
     NamedQueues,
     Redeliveries,
     ResultBackend,
@@ -615,6 +617,89 @@ class BrokerContract:
         finally:
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
+
+    async def test_a_rate_limited_task_waits_in_the_broker(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        """At most ``count`` starts per window; the rest wait in the broker, due when the
+        window allows, while other tasks' messages are reserved at once."""
+        if not isinstance(broker, LimitedTasks):
+            pytest.skip("not a LimitedTasks broker")
+        _check_clock(broker, clock)
+        broker.limit({"contract.rated": TaskLimits(rate=RateLimit(2, 10))})
+        await broker.enqueue_many([message("contract.rated", n) for n in range(5)])
+        await broker.enqueue_many([message("contract.free", n) for n in range(3)])
+        first = await broker.reserve(10, 1.0)
+        assert sorted(m.name for m in first) == ["contract.free"] * 3 + ["contract.rated"] * 2
+        for got in first:
+            await broker.ack(got)
+        assert await broker.reserve(10, 0.1) == [], "the window is full"
+        clock.advance(9.5)
+        assert await broker.reserve(10, 0.1) == [], "not before the window moves on"
+        clock.advance(0.5)
+        second = await _drain(broker, 2)
+        assert sorted(m.args for m in second) == [(2,), (3,)], second
+        assert await broker.reserve(10, 0.1) == [], "two per window"
+        clock.advance(10)
+        [last] = await _drain(broker, 1)
+        assert last.args == (4,)
+        broker.limit({})
+        await broker.enqueue_many([message("contract.rated") for _ in range(3)])
+        assert len(await _drain(broker, 3)) == 3, "no limits: all at once"
+
+    async def test_max_concurrency_holds_back_until_a_run_settles(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        """Reserved, unsettled messages of a task stay at most ``max_concurrency``; ack,
+        requeue, release and dead_letter each free a place."""
+        if not isinstance(broker, LimitedTasks):
+            pytest.skip("not a LimitedTasks broker")
+        _check_clock(broker, clock)
+        broker.limit({"contract.single": TaskLimits(max_concurrency=1)})
+        await broker.enqueue_many([message("contract.single", n) for n in range(4)])
+        await broker.enqueue(message("contract.free"))
+        first = await broker.reserve(10, 1.0)
+        assert sorted(m.name for m in first) == ["contract.free", "contract.single"], first
+        running = next(m for m in first if m.name == "contract.single")
+        await broker.ack(next(m for m in first if m.name == "contract.free"))
+        assert await broker.reserve(10, 0.1) == [], "one runs: the others wait"
+        await broker.ack(running)
+        [second] = await broker.reserve(10, 2.0)
+        assert second.name == "contract.single" and second.id != running.id
+        await broker.requeue(second, second.next_attempt(clock.time() + 3600))
+        [third] = await broker.reserve(10, 2.0)
+        assert third.name == "contract.single" and third.id != second.id
+        await broker.release([third])
+        [again] = await broker.reserve(10, 2.0)
+        assert again.name == "contract.single"
+        await broker.dead_letter(again, "cannot run")
+        [fourth] = await broker.reserve(10, 2.0)
+        assert fourth.name == "contract.single"
+        assert await broker.reserve(10, 0.1) == [], "one at a time"
+        await broker.ack(fourth)
+        clock.advance(3600)
+        [retry] = await _drain(broker, 1)
+        assert (retry.id, retry.attempt) == (second.id, 1)
+
+    async def test_an_expired_lease_frees_a_concurrency_place(
+        self, broker: Broker, clock: ManualClock
+    ) -> None:
+        """A worker that dies holding a limited task's message frees its place when the
+        lease expires, as the message comes back."""
+        if not isinstance(broker, LimitedTasks) or not broker.lease_seconds:
+            pytest.skip("not a LimitedTasks broker with leases")
+        _check_clock(broker, clock)
+        broker.limit({"contract.single": TaskLimits(max_concurrency=1)})
+        await broker.enqueue_many([message("contract.single", n) for n in range(2)])
+        assert len(await broker.reserve(10, 1.0)) == 1  # its worker dies: never settled
+        assert await broker.reserve(10, 0.1) == []
+        clock.advance(broker.lease_seconds + 1)
+        [got] = await broker.reserve(10, 2.0)
+        assert got.name == "contract.single"
+        assert await broker.reserve(10, 0.1) == [], "still one at a time"
+        await broker.ack(got)
+        [other] = await _drain(broker, 1)
+        assert other.id != got.id
 
     async def test_a_worker_directory_keeps_heartbeats(self, broker: Broker) -> None:
         if not isinstance(broker, WorkerDirectory):

@@ -33,6 +33,12 @@ named ``emails`` has its own ``queue:emails``, ``delayed:emails``, ``leased:emai
 from one queue runs RESERVE on that queue's keys; from several, RESERVE_QUEUES over all of
 theirs, and it blocks on all their wake lists at once.
 
+Task limits (:mod:`flowrra.limits`): after :meth:`RedisBroker.limit`, a worker reserves
+with LIMITED_RESERVE or LIMITED_RESERVE_QUEUES (the same scripts, wrapped: see
+:mod:`flowrra_redis.scripts`) and frees a concurrency-limited task's place when it
+settles one of its runs; ``started:<task>``, ``running:<task>`` and
+``deferred:<queue>:<task>`` keep their state. Without limits nothing of this runs.
+
 Nothing read from Redis is unpickled: messages are JSON, and a member that does not decode
 is dead-lettered with the reason (the worker records FAILED where the id can be read).
 """
@@ -45,7 +51,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -55,11 +61,12 @@ from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
+from flowrra.limits import TaskLimits
 from flowrra.queues import QueueSelection
 from flowrra.task import DEFAULT_QUEUE, TaskMessage
 from flowrra.unique import UNIQUE_TTL, check_unique_ttl, hold_seconds
 from flowrra_redis import scripts
-from flowrra_redis.codec import encode_message
+from flowrra_redis.codec import encode_message, number_text
 from flowrra_redis.connection import (
     QueueKeys,
     RedisEndpoint,
@@ -88,6 +95,9 @@ _SCRIPTS = {
         "ENQUEUE_UNIQUE",
         "RELEASE_UNIQUE",
         "CANCEL",
+        "LIMITED_RESERVE",
+        "LIMITED_RESERVE_QUEUES",
+        "LIMITED_SETTLE",
     )
 }
 #: Seconds a cancelled id is kept in ``cancelled`` for RESERVE to find its messages.
@@ -140,6 +150,15 @@ def _log_release_failure(future: asyncio.Future[Any]) -> None:
         logger.warning(
             "could not release messages reserved while stopping (they return when their "
             "lease expires): %s",
+            future.exception(),
+        )
+
+
+def _log_settle_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning(
+            "could not free a concurrency-limited task's place (it frees itself when the "
+            "run's lease expires): %s",
             future.exception(),
         )
 
@@ -245,6 +264,11 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         self._listed: set[str] = set()
         #: Who :meth:`watch_cancels` (a worker).
         self._cancel_watchers: list[Callable[[str], None]] = []
+        #: Task limits (see :meth:`limit`): the scripts' arguments per limited task, and
+        #: the tasks with a concurrency limit. Empty: no limits, nothing done for them.
+        self._limit_args: list[Any] = []
+        self._limited: dict[str, TaskLimits] = {}
+        self._concurrency_limited: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, config: BrokerConfig) -> RedisBroker:
@@ -576,6 +600,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         by_queue: dict[str, list[bytes]] = {}
         for member in members:
             by_queue.setdefault(self._decode(member).queue, []).append(member)
+        if self._concurrency_limited:
+            self._send_free_places([self._decode(member) for member in members])
         for queue, held in by_queue.items():
             q = self.queue_keys(queue)
             released = self.pipe.request_script(
@@ -732,12 +758,16 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
                 ],
             )
         )
+        if self._concurrency_limited:
+            await self._free_places((message,))
 
     @boundary("cannot release")
     async def release(self, messages: Sequence[TaskMessage]) -> None:
         for queue, receipts in _receipts_by_queue(messages).items():
             q = self.queue_keys(queue)
             await self._run("RELEASE", [q.leased, q.queue, q.wake], receipts)
+        if self._concurrency_limited:
+            await self._free_places(messages)
 
     @boundary("cannot dead-letter")
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
@@ -773,6 +803,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             [self.queue_keys(message.queue).leased, self.keys.dead],
             [raw or "", json.dumps(entry), self.dead_letter_limit],
         )
+        if self._concurrency_limited:
+            await self._free_places((message,))
 
     @boundary("cannot extend leases")
     async def extend(self, messages: Sequence[TaskMessage]) -> None:
@@ -784,6 +816,8 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
                 [self.queue_keys(queue).leased],
                 [self.clock.time() + self.lease_seconds, *receipts],
             )
+        if self._concurrency_limited:
+            await self._extend_places(messages)
 
     @boundary("cannot purge")
     async def purge(self) -> list[TaskMessage]:
@@ -809,6 +843,108 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         """Messages waiting (due and delayed) when this process last talked to the queue:
         a cached figure, since this call is synchronous. :meth:`queue_depths` asks Redis."""
         return self._depth
+
+    # -- task limits (flowrra.limits) --------------------------------------------------------
+
+    def limit(self, limits: Mapping[str, TaskLimits]) -> None:
+        """Enforce these task limits at reserve from now on, in every process that reserves
+        with them (see :class:`~flowrra.protocols.LimitedTasks` and
+        :mod:`flowrra_redis.scripts`); an empty mapping turns them off."""
+        self._limited = dict(limits)
+        self._limit_args = []
+        for name, task in self._limited.items():
+            rate = task.rate
+            self._limit_args += [
+                name,
+                0 if rate is None else rate.count,
+                0.0 if rate is None else rate.per_seconds,
+                task.max_concurrency or 0,
+            ]
+        self._concurrency_limited = frozenset(
+            name for name, task in self._limited.items() if task.max_concurrency
+        )
+        # Instance attributes: without limits the class's methods run, untouched.
+        if self._limited:
+            self._reserve_call = self._limited_reserve_call  # type: ignore[method-assign]
+        else:
+            vars(self).pop("_reserve_call", None)
+        if self._concurrency_limited:
+            self.ack = self._limited_ack  # type: ignore[method-assign]
+        else:
+            vars(self).pop("ack", None)
+        self._drained = False
+
+    def _limited_reserve_call(
+        self, max_messages: int
+    ) -> tuple[str, list[str], list[Any], list[tuple[str, list[bytes]]]]:
+        """:meth:`_reserve_call` wrapped in its LIMITED twin: the same keys and arguments,
+        after the limits' own."""
+        script, keys, args, taken = RedisBroker._reserve_call(self, max_messages)
+        k = self.keys
+        consumed = self._consumed
+        names = list(self._limited)
+        extra: list[str] = []
+        for q in consumed:
+            extra += (q.delayed, q.leased)
+        for name in names:
+            extra += (k.started(name), k.running(name))
+        for name in names:
+            extra += [k.deferred(q.name, name) for q in consumed]
+        head = [len(keys), len(args), len(consumed), len(names), *self._limit_args]
+        return f"LIMITED_{script}", [*keys, *extra], [*head, *args], taken
+
+    def _limited_ack(self, message: TaskMessage) -> Awaitable[None]:
+        """:meth:`ack`, and the task's concurrency place freed at once (one script call,
+        not awaited: a place lost with the connection frees itself when the lease would
+        have expired)."""
+        RedisBroker.ack(self, message)
+        if message.name in self._concurrency_limited:
+            self._send_free_places((message,))
+        return DONE
+
+    def _settle_calls(self, messages: Sequence[TaskMessage]) -> list[tuple[list[str], list[str]]]:
+        """LIMITED_SETTLE's keys and task ids for the concurrency-limited ``messages``, one
+        call per task: its deferred messages may wait in the message's queue or any queue
+        this broker takes from."""
+        by_task: dict[str, tuple[list[str], set[str]]] = {}
+        for message in messages:
+            if message.name in self._concurrency_limited and message.id:
+                ids, queues = by_task.setdefault(message.name, ([], set()))
+                ids.append(message.id)
+                queues.add(message.queue)
+        k = self.keys
+        calls = []
+        for name, (ids, queues) in by_task.items():
+            keys = [k.running(name)]
+            for queue in sorted(queues | {q.name for q in self._consumed}):
+                q = self.queue_keys(queue)
+                keys += (k.deferred(queue, name), q.delayed, q.wake)
+            calls.append((keys, ids))
+        return calls
+
+    async def _free_places(self, messages: Sequence[TaskMessage]) -> None:
+        for keys, ids in self._settle_calls(messages):
+            await self._run("LIMITED_SETTLE", keys, ids)
+
+    def _send_free_places(self, messages: Sequence[TaskMessage]) -> None:
+        for keys, ids in self._settle_calls(messages):
+            reply = self.pipe.request_script(_SCRIPTS["LIMITED_SETTLE"], keys, ids)
+            reply.add_done_callback(_log_settle_failure)
+
+    async def _extend_places(self, messages: Sequence[TaskMessage]) -> None:
+        """Renew the running entries of concurrency-limited tasks with their leases."""
+        assert self.lease_seconds is not None
+        expiry = number_text(self.clock.time() + self.lease_seconds)
+        for message in messages:
+            if message.name in self._concurrency_limited and message.id:
+                self.pipe.send(
+                    "ZADD",
+                    self.keys.running(message.name),
+                    "XX",
+                    expiry,
+                    message.id,
+                    what="extend a running entry",
+                )
 
     # -- monitoring ----------------------------------------------------------------------
 

@@ -168,6 +168,21 @@ class Keys:
             f"{self.base}:wake:{queue}",
         )
 
+    # Task limits (flowrra.limits): keys per task name, used only when a worker has limits.
+
+    def started(self, task: str) -> str:
+        """ZSET of a rate-limited task's starts in its current window (score: when)."""
+        return f"{self.base}:started:{task}"
+
+    def running(self, task: str) -> str:
+        """ZSET of a concurrency-limited task's running ids (score: their lease expiry)."""
+        return f"{self.base}:running:{task}"
+
+    def deferred(self, queue: str, task: str) -> str:
+        """ZSET of a concurrency-limited task's messages deferred in ``queue``'s delayed
+        set (score: when), the oldest of which is made due when a run of it settles."""
+        return f"{self.base}:deferred:{queue}:{task}"
+
     @property
     def queues(self) -> str:
         """SET of the named queues that were ever written to (not the default one)."""

@@ -21,6 +21,9 @@ __all__ = [
     "ENQUEUE",
     "ENQUEUE_UNIQUE",
     "EXTEND",
+    "LIMITED_RESERVE",
+    "LIMITED_RESERVE_QUEUES",
+    "LIMITED_SETTLE",
     "PRIORITIES",
     "RELEASE",
     "RELEASE_UNIQUE",
@@ -382,4 +385,216 @@ else
   redis.call('DEL', KEYS[1])
 end
 return 1
+"""
+
+
+# -- task limits (flowrra.limits) ----------------------------------------------------------
+# Used only by a worker whose tasks have rate_limit/max_concurrency: RESERVE and
+# RESERVE_QUEUES above stay what they are, and these wrap them.
+#
+# LIMITED_RESERVE / LIMITED_RESERVE_QUEUES run the wrapped script as a function of its own
+# KEYS and ARGV, then look at each member it reserved. A member whose task is over a limit
+# leaves ``leased`` for its queue's ``delayed`` set (as ``<priority key>|<body>``, as a
+# retry waits: when due it is queued with a new sequence number, behind the messages of
+# its priority queued meanwhile), due when the limit next allows; if the batch came back
+# short and full, the wrapped script runs again for the rest (at most 8 rounds, then the
+# reply says "due now" so the worker asks again at once).
+#
+# - rate (a sliding window log): ``started:<task>`` holds one entry per start, scored by
+#   when; entries a window old are dropped; with ``count`` entries in the window, the
+#   k-th (0-based) member deferred in this call is due when the window's
+#   (k mod count)-th oldest start leaves it, plus a window per full round of count.
+# - concurrency: ``running:<task>`` holds the id of each run, scored by its lease expiry
+#   (renewed by extend); entries past their expiry are dropped (a dead worker's). A member
+#   of a full task is due at the earliest expiry, and listed in ``deferred:<queue>:<task>``
+#   so that LIMITED_SETTLE makes it due at once when a run ends.
+#
+# KEYS: the wrapped script's keys (nb); per consumed queue: delayed, leased; per limited
+#   task: started, running; per limited task, per consumed queue: deferred.
+# ARGV: nb, na (the wrapped script's argument count), nq (queues), nt (limited tasks);
+#   per limited task: name, count (0: no rate), window seconds, max concurrency (0: none);
+#   then the wrapped script's arguments (na).
+# Returns the wrapped script's reply: the members admitted, the waiting count and next
+# due time counting the deferred ones.
+_LIMITED = r"""
+local nb, na, nq, nt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local bkeys, bargs = {}, {}
+for i = 1, nb do bkeys[i] = KEYS[i] end
+local a0 = 4 + 4 * nt
+for i = 1, na do bargs[i] = ARGV[a0 + i] end
+local now, expiry, want = tonumber(bargs[1]), bargs[2], tonumber(bargs[3])
+local kt = nb + 2 * nq
+local limits = {}
+for j = 1, nt do
+  local o = 4 * j
+  limits[ARGV[o + 1]] = {j = j, count = tonumber(ARGV[o + 2]), per = tonumber(ARGV[o + 3]),
+    most = tonumber(ARGV[o + 4]), started = 0, running = 0, excess = 0, loaded = false}
+end
+local function load(lim)
+  if lim.loaded then return end
+  lim.loaded = true
+  if lim.count > 0 then
+    local key = KEYS[kt + 2 * lim.j - 1]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.17g', now - lim.per))
+    lim.started = redis.call('ZCARD', key)
+  end
+  if lim.most > 0 then
+    local key = KEYS[kt + 2 * lim.j]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', bargs[1])
+    lim.running = redis.call('ZCARD', key)
+  end
+end
+local function queue_of(m)
+  if nq == 1 then return 1 end
+  for i = 1, nq do
+    if redis.call('ZSCORE', KEYS[nb + 2 * i], m) then return i end
+  end
+  return 0
+end
+local function waiting_form(m)
+  local len = tonumber(string.sub(m, 2, 5), 16)
+  if string.sub(m, 1, 1) == 'n' then len = 65535 - len end
+  local bar = string.find(m, '|', 1, true)
+  return string.sub(m, 1, 5 + len) .. string.sub(m, bar)
+end
+local round_deferred, round_next = 0, nil
+local function defer(m, due, lim)
+  local i = queue_of(m)
+  if i == 0 then return end
+  redis.call('ZREM', KEYS[nb + 2 * i], m)
+  local w = waiting_form(m)
+  redis.call('ZADD', KEYS[nb + 2 * i - 1], string.format('%.17g', due), w)
+  if lim then redis.call('ZADD', KEYS[kt + 2 * nt + (lim.j - 1) * nq + i], bargs[1], w) end
+  round_deferred = round_deferred + 1
+  if round_next == nil or due < round_next then round_next = due end
+end
+local admitted, expired, rounds = {}, 0, 0
+local reply = base(bkeys, bargs)
+while true do
+  round_deferred, round_next = 0, nil
+  local popped = reply[1]
+  expired = expired + reply[4]
+  for _, m in ipairs(popped) do
+    local bar = string.find(m, '|', 1, true)
+    local id, name
+    if string.sub(m, 1, 1) == '!' then
+      bar = nil  -- a cancelled task's (see marked): the worker settles it, never runs it
+    end
+    if bar then
+      id, name = string.match(m, '^{"v":%d+,"id":"([^"\\]*)","name":"([^"\\]*)"', bar + 1)
+      if name == nil then
+        local ok, body = pcall(cjson.decode, string.sub(m, bar + 1))
+        if ok and type(body) == 'table' then id, name = body['id'], body['name'] end
+      end
+    end
+    local lim = nil
+    if type(name) == 'string' and type(id) == 'string' then lim = limits[name] end
+    if lim == nil then
+      admitted[#admitted + 1] = m
+    else
+      load(lim)
+      if lim.most > 0 and lim.running >= lim.most then
+        local first = redis.call('ZRANGE', KEYS[kt + 2 * lim.j], 0, 0, 'WITHSCORES')
+        defer(m, tonumber(first[2]) or now + 1, lim)
+      elseif lim.count > 0 and lim.started >= lim.count then
+        local k = lim.excess
+        lim.excess = k + 1
+        local at = lim.started - lim.count + k % lim.count
+        local start = redis.call('ZRANGE', KEYS[kt + 2 * lim.j - 1], at, at, 'WITHSCORES')
+        defer(m, tonumber(start[2]) + lim.per * (1 + math.floor(k / lim.count)), nil)
+      else
+        if lim.count > 0 then
+          redis.call('ZADD', KEYS[kt + 2 * lim.j - 1], bargs[1], id .. '@' .. bargs[1])
+          lim.started = lim.started + 1
+        end
+        if lim.most > 0 then
+          redis.call('ZADD', KEYS[kt + 2 * lim.j], expiry, id)
+          lim.running = lim.running + 1
+          local i = queue_of(m)
+          if i > 0 then
+            redis.call('ZREM', KEYS[kt + 2 * nt + (lim.j - 1) * nq + i], waiting_form(m))
+          end
+        end
+        admitted[#admitted + 1] = m
+      end
+    end
+  end
+  rounds = rounds + 1
+  local short = want - #admitted
+  if round_deferred == 0 or short <= 0 or #popped < tonumber(bargs[3]) then break end
+  if rounds >= 8 then
+    round_next = now
+    break
+  end
+  bargs = again(bargs, reply, short, nq)
+  reply = base(bkeys, bargs)
+end
+reply[1] = admitted
+reply[2] = reply[2] + round_deferred
+reply[4] = expired
+if round_next ~= nil and (reply[3] == '' or round_next < tonumber(reply[3])) then
+  reply[3] = string.format('%.17g', round_next)
+end
+return reply
+"""
+
+
+def _wrapped(script: str, again: str) -> str:
+    """The limited twin of a reserve script: ``script`` as a function of its own KEYS and
+    ARGV, ``again`` (its arguments for another round of ``n`` messages over ``q`` queues,
+    without acks) and :data:`_LIMITED`."""
+    return f"local function base(KEYS, ARGV)\n{script}\nend\n{again}\n{_LIMITED}"
+
+
+LIMITED_RESERVE = _wrapped(
+    RESERVE,
+    """
+local function again(args, reply, n, q)
+  return {args[1], args[2], tostring(n)}
+end
+""",
+)
+
+LIMITED_RESERVE_QUEUES = _wrapped(
+    RESERVE_QUEUES,
+    """
+local function again(args, reply, n, q)
+  local out = {}
+  for i = 1, 6 + q do out[i] = args[i] end
+  out[3], out[5], out[6] = tostring(n), tostring(reply[5]), tostring(reply[6])
+  for i = 1, q do out[6 + q + i] = '0' end
+  return out
+end
+""",
+)
+
+# KEYS: running, then per queue the task may be deferred in: deferred, delayed, wake ;
+# ARGV: task id*. Runs of a concurrency-limited task ended (acked, retried, released,
+# dead-lettered): their places are freed, and as many of the task's deferred messages,
+# the longest deferred first over those queues, are made due now (score 0) and a worker
+# of their queue woken. An entry of ``deferred`` no longer delayed (it came due and ran)
+# is dropped on the way. Returns how many were made due.
+LIMITED_SETTLE = """
+local freed = 0
+for i = 1, #ARGV do freed = freed + redis.call('ZREM', KEYS[1], ARGV[i]) end
+local moved, tries, nq = 0, 0, (#KEYS - 1) / 3
+while moved < freed and tries < freed + 10 do
+  tries = tries + 1
+  local best, best_score = 0, nil
+  for i = 1, nq do
+    local first = redis.call('ZRANGE', KEYS[3 * i - 1], 0, 0, 'WITHSCORES')
+    if #first > 0 and (best_score == nil or tonumber(first[2]) < best_score) then
+      best, best_score = i, tonumber(first[2])
+    end
+  end
+  if best == 0 then break end
+  local first = redis.call('ZPOPMIN', KEYS[3 * best - 1])
+  if redis.call('ZSCORE', KEYS[3 * best], first[1]) then
+    redis.call('ZADD', KEYS[3 * best], 0, first[1])
+    redis.call('RPUSH', KEYS[3 * best + 1], '1')
+    redis.call('LTRIM', KEYS[3 * best + 1], -64, -1)
+    moved = moved + 1
+  end
+end
+return moved
 """

@@ -5,7 +5,10 @@ lower priority numbers come first and equal priorities keep submit order; each n
 has a heap of its own in ``_queues`` (the default's is ``_ready``). ``_delayed`` holds
 messages with a future ``eta`` ordered by due time, moved to their queue's heap when due.
 ``reserve`` takes from the queues :meth:`MemoryBroker.consume` selected, in the turns of
-:func:`flowrra.queues.take_in_turns`. Nothing is encoded, but arguments
+:func:`flowrra.queues.take_in_turns`. After :meth:`MemoryBroker.limit`, ``reserve`` and
+``ack`` are the instance's limited versions (the class's stay as they were): a message
+over its rate goes to ``_delayed``, due when the window allows; one over its concurrency
+waits in ``_parked`` until a run of its task settles. Nothing is encoded, but arguments
 are checked against the JSON wire format so an app behaves the same on a durable broker.
 
 ``cancel`` (:class:`~flowrra.protocols.Cancellation`) takes a task's waiting messages
@@ -23,14 +26,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from flowrra.awaitables import DONE
 from flowrra.brokers.base import BaseBroker
 from flowrra.clock import SYSTEM_CLOCK, Clock
+from flowrra.limits import Limiter, TaskLimits
 from flowrra.queues import Cursor, QueueSelection, take_in_turns
 from flowrra.task import DEFAULT_QUEUE, TaskMessage
 from flowrra.unique import UNIQUE_TTL, check_unique_ttl, hold_seconds
@@ -45,8 +50,9 @@ class MemoryBroker(BaseBroker):
     ``enqueue`` waits for room (back-pressure on producers). Delayed messages do not
     count, and retries and released messages are never held back. A
     :class:`~flowrra.protocols.NamedQueues`, a :class:`~flowrra.protocols.UniqueJobs`
-    (``unique_ttl``: seconds a unique key lives unless released, see :mod:`flowrra.unique`)
-    and a :class:`~flowrra.protocols.Cancellation`.
+    (``unique_ttl``: seconds a unique key lives unless released, see :mod:`flowrra.unique`),
+    a :class:`~flowrra.protocols.Cancellation` and a
+    :class:`~flowrra.protocols.LimitedTasks`.
     """
 
     def __init__(
@@ -82,6 +88,10 @@ class MemoryBroker(BaseBroker):
         self.dead_letters: deque[tuple[TaskMessage, str]] = deque(maxlen=dead_letter_limit)
         #: Who :meth:`watch_cancels` (the app's worker).
         self._cancel_watchers: list[Callable[[str], None]] = []
+        #: The task limits :meth:`limit` set (None: none, and no work for them).
+        self._limiter: Limiter | None = None
+        #: Messages waiting for a concurrency place of their task, by task name.
+        self._parked: dict[str, deque[TaskMessage]] = {}
 
     # Events are made per connect() so that one app object can be started in several event
     # loops one after another (asyncio.Event binds to the loop that first waits on it).
@@ -283,18 +293,82 @@ class MemoryBroker(BaseBroker):
         return DONE
 
     async def requeue(self, message: TaskMessage, retry: TaskMessage) -> None:
+        if self._limiter is not None:
+            self._settle(message)
         self._push(retry)
 
     async def release(self, messages: Sequence[TaskMessage]) -> None:
         for message in messages:
+            if self._limiter is not None:
+                self._settle(message)
             self._push(message)
 
     async def dead_letter(self, message: TaskMessage, reason: str) -> None:
+        if self._limiter is not None:
+            self._settle(message)
         self.dead_letters.append((message, reason))
+
+    # -- task limits (flowrra.limits) ------------------------------------------------------
+
+    def limit(self, limits: Mapping[str, TaskLimits]) -> None:
+        """Enforce these task limits at reserve from now on (see
+        :class:`~flowrra.protocols.LimitedTasks`); an empty mapping turns them off."""
+        if not limits:
+            self._limiter = None
+            for parked in self._parked.values():
+                for message in parked:
+                    self._push(message)
+            self._parked.clear()
+            vars(self).pop("reserve", None)
+            vars(self).pop("ack", None)
+            return
+        self._limiter = Limiter(limits)
+        # Instance attributes: a broker without limits keeps the class's methods, and
+        # pays nothing for this feature per task.
+        self.reserve = self._reserve_limited  # type: ignore[method-assign]
+        self.ack = self._ack_limited  # type: ignore[method-assign]
+
+    async def _reserve_limited(self, max_messages: int, timeout: float) -> list[TaskMessage]:
+        """``reserve``, keeping back the messages over their task's limits."""
+        limiter = self._limiter
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = await MemoryBroker.reserve(self, max_messages, timeout)
+            if limiter is None or not batch:
+                return batch
+            now = self.clock.time()
+            excess: dict[str, int] = {}
+            out = []
+            for message in batch:
+                due = limiter.admit(message, now, excess)
+                if due is None:
+                    out.append(message)
+                elif due == math.inf:
+                    self._parked.setdefault(message.name, deque()).append(message)
+                else:
+                    heapq.heappush(self._delayed, (due, next(self._seq), message))
+            timeout = deadline - time.monotonic()
+            if out or timeout <= 0:
+                return out
+
+    def _ack_limited(self, message: TaskMessage) -> Awaitable[None]:
+        self._settle(message)
+        return DONE
+
+    def _settle(self, message: TaskMessage) -> None:
+        """A run of ``message`` ended: its place goes to the next parked message."""
+        assert self._limiter is not None
+        if self._limiter.settle(message):
+            parked = self._parked.get(message.name)
+            if parked:
+                self._push(parked.popleft())
 
     async def purge(self) -> list[TaskMessage]:
         messages = [entry[2] for heap in self._queues.values() for entry in heap]
         messages += [entry[2] for entry in self._delayed]
+        for parked in self._parked.values():
+            messages += parked
+        self._parked.clear()
         for heap in self._queues.values():
             heap.clear()
         self._delayed.clear()
@@ -303,7 +377,8 @@ class MemoryBroker(BaseBroker):
         return messages
 
     def pending_count(self) -> int:
-        return sum(len(heap) for heap in self._queues.values()) + len(self._delayed)
+        parked = sum(map(len, self._parked.values())) if self._parked else 0
+        return sum(len(heap) for heap in self._queues.values()) + len(self._delayed) + parked
 
     async def queue_stats(self) -> dict[str, dict[str, Any]]:
         """Per queue: ``queued``, ``delayed`` and ``priorities`` (see
@@ -317,7 +392,10 @@ class MemoryBroker(BaseBroker):
                 "leased": 0,
                 "priorities": dict(sorted(priorities.items())),
             }
-        for _, _, message in self._delayed:
+        waiting = [entry[2] for entry in self._delayed]
+        for parked in self._parked.values():
+            waiting += parked
+        for message in waiting:
             entry = stats.setdefault(
                 message.queue, {"queued": 0, "delayed": 0, "leased": 0, "priorities": {}}
             )

@@ -18,8 +18,16 @@ from typing import Any
 
 from flowrra.clock import SYSTEM_CLOCK, Clock
 from flowrra.events import EventHub
+from flowrra.limits import limits_of
 from flowrra.middleware import MiddlewareChain
-from flowrra.protocols import Broker, Cancellation, Executor, NamedQueues, ResultBackend
+from flowrra.protocols import (
+    Broker,
+    Cancellation,
+    Executor,
+    LimitedTasks,
+    NamedQueues,
+    ResultBackend,
+)
 from flowrra.queues import QueueSelection, selection_for
 from flowrra.registry import TaskHandle, TaskRegistry
 from flowrra.task import TaskMessage, TaskResult
@@ -106,6 +114,7 @@ class Worker:
                 self.broker.watch_cancels(self.runner.cancels.cancelled),
                 name="flowrra-cancel-watch",
             )
+        self._limit()
         await self.io_executor.start()
         await self.cpu_executor.start()
         slots = self.io_executor.concurrency
@@ -157,6 +166,21 @@ class Worker:
                 f"queues {selection}: {type(self.broker).__name__} has only the default "
                 "queue (it is not a flowrra.protocols.NamedQueues)"
             )
+
+    def _limit(self) -> None:
+        """Hand the registered tasks' rate and concurrency limits to the broker (nothing
+        when no task has limits: the broker's default path stays untouched)."""
+        limits = limits_of(self.registry)
+        if not limits:
+            return
+        if not isinstance(self.broker, LimitedTasks):
+            names = ", ".join(sorted(limits))
+            raise ValueError(
+                f"tasks {names} have rate_limit/max_concurrency, but "
+                f"{type(self.broker).__name__} cannot enforce them (it is not a "
+                "flowrra.protocols.LimitedTasks): use a broker that is, or drop the limits"
+            )
+        self.broker.limit(limits)
 
     # -- the slots -------------------------------------------------------------------------
 

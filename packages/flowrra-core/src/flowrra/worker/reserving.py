@@ -70,8 +70,10 @@ class Reserver:
         """The next message for the calling slot, or None when the slot should end."""
         buffer = self.buffer
         while not buffer:
-            if self._fetcher is not None:
-                # Another slot is waiting on the broker; wait for it to bring work.
+            if self._fetcher is not None and not self.stopping:
+                # Another slot is waiting on the broker; wait for it to bring work. (Not
+                # once stopping: a slot woken before stop() that runs before the cancelled
+                # fetcher has ended would wait here for a wake that never comes.)
                 waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._idle.append(waiter)
                 try:
