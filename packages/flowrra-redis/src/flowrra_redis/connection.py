@@ -42,6 +42,7 @@ from flowrra.task import DEFAULT_QUEUE
 from flowrra_redis._redis_compat import pool_like
 from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
+from flowrra_redis.topology import connection_class_for, located_url, locator_for
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -212,9 +213,12 @@ def connect_client(
     socket_timeout: float | None,
     retry_on_timeout: bool,
     retries: int = 3,
+    hash_key: str = "{" + DEFAULT_PREFIX + "}",
 ) -> aioredis.Redis:
     """A redis-py asyncio client for ``url`` (``redis://``, ``rediss://`` or ``unix://``,
-    with user, password, db and TLS options in the URL).
+    with user, password, db and TLS options in the URL; or ``redis+cluster://`` and
+    ``redis+sentinel://``, whose connections go to the master of ``hash_key``'s slot, or
+    the master the sentinels name: see :mod:`flowrra_redis.topology`).
 
     Failed commands are retried ``retries`` times with jittered exponential backoff on a
     dropped connection (and on a timeout when ``retry_on_timeout``) before the error
@@ -227,7 +231,7 @@ def connect_client(
     # A blocking pool: past max_connections a command waits for a free connection (up to
     # the socket timeout) instead of failing at once, as the default pool does.
     pool = aioredis.BlockingConnectionPool.from_url(
-        clean,
+        located_url(clean),
         max_connections=max_connections,
         timeout=socket_timeout or None,
         socket_timeout=socket_timeout or None,
@@ -239,6 +243,10 @@ def connect_client(
         health_check_interval=30,
         decode_responses=False,
     )
+    locator = locator_for(clean, pool.connection_kwargs, hash_key)
+    if locator is not None:
+        pool.connection_class = connection_class_for(clean)
+        pool.connection_kwargs["locator"] = locator
     return aioredis.Redis.from_pool(pool)  # closing the client disconnects its pool
 
 
@@ -444,6 +452,7 @@ class RedisEndpoint(Generic[S]):
             socket_timeout=socket_timeout,
             retry_on_timeout=self.retry_on_timeout,
             retries=self.retries,
+            hash_key=self.keys.base,
         )
 
     async def _check_eviction_policy(self) -> str | None:
