@@ -26,7 +26,7 @@ from flowrra import Flowrra
 from flowrra.testing import SECRET
 
 sys.path.insert(0, str(Path(__file__).parent / "apps"))
-from local_servers import LocalCluster, LocalSentinel, sync_client  # noqa: E402
+from local_servers import LocalCluster, LocalSentinel, sync_client
 
 REDIS_URL = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 APPS = Path(__file__).parent / "apps"

@@ -59,7 +59,8 @@ logger = logging.getLogger("flowrra.redis")
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 #: Replies that mean "not now, try again": ``LOADING`` (a restarted server reading its data
-#: set), ``CLUSTERDOWN`` (a cluster electing a new master), ``READONLY`` and ``MASTERDOWN`` (a failover: the connection reaches a replica, or
+#: set), ``CLUSTERDOWN`` (a cluster electing a new master), ``READONLY`` and
+#: ``MASTERDOWN`` (a failover: the connection reaches a replica, or
 #: a replica lost its master), ``TRYAGAIN`` (a cluster slot on the move). Redis did not
 #: run the command, so sending it again is safe; it is sent again after a backoff until
 #: the pipeline's ``busy_timeout`` (or the caller, by cancelling) gives up.

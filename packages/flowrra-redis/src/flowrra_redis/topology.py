@@ -86,7 +86,7 @@ class Locator:
             **{**self.options, **options, "host": address[0], "port": address[1]}
         )
         try:
-            await connection.connect()
+            await connection.connect()  # type: ignore[no-untyped-call]
             await connection.send_command(*command)
             return await connection.read_response()
         finally:
@@ -235,8 +235,8 @@ def split_located(url: str) -> tuple[str, list[Address], list[str]] | None:
     if not sep or plain is None:
         return None
     rest, hash_mark, fragment = rest.partition("#")
-    rest, question_mark, query = rest.partition("?")
-    location, slash, path = rest.partition("/")
+    rest, _, query = rest.partition("?")
+    location, _, path = rest.partition("/")
     credentials, at, hosts = location.rpartition("@")
     seeds: list[Address] = []
     for host_port in hosts.split(","):

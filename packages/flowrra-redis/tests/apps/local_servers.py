@@ -70,7 +70,9 @@ def _client(port: int) -> redis.Redis:
 class _Processes:
     def __init__(self, directory: Path | None) -> None:
         self._own_dir = directory is None
-        self.directory = Path(tempfile.mkdtemp(prefix="flowrra-redis-")) if directory is None else directory
+        self.directory = (
+            Path(tempfile.mkdtemp(prefix="flowrra-redis-")) if directory is None else directory
+        )
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         binary = shutil.which("redis-server")
         if binary is None:
@@ -200,8 +202,9 @@ class LocalSentinel(_Processes):
             self._spawn(self.master_port)
             self._spawn(self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
             _wait(
-                lambda: _client(self.replica_port).info("replication").get("master_link_status")
-                == "up",
+                lambda: (
+                    _client(self.replica_port).info("replication").get("master_link_status") == "up"
+                ),
                 20,
                 "replication",
             )
@@ -236,7 +239,7 @@ class LocalSentinel(_Processes):
 
     def master(self) -> int:
         """The port the sentinels name as master now."""
-        host, port = _client(self.sentinel_ports[0]).execute_command(
+        _, port = _client(self.sentinel_ports[0]).execute_command(
             "SENTINEL", "get-master-addr-by-name", self.service
         )
         return int(port)
@@ -245,12 +248,32 @@ class LocalSentinel(_Processes):
         """``SENTINEL FAILOVER``: the replica becomes master. Returns (old, new) once the
         sentinels name the new one and it accepts writes."""
         old = self.master()
+        replica = self.replica_port if old == self.master_port else self.master_port
+        # A planned failover: writes paused on the master until the replica has them all.
+        # (SENTINEL FAILOVER alone promotes the replica at once, and what the old master
+        # acknowledged after the replica's last copy is lost: Redis's asynchronous
+        # replication, which no client can repair.)
+        _client(old).execute_command("CLIENT", "PAUSE", 15000, "WRITE")
+        offset = _client(old).info("replication")["master_repl_offset"]
+        _wait(
+            lambda: _client(replica).info("replication")["slave_repl_offset"] >= offset,
+            10,
+            "the replica catching up",
+        )
         sentinel = _client(self.sentinel_ports[0])
         # NOGOODSLAVE until the sentinel has fresh INFO from the replica: ask again.
-        _wait(lambda: sentinel.execute_command("SENTINEL", "FAILOVER", self.service), 30, "an accepted SENTINEL FAILOVER")
+        _wait(
+            lambda: sentinel.execute_command("SENTINEL", "FAILOVER", self.service),
+            30,
+            "an accepted SENTINEL FAILOVER",
+        )
         _wait(lambda: self.master() != old, 30, "sentinel failover")
         new = self.master()
         _wait(lambda: _client(new).execute_command("ROLE")[0] == b"master", 30, "new master")
+        # Until the sentinels turn the old master into a replica it still takes writes
+        # from clients connected to it, which its demotion then discards: keep it paused.
+        _wait(lambda: _client(old).execute_command("ROLE")[0] == b"slave", 30, "old master demoted")
+        _client(old).execute_command("CLIENT", "UNPAUSE")
         return old, new
 
 
@@ -273,7 +296,7 @@ def sync_client(url: str) -> Any:
 if __name__ == "__main__":  # pragma: no cover
     kind = sys.argv[1] if len(sys.argv) > 1 else "cluster"
     servers: _Processes = LocalCluster() if kind == "cluster" else LocalSentinel()
-    print(servers.url, flush=True)  # noqa: T201
+    print(servers.url, flush=True)
     try:
         while True:
             time.sleep(3600)

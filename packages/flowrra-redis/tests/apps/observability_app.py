@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Any
 
-import redis
 from flowrra_redis import RedisBackend, RedisBroker
 from local_servers import sync_client
 

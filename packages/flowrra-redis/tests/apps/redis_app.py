@@ -13,7 +13,6 @@ import signal
 import time
 from collections.abc import Awaitable
 
-import redis
 from flowrra_redis import RedisBackend, RedisBroker
 from local_servers import sync_client
 
