@@ -39,10 +39,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from flowrra.exceptions import FlowrraError
 from flowrra.plugins import describe_url
 from flowrra.task import DEFAULT_QUEUE
-from flowrra_redis._redis_compat import pool_like
+from flowrra_redis._redis_compat import pool_like, pool_options_of, use_connection_class
 from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
-from flowrra_redis.topology import connection_class_for, located_url, locator_for
+from flowrra_redis.topology import located_class_for, located_url, locator_for
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -243,10 +243,9 @@ def connect_client(
         health_check_interval=30,
         decode_responses=False,
     )
-    locator = locator_for(clean, pool.connection_kwargs, hash_key)
+    locator = locator_for(clean, pool_options_of(pool), hash_key)
     if locator is not None:
-        pool.connection_class = connection_class_for(clean)
-        pool.connection_kwargs["locator"] = locator
+        use_connection_class(pool, located_class_for(clean), locator=locator)
     return aioredis.Redis.from_pool(pool)  # closing the client disconnects its pool
 
 

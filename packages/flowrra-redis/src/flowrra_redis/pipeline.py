@@ -44,6 +44,7 @@ from flowrra_redis._redis_compat import (
     RedisConnection,
     checkout,
     parse_error,
+    pool_options,
     release,
     take_transport,
 )
@@ -391,7 +392,7 @@ class AutoPipeline:
         new connection to the master named (the locator of a ``redis+cluster://`` URL
         remembers it), ahead of what waits, so commands keep their order; after ``ASK``
         once, to the node named, on a connection of its own, after ``ASKING``."""
-        locator = self._client.connection_pool.connection_kwargs.get("locator")
+        locator = pool_options(self._client).get("locator")
         if locator is None:
             command.outer.set_exception(
                 redis_errors.ResponseError(
@@ -423,10 +424,9 @@ class AutoPipeline:
     async def _ask(self, command: _Command, error: redis_errors.AskError, locator: Any) -> None:
         """Send ``command`` once to the node an ``ASK`` reply named, on a connection of
         its own (``ASKING`` holds for the next command of one connection only)."""
-        pool = self._client.connection_pool
-        options = {k: v for k, v in pool.connection_kwargs.items() if k != "locator"}
+        options = {k: v for k, v in pool_options(self._client).items() if k != "locator"}
         options.update(host=error.host, port=error.port)
-        connection = locator.connection_class(**options)
+        connection = locator.plain_class(**options)
         args = command.args
         if command.script is not None:  # the target may not have the script yet
             args = ("EVAL", command.script.body, *args[2:])

@@ -62,9 +62,8 @@ class Locator:
     kind = ""
 
     def __init__(self, seeds: list[Address], options: dict[str, Any]) -> None:
-        self.connection_class: type[aioredis.Connection] = options.pop(
-            "base_class", aioredis.Connection
-        )
+        #: The connection class of the servers it asks (TLS or not).
+        self.plain_class: type[aioredis.Connection] = options.pop("base_class", aioredis.Connection)
         if not seeds:
             raise ValueError("a Redis Cluster or Sentinel URL needs at least one host:port")
         self.seeds = seeds
@@ -82,7 +81,7 @@ class Locator:
 
     async def _ask(self, address: Address, *command: Any, **options: Any) -> Any:
         """Send one command to ``address`` on a connection of its own (closed after)."""
-        connection = self.connection_class(
+        connection = self.plain_class(
             **{**self.options, **options, "host": address[0], "port": address[1]}
         )
         try:
@@ -273,7 +272,7 @@ def locator_for(url: str, options: dict[str, Any], hash_key: str) -> Locator | N
     if split is None:
         return None
     _, seeds, segments = split
-    plain = {k: v for k, v in options.items() if k not in ("host", "port", "connection_class")}
+    plain = {k: v for k, v in options.items() if k not in ("host", "port")}
     plain["base_class"] = (
         aioredis.SSLConnection if url.lower().startswith("rediss+") else aioredis.Connection
     )
@@ -302,7 +301,7 @@ def is_located(url: str) -> bool:
     return url.partition("://")[0].lower() in LOCATED_SCHEMES
 
 
-def connection_class_for(url: str) -> type[aioredis.Connection]:
+def located_class_for(url: str) -> type[aioredis.Connection]:
     """The located connection class for a ``redis+…`` or ``rediss+…`` URL."""
     if url.partition("://")[0].lower().startswith("rediss+"):
         return LocatedSSLConnection
