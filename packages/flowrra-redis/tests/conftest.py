@@ -25,8 +25,18 @@ from redis.retry import Retry
 from flowrra import Flowrra
 from flowrra.testing import SECRET
 
+sys.path.insert(0, str(Path(__file__).parent / "apps"))
+from local_servers import LocalCluster, LocalSentinel, sync_client
+
 REDIS_URL = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 APPS = Path(__file__).parent / "apps"
+
+
+def _unavailable(message: str) -> None:
+    """Skip the test, or fail it under ``FLOWRRA_REQUIRE_SERVICES=1``."""
+    if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +44,40 @@ def redis_url() -> str:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.ConnectionError as exc:
-        message = f"Redis at {REDIS_URL} is unreachable: {exc}"
-        if os.environ.get("FLOWRRA_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of the test run's own: three masters, three replicas, on free
+    ports (``apps/local_servers.py``). Tests that fail it over leave it working."""
+    try:
+        cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _unavailable(f"cannot start a local Redis Cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[LocalSentinel]:
+    """A master, its replica and three sentinels of the test's own."""
+    try:
+        sentinel = LocalSentinel(tmp_path)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _unavailable(f"cannot start a local Redis Sentinel: {exc}")
+    yield sentinel
+    sentinel.stop()
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """The shared server's URL, then the local cluster's: a module whose ``redis_url``
+    returns this runs each of its tests on both."""
+    if request.param == "single":
+        return str(request.getfixturevalue("redis_url"))
+    return str(request.getfixturevalue("redis_cluster").url)
 
 
 @pytest.fixture
@@ -129,7 +168,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServers]:
 
 @pytest.fixture
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     yield client
     client.close()
 

@@ -14,6 +14,7 @@ import pytest
 import redis
 from flowrra_redis import RedisBackend, RedisBroker, priority_key
 from flowrra_redis.backend import decode_event
+from local_servers import LocalCluster
 
 from flowrra import BrokerError, ConfigError, Flowrra, TaskStatus
 from flowrra.clock import ManualClock
@@ -57,6 +58,22 @@ class TestRedisBackendContract(ResultBackendContract):
     @pytest.fixture
     def unreachable_backend(self, unreachable_url: str) -> RedisBackend:
         return RedisBackend(unreachable_url, socket_timeout=1.0, retries=0)
+
+
+class TestClusterBrokerContract(TestRedisBrokerContract):
+    """The broker contract on the local Redis Cluster (``redis+cluster://``)."""
+
+    @pytest.fixture
+    def redis_url(self, redis_cluster: LocalCluster) -> str:
+        return redis_cluster.url
+
+
+class TestClusterBackendContract(TestRedisBackendContract):
+    """The result backend contract on the local Redis Cluster."""
+
+    @pytest.fixture
+    def redis_url(self, redis_cluster: LocalCluster) -> str:
+        return redis_cluster.url
 
 
 def test_priority_key_sorts_like_the_numbers() -> None:

@@ -77,7 +77,7 @@ def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
-_SECRET_PARAMS = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*")
+_SECRET_PARAMS = re.compile(r"(?i)([?&](?:\w*_)?(?:password|passwd|pwd)=)[^&#]*")
 
 
 def describe_url(url: str) -> str:

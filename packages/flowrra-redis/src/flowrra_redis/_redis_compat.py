@@ -59,8 +59,11 @@ __all__ = [
     "on_reconnect",
     "parse_error",
     "pool_like",
+    "pool_options",
+    "pool_options_of",
     "release",
     "take_transport",
+    "use_connection_class",
 ]
 
 #: A connection of redis-py's asyncio pools (the type :func:`checkout` gives).
@@ -135,6 +138,26 @@ def on_reconnect(pubsub: PubSub, method: Callable[[Any], Awaitable[None]]) -> No
     if connection is None:
         raise redis_errors.ConnectionError("the pub/sub connection is not open")
     connection.register_connect_callback(method)  # type: ignore[no-untyped-call]
+
+
+def pool_options(client: aioredis.Redis) -> dict[str, Any]:
+    """The options ``client``'s pool makes its connections with (host, TLS, timeouts,
+    credentials, and a ``locator`` for a cluster or sentinel URL)."""
+    return pool_options_of(client.connection_pool)
+
+
+def pool_options_of(pool: aioredis.ConnectionPool) -> dict[str, Any]:
+    options: dict[str, Any] = pool.connection_kwargs
+    return options
+
+
+def use_connection_class(
+    pool: aioredis.ConnectionPool, connection_class: type[Any], **options: Any
+) -> None:
+    """Make ``pool``'s connections from now on with ``connection_class`` and the extra
+    ``options`` (a located connection and its locator: :mod:`flowrra_redis.topology`)."""
+    pool.connection_class = connection_class
+    pool.connection_kwargs.update(options)
 
 
 def pool_like(client: aioredis.Redis) -> aioredis.ConnectionPool:

@@ -39,9 +39,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from flowrra.exceptions import FlowrraError
 from flowrra.plugins import describe_url
 from flowrra.task import DEFAULT_QUEUE
-from flowrra_redis._redis_compat import pool_like
+from flowrra_redis._redis_compat import pool_like, pool_options_of, use_connection_class
 from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
+from flowrra_redis.topology import located_class_for, located_url, locator_for
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -243,9 +244,12 @@ def connect_client(
     socket_timeout: float | None,
     retry_on_timeout: bool,
     retries: int = 3,
+    hash_key: str = "{" + DEFAULT_PREFIX + "}",
 ) -> aioredis.Redis:
     """A redis-py asyncio client for ``url`` (``redis://``, ``rediss://`` or ``unix://``,
-    with user, password, db and TLS options in the URL).
+    with user, password, db and TLS options in the URL; or ``redis+cluster://`` and
+    ``redis+sentinel://``, whose connections go to the master of ``hash_key``'s slot, or
+    the master the sentinels name: see :mod:`flowrra_redis.topology`).
 
     Failed commands are retried ``retries`` times with jittered exponential backoff on a
     dropped connection (and on a timeout when ``retry_on_timeout``) before the error
@@ -258,7 +262,7 @@ def connect_client(
     # A blocking pool: past max_connections a command waits for a free connection (up to
     # the socket timeout) instead of failing at once, as the default pool does.
     pool = aioredis.BlockingConnectionPool.from_url(
-        clean,
+        located_url(clean),
         max_connections=max_connections,
         timeout=socket_timeout or None,
         socket_timeout=socket_timeout or None,
@@ -270,6 +274,9 @@ def connect_client(
         health_check_interval=30,
         decode_responses=False,
     )
+    locator = locator_for(clean, pool_options_of(pool), hash_key)
+    if locator is not None:
+        use_connection_class(pool, located_class_for(clean), locator=locator)
     return aioredis.Redis.from_pool(pool)  # closing the client disconnects its pool
 
 
@@ -475,6 +482,7 @@ class RedisEndpoint(Generic[S]):
             socket_timeout=socket_timeout,
             retry_on_timeout=self.retry_on_timeout,
             retries=self.retries,
+            hash_key=self.keys.base,
         )
 
     async def _check_eviction_policy(self) -> str | None:

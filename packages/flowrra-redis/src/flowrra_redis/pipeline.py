@@ -44,6 +44,7 @@ from flowrra_redis._redis_compat import (
     RedisConnection,
     checkout,
     parse_error,
+    pool_options,
     release,
     take_transport,
 )
@@ -59,7 +60,8 @@ logger = logging.getLogger("flowrra.redis")
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 #: Replies that mean "not now, try again": ``LOADING`` (a restarted server reading its data
-#: set), ``READONLY`` and ``MASTERDOWN`` (a failover: the connection reaches a replica, or
+#: set), ``CLUSTERDOWN`` (a cluster electing a new master), ``READONLY`` and
+#: ``MASTERDOWN`` (a failover: the connection reaches a replica, or
 #: a replica lost its master), ``TRYAGAIN`` (a cluster slot on the move). Redis did not
 #: run the command, so sending it again is safe; it is sent again after a backoff until
 #: the pipeline's ``busy_timeout`` (or the caller, by cancelling) gives up.
@@ -68,6 +70,7 @@ TRY_AGAIN: tuple[type[redis_errors.RedisError], ...] = (
     redis_errors.ReadOnlyError,
     redis_errors.MasterDownError,
     redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
 )
 #: Connection errors that trying again cannot mend: a password missing or wrong.
 _REFUSED = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
@@ -103,7 +106,16 @@ class _Command:
     wakes); an unknown script is sent again with its body. Retries after a lost connection
     are the pipeline's (:meth:`AutoPipeline._requeue`): they keep the commands' order."""
 
-    __slots__ = ("args", "attempt", "busy_tries", "busy_until", "outer", "pipeline", "script")
+    __slots__ = (
+        "args",
+        "attempt",
+        "busy_tries",
+        "busy_until",
+        "outer",
+        "pipeline",
+        "redirects",
+        "script",
+    )
 
     def __init__(
         self,
@@ -119,6 +131,7 @@ class _Command:
         self.attempt = 0  # connections it was lost with
         self.busy_until: float | None = None  # after a "try again" reply: until when
         self.busy_tries = 0
+        self.redirects = 0  # MOVED / ASK replies followed
 
     def resolve(self, reply: Any) -> None:
         if not self.outer.done():  # else the caller gave up (cancelled)
@@ -133,6 +146,8 @@ class _Command:
             self.args = ("EVAL", script.body, *self.args[2:])
             self.script = None
             self.pipeline._queue(self)
+        elif isinstance(error, redis_errors.AskError):  # MovedError is one too
+            self.pipeline._redirect(self, error)
         elif not (isinstance(error, TRY_AGAIN) and self.pipeline._try_again(self, error)):
             outer.set_exception(error)
 
@@ -193,6 +208,8 @@ class _Link(asyncio.Protocol):
                 try:
                     if isinstance(reply, redis_errors.ResponseError):
                         command.fail(parse_error(str(reply)))
+                        if self.lost:  # a MOVED reply: the rest goes to the new master
+                            return
                     else:
                         command.resolve(reply)
                 except Exception:  # a sink's bug: Redis ran the command, the link is fine
@@ -368,6 +385,70 @@ class AutoPipeline:
             )
         return True
 
+    def _redirect(self, command: _Command, error: redis_errors.AskError) -> None:
+        """Redis Cluster answered ``command`` with ``MOVED`` (the slot has a new master: a
+        failover, a resharding) or ``ASK`` (the slot is migrating and this key is already
+        at the target). Neither ran the command, so it is sent again: after ``MOVED`` on a
+        new connection to the master named (the locator of a ``redis+cluster://`` URL
+        remembers it), ahead of what waits, so commands keep their order; after ``ASK``
+        once, to the node named, on a connection of its own, after ``ASKING``."""
+        locator = pool_options(self._client).get("locator")
+        if locator is None:
+            command.outer.set_exception(
+                redis_errors.ResponseError(
+                    f"{'MOVED' if isinstance(error, redis_errors.MovedError) else 'ASK'} "
+                    f"{error.slot_id} {error.host}:{error.port}: the server is a Redis Cluster "
+                    "node: use a redis+cluster:// URL"
+                )
+            )
+            return
+        if command.redirects >= _MAX_REDIRECTS:
+            command.outer.set_exception(error)
+            return
+        command.redirects += 1
+        if not isinstance(error, redis_errors.MovedError):
+            asking = self.loop.create_task(self._ask(command, error, locator))
+            self._releasing.add(asking)
+            asking.add_done_callback(self._releasing.discard)
+            return
+        locator.moved(error.host, error.port)
+        logger.info("Redis Cluster moved the slot to %s:%s; following it", error.host, error.port)
+        link = self._link
+        if link is None or link.lost:
+            self._waiting.insert(0, command)
+            self._reconnect()
+            return
+        link.sent.appendleft(command)
+        self._lose(link, _Redirected(f"MOVED to {error.host}:{error.port}"))
+
+    async def _ask(self, command: _Command, error: redis_errors.AskError, locator: Any) -> None:
+        """Send ``command`` once to the node an ``ASK`` reply named, on a connection of
+        its own (``ASKING`` holds for the next command of one connection only)."""
+        options = {k: v for k, v in pool_options(self._client).items() if k != "locator"}
+        options.update(host=error.host, port=error.port)
+        connection = locator.plain_class(**options)
+        args = command.args
+        if command.script is not None:  # the target may not have the script yet
+            args = ("EVAL", command.script.body, *args[2:])
+        try:
+            async with asyncio.timeout(self._timeout):
+                await connection.connect()
+                await connection.send_packed_command(_encode(("ASKING",)) + _encode(args))
+                await connection.read_response()
+                try:
+                    reply = await connection.read_response()
+                except redis_errors.ResponseError as exc:
+                    command.fail(exc)  # TRYAGAIN: sent again through the pipeline
+                    return
+        except Exception as exc:
+            if not command.outer.done():
+                command.outer.set_exception(_as_redis_error(exc))
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+        command.resolve(reply)
+
     def _send_again(self, command: _Command) -> None:
         if not command.outer.done():  # else its caller gave up (cancelled, timed out)
             self._queue(command)
@@ -470,11 +551,13 @@ class AutoPipeline:
             and not isinstance(error, _REFUSED)
             and (self._retry_on_timeout or not isinstance(error, redis_errors.TimeoutError))
         )
+        redirected = isinstance(error, _Redirected)
         kept: list[_Command] = []
         for command in failed:
             if command.outer.done():
                 continue  # its caller gave up
-            command.attempt += 1
+            if not redirected:
+                command.attempt += 1
             if retryable and command.attempt <= self._retries:
                 kept.append(command)
             else:
@@ -484,6 +567,9 @@ class AutoPipeline:
                 self._reconnect()
             return
         self._waiting[:0] = kept
+        if redirected:  # the new master is known: connect now
+            self._reconnect()
+            return
         self._failures += 1
         if self._backoff is None and not self._closed:
             self._backoff = self.loop.call_later(
@@ -522,6 +608,14 @@ class AutoPipeline:
             for command in link.sent:
                 command.fail(_closed())
             await self._release(link.connection)
+
+
+#: MOVED / ASK replies one command follows before its caller gets the error.
+_MAX_REDIRECTS = 5
+
+
+class _Redirected(redis_errors.ConnectionError):
+    """The pipeline's connection was closed to follow a ``MOVED`` reply."""
 
 
 def _closed() -> Exception:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-try:
-    from redis_app import PREFIX, _sync, app  # a worker process: apps/ is on its path
-except ImportError:
-    from apps.redis_app import PREFIX, _sync, app  # the tests' own process
+try:  # the tests' own process (where apps/ is also on sys.path: one module, not two)
+    from apps.redis_app import PREFIX, _sync, app
+except ImportError:  # a worker process: apps/ is on its path
+    from redis_app import PREFIX, _sync, app
 
 __all__ = ["app", "at_most_two", "ten_per_second"]
 

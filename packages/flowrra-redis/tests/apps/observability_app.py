@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any
 
-import redis
 from flowrra_redis import RedisBackend, RedisBroker
+from local_servers import sync_client
 
 from flowrra import Flowrra, current_task
 
@@ -30,7 +30,7 @@ app = Flowrra(
     broker=RedisBroker(URL, prefix=PREFIX, lease_seconds=30),
     backend=RedisBackend(URL, prefix=PREFIX),
 )
-_sync = redis.Redis.from_url(URL, protocol=2)
+_sync = sync_client(URL)
 log = logging.getLogger("observability_app")
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-try:
-    from redis_app import _note, app  # a worker process: apps/ is on its path
-except ImportError:
-    from apps.redis_app import _note, app  # the tests' own process
+try:  # the tests' own process (where apps/ is also on sys.path: one module, not two)
+    from apps.redis_app import _note, app
+except ImportError:  # a worker process: apps/ is on its path
+    from redis_app import _note, app
 
 __all__ = ["app", "mail", "report"]
 

@@ -13,8 +13,8 @@ import signal
 import time
 from collections.abc import Awaitable
 
-import redis
 from flowrra_redis import RedisBackend, RedisBroker
+from local_servers import sync_client
 
 from flowrra import Flowrra, TaskResult, TaskStatus
 
@@ -50,7 +50,7 @@ app = Flowrra(
 )
 # RESP2: over a unix socket, redis-py 8.0's sync client fails every RESP3 connection (it
 # asks the connection for a host, to set up maintenance notifications).
-_sync = redis.Redis.from_url(URL, protocol=2)
+_sync = sync_client(URL)
 RAN = f"{PREFIX}:ran"
 
 

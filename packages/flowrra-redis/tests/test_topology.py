@@ -1,0 +1,239 @@
+"""Redis Cluster and Sentinel, on real local servers (``apps/local_servers.py``): the URL
+forms, the pipeline following MOVED and ASK during a slot migration, and failovers under
+load with worker processes, where no acknowledged task may be lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis
+from apps import redis_app
+from conftest import Workers
+from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis.topology import ClusterLocator, SentinelLocator, split_located
+from local_servers import LocalCluster, LocalSentinel, sync_client
+from redis.crc import key_slot
+
+from flowrra import BrokerError, Flowrra
+from flowrra.plugins import describe_url
+
+# -- URLs -------------------------------------------------------------------------------
+
+
+def test_cluster_url_keeps_redis_options_and_names_every_seed() -> None:
+    url, seeds, path = split_located(
+        "rediss+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001/0?socket_timeout=2#x"
+    ) or ("", [], [])
+    assert url == "rediss://u:p%40ss@10.0.0.1:7000/0?socket_timeout=2#x"
+    assert seeds == [("10.0.0.1", 7000), ("::1", 7001)]
+    assert path == ["0"]
+
+
+def test_sentinel_url_names_the_master_then_the_database() -> None:
+    url, seeds, path = split_located(
+        "redis+sentinel://:pw@s1:26379,s2:26380/mymaster/3?sentinel_password=sp"
+    ) or ("", [], [])
+    assert url == "redis://:pw@s1:26379/3"
+    assert seeds == [("s1", 26379), ("s2", 26380)]
+    assert path == ["mymaster", "3"]
+    broker = RedisBroker("redis+sentinel://:pw@s1:26379/mymaster/3?sentinel_password=sp")
+    locator = broker.client.connection_pool.connection_kwargs["locator"]
+    assert isinstance(locator, SentinelLocator)
+    assert locator.service == "mymaster"
+    assert locator.sentinel_options["password"] == "sp"
+    assert locator.options["password"] == "pw" and locator.options["db"] == 3
+    assert "s3cr3t" not in describe_url("redis+sentinel://s1:26379/m?sentinel_password=s3cr3t")
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis+cluster://h:1/2", "only database 0"),
+        ("redis+cluster:///0", "names no host:port"),
+        ("redis+cluster://h/0", "expected host:port"),
+        ("redis+sentinel://h:26379", "names the master after the hosts"),
+    ],
+)
+def test_bad_located_urls_say_what_is_wrong(url: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        RedisBroker(url).client  # noqa: B018  (the client is made on first use)
+
+
+def test_cluster_locator_targets_the_slot_of_the_prefix() -> None:
+    broker = RedisBroker("redis+cluster://127.0.0.1:7000", prefix="shop")
+    locator = broker.client.connection_pool.connection_kwargs["locator"]
+    assert isinstance(locator, ClusterLocator)
+    assert locator.slot == key_slot(b"{shop}:queue")
+
+
+# -- a real cluster -----------------------------------------------------------------------
+
+
+async def test_broker_and_backend_reach_the_slots_master(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    app = Flowrra(
+        broker=RedisBroker(redis_cluster.url, prefix=prefix),
+        backend=RedisBackend(redis_cluster.url, prefix=prefix),
+    )
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    async with app.producer():
+        task_id = await app.submit(redis_app.record, 7)
+    master = redis.Redis(port=redis_cluster.master_of(app.broker.keys.queue))
+    assert master.zcard(app.broker.keys.queue) == 1
+    assert master.exists(app.broker.keys.result(task_id))
+
+
+async def test_pipeline_follows_ask_then_moved_while_a_slot_migrates(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    broker = RedisBroker(redis_cluster.url, prefix=prefix)
+    await broker.connect()
+    pipe = broker.pipe
+    key = broker.keys.base
+    slot = key_slot(key.encode())
+    source_port = redis_cluster.master_of(key)
+    target_port = next(p for p in redis_cluster.masters() if p != source_port)  # another master
+    source, target = redis.Redis(port=source_port), redis.Redis(port=target_port)
+    source_id = source.execute_command("CLUSTER", "MYID").decode()
+    target_id = target.execute_command("CLUSTER", "MYID").decode()
+    assert await pipe.execute("SET", f"{key}:old", "1") == b"OK"
+    target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    try:
+        # A key the source does not have: ASK, sent with ASKING to the target.
+        assert await pipe.execute("SET", f"{key}:new", "2") == b"OK"
+        # A key the source has is still served there.
+        assert await pipe.execute("GET", f"{key}:old") == b"1"
+        source.execute_command(
+            "MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", f"{key}:old"
+        )
+        for port in redis_cluster.masters():
+            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        # Now the source answers MOVED: the pipeline reconnects to the target.
+        got = await asyncio.gather(
+            pipe.execute("GET", f"{key}:old"),
+            pipe.execute("GET", f"{key}:new"),
+            pipe.execute("INCR", f"{key}:n"),
+        )
+        assert got == [b"1", b"2", 1]
+        locator = broker.client.connection_pool.connection_kwargs["locator"]
+        assert (await locator.address())[1] == target_port
+        assert target.get(f"{key}:new") == b"2"
+    finally:
+        await broker.close()
+
+
+async def test_a_plain_url_to_a_cluster_node_says_to_use_redis_cluster(
+    redis_cluster: LocalCluster,
+) -> None:
+    key = "{not-here}:x"
+    elsewhere = next(p for p in redis_cluster.masters() if p != redis_cluster.master_of(key))
+    broker = RedisBroker(f"redis://127.0.0.1:{elsewhere}/0", prefix="not-here")
+    with pytest.raises(redis.ResponseError, match=r"use a redis\+cluster:// URL"):
+        await broker.pipe.execute("GET", key)
+    await broker.close()
+
+
+# -- failover under load ------------------------------------------------------------------
+
+
+async def _failover_under_load(
+    url: str,
+    prefix: str,
+    workers: Workers,
+    fail_over: Callable[[], Awaitable[object]],
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Two worker processes and a producer submitting one task at a time; ``fail_over``
+    once 150 are acknowledged; 150 more after it. Every acknowledged task must run and
+    have its SUCCESS record; duplicates (at least once) are counted and reported."""
+    app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    for _ in range(2):
+        workers.start("-c", "8", url=url, lease=5.0)
+    acknowledged: dict[int, str] = {}
+    refused = 0
+    failed_over = asyncio.Event()
+
+    async def produce() -> None:
+        nonlocal refused
+        n = 0
+        after = 0
+        while after < 150:
+            try:
+                acknowledged[n] = await app.submit(redis_app.record, n, 0.005)
+            except BrokerError:
+                refused += 1  # not acknowledged: it may or may not run
+                await asyncio.sleep(0.05)
+            if failed_over.is_set():
+                after += 1
+            n += 1
+
+    async with app.producer():
+        producing = asyncio.create_task(produce())
+        while len(acknowledged) < 150:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await fail_over()
+        failed_over.set()
+        took = time.monotonic() - started
+        await producing
+        results = await asyncio.gather(
+            *(app.wait_for_result(i, timeout=30) for i in acknowledged.values()),
+            return_exceptions=True,
+        )
+    unrecorded = [n for n, r in zip(acknowledged, results, strict=True) if isinstance(r, Exception)]
+    ran = {int(k): int(v) for k, v in sync_client(url).hgetall(f"{prefix}:ran").items()}
+    lost = [n for n in acknowledged if n not in ran]
+    duplicates = sum(count - 1 for count in ran.values())
+    record_property("acknowledged", len(acknowledged))
+    record_property("lost", len(lost))
+    record_property("duplicates", duplicates)
+    record_property("refused_submits", refused)
+    record_property("records_missing", len(unrecorded))
+    print(
+        f"failover in {took:.1f}s: {len(acknowledged)} acknowledged, {len(lost)} lost, "
+        f"{duplicates} duplicates, {refused} submits refused during the failover, "
+        f"{len(unrecorded)} SUCCESS records missing"
+    )
+    assert lost == []
+    assert unrecorded == []
+
+
+async def test_cluster_failover_under_load_loses_no_acknowledged_task(
+    redis_cluster: LocalCluster,
+    prefix: str,
+    workers: Workers,
+    record_property: Callable[[str, object], None],
+) -> None:
+    key = "{" + prefix + "}"
+
+    async def fail_over() -> None:
+        old, new = await asyncio.to_thread(redis_cluster.failover, key)
+        assert redis_cluster.master_of(key) == new != old
+
+    await _failover_under_load(redis_cluster.url, prefix, workers, fail_over, record_property)
+
+
+@pytest.mark.xfail(
+    reason="open: every acknowledged task runs, but a few SUCCESS records written around "
+    "a Sentinel failover are missing on the new master (issue 16, see the report)",
+    strict=False,
+)
+async def test_sentinel_failover_under_load_loses_no_acknowledged_task(
+    redis_sentinel: LocalSentinel,
+    prefix: str,
+    workers: Workers,
+    record_property: Callable[[str, object], None],
+) -> None:
+    async def fail_over() -> None:
+        old, new = await asyncio.to_thread(redis_sentinel.failover)
+        assert new != old
+
+    await _failover_under_load(redis_sentinel.url, prefix, workers, fail_over, record_property)
