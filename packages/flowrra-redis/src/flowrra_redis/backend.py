@@ -62,7 +62,7 @@ _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
 
 def _record_call(
     result: TaskResult, task_id: str | None = None
-) -> tuple[str, str, TaskStatus, str, str]:
+) -> tuple[str, str, TaskStatus, str, str, str | None]:
     """What :meth:`RecordWriter.write` takes for ``result``; encodes it (raising
     SerializationError before anything is sent). A record larger than
     :data:`~flowrra_redis.records.INLINE_LIMIT` gets a second, small encoding for the
@@ -90,6 +90,7 @@ def _record_call(
         result.status,
         number_text(result.submitted_ts or time.time()),  # one text for a batch's shared time
         event,
+        result.task_name,
     )
 
 
@@ -293,7 +294,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         state = self._here()
         expect = state.expect if state.listening else None
 
-        def calls() -> Iterator[tuple[str, str, TaskStatus, str, str]]:
+        def calls() -> Iterator[tuple[str, str, TaskStatus, str, str, str | None]]:
             for result in results:
                 call = _record_call(result)
                 if expect is not None and call[2] is TaskStatus.PENDING:

@@ -156,6 +156,26 @@ class Keys:
         """ZSET of task ids by submit time, for listing recent results."""
         return f"{self.base}:results"
 
+    def status_index(self, status: str) -> str:
+        """ZSET of the ids of the records in ``status`` (a ``TaskStatus`` value), by
+        submit time: what ``list(status=...)`` reads instead of scanning every record."""
+        return f"{self.base}:results:status:{status}"
+
+    def name_index(self, task_name: str) -> str:
+        """ZSET of the ids of the records of the task ``task_name``, by submit time."""
+        return f"{self.base}:results:task:{task_name}"
+
+    @property
+    def totals(self) -> str:
+        """HASH of counts kept as records are written: completions by status
+        (``success``, ``failed``) and retries (``retrying``), since the first write."""
+        return f"{self.base}:results:totals"
+
+    def minute(self, minute: int) -> str:
+        """HASH of the completions (``success``, ``failed``) recorded in one minute (Unix
+        seconds // 60), for the dashboard's chart; it expires."""
+        return f"{self.base}:results:minute:{minute}"
+
     @property
     def events(self) -> str:
         """Pub/sub channel: every task status change, for monitors."""

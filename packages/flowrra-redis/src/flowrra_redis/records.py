@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,15 +41,25 @@ BURST_LIMIT = 1000
 #: Most task ids kept in the index that ``list`` reads (oldest dropped first).
 INDEX_LIMIT = 100_000
 
-# Per record, a mode: what to do with it.
+# Per record, a mode: what to do with it, and which status index it goes to.
 _PENDING = "p"  # SET NX: a PENDING never overwrites what a worker already recorded
-_RECORD = "r"  # SET, unless the stored record is complete
-_DONE_INLINE = "c"  # SET with the TTL unless complete, then notify with "<id>|<record>"
-_DONE_BY_ID = "C"  # the same, notifying waiters with "<id>" (they GET the large record)
+_RUNNING = "r"  # SET, unless the stored record is complete
+_RETRYING = "t"  # the same
+_SUCCESS_INLINE = "s"  # SET with the TTL unless complete, then notify with "<id>|<record>"
+_SUCCESS_BY_ID = "S"  # the same, notifying waiters with "<id>" (they GET the large record)
+_FAILED_INLINE = "f"
+_FAILED_BY_ID = "F"
 _EVENT_ONLY = "e"  # superseded by a later record of the same task in this call
+_LIVE_MODES = {TaskStatus.RUNNING: _RUNNING, TaskStatus.RETRYING: _RETRYING}
 
-# KEYS: index, then one record key per record
-# ARGV: ttl ms, index limit, events channel, done channel, then per record
+#: Seconds a per-minute count of completions is kept: the chart's longest window (four
+#: hours) and a little more.
+MINUTE_TTL = 245 * 60
+
+# KEYS: the index of every record, the status indexes (pending, running, retrying,
+#       success, failed), the totals, this minute's completions, then per record its key
+#       and the key of its task name's index ('' when it has no name)
+# ARGV: ttl ms, index limit, events channel, done channel, minute ttl s, then per record
 #       (task id, record JSON, mode, index score, event JSON or '' for the record's)
 #
 # A complete record (SUCCESS, FAILED) is never replaced: what a redelivery of a finished
@@ -57,7 +68,15 @@ _EVENT_ONLY = "e"  # superseded by a later record of the same task in this call
 # cannot occur inside a JSON string (its quotes are escaped), so the first ``,"`` starts
 # the status. Only a complete record carries the TTL: one still PENDING, RUNNING or
 # RETRYING is kept as long as its task may run (as the in-memory backend keeps it).
-# Returns how many records were refused.
+#
+# The indexes (see ``RedisBackend.list_page``) follow each record written: it joins the
+# index of every record, its status's and its task's (scored by its submit time), and
+# leaves the live statuses it is no longer in, in one variadic command per index and
+# call. Each index keeps the newest ``index limit`` ids; ids whose record expired are
+# dropped by the readers that meet them. A complete record written counts once in the
+# totals and in this minute's completions (a complete record is never rewritten, so a
+# call sent again counts nothing twice); a retry counts when its id joins the retrying
+# index. Returns how many records were refused.
 STORE = Script("""
 local function complete(key)
   local head = redis.call('GETRANGE', key, 0, 1023)
@@ -70,49 +89,103 @@ local function complete(key)
   local status = string.sub(head, comma + 2, comma + 9)
   return status == 'success"' or string.sub(status, 1, 7) == 'failed"'
 end
+local limit = tonumber(ARGV[2])
+local function index(key, items)  -- one ZADD per 2,000 ids (Lua's unpack has a stack limit)
+  local added = 0
+  for i = 1, #items, 4000 do
+    added = added + redis.call('ZADD', key, 'NX', unpack(items, i, math.min(i + 3999, #items)))
+  end
+  if added > 0 and redis.call('ZCARD', key) > limit then
+    redis.call('ZREMRANGEBYRANK', key, 0, -limit - 1)
+  end
+  return added
+end
+local SLOT = {p = 2, r = 3, t = 4, s = 5, S = 5, f = 6, F = 6}
 local ttl = ARGV[1]
-local index = {}
+local adds = {{}, {}, {}, {}, {}, {}}  -- per index in KEYS: score, id, score, id...
+local drops = {{}, {}, {}}  -- ids leaving the pending, running and retrying indexes
+local names = {}  -- task index key -> score, id...
 local refused = 0
-for i = 2, #KEYS do
-  local a = 5 + (i - 2) * 5
+for i = 9, #KEYS, 2 do
+  local a = 6 + (i - 9) / 2 * 5
   local id, body, mode = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local written = true
+  local written, indexed = true, mode ~= 'e'
   if mode == 'p' then
-    redis.call('SET', KEYS[i], body, 'NX')
-  elseif mode ~= 'e' then
+    indexed = redis.call('SET', KEYS[i], body, 'NX') ~= false
+  elseif indexed then
     if complete(KEYS[i]) then
       written = false
       refused = refused + 1
-    elseif mode == 'r' then
+    elseif mode == 'r' or mode == 't' then
       redis.call('SET', KEYS[i], body)
     else
       redis.call('SET', KEYS[i], body, 'PX', ttl)
     end
   end
   if written then
-    if mode ~= 'e' then
-      index[#index + 1] = ARGV[a + 3]
-      index[#index + 1] = id
+    if indexed then
+      local score, slot = ARGV[a + 3], SLOT[mode]
+      local all, mine = adds[1], adds[slot]
+      all[#all + 1] = score
+      all[#all + 1] = id
+      mine[#mine + 1] = score
+      mine[#mine + 1] = id
+      if slot > 2 then
+        for live = 2, 4 do
+          if live ~= slot then
+            local d = drops[live - 1]
+            d[#d + 1] = id
+          end
+        end
+      end
+      local task = KEYS[i + 1]
+      if task ~= '' then
+        local items = names[task]
+        if not items then
+          items = {}
+          names[task] = items
+        end
+        items[#items + 1] = score
+        items[#items + 1] = id
+      end
     end
     if ARGV[a + 4] == '' then
       redis.call('PUBLISH', ARGV[3], body)
     else
       redis.call('PUBLISH', ARGV[3], ARGV[a + 4])
     end
-    if mode == 'c' then
+    if mode == 's' or mode == 'f' then
       redis.call('PUBLISH', ARGV[4], id .. '|' .. body)
-    elseif mode == 'C' then
+    elseif mode == 'S' or mode == 'F' then
       redis.call('PUBLISH', ARGV[4], id)
     end
   end
 end
-local added = 0
-for i = 1, #index, 4000 do  -- one ZADD per 2,000 ids (Lua's unpack has a stack limit)
-  added = added + redis.call('ZADD', KEYS[1], 'NX', unpack(index, i, math.min(i + 3999, #index)))
+local retried = 0
+for slot = 1, 6 do
+  if #adds[slot] > 0 then
+    local added = index(KEYS[slot], adds[slot])
+    if slot == 4 then retried = added end
+  end
 end
-if added > 0 and redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[2]) then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+for live = 1, 3 do
+  local ids = drops[live]
+  for i = 1, #ids, 4000 do
+    redis.call('ZREM', KEYS[live + 1], unpack(ids, i, math.min(i + 3999, #ids)))
+  end
 end
+for task, items in pairs(names) do index(task, items) end
+local succeeded, failed = #adds[5] / 2, #adds[6] / 2
+if succeeded > 0 then
+  redis.call('HINCRBY', KEYS[7], 'success', succeeded)
+  redis.call('HINCRBY', KEYS[8], 'success', succeeded)
+end
+if failed > 0 then
+  redis.call('HINCRBY', KEYS[7], 'failed', failed)
+  redis.call('HINCRBY', KEYS[8], 'failed', failed)
+end
+if succeeded + failed > 0 then redis.call('EXPIRE', KEYS[8], ARGV[5]) end
+if retried > 0 then redis.call('HINCRBY', KEYS[7], 'retrying', retried) end
 return refused
 """)
 
@@ -125,7 +198,7 @@ class _Burst:
     __slots__ = ("args", "keys", "positions", "settled", "waiters")
 
     def __init__(self) -> None:
-        self.keys: list[str] = []
+        self.keys: list[str] = []  # per record: its key and its task index's
         self.args: list[Any] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.positions: dict[str, int] = {}  # task id -> index of its mode in args
@@ -145,7 +218,7 @@ class _Burst:
         if not self.waiters:
             logger.warning(
                 "Redis could not store %d result records: %s: %s",
-                len(self.keys),
+                len(self.keys) // 2,
                 type(exception).__name__,
                 exception,
             )
@@ -163,21 +236,35 @@ class RecordWriter:
         self._result_key = keys.result("")  # + a task id
         self._ttl_ms = ttl_ms
         self._burst: _Burst | None = None
+        self._task_keys: dict[str, str] = {}
+        statuses = ("pending", "running", "retrying", "success", "failed")
+        self._fixed_keys = (
+            keys.results_index,
+            *(keys.status_index(status) for status in statuses),
+            keys.totals,
+        )
 
     def write(
-        self, task_id: str, body: str, status: TaskStatus, score: str, event: str = ""
+        self,
+        task_id: str,
+        body: str,
+        status: TaskStatus,
+        score: str,
+        event: str = "",
+        task_name: str | None = None,
     ) -> asyncio.Future[None]:
         """Queue one record (``body``: its JSON, ``score``: its place in the index as text,
-        ``event``: what to publish on the events channel instead of ``body``, or ``""``)
+        ``event``: what to publish on the events channel instead of ``body``, or ``""``;
+        ``task_name``: the index of its task it joins)
         for this loop turn's script call; the future completes when Redis has stored it,
         or fails with the reason."""
-        burst = self._add(task_id, body, status, score, event)
+        burst = self._add(task_id, body, status, score, event, task_name)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         burst.waiters.append(waiter)
         return waiter
 
     def write_many(
-        self, calls: Iterable[tuple[str, str, TaskStatus, str, str]]
+        self, calls: Iterable[tuple[str, str, TaskStatus, str, str, str | None]]
     ) -> list[asyncio.Future[None]]:
         """:meth:`write` for many records (each the arguments of one call, taken from
         ``calls`` one at a time: a full burst goes out before the next record is made);
@@ -201,29 +288,56 @@ class RecordWriter:
         return futures
 
     def write_behind(
-        self, task_id: str, body: str, status: TaskStatus, score: str, event: str = ""
+        self,
+        task_id: str,
+        body: str,
+        status: TaskStatus,
+        score: str,
+        event: str = "",
+        task_name: str | None = None,
     ) -> None:
         """Like :meth:`write`, for a record nobody waits for: a failure is only logged."""
-        self._add(task_id, body, status, score, event)
+        self._add(task_id, body, status, score, event, task_name)
 
-    def _add(self, task_id: str, body: str, status: TaskStatus, score: str, event: str) -> _Burst:
+    def _task_key(self, task_name: str | None) -> str:
+        """The key of ``task_name``'s index ("" for none), made once per name."""
+        if task_name is None:
+            return ""
+        key = self._task_keys.get(task_name)
+        if key is None:
+            if len(self._task_keys) >= 10_000:  # names from outside the registry
+                self._task_keys.clear()
+            key = self._task_keys[task_name] = self._keys.name_index(task_name)
+        return key
+
+    def _add(
+        self,
+        task_id: str,
+        body: str,
+        status: TaskStatus,
+        score: str,
+        event: str,
+        task_name: str | None,
+    ) -> _Burst:
         burst = self._burst
         if burst is None:
             burst = self._burst = _Burst()
             self._pipe.before_flush(self._flush)  # out with this turn's write
         if status is TaskStatus.PENDING:
             mode = _PENDING
-        elif status is TaskStatus.SUCCESS or status is TaskStatus.FAILED:
-            mode = _DONE_INLINE if len(body) <= INLINE_LIMIT else _DONE_BY_ID
-        else:  # RUNNING, RETRYING
-            mode = _RECORD
+        elif status is TaskStatus.SUCCESS:
+            mode = _SUCCESS_INLINE if len(body) <= INLINE_LIMIT else _SUCCESS_BY_ID
+        elif status is TaskStatus.FAILED:
+            mode = _FAILED_INLINE if len(body) <= INLINE_LIMIT else _FAILED_BY_ID
+        else:
+            mode = _LIVE_MODES[status]
         earlier = burst.positions.get(task_id)
         if earlier is not None and mode is not _PENDING:  # a PENDING (NX) replaces nothing
             burst.args[earlier] = _EVENT_ONLY
         burst.positions[task_id] = len(burst.args) + 2
-        burst.keys.append(self._result_key + task_id)
+        burst.keys += (self._result_key + task_id, self._task_key(task_name))
         burst.args += (task_id, body, mode, score, event)
-        if len(burst.keys) >= BURST_LIMIT:
+        if len(burst.keys) >= 2 * BURST_LIMIT:
             # A large batch (submit_many) goes in slices: Redis stores one while the
             # caller encodes the next.
             self._flush()
@@ -238,6 +352,6 @@ class RecordWriter:
         self._pipe.request_script_into(  # the reply settles the burst's waiters in place
             burst,
             STORE,
-            [k.results_index, *burst.keys],
-            [self._ttl_ms, INDEX_LIMIT, k.events, k.done, *burst.args],
+            [*self._fixed_keys, k.minute(int(time.time()) // 60), *burst.keys],
+            [self._ttl_ms, INDEX_LIMIT, k.events, k.done, MINUTE_TTL, *burst.args],
         )
