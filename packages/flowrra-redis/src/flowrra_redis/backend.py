@@ -27,6 +27,7 @@ from redis.asyncio.client import PubSub
 from flowrra.awaitables import DONE
 from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
+from flowrra.cursors import decode_keyset, encode_keyset
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import BackendError
 from flowrra.task import TaskResult, TaskStatus
@@ -42,7 +43,7 @@ from flowrra_redis.connection import (
 )
 from flowrra_redis.loops import LoopState, running_loop
 from flowrra_redis.pipeline import TRY_AGAIN, AutoPipeline
-from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
+from flowrra_redis.records import INLINE_LIMIT, PAGE, STORE, RecordWriter
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
 
@@ -58,6 +59,16 @@ _UNKNOWN = b""  # wait_for: the task is not one whose completion was kept
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+#: Most records ``list_page`` returns at once.
+MAX_PAGE = 1000
+#: Longest window of ``counts``, in minutes (per-minute counts are kept a little longer).
+MAX_MINUTES = 240
+#: A page whose records add up to more bytes than this is decoded in a thread.
+DECODE_IN_THREAD = 64 * 1024
+
+
+def _decode_all(bodies: Sequence[bytes]) -> list[TaskResult]:
+    return [decode_result(body) for body in bodies]
 
 
 def _record_call(
@@ -216,7 +227,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     """
 
     #: ``store`` sends the write when called (see ``ResultBackend``); it is also a
-    #: ``BatchStore``, a ``KnownTasks`` and an ``EventSource`` (:mod:`flowrra.protocols`).
+    #: ``BatchStore``, a ``KnownTasks``, an ``EventSource``, a ``ResultPages`` and a
+    #: ``ResultCounts`` (:mod:`flowrra.protocols`).
     sends_when_called = True
     state_class = _BackendLoop
     error_type = BackendError
@@ -538,35 +550,113 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         limit: int = 50,
         offset: int = 0,
     ) -> list[TaskResult]:
-        client = self.client
-        k = self.keys
+        """Records newest first, by offset (flowrra 0.1.8's call): pages of
+        :meth:`list_page` up to ``offset + limit``, so it costs what lies before the page;
+        prefer ``list_page``."""
         wanted = offset + limit
         found: list[TaskResult] = []
-        start, chunk = 0, max(wanted * 2, 200)
-        with self.translating("cannot list results"):
-            while len(found) < wanted:
-                ids = await client.zrevrange(k.results_index, start, start + chunk - 1)
-                if not ids:
-                    break
-                start += chunk
-                bodies = await client.mget([k.result(text(i)) for i in ids])
-                for body in bodies:
-                    if body is None:
-                        continue
-                    record = decode_result(body)
-                    if status is not None and record.status is not status:
-                        continue
-                    if task_name is not None and record.task_name != task_name:
-                        continue
-                    found.append(record)
+        cursor: str | None = None
+        while len(found) < wanted:
+            page, cursor = await self.list_page(
+                status=status, task_name=task_name, limit=min(wanted - len(found), 500),
+                cursor=cursor,
+            )
+            found += page
+            if cursor is None:
+                break
         return found[offset:wanted]
+
+    async def list_page(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskResult], str | None]:
+        """One page, newest first, read from an index (see
+        :class:`flowrra.protocols.ResultPages`): the task's when ``task_name`` is given
+        (records of another ``status`` skipped in Redis), else the status's, else the
+        index of every record. One script call reads the ids and their records and drops
+        ids whose record expired. A page over :data:`DECODE_IN_THREAD` bytes is decoded in
+        a thread, so a large one never holds the caller's event loop."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        after_score, after_id = "", ""
+        if cursor is not None:
+            after_score, _, after_id = decode_keyset(cursor)
+        k = self.keys
+        wanted = ""
+        if task_name is not None:
+            index = k.name_index(task_name)
+            if status is not None:
+                wanted = status.value + '"'
+        elif status is not None:
+            index = k.status_index(status.value)
+        else:
+            index = k.results_index
+        with self.translating("cannot list results"):
+            bodies, last_score, last_id, more = await self.pipe.run_script(
+                PAGE,
+                [index, k.results_index],
+                [k.result(""), limit, after_score, after_id, max(4 * limit, 1000), wanted],
+            )
+        if sum(len(body) for body in bodies) > DECODE_IN_THREAD:
+            records = await asyncio.to_thread(_decode_all, bodies)
+        else:
+            records = _decode_all(bodies)
+        next_cursor = encode_keyset(text(last_score), text(last_id)) if more else None
+        return records, next_cursor
+
+    async def counts(self, minutes: int) -> dict[str, Any]:
+        """Totals and completions per minute, from the counts :data:`STORE` keeps (see
+        :class:`flowrra.protocols.ResultCounts`): a few commands in one round trip,
+        whatever the number of records."""
+        if not 1 <= minutes <= MAX_MINUTES:
+            raise ValueError(f"minutes must be between 1 and {MAX_MINUTES}, got {minutes}")
+        k = self.keys
+        now_minute = int(time.time()) // 60
+        first = now_minute - minutes + 1
+        live = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RETRYING)
+        with self.translating("cannot count results"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for status in live:
+                    pipe.zcard(k.status_index(status.value))
+                pipe.hgetall(k.totals)
+                for minute in range(first, now_minute + 1):
+                    pipe.hmget(k.minute(minute), "success", "failed")
+                replies = await pipe.execute()
+        totals = {text(key): int(value) for key, value in replies[len(live)].items()}
+        return {
+            "totals": {
+                **{status.value: int(n) for status, n in zip(live, replies, strict=False)},
+                "success": totals.get("success", 0),
+                "failed": totals.get("failed", 0),
+                "retries": totals.get("retrying", 0),
+            },
+            "per_minute": [
+                {"minute": minute * 60, "success": int(ok or 0), "failed": int(bad or 0)}
+                for minute, (ok, bad) in zip(
+                    range(first, now_minute + 1), replies[len(live) + 1 :], strict=True
+                )
+            ],
+        }
 
     @boundary("cannot delete a result")
     async def delete(self, task_id: str) -> bool:
         """Forget a task's record; True if there was one."""
         k = self.keys
+        data = await self.pipe.execute("GET", k.result(task_id))
+        name = None
+        if data is not None:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                name = decode_result(data).task_name
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(k.result(task_id))
             pipe.zrem(k.results_index, task_id)
-            deleted, _ = await pipe.execute()
+            for status in TaskStatus:
+                pipe.zrem(k.status_index(status.value), task_id)
+            if name is not None:
+                pipe.zrem(k.name_index(name), task_id)
+            deleted = (await pipe.execute())[0]
         return bool(deleted)

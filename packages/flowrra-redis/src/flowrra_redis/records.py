@@ -1,4 +1,5 @@
-"""Writing result records: everything stored in one event-loop turn is one script call.
+"""Writing result records (everything stored in one event-loop turn is one script call),
+and reading them a page at a time from the indexes the writes keep (:data:`PAGE`).
 
 A worker records RUNNING and then SUCCESS for every task, and with N tasks in flight their
 records come in bursts. :class:`RecordWriter` collects the records stored during one loop
@@ -29,7 +30,15 @@ from flowrra.task import TaskStatus
 from flowrra_redis.connection import Keys, retrieved
 from flowrra_redis.pipeline import AutoPipeline, Script
 
-__all__ = ["BURST_LIMIT", "INDEX_LIMIT", "INLINE_LIMIT", "STORE", "RecordWriter"]
+__all__ = [
+    "BURST_LIMIT",
+    "INDEX_LIMIT",
+    "INLINE_LIMIT",
+    "MINUTE_TTL",
+    "PAGE",
+    "STORE",
+    "RecordWriter",
+]
 
 logger = logging.getLogger("flowrra.redis.backend")
 
@@ -355,3 +364,74 @@ class RecordWriter:
             [*self._fixed_keys, k.minute(int(time.time()) // 60), *burst.keys],
             [self._ttl_ms, INDEX_LIMIT, k.events, k.done, MINUTE_TTL, *burst.args],
         )
+
+
+# KEYS: the index to read, the index of every record (an id whose record is gone leaves
+#       both)
+# ARGV: record key prefix (+ a task id), most records, the cursor's score ('' for the
+#       first page), the cursor's task id, most ids to look at, the status wanted as the
+#       record's head holds it ('success"'; '': any)
+#
+# One page of a listing, newest first: the ids after the cursor in the index (score
+# descending, then id descending, as ZREVRANGE orders them), their records read in the
+# same call. The cursor's id is found by rank (ZREVRANK: the usual case); when it left
+# the index, the page starts after the entries above its score and the entries of its
+# score that sort after its id. Ids whose record expired are removed from the index read
+# and from the index of every record. With a status wanted (reading a task's index with a
+# status filter), a record of another status is skipped; its status is read from its
+# head as STORE reads it. At most ``most ids`` are looked at, so a call stays short
+# whatever lies in the index. Returns {records, last id's score, last id, 1 if the index
+# goes on after it else 0}.
+PAGE = Script("""
+local index, every = KEYS[1], KEYS[2]
+local prefix, limit, budget, wanted = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5]), ARGV[6]
+local start = 0
+if ARGV[3] ~= '' then
+  local rank = redis.call('ZREVRANK', index, ARGV[4])
+  local score = rank and redis.call('ZSCORE', index, ARGV[4])
+  if score and tonumber(score) == tonumber(ARGV[3]) then
+    start = rank + 1
+  else
+    start = redis.call('ZCOUNT', index, '(' .. ARGV[3], '+inf')
+    local ties = redis.call('ZRANGEBYSCORE', index, ARGV[3], ARGV[3])
+    for _, id in ipairs(ties) do
+      if id > ARGV[4] then start = start + 1 end
+    end
+  end
+end
+local out, last_score, last_id, looked = {}, ARGV[3], ARGV[4], 0
+local more = 1
+while #out < limit and looked < budget do
+  local chunk = redis.call('ZREVRANGE', index, start, start + limit - 1, 'WITHSCORES')
+  if #chunk == 0 then
+    more = 0
+    break
+  end
+  local keys = {}
+  for i = 1, #chunk, 2 do keys[#keys + 1] = prefix .. chunk[i] end
+  local bodies = redis.call('MGET', unpack(keys))
+  local gone, used = {}, 0
+  for j = 1, #bodies do
+    local body = bodies[j]
+    used = j
+    last_id, last_score = chunk[2 * j - 1], chunk[2 * j]
+    looked = looked + 1
+    if not body then
+      gone[#gone + 1] = last_id
+    else
+      local comma = wanted ~= '' and string.find(body, ',"', 1, true)
+      if wanted == '' or (comma and string.sub(body, comma + 2, comma + 1 + #wanted) == wanted) then
+        out[#out + 1] = body
+        if #out == limit then break end
+      end
+    end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', index, unpack(gone))
+    if every ~= index then redis.call('ZREM', every, unpack(gone)) end
+  end
+  start = start + used - #gone
+end
+if more == 1 and start >= redis.call('ZCARD', index) then more = 0 end
+return {out, last_score, last_id, more}
+""")
