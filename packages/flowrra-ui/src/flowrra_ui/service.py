@@ -50,7 +50,7 @@ from flowrra.exceptions import (
     ScheduleStoreError,
     TaskNotRegisteredError,
 )
-from flowrra.monitor import Monitor
+from flowrra.monitor import CHUNK, Monitor
 from flowrra.protocols import DeadLetters
 from flowrra.task import TaskStatus
 from flowrra_ui.redaction import Redact, redact_secrets
@@ -292,7 +292,11 @@ class UIService:
             )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        shown = [self._shown(item) for item in items]
+        shown: list[dict[str, Any]] = []
+        for start in range(0, len(items), CHUNK):  # a large page yields to the loop
+            if start:
+                await asyncio.sleep(0)
+            shown += [self._shown(item) for item in items[start : start + CHUNK]]
         return {"items": shown, "limit": limit, "next_cursor": next_cursor}
 
     async def execution(self, task_id: str) -> dict[str, Any]:
