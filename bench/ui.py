@@ -16,8 +16,10 @@ alone) and prints medians and p99 in milliseconds of:
   cursor, by ``offset`` where it pages by offset);
 - ``failed 1%``: ``/api/executions?status=failed&limit=50``;
 - ``stats``: ``/api/stats``;
-- ``loop lag``: while 8 clients request deep pages back to back, how late a 1 ms timer
-  on the same loop fires (median, p99, max): what the host app's own endpoints wait.
+- ``loop lag``: while 8 clients request deep pages back to back (``--lag-seconds``, and
+  each at least once), how late a 1 ms timer on the same loop fires (median, p99, max):
+  what the host app's own endpoints wait; and ``idle lag``, the same timer with no
+  client (what the machine's load alone costs).
 
 The prefix's keys are deleted at the end. It runs against whatever ``flowrra``,
 ``flowrra_redis`` and ``flowrra_ui`` are importable, so ``PYTHONPATH`` pointing at another
@@ -25,7 +27,10 @@ tree's ``src`` folders measures that tree (main before, a branch after).
 
 ``--write-cost`` measures the store path instead: N tasks' PENDING (one burst per 100
 tasks, as ``submit_many`` sends them) then RUNNING and SUCCESS (one burst per 100 tasks,
-as a busy worker sends them), µs per task, median of ``--runs``.
+as a busy worker sends them), µs per task, median of ``--runs``: the client's wall time,
+and the server's time in the scripts (``INFO commandstats``: every client's, so give it a
+Redis of its own, e.g. ``redis-server --port 6393 --save ""`` and
+``--redis redis://127.0.0.1:6393/0``).
 """
 
 from __future__ import annotations
@@ -90,6 +95,12 @@ async def delete_prefix(backend: RedisBackend) -> None:
         await client.unlink(*doomed)
 
 
+async def _script_usec(backend: RedisBackend) -> float:
+    """Microseconds the server spent in EVAL and EVALSHA so far (every client's)."""
+    stats = await backend.client.info("commandstats")
+    return float(sum(stats.get(f"cmdstat_{name}", {}).get("usec", 0) for name in ("evalsha", "eval")))
+
+
 def _ms(samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -127,8 +138,11 @@ async def deep_query(ui: UIService, depth: int) -> dict[str, str]:
     return {"limit": "50", "cursor": query.get("cursor", "")}
 
 
-async def loop_lag(ui: UIService, query: dict[str, str], clients: int, rounds: int) -> list[float]:
-    """How late a 1 ms timer fires while ``clients`` request ``query`` back to back."""
+async def loop_lag(
+    ui: UIService, query: dict[str, str], clients: int, seconds: float
+) -> list[float]:
+    """How late a 1 ms timer fires while ``clients`` request ``query`` back to back, each
+    at least once and until ``seconds`` have passed."""
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -140,11 +154,16 @@ async def loop_lag(ui: UIService, query: dict[str, str], clients: int, rounds: i
             lags.append(max(0.0, loop.time() - began - 0.001))
 
     async def client() -> None:
-        for _ in range(rounds):
+        until = time.perf_counter() + seconds
+        await api(ui, "/api/executions", **query)
+        while time.perf_counter() < until:
             await api(ui, "/api/executions", **query)
 
     prober = asyncio.create_task(probe())
-    await asyncio.gather(*(client() for _ in range(clients)))
+    if clients:
+        await asyncio.gather(*(client() for _ in range(clients)))
+    else:
+        await asyncio.sleep(seconds)
     done.set()
     await prober
     return lags
@@ -174,7 +193,10 @@ async def read_bench(args: argparse.Namespace) -> None:
             await api(ui, path, **query)  # warm
             samples = await timed(lambda p=path, q=query: api(ui, p, **q), args.runs)
             print(f"{name:<12} {_ms(samples)}")
-        lags = await loop_lag(ui, deep, clients=8, rounds=max(3, args.runs // 8))
+        idle = await loop_lag(ui, deep, clients=0, seconds=args.lag_seconds)
+        print(f"{'idle lag':<12} {_ms(idle)}   max {max(idle) * 1000:.1f} ms "
+              f"(no clients: the machine's noise floor, {len(idle)} probes)")
+        lags = await loop_lag(ui, deep, clients=8, seconds=args.lag_seconds)
         print(f"{'loop lag':<12} {_ms(lags)}   max {max(lags) * 1000:.1f} ms "
               f"(8 clients on deep pages, {len(lags)} probes)")
     finally:
@@ -187,8 +209,10 @@ async def write_cost(args: argparse.Namespace) -> None:
     backend = RedisBackend(args.redis, prefix=prefix)
     await backend.connect()
     per_task: list[float] = []
+    server: list[float] = []
     try:
         for _ in range(args.runs):
+            scripts_before = await _script_usec(backend)
             now = time.time()
             ids = [new_task_id() for _ in range(args.n)]
             began = time.perf_counter()
@@ -207,10 +231,14 @@ async def write_cost(args: argparse.Namespace) -> None:
                       for n, t in enumerate(chunk))
                 )
             per_task.append((time.perf_counter() - began) / args.n)
+            server.append((await _script_usec(backend) - scripts_before) / args.n)
             await delete_prefix(backend)
         print(f"store PENDING, RUNNING, SUCCESS: {statistics.median(per_task) * 1e6:.1f} µs per "
               f"task (median of {args.runs} x {args.n:,}; runs: "
               f"{', '.join(f'{x * 1e6:.1f}' for x in per_task)})")
+        print(f"Redis running the scripts: {statistics.median(server):.2f} µs per task (runs: "
+              f"{', '.join(f'{x:.2f}' for x in server)}; INFO commandstats, so on a server of "
+              "its own only)")
     finally:
         await delete_prefix(backend)
         await backend.close()
@@ -221,6 +249,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=50, help="calls per case")
+    parser.add_argument("--lag-seconds", type=float, default=3.0, help="loop-lag phase, s")
     parser.add_argument("--write-cost", action="store_true")
     parser.add_argument("--n", type=int, default=20_000, help="tasks per write-cost run")
     args = parser.parse_args()

@@ -59,6 +59,7 @@ _UNKNOWN = b""  # wait_for: the task is not one whose completion was kept
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED)
+_LIVE_NAMES = frozenset({"pending", "running", "retrying"})
 #: Most records ``list_page`` returns at once.
 MAX_PAGE = 1000
 #: Longest window of ``counts``, in minutes (per-minute counts are kept a little longer).
@@ -575,9 +576,13 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         cursor: str | None = None,
     ) -> tuple[list[TaskResult], str | None]:
         """One page, newest first, read from an index (see
-        :class:`flowrra.protocols.ResultPages`): the task's when ``task_name`` is given
-        (records of another ``status`` skipped in Redis), else the status's, else the
-        index of every record. One script call reads the ids and their records and drops
+        :class:`flowrra.protocols.ResultPages`): the task's when ``task_name`` is given,
+        else the failed records' for FAILED, else the index of every record; records of
+        another status are skipped in Redis, looking at most ``max(4 * limit, 1000)`` ids
+        per call (a page may then come short, with a ``next_cursor``). SUCCESS is most
+        records, and live ones (PENDING, RUNNING, RETRYING) are the latest submitted, so
+        these filters find theirs near the top; the STORE script keeps no index per live
+        status, which would cost every task two commands more. One script call reads the ids and their records and drops
         ids whose record expired. A page over :data:`DECODE_IN_THREAD` bytes is decoded in
         a thread, so a large one never holds the caller's event loop."""
         if not 1 <= limit <= MAX_PAGE:
@@ -586,14 +591,12 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         if cursor is not None:
             after_score, _, after_id = decode_keyset(cursor)
         k = self.keys
-        wanted = ""
+        wanted = "" if status is None else status.value + '"'
         if task_name is not None:
             index = k.name_index(task_name)
-            if status is not None:
-                wanted = status.value + '"'
-        elif status is not None:
-            index = k.status_index(status.value)
-        else:
+        elif status is TaskStatus.FAILED:
+            index, wanted = k.failed_index, ""
+        else:  # most records are SUCCESS; live ones are the newest, near the top
             index = k.results_index
         with self.translating("cannot list results"):
             bodies, last_score, last_id, more = await self.pipe.run_script(
@@ -617,27 +620,21 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         k = self.keys
         now_minute = int(time.time()) // 60
         first = now_minute - minutes + 1
-        live = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RETRYING)
         with self.translating("cannot count results"):
             async with self.client.pipeline(transaction=False) as pipe:
-                for status in live:
-                    pipe.zcard(k.status_index(status.value))
                 pipe.hgetall(k.totals)
                 for minute in range(first, now_minute + 1):
                     pipe.hmget(k.minute(minute), "success", "failed")
                 replies = await pipe.execute()
-        totals = {text(key): int(value) for key, value in replies[len(live)].items()}
+        kept = {text(key): int(value) for key, value in replies[0].items()}
+        names = ("pending", "running", "retrying", "success", "failed", "retries")
         return {
-            "totals": {
-                **{status.value: int(n) for status, n in zip(live, replies, strict=False)},
-                "success": totals.get("success", 0),
-                "failed": totals.get("failed", 0),
-                "retries": totals.get("retrying", 0),
-            },
+            # max(0, ...): a count lowered by a record deleted behind the backend's back
+            "totals": {name: max(0, kept.get(name, 0)) for name in names},
             "per_minute": [
                 {"minute": minute * 60, "success": int(ok or 0), "failed": int(bad or 0)}
                 for minute, (ok, bad) in zip(
-                    range(first, now_minute + 1), replies[len(live) + 1 :], strict=True
+                    range(first, now_minute + 1), replies[1:], strict=True
                 )
             ],
         }
@@ -647,16 +644,17 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         """Forget a task's record; True if there was one."""
         k = self.keys
         data = await self.pipe.execute("GET", k.result(task_id))
-        name = None
+        record = None
         if data is not None:
             with contextlib.suppress(ValueError, TypeError, KeyError):
-                name = decode_result(data).task_name
+                record = decode_result(data)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(k.result(task_id))
             pipe.zrem(k.results_index, task_id)
-            for status in TaskStatus:
-                pipe.zrem(k.status_index(status.value), task_id)
-            if name is not None:
-                pipe.zrem(k.name_index(name), task_id)
+            pipe.zrem(k.failed_index, task_id)
+            if record is not None and record.task_name is not None:
+                pipe.zrem(k.name_index(record.task_name), task_id)
             deleted = (await pipe.execute())[0]
+            if deleted and record is not None and record.status.value in _LIVE_NAMES:
+                await self.client.hincrby(k.totals, record.status.value, -1)
         return bool(deleted)

@@ -156,10 +156,10 @@ class Keys:
         """ZSET of task ids by submit time, for listing recent results."""
         return f"{self.base}:results"
 
-    def status_index(self, status: str) -> str:
-        """ZSET of the ids of the records in ``status`` (a ``TaskStatus`` value), by
-        submit time: what ``list(status=...)`` reads instead of scanning every record."""
-        return f"{self.base}:results:status:{status}"
+    @property
+    def failed_index(self) -> str:
+        """ZSET of the ids of the FAILED records, by submit time."""
+        return f"{self.base}:results:failed"
 
     def name_index(self, task_name: str) -> str:
         """ZSET of the ids of the records of the task ``task_name``, by submit time."""
@@ -167,8 +167,9 @@ class Keys:
 
     @property
     def totals(self) -> str:
-        """HASH of counts kept as records are written: completions by status
-        (``success``, ``failed``) and retries (``retrying``), since the first write."""
+        """HASH of counts kept as records are written: the records in each live status
+        now (``pending``, ``running``, ``retrying``), completions by outcome
+        (``success``, ``failed``) and ``retries``, since the first write."""
         return f"{self.base}:results:totals"
 
     def minute(self, minute: int) -> str:

@@ -65,9 +65,9 @@ _LIVE_MODES = {TaskStatus.RUNNING: _RUNNING, TaskStatus.RETRYING: _RETRYING}
 #: hours) and a little more.
 MINUTE_TTL = 245 * 60
 
-# KEYS: the index of every record, the status indexes (pending, running, retrying,
-#       success, failed), the totals, this minute's completions, then per record its key
-#       and the key of its task name's index ('' when it has no name)
+# KEYS: the index of every record, the index of failed records, the counts, this minute's
+#       completions, then per record its key and the key of its task name's index (''
+#       when it has no name)
 # ARGV: ttl ms, index limit, events channel, done channel, minute ttl s, then per record
 #       (task id, record JSON, mode, index score, event JSON or '' for the record's)
 #
@@ -78,25 +78,29 @@ MINUTE_TTL = 245 * 60
 # the status. Only a complete record carries the TTL: one still PENDING, RUNNING or
 # RETRYING is kept as long as its task may run (as the in-memory backend keeps it).
 #
-# The indexes (see ``RedisBackend.list_page``) follow each record written: it joins the
-# index of every record, its status's and its task's (scored by its submit time), and
-# leaves the live statuses it is no longer in, in one variadic command per index and
-# call. Each index keeps the newest ``index limit`` ids; ids whose record expired are
-# dropped by the readers that meet them. A complete record written counts once in the
-# totals and in this minute's completions (a complete record is never rewritten, so a
-# call sent again counts nothing twice); a retry counts when its id joins the retrying
-# index. Returns how many records were refused.
+# The indexes (see ``RedisBackend.list_page``), scored by submit time, are written in
+# one variadic command per index and call, and cost a task two entries: a record written
+# where there was none joins the index of every record and its task's index; a failed
+# one also joins the failed index. (An index per live status cost two more commands per
+# task, over the budget of the per-task path: ``list_page`` finds live records in the
+# index of every record, near its top.) The counts follow each record's status before
+# it, which the completeness check read: the records in each live status now (net
+# changes per call), completions by outcome (in the totals and in this minute's), and
+# retries (a record becoming RETRYING). A call sent
+# again counts nothing twice: a complete record is never rewritten, and a RETRYING one
+# over a RETRYING one is no new retry. Returns how many records were refused.
 STORE = Script("""
-local function complete(key)
+local function stored(key)  -- the status of the record under key ('' unreadable), or false
   local head = redis.call('GETRANGE', key, 0, 1023)
+  if head == '' then return false end
   local comma = string.find(head, ',"', 1, true)
   if not comma and #head == 1024 then  -- an id of over 1,000 characters
     head = redis.call('GET', key)
     comma = string.find(head, ',"', 1, true)
   end
-  if not comma then return false end
-  local status = string.sub(head, comma + 2, comma + 9)
-  return status == 'success"' or string.sub(status, 1, 7) == 'failed"'
+  if not comma then return '' end
+  local close = string.find(head, '"', comma + 2, true)
+  return close and string.sub(head, comma + 2, close - 1) or ''
 end
 local limit = tonumber(ARGV[2])
 local function index(key, items)  -- one ZADD per 2,000 ids (Lua's unpack has a stack limit)
@@ -104,25 +108,22 @@ local function index(key, items)  -- one ZADD per 2,000 ids (Lua's unpack has a 
   for i = 1, #items, 4000 do
     added = added + redis.call('ZADD', key, 'NX', unpack(items, i, math.min(i + 3999, #items)))
   end
-  if added > 0 and redis.call('ZCARD', key) > limit then
-    redis.call('ZREMRANGEBYRANK', key, 0, -limit - 1)
-  end
-  return added
+  return added > 0 and redis.call('ZCARD', key) > limit
 end
-local SLOT = {p = 2, r = 3, t = 4, s = 5, S = 5, f = 6, F = 6}
 local ttl = ARGV[1]
-local adds = {{}, {}, {}, {}, {}, {}}  -- per index in KEYS: score, id, score, id...
-local drops = {{}, {}, {}}  -- ids leaving the pending, running and retrying indexes
+local every, failures = {}, {}  -- score, id...
 local names = {}  -- task index key -> score, id...
-local refused = 0
-for i = 9, #KEYS, 2 do
-  local a = 6 + (i - 9) / 2 * 5
+-- net changes of the counts: pending, running, retrying, success, failed, retries
+local dp, dr, dt, ds, df, retried, refused = 0, 0, 0, 0, 0, 0, 0
+for i = 5, #KEYS, 2 do
+  local a = 6 + (i - 5) / 2 * 5
   local id, body, mode = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local written, indexed = true, mode ~= 'e'
+  local written, indexed, was = true, mode ~= 'e', false
   if mode == 'p' then
     indexed = redis.call('SET', KEYS[i], body, 'NX') ~= false
   elseif indexed then
-    if complete(KEYS[i]) then
+    was = stored(KEYS[i])
+    if was == 'success' or was == 'failed' then
       written = false
       refused = refused + 1
     elseif mode == 'r' or mode == 't' then
@@ -133,29 +134,40 @@ for i = 9, #KEYS, 2 do
   end
   if written then
     if indexed then
-      local score, slot = ARGV[a + 3], SLOT[mode]
-      local all, mine = adds[1], adds[slot]
-      all[#all + 1] = score
-      all[#all + 1] = id
-      mine[#mine + 1] = score
-      mine[#mine + 1] = id
-      if slot > 2 then
-        for live = 2, 4 do
-          if live ~= slot then
-            local d = drops[live - 1]
-            d[#d + 1] = id
+      local score = ARGV[a + 3]
+      if was == 'pending' then
+        dp = dp - 1
+      elseif was == 'running' then
+        dr = dr - 1
+      elseif was == 'retrying' then
+        dt = dt - 1
+      elseif not was then  -- a new record
+        every[#every + 1] = score
+        every[#every + 1] = id
+        local task = KEYS[i + 1]
+        if task ~= '' then
+          local items = names[task]
+          if not items then
+            items = {}
+            names[task] = items
           end
+          items[#items + 1] = score
+          items[#items + 1] = id
         end
       end
-      local task = KEYS[i + 1]
-      if task ~= '' then
-        local items = names[task]
-        if not items then
-          items = {}
-          names[task] = items
-        end
-        items[#items + 1] = score
-        items[#items + 1] = id
+      if mode == 'p' then
+        dp = dp + 1
+      elseif mode == 'r' then
+        dr = dr + 1
+      elseif mode == 't' then
+        dt = dt + 1
+        if was ~= 'retrying' then retried = retried + 1 end
+      elseif mode == 's' or mode == 'S' then
+        ds = ds + 1
+      else
+        df = df + 1
+        failures[#failures + 1] = score
+        failures[#failures + 1] = id
       end
     end
     if ARGV[a + 4] == '' then
@@ -170,31 +182,35 @@ for i = 9, #KEYS, 2 do
     end
   end
 end
-local retried = 0
-for slot = 1, 6 do
-  if #adds[slot] > 0 then
-    local added = index(KEYS[slot], adds[slot])
-    if slot == 4 then retried = added end
+-- A task's index never holds more than the index of every record held: it is trimmed
+-- (ZCARD checked) only in a call that trims that one.
+local trim = #every > 0 and index(KEYS[1], every)
+if trim then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -limit - 1) end
+if #failures > 0 and index(KEYS[2], failures) then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -limit - 1)
+end
+for task, items in pairs(names) do
+  for j = 1, #items, 4000 do
+    redis.call('ZADD', task, 'NX', unpack(items, j, math.min(j + 3999, #items)))
   end
+  if trim then redis.call('ZREMRANGEBYRANK', task, 0, -limit - 1) end
 end
-for live = 1, 3 do
-  local ids = drops[live]
-  for i = 1, #ids, 4000 do
-    redis.call('ZREM', KEYS[live + 1], unpack(ids, i, math.min(i + 3999, #ids)))
+local totals = KEYS[3]
+if dp ~= 0 then redis.call('HINCRBY', totals, 'pending', dp) end
+if dr ~= 0 then redis.call('HINCRBY', totals, 'running', dr) end
+if dt ~= 0 then redis.call('HINCRBY', totals, 'retrying', dt) end
+if retried > 0 then redis.call('HINCRBY', totals, 'retries', retried) end
+if ds + df > 0 then
+  if ds > 0 then
+    redis.call('HINCRBY', totals, 'success', ds)
+    redis.call('HINCRBY', KEYS[4], 'success', ds)
   end
+  if df > 0 then
+    redis.call('HINCRBY', totals, 'failed', df)
+    redis.call('HINCRBY', KEYS[4], 'failed', df)
+  end
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
 end
-for task, items in pairs(names) do index(task, items) end
-local succeeded, failed = #adds[5] / 2, #adds[6] / 2
-if succeeded > 0 then
-  redis.call('HINCRBY', KEYS[7], 'success', succeeded)
-  redis.call('HINCRBY', KEYS[8], 'success', succeeded)
-end
-if failed > 0 then
-  redis.call('HINCRBY', KEYS[7], 'failed', failed)
-  redis.call('HINCRBY', KEYS[8], 'failed', failed)
-end
-if succeeded + failed > 0 then redis.call('EXPIRE', KEYS[8], ARGV[5]) end
-if retried > 0 then redis.call('HINCRBY', KEYS[7], 'retrying', retried) end
 return refused
 """)
 
@@ -246,10 +262,9 @@ class RecordWriter:
         self._ttl_ms = ttl_ms
         self._burst: _Burst | None = None
         self._task_keys: dict[str, str] = {}
-        statuses = ("pending", "running", "retrying", "success", "failed")
         self._fixed_keys = (
             keys.results_index,
-            *(keys.status_index(status) for status in statuses),
+            keys.failed_index,
             keys.totals,
         )
 
