@@ -61,7 +61,7 @@ def _record(task_id: str, status: TaskStatus, n: int, at: float) -> TaskResult:
         task_name=NAMES[n % len(NAMES)],
         result={"ok": True, "n": n} if status is TaskStatus.SUCCESS else None,
         error="RuntimeError: card declined" if status is TaskStatus.FAILED else None,
-        args=(n, "customer-%06d" % n),
+        args=(n, f"customer-{n:06d}"),
         kwargs={"retry": False},
         submitted_at=at,
         started_at=at + 0.001 if complete else None,
@@ -98,7 +98,9 @@ async def delete_prefix(backend: RedisBackend) -> None:
 async def _script_usec(backend: RedisBackend) -> float:
     """Microseconds the server spent in EVAL and EVALSHA so far (every client's)."""
     stats = await backend.client.info("commandstats")
-    return float(sum(stats.get(f"cmdstat_{name}", {}).get("usec", 0) for name in ("evalsha", "eval")))
+    return float(
+        sum(stats.get(f"cmdstat_{name}", {}).get("usec", 0) for name in ("evalsha", "eval"))
+    )
 
 
 def _ms(samples: list[float]) -> str:
@@ -178,8 +180,10 @@ async def read_bench(args: argparse.Namespace) -> None:
     try:
         began = time.perf_counter()
         await fill(backend, args.records)
-        print(f"# {args.records:,} records stored in {time.perf_counter() - began:.1f} s "
-              f"(prefix {prefix}); runs: {args.runs}")
+        print(
+            f"# {args.records:,} records stored in {time.perf_counter() - began:.1f} s "
+            f"(prefix {prefix}); runs: {args.runs}"
+        )
         ui = UIService(app, guarded=True)
         deep = await deep_query(ui, args.records // 2)
         cases: list[tuple[str, str, dict[str, str]]] = [
@@ -194,11 +198,15 @@ async def read_bench(args: argparse.Namespace) -> None:
             samples = await timed(lambda p=path, q=query: api(ui, p, **q), args.runs)
             print(f"{name:<12} {_ms(samples)}")
         idle = await loop_lag(ui, deep, clients=0, seconds=args.lag_seconds)
-        print(f"{'idle lag':<12} {_ms(idle)}   max {max(idle) * 1000:.1f} ms "
-              f"(no clients: the machine's noise floor, {len(idle)} probes)")
+        print(
+            f"{'idle lag':<12} {_ms(idle)}   max {max(idle) * 1000:.1f} ms "
+            f"(no clients: the machine's noise floor, {len(idle)} probes)"
+        )
         lags = await loop_lag(ui, deep, clients=8, seconds=args.lag_seconds)
-        print(f"{'loop lag':<12} {_ms(lags)}   max {max(lags) * 1000:.1f} ms "
-              f"(8 clients on deep pages, {len(lags)} probes)")
+        print(
+            f"{'loop lag':<12} {_ms(lags)}   max {max(lags) * 1000:.1f} ms "
+            f"(8 clients on deep pages, {len(lags)} probes)"
+        )
     finally:
         await delete_prefix(backend)
         await backend.close()
@@ -227,18 +235,24 @@ async def write_cost(args: argparse.Namespace) -> None:
                     backend.store(t, _record(t, TaskStatus.RUNNING, n, now))
                 await asyncio.sleep(0)  # a worker's RUNNING records go out on their own
                 await asyncio.gather(
-                    *(backend.store(t, _record(t, TaskStatus.SUCCESS, n, now))
-                      for n, t in enumerate(chunk))
+                    *(
+                        backend.store(t, _record(t, TaskStatus.SUCCESS, n, now))
+                        for n, t in enumerate(chunk)
+                    )
                 )
             per_task.append((time.perf_counter() - began) / args.n)
             server.append((await _script_usec(backend) - scripts_before) / args.n)
             await delete_prefix(backend)
-        print(f"store PENDING, RUNNING, SUCCESS: {statistics.median(per_task) * 1e6:.1f} µs per "
-              f"task (median of {args.runs} x {args.n:,}; runs: "
-              f"{', '.join(f'{x * 1e6:.1f}' for x in per_task)})")
-        print(f"Redis running the scripts: {statistics.median(server):.2f} µs per task (runs: "
-              f"{', '.join(f'{x:.2f}' for x in server)}; INFO commandstats, so on a server of "
-              "its own only)")
+        print(
+            f"store PENDING, RUNNING, SUCCESS: {statistics.median(per_task) * 1e6:.1f} µs per "
+            f"task (median of {args.runs} x {args.n:,}; runs: "
+            f"{', '.join(f'{x * 1e6:.1f}' for x in per_task)})"
+        )
+        print(
+            f"Redis running the scripts: {statistics.median(server):.2f} µs per task (runs: "
+            f"{', '.join(f'{x:.2f}' for x in server)}; INFO commandstats, so on a server of "
+            "its own only)"
+        )
     finally:
         await delete_prefix(backend)
         await backend.close()

@@ -13,9 +13,10 @@ give every member that has a sensible default and leave a few abstract methods.
 
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
-:class:`EventSource`, :class:`ResultPages`, :class:`ResultCounts` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`
-and :class:`DeadLetters` (brokers), which the engine checks with ``isinstance``. The
-contract suites test that an implementation declaring a capability provides it.
+:class:`EventSource`, :class:`ResultPages`, :class:`ResultCounts` (result backends),
+:class:`WorkerDirectory`, :class:`Redeliveries` and :class:`DeadLetters` (brokers), which
+the engine checks with ``isinstance``. The contract suites test that an implementation
+declaring a capability provides it.
 """
 
 from __future__ import annotations

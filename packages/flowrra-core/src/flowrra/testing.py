@@ -593,7 +593,7 @@ class ResultBackendContract:
         if not isinstance(backend, ResultPages):
             pytest.skip("not a ResultPages")
         for cursor in ["", "x", "!!!", "a" * 100_000, "aw", "bgo1MA", "awpuYW4Kaw", "\x00"]:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="cursor"):
                 await backend.list_page(cursor=cursor)
 
     async def test_counts_count_each_completion_and_retry_once(

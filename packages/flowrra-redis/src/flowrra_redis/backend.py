@@ -14,6 +14,7 @@ that lands in between is never missed.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import logging
@@ -559,7 +560,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         cursor: str | None = None
         while len(found) < wanted:
             page, cursor = await self.list_page(
-                status=status, task_name=task_name, limit=min(wanted - len(found), 500),
+                status=status,
+                task_name=task_name,
+                limit=min(wanted - len(found), 500),
                 cursor=cursor,
             )
             found += page
@@ -574,7 +577,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         task_name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
-    ) -> tuple[list[TaskResult], str | None]:
+    ) -> tuple[builtins.list[TaskResult], str | None]:
         """One page, newest first, read from an index (see
         :class:`flowrra.protocols.ResultPages`): the task's when ``task_name`` is given,
         else the failed records' for FAILED, else the index of every record; records of
@@ -582,9 +585,10 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         per call (a page may then come short, with a ``next_cursor``). SUCCESS is most
         records, and live ones (PENDING, RUNNING, RETRYING) are the latest submitted, so
         these filters find theirs near the top; the STORE script keeps no index per live
-        status, which would cost every task two commands more. One script call reads the ids and their records and drops
-        ids whose record expired. A page over :data:`DECODE_IN_THREAD` bytes is decoded in
-        a thread, so a large one never holds the caller's event loop."""
+        status, which would cost every task two commands more. One script call reads the
+        ids and their records and drops ids whose record expired. A page over
+        :data:`DECODE_IN_THREAD` bytes is decoded in a thread, so a large one never holds
+        the caller's event loop."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         after_score, after_id = "", ""
@@ -633,9 +637,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             "totals": {name: max(0, kept.get(name, 0)) for name in names},
             "per_minute": [
                 {"minute": minute * 60, "success": int(ok or 0), "failed": int(bad or 0)}
-                for minute, (ok, bad) in zip(
-                    range(first, now_minute + 1), replies[1:], strict=True
-                )
+                for minute, (ok, bad) in zip(range(first, now_minute + 1), replies[1:], strict=True)
             ],
         }
 

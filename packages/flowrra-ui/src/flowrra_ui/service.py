@@ -752,8 +752,14 @@ _QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
         ("task", {"type": "string"}),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-        ("cursor", {"type": "string", "maxLength": MAX_CURSOR,
-                    "description": "the next_cursor of the page before (none: the first)"}),
+        (
+            "cursor",
+            {
+                "type": "string",
+                "maxLength": MAX_CURSOR,
+                "description": "the next_cursor of the page before (none: the first)",
+            },
+        ),
     ],
 }
 

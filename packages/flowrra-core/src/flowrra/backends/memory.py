@@ -122,10 +122,10 @@ class MemoryBackend(BaseResultBackend):
     def _forget(self, task_id: str, record: TaskResult) -> None:
         by_name = self._by_name
         ids = None if by_name is None else by_name.get(record.task_name)
-        if ids is not None:
+        if by_name is not None and ids is not None:
             ids.pop(task_id, None)
             if not ids:
-                del by_name[record.task_name]  # type: ignore[index]
+                del by_name[record.task_name]
 
     def _names(self) -> dict[str | None, dict[str, None]]:
         """The task-name index, made now if it was not."""
@@ -180,9 +180,7 @@ class MemoryBackend(BaseResultBackend):
                 if not waiters:
                     del self._waiters[task_id]
 
-    def _records(
-        self, status: TaskStatus | None, task_name: str | None
-    ) -> Iterable[TaskResult]:
+    def _records(self, status: TaskStatus | None, task_name: str | None) -> Iterable[TaskResult]:
         """The records a listing looks at: the task's (by its ids), or the live or the
         complete ones for a status, or all; filtered by ``status``."""
         self._evict()
