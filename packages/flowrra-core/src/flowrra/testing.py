@@ -457,6 +457,11 @@ class ResultBackendContract:
                     pass
 
             calls["subscribe_events"] = subscribe
+        if isinstance(backend, ResultPages):
+            calls["list_page"] = backend.list_page
+        if isinstance(backend, ResultCounts):
+            counting = backend
+            calls["counts"] = lambda: counting.counts(5)
         try:
             for name, call in calls.items():
                 await _fails_with(BackendError, name, call)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import heapq
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -66,10 +67,14 @@ class MemoryBackend(BaseResultBackend):
         # Task name -> its ids; made by the first listing by task name (a process that
         # never lists by name never pays for it), kept up to date from then on.
         self._by_name: dict[str | None, dict[str, None]] | None = None
-        self._totals = {"success": 0, "failed": 0, "retries": 0}
-        # Unix minute -> [successes, failures], from the monotonic clock (one wall-clock
-        # reading at start, not one per completion)
+        self._totals = {"success": 0, "failed": 0, "retries": 0}  # up to the last minute
+        # Completions per Unix minute, [successes, failures]: earlier minutes, and the
+        # current one, which ends at monotonic time _minute_end (one comparison per
+        # completion; the wall clock is read once, at start).
         self._minutes: dict[int, list[int]] = {}
+        self._minute = 0
+        self._minute_end = -math.inf
+        self._current = [0, 0]
         self._wall_offset = time.time() - _monotonic()
 
     async def store(self, task_id: str, result: TaskResult) -> None:
@@ -93,7 +98,9 @@ class MemoryBackend(BaseResultBackend):
             done.move_to_end(task_id)
         now = _monotonic()
         if task_id not in done:
-            self._count(status is _SUCCESS, now)
+            if now >= self._minute_end:
+                self._next_minute(now)
+            self._current[status is _FAILED] += 1
         done[task_id] = (now, result)
         if (self.max_entries is not None and len(done) > self.max_entries) or self.ttl is not None:
             self._evict()
@@ -103,16 +110,19 @@ class MemoryBackend(BaseResultBackend):
                 if not future.done():
                     future.set_result(result)
 
-    def _count(self, success: bool, now: float) -> None:
-        """Count a completion, in the totals and in its minute's count."""
-        self._totals["success" if success else "failed"] += 1
+    def _next_minute(self, now: float) -> None:
+        """Close the current minute's count (into the totals) and start the one of ``now``
+        (monotonic time)."""
+        ok, bad = self._current
+        if ok or bad:
+            self._minutes[self._minute] = self._current
+            self._totals["success"] += ok
+            self._totals["failed"] += bad
         minute = int(now + self._wall_offset) // 60
-        counts = self._minutes.get(minute)
-        if counts is None:
-            counts = self._minutes[minute] = [0, 0]
-            for old in [m for m in self._minutes if m <= minute - MINUTES_KEPT]:
-                del self._minutes[old]
-        counts[0 if success else 1] += 1
+        self._minute, self._minute_end = minute, (minute + 1) * 60 - self._wall_offset
+        self._current = [0, 0]
+        for old in [m for m in self._minutes if m <= minute - MINUTES_KEPT]:
+            del self._minutes[old]
 
     def _index(self, task_id: str, record: TaskResult) -> None:
         assert self._by_name is not None
@@ -241,15 +251,22 @@ class MemoryBackend(BaseResultBackend):
         """Totals and completions per minute (see ``ResultCounts``)."""
         if not 1 <= minutes <= MINUTES_KEPT - 5:
             raise ValueError(f"minutes must be between 1 and {MINUTES_KEPT - 5}, got {minutes}")
-        now = int(time.time()) // 60
+        if _monotonic() >= self._minute_end:
+            self._next_minute(_monotonic())
+        now = self._minute
         live = {status.value: 0 for status in _LIVE}
         for record in self._live.values():
             live[record.status.value] += 1
         per_minute = []
         for minute in range(now - minutes + 1, now + 1):
-            ok, bad = self._minutes.get(minute, (0, 0))
+            ok, bad = self._current if minute == now else self._minutes.get(minute, (0, 0))
             per_minute.append({"minute": minute * 60, "success": ok, "failed": bad})
-        return {"totals": {**live, **self._totals}, "per_minute": per_minute}
+        totals = {
+            **self._totals,
+            "success": self._totals["success"] + self._current[0],
+            "failed": self._totals["failed"] + self._current[1],
+        }
+        return {"totals": {**live, **totals}, "per_minute": per_minute}
 
     async def delete(self, task_id: str) -> bool:
         """Forget a task's record; True if there was one."""
