@@ -9,7 +9,10 @@ completes its task: no polling.
 It is a :class:`~flowrra.protocols.ResultPages` (pages by cursor; a task-name filter reads
 the ids of that task, a status filter the live or the complete records only) and a
 :class:`~flowrra.protocols.ResultCounts` (completions and retries counted as they are
-stored, per minute for the last four hours).
+stored, per minute for the last four hours). Both start when first asked for (the
+process that never shows the UI pays one attribute test per record stored): the counts
+begin with the records held at the first ``counts()``, each complete one a completion and
+each one's ``retries``, and count every change from then on.
 """
 
 from __future__ import annotations
@@ -64,18 +67,22 @@ class MemoryBackend(BaseResultBackend):
         self._live: dict[str, TaskResult] = {}
         self._done: OrderedDict[str, tuple[float, TaskResult]] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[TaskResult]]] = {}
-        # Task name -> its ids; made by the first listing by task name (a process that
-        # never lists by name never pays for it), kept up to date from then on.
+        # What the UI asks for, kept only once asked (a process that never shows the UI
+        # pays one attribute test per record stored): the task-name index (task name ->
+        # its ids), made by the first listing by name, and the counts, started by the
+        # first ``counts()`` from the records held then.
+        self._keeping = False
         self._by_name: dict[str | None, dict[str, None]] | None = None
+        self._counting = False
         self._totals = {"success": 0, "failed": 0, "retries": 0}  # up to the last minute
         # Completions per Unix minute, [successes, failures]: earlier minutes, and the
         # current one, which ends at monotonic time _minute_end (one comparison per
-        # completion; the wall clock is read once, at start).
+        # completion; the wall clock is read once).
         self._minutes: dict[int, list[int]] = {}
         self._minute = 0
         self._minute_end = -math.inf
         self._current = [0, 0]
-        self._wall_offset = time.time() - _monotonic()
+        self._wall_offset = 0.0
 
     async def store(self, task_id: str, result: TaskResult) -> None:
         status = result.status
@@ -83,25 +90,17 @@ class MemoryBackend(BaseResultBackend):
             if result.result is not None:
                 ensure_encodable(result.result, f"the result of task {result.task_name!r}")
         elif status is not _FAILED:
-            if status is _RETRYING:
-                earlier = self._live.get(task_id)
-                if earlier is None or earlier.status is not _RETRYING:
-                    self._totals["retries"] += 1
-            elif self._by_name is not None and task_id not in self._live:
-                self._index(task_id, result)
+            if self._keeping:
+                self._note_live(task_id, result)
             self._live[task_id] = result
             return
-        if self._live.pop(task_id, None) is None and self._by_name is not None:
-            self._index(task_id, result)
+        if self._keeping:
+            self._note_done(task_id, result)
+        self._live.pop(task_id, None)
         done = self._done
         if task_id in done:
             done.move_to_end(task_id)
-        now = _monotonic()
-        if task_id not in done:
-            if now >= self._minute_end:
-                self._next_minute(now)
-            self._current[status is _FAILED] += 1
-        done[task_id] = (now, result)
+        done[task_id] = (_monotonic(), result)
         if (self.max_entries is not None and len(done) > self.max_entries) or self.ttl is not None:
             self._evict()
         waiters = self._waiters.pop(task_id, None)
@@ -109,6 +108,53 @@ class MemoryBackend(BaseResultBackend):
             for future in waiters:
                 if not future.done():
                     future.set_result(result)
+
+    def _note_live(self, task_id: str, record: TaskResult) -> None:
+        """Keep the name index and the retries count up to date with a live record."""
+        earlier = self._live.get(task_id)
+        if earlier is None and self._by_name is not None and task_id not in self._done:
+            self._by_name.setdefault(record.task_name, {})[task_id] = None
+        if (
+            self._counting
+            and record.status is _RETRYING
+            and (earlier is None or earlier.status is not _RETRYING)
+        ):
+            self._totals["retries"] += 1
+
+    def _note_done(self, task_id: str, record: TaskResult) -> None:
+        """Keep the name index and the counts up to date with a complete record."""
+        if task_id in self._done:
+            return  # stored again: counted and indexed already
+        if self._by_name is not None and task_id not in self._live:
+            self._by_name.setdefault(record.task_name, {})[task_id] = None
+        if self._counting:
+            now = _monotonic()
+            if now >= self._minute_end:
+                self._next_minute(now)
+            self._current[record.status is _FAILED] += 1
+
+    def _start_counting(self) -> None:
+        """Count from now on, starting from the records held: completions by outcome and
+        by minute of ``finished_at``, and each record's retries."""
+        self._wall_offset = time.time() - _monotonic()
+        self._next_minute(_monotonic())
+        first = self._minute - MINUTES_KEPT + 1
+        retries = 0
+        for record in self._live.values():
+            retries += record.retries
+        for _, record in self._done.values():
+            retries += record.retries
+            failed = record.status is _FAILED
+            self._totals["failed" if failed else "success"] += 1
+            finished = record.finished_ts
+            minute = self._minute if finished is None else int(finished) // 60
+            if first <= minute < self._minute:
+                self._minutes.setdefault(minute, [0, 0])[failed] += 1
+            elif minute == self._minute:  # counted in the totals when this minute ends
+                self._totals["failed" if failed else "success"] -= 1
+                self._current[failed] += 1
+        self._totals["retries"] = retries
+        self._counting = self._keeping = True
 
     def _next_minute(self, now: float) -> None:
         """Close the current minute's count (into the totals) and start the one of ``now``
@@ -123,11 +169,6 @@ class MemoryBackend(BaseResultBackend):
         self._current = [0, 0]
         for old in [m for m in self._minutes if m <= minute - MINUTES_KEPT]:
             del self._minutes[old]
-
-    def _index(self, task_id: str, record: TaskResult) -> None:
-        assert self._by_name is not None
-        if task_id not in self._done:
-            self._by_name.setdefault(record.task_name, {})[task_id] = None
 
     def _forget(self, task_id: str, record: TaskResult) -> None:
         by_name = self._by_name
@@ -146,6 +187,7 @@ class MemoryBackend(BaseResultBackend):
             for task_id, (_, record) in self._done.items():
                 by_name.setdefault(record.task_name, {})[task_id] = None
             self._by_name = by_name
+            self._keeping = True
         return self._by_name
 
     def _evict(self) -> None:
@@ -251,7 +293,9 @@ class MemoryBackend(BaseResultBackend):
         """Totals and completions per minute (see ``ResultCounts``)."""
         if not 1 <= minutes <= MINUTES_KEPT - 5:
             raise ValueError(f"minutes must be between 1 and {MINUTES_KEPT - 5}, got {minutes}")
-        if _monotonic() >= self._minute_end:
+        if not self._counting:
+            self._start_counting()
+        elif _monotonic() >= self._minute_end:
             self._next_minute(_monotonic())
         now = self._minute
         live = {status.value: 0 for status in _LIVE}
@@ -284,6 +328,7 @@ class MemoryBackend(BaseResultBackend):
         self._live.clear()
         self._done.clear()
         self._by_name = None
+        self._keeping = self._counting
         return count
 
     def __len__(self) -> int:
