@@ -65,8 +65,10 @@ _LIVE_NAMES = frozenset({"pending", "running", "retrying"})
 MAX_PAGE = 1000
 #: Longest window of ``counts``, in minutes (per-minute counts are kept a little longer).
 MAX_MINUTES = 240
-#: A page whose records add up to more bytes than this is decoded in a thread.
+#: A page whose records add up to more bytes than this is decoded in a thread; a smaller
+#: one in chunks of DECODE_CHUNK records (about 0.1 ms each), yielding to the loop.
 DECODE_IN_THREAD = 64 * 1024
+DECODE_CHUNK = 20
 
 
 def _decode_all(bodies: Sequence[bytes]) -> list[TaskResult]:
@@ -587,8 +589,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         these filters find theirs near the top; the STORE script keeps no index per live
         status, which would cost every task two commands more. One script call reads the
         ids and their records and drops ids whose record expired. A page over
-        :data:`DECODE_IN_THREAD` bytes is decoded in a thread, so a large one never holds
-        the caller's event loop."""
+        :data:`DECODE_IN_THREAD` bytes is decoded in a thread, a smaller one in chunks that
+        yield to the loop, so no page holds the caller's event loop for long."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         after_score, after_id = "", ""
@@ -610,8 +612,11 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             )
         if sum(len(body) for body in bodies) > DECODE_IN_THREAD:
             records = await asyncio.to_thread(_decode_all, bodies)
-        else:
-            records = _decode_all(bodies)
+        else:  # in chunks, yielding to the loop between them
+            records = _decode_all(bodies[:DECODE_CHUNK])
+            for start in range(DECODE_CHUNK, len(bodies), DECODE_CHUNK):
+                await asyncio.sleep(0)
+                records += _decode_all(bodies[start : start + DECODE_CHUNK])
         next_cursor = encode_keyset(text(last_score), text(last_id)) if more else None
         return records, next_cursor
 
