@@ -391,7 +391,8 @@ class RecordWriter:
 # descending, then id descending, as ZREVRANGE orders them), their records read in the
 # same call. The cursor's id is found by rank (ZREVRANK: the usual case); when it left
 # the index, the page starts after the entries above its score and the entries of its
-# score that sort after its id. Ids whose record expired are removed from the index read
+# score that sort after its id (compared as Lua compares strings: byte order for the hex
+# ids Flowrra makes). Ids whose record expired are removed from the index read
 # and from the index of every record. With a status wanted (reading a task's index with a
 # status filter), a record of another status is skipped; its status is read from its
 # head as STORE reads it. At most ``most ids`` are looked at, so a call stays short
