@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flowrra import Flowrra, TaskStatus
+from flowrra.backends.memory import MemoryBackend
 from flowrra.monitor import Monitor
 
 
@@ -37,7 +38,8 @@ async def test_monitor_reports_tasks_totals_throughput_and_executions() -> None:
         "retrying": 0,
         "cancelled": 0,
     }
-    assert stats["sampled"] == 4 and stats["tasks_registered"] == 2
+    assert stats["exact"] is True and stats["sampled"] is None and stats["retries"] == 0
+    assert stats["tasks_registered"] == 2
     assert len(stats["throughput"]) == 5 and stats["throughput"][-1]["completed"] == 4
     assert stats["queues"] == {"queued": 0} and stats["workers"] == 0
     [failure] = stats["recent_failures"]
@@ -85,3 +87,41 @@ async def test_monitor_events_stream_this_process_on_the_memory_backend() -> Non
             if event.status is TaskStatus.SUCCESS:
                 break
     assert seen == [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS]
+
+
+class _ListOnly(MemoryBackend):
+    """A backend that lists by offset only and keeps no counts (as 0.1.8's did)."""
+
+    list_page = None  # type: ignore[assignment]
+    counts = None  # type: ignore[assignment]
+
+
+async def test_a_backend_without_pages_or_counts_is_paged_by_offset_and_sampled() -> None:
+    from flowrra.protocols import ResultCounts, ResultPages
+
+    backend = _ListOnly()
+    assert not isinstance(backend, ResultPages) and not isinstance(backend, ResultCounts)
+    app = Flowrra(backend=backend)
+
+    @app.task()
+    async def ok(n: int) -> int:
+        return n
+
+    monitor = Monitor(app)
+    async with app:
+        ids = [await app.submit(ok, n) for n in range(5)]
+        for task_id in ids:
+            await app.wait_for_result(task_id, timeout=10)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await monitor.executions_page(limit=2, cursor=cursor)
+            seen += [item["task_id"] for item in page]
+            if cursor is None:
+                break
+        stats = await monitor.stats(minutes=2)
+    assert sorted(seen) == sorted(ids) and len(seen) == 5
+    assert stats["exact"] is False and stats["sampled"] == 5
+    assert stats["totals"]["success"] == 5
+    with pytest.raises(ValueError, match="cursor"):
+        await monitor.executions_page(cursor="awox")  # a keyset cursor: not this listing's

@@ -306,3 +306,51 @@ async def test_a_worker_runs_blocking_tasks_in_threads(
     results = [await producer.wait_for_result(i, timeout=60) for i in ids]
     expected = TaskStatus.SUCCESS if met else TaskStatus.FAILED
     assert [r.status for r in results] == [expected] * 3, [r.error for r in results]
+
+
+async def test_the_ui_counts_and_indexes_match_the_truth(
+    producer: Flowrra, workers: Workers, prefix: str
+) -> None:
+    """Issue 15: after real tasks (successes, a retry that succeeds, failures after a
+    retry) the backend's counts are exact, and pages by cursor from its indexes give each
+    record once, filtered by status and task, while more tasks are submitted."""
+    backend = producer.backend
+    assert isinstance(backend, RedisBackend)
+    workers.start("-c", "8")
+    ok = await producer.submit_many(redis_app.record, [(n,) for n in range(60)])
+    retried = [await producer.submit(redis_app.fails_once, f"once-{n}") for n in range(3)]
+    failed = [await producer.submit(redis_app.always_fails, f"fail-{n}") for n in range(4)]
+    for task_id in [*ok, *retried, *failed]:
+        await producer.wait_for_result(task_id, timeout=60)
+
+    counts = await backend.counts(5)
+    assert counts["totals"] == {
+        "pending": 0, "running": 0, "retrying": 0,
+        "success": 63, "failed": 4, "retries": 3 + 4,
+    }  # fmt: skip
+    per_minute = counts["per_minute"]
+    assert sum(m["success"] for m in per_minute) == 63
+    assert sum(m["failed"] for m in per_minute) == 4
+    stats = await Monitor(producer).stats(minutes=5)
+    assert stats["exact"] and stats["totals"]["success"] == 63 and stats["retries"] == 7
+    assert {f["task_id"] for f in stats["recent_failures"]} == set(failed)
+
+    async def walk(**filters: object) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await backend.list_page(limit=7, cursor=cursor, **filters)  # type: ignore[arg-type]
+            seen += [record.task_id for record in page]
+            await producer.submit(redis_app.record, 1000 + len(seen))  # newer ones arrive
+            if cursor is None:
+                return seen
+
+    everything = await walk()
+    assert len(everything) == len(set(everything))
+    assert set(everything) >= {*ok, *retried, *failed}
+    assert await walk(status=TaskStatus.FAILED) == failed[::-1]
+    assert sorted(await walk(task_name="fails_once")) == sorted(retried)
+    assert await walk(task_name="always_fails", status=TaskStatus.SUCCESS) == []
+    successes = await walk(status=TaskStatus.SUCCESS)
+    assert set(successes) >= {*ok, *retried} and not set(successes) & set(failed)
+    workers.stop_all()

@@ -47,6 +47,7 @@ _BROKER_CONTRACT = {
 }  # fmt: skip
 _BACKEND_CONTRACT = {
     "connect", "close", "store", "store_many", "get", "wait_for", "list", "subscribe_events",
+    "list_page", "counts",
 }  # fmt: skip
 
 

@@ -221,7 +221,7 @@ def test_openapi_lists_every_endpoint_with_its_schema(tmp_path: Path) -> None:
     body = cron["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["task_name", "cron"] and "timezone" in body["properties"]
     listing = paths["/flowrra/api/executions"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"status", "task", "limit", "offset"}
+    assert {p["name"] for p in listing["parameters"]} == {"status", "task", "limit", "cursor"}
     assert {"401", "404"} <= set(paths["/flowrra/api/tasks/{name}"]["get"]["responses"])
     assert "415" in cron["responses"]
     purge = paths["/flowrra/api/dead-letters/purge"]["post"]

@@ -67,7 +67,12 @@ async def test_reads(app: Flowrra) -> None:
         ({"status": "finished"}, "status must be one of"),
         ({"limit": "0"}, "limit must be between"),
         ({"limit": "many"}, "limit must be an integer"),
-        ({"offset": "-1"}, "offset must be between"),
+        ({"offset": "50"}, "offset is not accepted"),
+        ({"cursor": "x" * 5000}, "cursor must be at most"),
+        ({"cursor": "not-one"}, "not a cursor this server made"),
+        ({"cursor": "bgoxMA"}, "not a cursor of this listing"),  # an offset cursor
+        ({"cursor": "awpuYW4KeA"}, "not a cursor this server made"),  # NaN score
+        ({"task": "t" * 1001}, "task must be at most"),
     ],
 )
 async def test_bad_queries_are_400(app: Flowrra, query: dict[str, str], message: str) -> None:

@@ -13,10 +13,11 @@ give every member that has a sensible default and leave a few abstract methods.
 
 Optional capabilities are declared, never guessed: ``ResultBackend.sends_when_called``
 (a class attribute), and the optional protocols :class:`BatchStore`, :class:`KnownTasks`,
-:class:`EventSource` (result backends), :class:`WorkerDirectory`, :class:`Redeliveries`,
-:class:`DeadLetters`, :class:`NamedQueues`, :class:`UniqueJobs`, :class:`Cancellation`
-and :class:`LimitedTasks` (brokers), which the engine checks with ``isinstance``. The
-contract suites test that an implementation declaring a capability provides it.
+:class:`EventSource`, :class:`ResultPages`, :class:`ResultCounts` (result backends),
+:class:`WorkerDirectory`, :class:`Redeliveries`, :class:`DeadLetters`, :class:`NamedQueues`,
+:class:`UniqueJobs`, :class:`Cancellation` and :class:`LimitedTasks` (brokers), which the
+engine checks with ``isinstance``. The contract suites test that an implementation
+declaring a capability provides it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ __all__ = [
     "NamedQueues",
     "Redeliveries",
     "ResultBackend",
+    "ResultCounts",
+    "ResultPages",
     "ScheduleStore",
     "UniqueJobs",
     "WorkerDirectory",
@@ -148,7 +151,9 @@ class ResultBackend(Protocol):
     itself. Either value is correct for any backend; it decides only who waits.
 
     Optional capabilities, each a protocol of its own: :class:`BatchStore`
-    (``store_many``), :class:`KnownTasks` (``expects``), :class:`EventSource`.
+    (``store_many``), :class:`KnownTasks` (``expects``), :class:`EventSource`,
+    :class:`ResultPages` (``list_page``: keyset pages from indexes),
+    :class:`ResultCounts` (``counts``: totals kept as records are written).
     """
 
     sends_when_called: ClassVar[bool]
@@ -194,6 +199,59 @@ class BatchStore(Protocol):
     def store_many(self, results: Sequence[TaskResult]) -> Awaitable[None]:
         """Store every record, as ``store`` would each (a record that cannot be encoded
         raises ``SerializationError``). May send them when called, like ``store``."""
+
+
+@runtime_checkable
+class ResultPages(Protocol):
+    """A result backend that lists by cursor from indexes it keeps (optional).
+
+    ``list`` pages by ``offset``, which costs what lies before the page. ``list_page``
+    costs the page: the UI and ``Monitor.executions_page`` use it when the backend has
+    it (and emulate a cursor over ``list`` when not).
+
+    Obligations:
+
+    - Records come newest submitted first (ties: a fixed order), as ``list`` gives them.
+    - ``cursor`` is ``None`` for the first page, else a ``next_cursor`` this backend
+      returned. It is opaque text; one the backend did not make (altered, truncated,
+      hostile) raises ``ValueError`` naming it, never a driver error.
+    - Following ``next_cursor`` from the first page to ``None`` yields every record that
+      was there all along exactly once, whatever is stored meanwhile; records submitted
+      after the first page was read may or may not appear (newer ones come before the
+      cursor and do not).
+    - A status or task-name filter reads an index, not every record. A page may hold
+      fewer than ``limit`` records (expired ones, or both filters at once) and still
+      have a ``next_cursor``; ``None`` means there is nothing after it.
+    """
+
+    async def list_page(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[TaskResult], str | None]:
+        """Up to ``limit`` records after ``cursor``, and the cursor of the next page
+        (``None`` at the end)."""
+
+
+@runtime_checkable
+class ResultCounts(Protocol):
+    """A result backend that counts records as it writes them (optional): the
+    dashboard's totals and chart, exact at any volume, without reading records.
+
+    ``counts(minutes)`` returns ``{"totals": {status: n}, "per_minute": [{"minute":
+    <Unix seconds>, "success": n, "failed": n}, ...]}``: ``per_minute`` has ``minutes``
+    entries, oldest first, the last one the current minute. In ``totals``, ``pending``,
+    ``running`` and ``retrying`` are the records in that status now; ``success`` and
+    ``failed`` are the completions recorded since the counts began (a record expiring
+    does not lower them; a task counts once, however often its completion is sent), and
+    ``retries`` how many times a task was set to retry.
+    """
+
+    async def counts(self, minutes: int) -> dict[str, Any]:
+        """Totals and completions per minute (see the class docs)."""
 
 
 @runtime_checkable

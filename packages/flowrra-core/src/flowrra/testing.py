@@ -59,6 +59,8 @@ from flowrra.protocols import (
     NamedQueues,
     Redeliveries,
     ResultBackend,
+    ResultCounts,
+    ResultPages,
     ScheduleStore,
     UniqueJobs,
     WorkerDirectory,
@@ -713,6 +715,21 @@ class BrokerContract:
         assert depths and all(isinstance(n, int) for n in depths.values()), depths
 
 
+def _record(
+    task_id: str, status: TaskStatus, submitted: float, task_name: str = "job"
+) -> TaskResult:
+    """A record submitted at ``submitted`` (Unix seconds)."""
+    complete = status in (TaskStatus.SUCCESS, TaskStatus.FAILED)
+    return TaskResult(
+        task_id,
+        status,
+        task_name=task_name,
+        submitted_at=submitted,
+        finished_at=time.time() if complete else None,
+        error="RuntimeError: no" if status is TaskStatus.FAILED else None,
+    )
+
+
 def _result(task_id: str, status: TaskStatus, value: Any = None) -> TaskResult:
     now = datetime.now(UTC)
     return TaskResult(
@@ -766,6 +783,11 @@ class ResultBackendContract:
                     pass
 
             calls["subscribe_events"] = subscribe
+        if isinstance(backend, ResultPages):
+            calls["list_page"] = backend.list_page
+        if isinstance(backend, ResultCounts):
+            counting = backend
+            calls["counts"] = lambda: counting.counts(5)
         try:
             for name, call in calls.items():
                 await _fails_with(BackendError, name, call)
@@ -837,6 +859,104 @@ class ResultBackendContract:
                     if event.task_id == task_id:
                         break
 
+    async def test_pages_give_every_record_once_while_records_arrive(
+        self, backend: ResultBackend
+    ) -> None:
+        if not isinstance(backend, ResultPages):
+            pytest.skip("not a ResultPages")
+        base = time.time() - 1000.0
+        # 30 records, three of them sharing each submit time (submit_many's batches do).
+        there = [new_task_id() for _ in range(30)]
+        for n, task_id in enumerate(there):
+            await backend.store(task_id, _record(task_id, TaskStatus.SUCCESS, base + n // 3))
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page, cursor = await backend.list_page(limit=4, cursor=cursor)
+            seen += [r.task_id for r in page if r.task_id in there]
+            pages += 1
+            # Newer records and updates arrive between pages; the walk is unaffected.
+            newer = new_task_id()
+            await backend.store(newer, _record(newer, TaskStatus.PENDING, time.time()))
+            if seen:  # and an update of a record already seen (its place is unchanged)
+                place = base + there.index(seen[-1]) // 3
+                await backend.store(seen[-1], _record(seen[-1], TaskStatus.SUCCESS, place))
+            if cursor is None:
+                break
+            assert pages < 100, "the cursor never reached the end"
+        assert sorted(seen) == sorted(there), "a record missed or given twice"
+        places = [there.index(task_id) // 3 for task_id in seen]
+        assert places == sorted(places, reverse=True), "not newest first"
+
+    async def test_pages_filter_by_status_and_task(self, backend: ResultBackend) -> None:
+        if not isinstance(backend, ResultPages):
+            pytest.skip("not a ResultPages")
+        now = time.time()
+        kinds = {}
+        for n in range(12):
+            task_id = new_task_id()
+            status = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.RUNNING)[n % 3]
+            name = "left" if n % 2 else "right"
+            await backend.store(task_id, _record(task_id, TaskStatus.PENDING, now, name))
+            await backend.store(task_id, _record(task_id, status, now, name))
+            kinds[task_id] = (status, name)
+
+        async def walk(**filters: Any) -> set[str]:
+            found: list[str] = []
+            cursor = None
+            while True:
+                page, cursor = await backend.list_page(limit=2, cursor=cursor, **filters)
+                found += [r.task_id for r in page]
+                if cursor is None:
+                    return set(found)
+
+        for status in (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.RUNNING):
+            want = {i for i, k in kinds.items() if k[0] is status}
+            assert (await walk(status=status)) & set(kinds) == want, status
+        assert (await walk(status=TaskStatus.PENDING)) & set(kinds) == set()
+        assert (await walk(task_name="left")) == {i for i, k in kinds.items() if k[1] == "left"}
+        assert (await walk(task_name="left", status=TaskStatus.FAILED)) == {
+            i for i, k in kinds.items() if k == (TaskStatus.FAILED, "left")
+        }
+
+    async def test_a_cursor_it_did_not_make_is_a_value_error(self, backend: ResultBackend) -> None:
+        if not isinstance(backend, ResultPages):
+            pytest.skip("not a ResultPages")
+        for cursor in ["", "x", "!!!", "a" * 100_000, "aw", "bgo1MA", "awpuYW4Kaw", "\x00"]:
+            with pytest.raises(ValueError, match="cursor"):
+                await backend.list_page(cursor=cursor)
+
+    async def test_counts_count_each_completion_and_retry_once(
+        self, backend: ResultBackend
+    ) -> None:
+        if not isinstance(backend, ResultCounts):
+            pytest.skip("not a ResultCounts")
+        before = (await backend.counts(2))["totals"]
+        now = time.time()
+        for n in range(7):
+            task_id = new_task_id()
+            await backend.store(task_id, _record(task_id, TaskStatus.PENDING, now))
+            await backend.store(task_id, _record(task_id, TaskStatus.RUNNING, now))
+            if n % 3 == 0:  # retried once, then the same outcome as the others
+                await backend.store(task_id, _record(task_id, TaskStatus.RETRYING, now))
+                await backend.store(task_id, _record(task_id, TaskStatus.RUNNING, now))
+            outcome = TaskStatus.FAILED if n % 2 else TaskStatus.SUCCESS
+            await backend.store(task_id, _record(task_id, outcome, now))
+            await backend.store(task_id, _record(task_id, outcome, now))  # sent again
+        waiting = new_task_id()
+        await backend.store(waiting, _record(waiting, TaskStatus.PENDING, now))
+        counts = await backend.counts(2)
+        totals = counts["totals"]
+        assert totals["success"] - before["success"] == 4
+        assert totals["failed"] - before["failed"] == 3
+        assert totals["retries"] - before["retries"] == 3
+        assert totals["pending"] - before["pending"] == 1
+        assert len(counts["per_minute"]) == 2
+        minute = int(time.time()) // 60
+        assert counts["per_minute"][-1]["minute"] // 60 in {minute, minute - 1}
+        assert sum(m["success"] + m["failed"] for m in counts["per_minute"]) >= 7
+
     async def test_unknown_id_is_none(self, backend: ResultBackend) -> None:
         assert await backend.get(new_task_id()) is None
 
@@ -884,6 +1004,10 @@ class ResultBackendContract:
         assert stored is not None and stored.status is TaskStatus.CANCELLED
         listed = await backend.list(status=TaskStatus.CANCELLED, limit=1000)
         assert task_id in {r.task_id for r in listed}
+        failed = await backend.list(status=TaskStatus.FAILED, limit=1000)
+        assert task_id not in {r.task_id for r in failed}, "CANCELLED is not FAILED"
+        named = await backend.list(status=TaskStatus.CANCELLED, task_name="job", limit=1000)
+        assert task_id in {r.task_id for r in named}
 
     async def test_wait_for_times_out(self, backend: ResultBackend) -> None:
         task_id = new_task_id()

@@ -14,6 +14,7 @@ that lands in between is never missed.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import logging
@@ -27,6 +28,7 @@ from redis.asyncio.client import PubSub
 from flowrra.awaitables import DONE
 from flowrra.backends.base import BaseResultBackend
 from flowrra.config import BackendConfig
+from flowrra.cursors import decode_keyset, encode_keyset
 from flowrra.events import EventHub, TaskEvent
 from flowrra.exceptions import BackendError
 from flowrra.task import TaskResult, TaskStatus
@@ -42,7 +44,7 @@ from flowrra_redis.connection import (
 )
 from flowrra_redis.loops import LoopState, running_loop
 from flowrra_redis.pipeline import TRY_AGAIN, AutoPipeline
-from flowrra_redis.records import INLINE_LIMIT, STORE, RecordWriter
+from flowrra_redis.records import INLINE_LIMIT, PAGE, STORE, RecordWriter
 
 __all__ = ["DEFAULT_TTL", "RedisBackend", "decode_event", "decode_result", "encode_result"]
 
@@ -58,11 +60,24 @@ _UNKNOWN = b""  # wait_for: the task is not one whose completion was kept
 #: Seconds a record is kept when ``BackendConfig.ttl`` is None: one day.
 DEFAULT_TTL = 86_400
 _COMPLETE = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED)
+_LIVE_NAMES = frozenset({"pending", "running", "retrying"})
+#: Most records ``list_page`` returns at once.
+MAX_PAGE = 1000
+#: Longest window of ``counts``, in minutes (per-minute counts are kept a little longer).
+MAX_MINUTES = 240
+#: A page whose records add up to more bytes than this is decoded in a thread; a smaller
+#: one in chunks of DECODE_CHUNK records (about 0.1 ms each), yielding to the loop.
+DECODE_IN_THREAD = 64 * 1024
+DECODE_CHUNK = 20
+
+
+def _decode_all(bodies: Sequence[bytes]) -> list[TaskResult]:
+    return [decode_result(body) for body in bodies]
 
 
 def _record_call(
     result: TaskResult, task_id: str | None = None
-) -> tuple[str, str, TaskStatus, str, str]:
+) -> tuple[str, str, TaskStatus, str, str, str | None]:
     """What :meth:`RecordWriter.write` takes for ``result``; encodes it (raising
     SerializationError before anything is sent). A record larger than
     :data:`~flowrra_redis.records.INLINE_LIMIT` gets a second, small encoding for the
@@ -90,6 +105,7 @@ def _record_call(
         result.status,
         number_text(result.submitted_ts or time.time()),  # one text for a batch's shared time
         event,
+        result.task_name,
     )
 
 
@@ -215,7 +231,8 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
     """
 
     #: ``store`` sends the write when called (see ``ResultBackend``); it is also a
-    #: ``BatchStore``, a ``KnownTasks`` and an ``EventSource`` (:mod:`flowrra.protocols`).
+    #: ``BatchStore``, a ``KnownTasks``, an ``EventSource``, a ``ResultPages`` and a
+    #: ``ResultCounts`` (:mod:`flowrra.protocols`).
     sends_when_called = True
     state_class = _BackendLoop
     error_type = BackendError
@@ -293,7 +310,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         state = self._here()
         expect = state.expect if state.listening else None
 
-        def calls() -> Iterator[tuple[str, str, TaskStatus, str, str]]:
+        def calls() -> Iterator[tuple[str, str, TaskStatus, str, str, str | None]]:
             for result in results:
                 call = _record_call(result)
                 if expect is not None and call[2] is TaskStatus.PENDING:
@@ -546,35 +563,120 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         limit: int = 50,
         offset: int = 0,
     ) -> list[TaskResult]:
-        client = self.client
-        k = self.keys
+        """Records newest first, by offset (flowrra 0.1.8's call): pages of
+        :meth:`list_page` up to ``offset + limit``, so it costs what lies before the page;
+        prefer ``list_page``."""
         wanted = offset + limit
         found: list[TaskResult] = []
-        start, chunk = 0, max(wanted * 2, 200)
-        with self.translating("cannot list results"):
-            while len(found) < wanted:
-                ids = await client.zrevrange(k.results_index, start, start + chunk - 1)
-                if not ids:
-                    break
-                start += chunk
-                bodies = await client.mget([k.result(text(i)) for i in ids])
-                for body in bodies:
-                    if body is None:
-                        continue
-                    record = decode_result(body)
-                    if status is not None and record.status is not status:
-                        continue
-                    if task_name is not None and record.task_name != task_name:
-                        continue
-                    found.append(record)
+        cursor: str | None = None
+        while len(found) < wanted:
+            page, cursor = await self.list_page(
+                status=status,
+                task_name=task_name,
+                limit=min(wanted - len(found), 500),
+                cursor=cursor,
+            )
+            found += page
+            if cursor is None:
+                break
         return found[offset:wanted]
+
+    async def list_page(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        task_name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[TaskResult], str | None]:
+        """One page, newest first, read from an index (see
+        :class:`flowrra.protocols.ResultPages`): the task's when ``task_name`` is given,
+        else the failed records' for FAILED, else the index of every record; records of
+        another status are skipped in Redis, looking at most ``max(4 * limit, 1000)`` ids
+        per call (a page may then come short, with a ``next_cursor``). SUCCESS is most
+        records, and live ones (PENDING, RUNNING, RETRYING) are the latest submitted, so
+        these filters find theirs near the top; the STORE script keeps no index per live
+        status, which would cost every task two commands more. One script call reads the
+        ids and their records and drops ids whose record expired. A page over
+        :data:`DECODE_IN_THREAD` bytes is decoded in a thread, a smaller one in chunks that
+        yield to the loop, so no page holds the caller's event loop for long."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        after_score, after_id = "", ""
+        if cursor is not None:
+            after_score, _, after_id = decode_keyset(cursor)
+        k = self.keys
+        # the status as a record's head says it (a CANCELLED record's says "failed")
+        head = TaskStatus.FAILED if status is TaskStatus.CANCELLED else status
+        wanted = "" if head is None else head.value + '"'
+        if task_name is not None:
+            index = k.name_index(task_name)
+        elif status is TaskStatus.FAILED or status is TaskStatus.CANCELLED:
+            # both are written "failed" (a CANCELLED record says so in its trailing
+            # object) and kept in the failed index: told apart once decoded, below
+            index, wanted = k.failed_index, ""
+        else:  # most records are SUCCESS; live ones are the newest, near the top
+            index = k.results_index
+        with self.translating("cannot list results"):
+            bodies, last_score, last_id, more = await self.pipe.run_script(
+                PAGE,
+                [index, k.results_index],
+                [k.result(""), limit, after_score, after_id, max(4 * limit, 1000), wanted],
+            )
+        if sum(len(body) for body in bodies) > DECODE_IN_THREAD:
+            records = await asyncio.to_thread(_decode_all, bodies)
+        else:  # in chunks, yielding to the loop between them
+            records = _decode_all(bodies[:DECODE_CHUNK])
+            for start in range(DECODE_CHUNK, len(bodies), DECODE_CHUNK):
+                await asyncio.sleep(0)
+                records += _decode_all(bodies[start : start + DECODE_CHUNK])
+        if status is TaskStatus.FAILED or status is TaskStatus.CANCELLED:
+            records = [record for record in records if record.status is status]
+        next_cursor = encode_keyset(text(last_score), text(last_id)) if more else None
+        return records, next_cursor
+
+    async def counts(self, minutes: int) -> dict[str, Any]:
+        """Totals and completions per minute, from the counts :data:`STORE` keeps (see
+        :class:`flowrra.protocols.ResultCounts`): a few commands in one round trip,
+        whatever the number of records."""
+        if not 1 <= minutes <= MAX_MINUTES:
+            raise ValueError(f"minutes must be between 1 and {MAX_MINUTES}, got {minutes}")
+        k = self.keys
+        now_minute = int(time.time()) // 60
+        first = now_minute - minutes + 1
+        with self.translating("cannot count results"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(k.totals)
+                for minute in range(first, now_minute + 1):
+                    pipe.hmget(k.minute(minute), "success", "failed")
+                replies = await pipe.execute()
+        kept = {text(key): int(value) for key, value in replies[0].items()}
+        names = ("pending", "running", "retrying", "success", "failed", "retries")
+        return {
+            # max(0, ...): a count lowered by a record deleted behind the backend's back
+            "totals": {name: max(0, kept.get(name, 0)) for name in names},
+            "per_minute": [
+                {"minute": minute * 60, "success": int(ok or 0), "failed": int(bad or 0)}
+                for minute, (ok, bad) in zip(range(first, now_minute + 1), replies[1:], strict=True)
+            ],
+        }
 
     @boundary("cannot delete a result")
     async def delete(self, task_id: str) -> bool:
         """Forget a task's record; True if there was one."""
         k = self.keys
+        data = await self.pipe.execute("GET", k.result(task_id))
+        record = None
+        if data is not None:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                record = decode_result(data)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(k.result(task_id))
             pipe.zrem(k.results_index, task_id)
-            deleted, _ = await pipe.execute()
+            pipe.zrem(k.failed_index, task_id)
+            if record is not None and record.task_name is not None:
+                pipe.zrem(k.name_index(record.task_name), task_id)
+            deleted = (await pipe.execute())[0]
+            if deleted and record is not None and record.status.value in _LIVE_NAMES:
+                await self.client.hincrby(k.totals, record.status.value, -1)
         return bool(deleted)

@@ -227,6 +227,27 @@ class Keys:
         return f"{self.base}:results"
 
     @property
+    def failed_index(self) -> str:
+        """ZSET of the ids of the FAILED records, by submit time."""
+        return f"{self.base}:results:failed"
+
+    def name_index(self, task_name: str) -> str:
+        """ZSET of the ids of the records of the task ``task_name``, by submit time."""
+        return f"{self.base}:results:task:{task_name}"
+
+    @property
+    def totals(self) -> str:
+        """HASH of counts kept as records are written: the records in each live status
+        now (``pending``, ``running``, ``retrying``), completions by outcome
+        (``success``, ``failed``) and ``retries``, since the first write."""
+        return f"{self.base}:results:totals"
+
+    def minute(self, minute: int) -> str:
+        """HASH of the completions (``success``, ``failed``) recorded in one minute (Unix
+        seconds // 60), for the dashboard's chart; it expires."""
+        return f"{self.base}:results:minute:{minute}"
+
+    @property
     def events(self) -> str:
         """Pub/sub channel: every task status change, for monitors."""
         return f"{self.base}:events"

@@ -90,6 +90,13 @@ async def fails_once(label: str) -> str:
     return f"{label} ok after {runs} runs"
 
 
+@app.task(max_retries=1, retry_delay=0.2)
+async def always_fails(label: str) -> str:
+    """Fails on every run: retried once, then FAILED."""
+    _note(label)
+    raise RuntimeError(f"{label} fails")
+
+
 @app.task(max_retries=0)
 def meet_in_thread(group: str, size: int, wait: float) -> int:
     """A blocking task (a plain def: a thread of the worker's pool) that waits until

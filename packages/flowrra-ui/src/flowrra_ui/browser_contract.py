@@ -613,6 +613,44 @@ class UIBrowserContract:
         await expect(other).not_to_have_url(re.compile("task="))  # closed: no longer linked
         assert self.page_errors == []
 
+    async def test_executions_page_by_cursor_next_and_back(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        ids = [await producer.submit("add", n, 1) for n in range(30)]
+        for task_id in ids:
+            await producer.wait_for_result(task_id, timeout=30)
+        page = await self._page(browser, served)
+        await page.goto(served.url + "#executions")
+        rows = page.locator("#executions-table tbody tr[data-id]")
+        info, back, more = page.locator("#page-info"), page.locator("#prev"), page.locator("#next")
+        await expect(rows).to_have_count(25)
+        await expect(rows.first).to_have_attribute("data-id", ids[-1])  # newest first
+        await expect(info).to_have_text("1\u201325, newest first")
+        await expect(back).to_be_disabled()
+        await more.click()
+        await expect(rows).to_have_count(5)
+        await expect(rows.last).to_have_attribute("data-id", ids[0])
+        await expect(info).to_have_text("26\u201330, newest first")
+        await expect(more).to_be_disabled()  # next_cursor null: the end
+        # Newer tasks arrive (the page refreshes on their events): by cursor, the second
+        # page keeps its records; by offset, it would slide to older ones shown before.
+        newer = [await producer.submit("add", n, 2) for n in range(3)]
+        for task_id in newer:
+            await producer.wait_for_result(task_id, timeout=30)
+        await page.goto(served.url + "#dashboard")  # and back: the page is read again
+        await expect(page.locator("#view-executions")).to_be_hidden()
+        await page.goto(served.url + "#executions")
+        await expect(info).to_have_text("26\u201330, newest first")
+        await expect(rows).to_have_count(5)
+        await expect(rows.first).to_have_attribute("data-id", ids[4])
+        await back.click()
+        await expect(rows).to_have_count(25)
+        await expect(rows.first).to_have_attribute("data-id", newer[-1])
+        await expect(back).to_be_disabled()
+        assert self.page_errors == []
+
     async def test_dark_mode_follows_the_system_and_every_page_in_both(
         self, browser: Any, served: ServedUI, producer: Flowrra
     ) -> None:

@@ -20,6 +20,7 @@ arguments).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -65,8 +66,13 @@ def redact_keys(keys: Iterable[str]) -> Redact:
     ``redact_keys((*SECRET_KEYS, "ssn"))`` adds a key to the default ones."""
     needles = tuple({_normal(key) for key in keys if _normal(key)})
 
+    @functools.lru_cache(maxsize=4096)  # keys repeat from record to record
+    def secret_text(key: str) -> bool:
+        normal = _normal(key)
+        return any(needle in normal for needle in needles)
+
     def secret(key: Any) -> bool:
-        return isinstance(key, str) and any(needle in _normal(key) for needle in needles)
+        return isinstance(key, str) and secret_text(key)
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):

@@ -28,6 +28,7 @@ read-only mount answers them 403, the listing of dead letters included.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from flowrra import dead_letters
+from flowrra.cursors import MAX_CURSOR
 from flowrra.events import TaskEvent
 from flowrra.exceptions import (
     BackendError,
@@ -47,7 +49,7 @@ from flowrra.exceptions import (
     ScheduleStoreError,
     TaskNotRegisteredError,
 )
-from flowrra.monitor import Monitor
+from flowrra.monitor import CHUNK, Monitor
 from flowrra.protocols import DeadLetters
 from flowrra.task import TaskStatus
 from flowrra_ui.live import READY, stream_events
@@ -292,12 +294,26 @@ class UIService:
         if status is not None and status not in {s.value for s in TaskStatus}:
             raise ApiError(400, f"status must be one of {[s.value for s in TaskStatus]}")
         limit = _int(query, "limit", 50, 1, 500)
-        offset = _int(query, "offset", 0, 0, 10**9)
-        items = await self.monitor.executions(
-            status=status, task_name=query.get("task") or None, limit=limit, offset=offset
-        )
-        shown = [self._shown(item) for item in items]
-        return {"items": shown, "limit": limit, "offset": offset}
+        if "offset" in query:
+            raise ApiError(400, "offset is not accepted: page with the next_cursor of each page")
+        cursor = query.get("cursor") or None
+        if cursor is not None and len(cursor) > MAX_CURSOR:
+            raise ApiError(400, f"cursor must be at most {MAX_CURSOR} characters")
+        task_name = query.get("task") or None
+        if task_name is not None and len(task_name) > 1000:
+            raise ApiError(400, "task must be at most 1000 characters")
+        try:
+            items, next_cursor = await self.monitor.executions_page(
+                status=status, task_name=task_name, limit=limit, cursor=cursor
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        shown: list[dict[str, Any]] = []
+        for start in range(0, len(items), CHUNK):  # a large page yields to the loop
+            if start:
+                await asyncio.sleep(0)
+            shown += [self._shown(item) for item in items[start : start + CHUNK]]
+        return {"items": shown, "limit": limit, "next_cursor": next_cursor}
 
     async def execution(self, task_id: str) -> dict[str, Any]:
         found = await self.monitor.execution(task_id)
@@ -533,7 +549,8 @@ ROUTES: list[Route] = [
           lambda s, p, q, b: _sync(s.tasks())),
     Route("GET", "/api/tasks/{name}", False, "One registered task",
           lambda s, p, q, b: _sync(s.task(p["name"]))),
-    Route("GET", "/api/executions", False, "Recent executions (status, task, limit, offset)",
+    Route("GET", "/api/executions", False,
+          "Recent executions, newest first, a page at a time (status, task, limit, cursor)",
           lambda s, p, q, b: s.executions(q)),
     Route("GET", "/api/executions/{task_id}", False,
           "One execution with its headers, progress and traceback",
@@ -712,7 +729,14 @@ _QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
         ("task", {"type": "string"}),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-        ("offset", {"type": "integer", "minimum": 0, "default": 0}),
+        (
+            "cursor",
+            {
+                "type": "string",
+                "maxLength": MAX_CURSOR,
+                "description": "the next_cursor of the page before (none: the first)",
+            },
+        ),
     ],
 }
 

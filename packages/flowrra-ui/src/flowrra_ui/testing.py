@@ -375,6 +375,55 @@ class UIApiContract:
         status, body = await client("PUT", "/api/schedules/nope/enable", None, None)
         assert status == 404 and body["error"]
 
+    async def test_cursor_pages_give_each_execution_once_while_tasks_arrive(
+        self, ui_app: Flowrra, client: Client, redis_ui: RedisMount
+    ) -> None:
+        """In memory and on Redis (its indexes), through this adapter: pages by
+        ``next_cursor`` until it is null, a task submitted between pages."""
+        for app, mount in ((ui_app, client), (redis_ui.app, redis_ui.client)):
+            there = [await app.submit("add", n, 1) for n in range(7)]
+            seen: list[str] = []
+            path = "/api/executions?limit=3&task=add"
+            for _ in range(10):
+                status, page = await _get(mount, path)
+                assert status == 200 and set(page) == {"items", "limit", "next_cursor"}, page
+                seen += [item["task_id"] for item in page["items"]]
+                await app.submit("add", 0, 0)  # newer: before the cursor, not shown
+                if page["next_cursor"] is None:
+                    break
+                path = f"/api/executions?limit=3&task=add&cursor={page['next_cursor']}"
+            there_seen = [task_id for task_id in seen if task_id in there]
+            assert sorted(there_seen) == sorted(there), f"not each once: {seen}"
+            assert len(seen) == len(set(seen)), f"an execution twice: {seen}"
+
+    async def test_a_hostile_cursor_is_400(self, client: Client, redis_ui: RedisMount) -> None:
+        hostile = [
+            "%00",
+            "x" * 5000,
+            "not-a-cursor",
+            "awpuYW4KeA",  # a keyset cursor holding NaN
+            "bgo5OTk5OTk5OTk5",  # an offset cursor, to 10**10
+            "awox",  # a keyset cursor without its task id
+            "%F0%9F%92%A3",
+        ]
+        for mount in (client, redis_ui.client):
+            for cursor in hostile:
+                status, body = await _get(mount, f"/api/executions?cursor={cursor}")
+                assert status == 400 and "cursor" in body["error"], (cursor, status, body)
+            status, body = await _get(mount, "/api/executions?offset=100")
+            assert status == 400 and "next_cursor" in body["error"]
+
+    async def test_stats_are_exact_counts(self, ui_app: Flowrra, client: Client) -> None:
+        for n in range(5):
+            await ui_app.wait_for_result(await ui_app.submit("add", n, 1), timeout=10)
+        for _ in range(2):
+            await ui_app.wait_for_result(await ui_app.submit("boom", "x"), timeout=10)
+        status, stats = await _get(client, "/api/stats?minutes=3")
+        assert status == 200 and stats["exact"] is True
+        assert stats["totals"]["success"] == 5 and stats["totals"]["failed"] == 2
+        assert sum(m["completed"] for m in stats["throughput"]) == 7
+        assert sum(m["failed"] for m in stats["throughput"]) == 2
+
     async def test_schedule_lifecycle(self, ui_app: Flowrra, client: Client) -> None:
         status, made = await client(
             "POST",

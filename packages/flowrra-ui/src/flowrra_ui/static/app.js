@@ -16,7 +16,13 @@
   const state = {
     meta: { writable: false, scheduler: false, dead_letters: false, hint: "", live: "websocket" },
     tasks: [],
-    offset: 0,
+    // Executions paging: the cursor of the page shown (null: the first), the next page's
+    // (null: none), how many records come before this page, and the pages back.
+    cursor: null,
+    next: null,
+    before: 0,
+    shown: 0,
+    back: [],
     live: "connecting",
     liveSource: null, // the open WebSocket or EventSource
     wsDelay: 2000,
@@ -166,10 +172,12 @@
         }
         return;
       }
-      const query = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offset });
+      const query = new URLSearchParams({ limit: PAGE_SIZE });
+      if (state.cursor) query.set("cursor", state.cursor);
       if (form.status.value) query.set("status", form.status.value);
       if (form.task.value) query.set("task", form.task.value);
       const page = await api("GET", `api/executions?${query}`);
+      state.next = page.next_cursor;
       renderExecutions(page.items);
     },
     async tasks() {
@@ -235,7 +243,10 @@
       el("div", { class: "label" }, "tasks registered"),
       el("div", { class: "value" }, String(stats.tasks_registered))));
     $("#totals").replaceChildren(...cards);
-    $("#totals").title = `Counted over the latest ${stats.sampled} records`;
+    $("#totals").title = stats.exact
+      ? "Live statuses: tasks in them now. Success and failed: every completion recorded"
+        + ` since the counts began (${stats.retries ?? 0} retries).`
+      : `Counted over the latest ${stats.sampled} records`;
   }
 
   function renderChart(points) {
@@ -468,14 +479,23 @@
         el("td", {}, fmtDuration(record.started_at, record.finished_at))));
     if (!rows.length) {
       rows.push(el("tr", {}, el("td", { colspan: 6, class: "empty" },
-        none ?? (state.offset ? "No older executions." : "No executions match."))));
+        none ?? (state.before ? "No older executions." : "No executions match."))));
     }
     $("#executions-table tbody").replaceChildren(...rows);
-    $("#prev").disabled = single || state.offset === 0;
-    $("#next").disabled = single || items.length < PAGE_SIZE;
+    state.shown = single ? 0 : items.length;
+    $("#prev").disabled = single || state.back.length === 0;
+    $("#next").disabled = single || !state.next;
     $("#page-info").textContent = single || !items.length
       ? ""
-      : `${state.offset + 1}–${state.offset + items.length}, newest first`;
+      : `${state.before + 1}–${state.before + items.length}, newest first`;
+  }
+
+  // Back to the newest executions (a filter changed).
+  function firstPage() {
+    state.cursor = null;
+    state.next = null;
+    state.before = 0;
+    state.back = [];
   }
 
   // The open task's id in the page's URL, so the address bar can be shared.
@@ -839,20 +859,26 @@
       linkTask(null);
     });
     $("#filters").addEventListener("change", () => {
-      state.offset = 0;
+      firstPage();
       refresh();
     });
     $("#filters").addEventListener("submit", (event) => {
       event.preventDefault(); // Enter in the id search
-      state.offset = 0;
+      firstPage();
       refresh();
     });
     $("#prev").addEventListener("click", () => {
-      state.offset = Math.max(0, state.offset - PAGE_SIZE);
+      const page = state.back.pop();
+      if (!page) return;
+      state.cursor = page.cursor;
+      state.before = page.before;
       refresh();
     });
     $("#next").addEventListener("click", () => {
-      state.offset += PAGE_SIZE;
+      if (!state.next) return;
+      state.back.push({ cursor: state.cursor, before: state.before });
+      state.before += state.shown;
+      state.cursor = state.next;
       refresh();
     });
     $("#schedule-form").addEventListener("submit", createSchedule);
