@@ -157,3 +157,32 @@ async def test_a_cancelled_task_over_its_rate_limit_is_settled_not_deferred(
             await broker.ack(m)
     finally:
         await broker.close()
+
+
+async def test_flowrra_cancel_on_the_command_line(producer: Flowrra, workers: Workers) -> None:
+    import subprocess
+    import sys
+
+    from conftest import APPS
+
+    from apps import redis_app
+
+    later = await producer.submit(redis_app.record, 7, delay=300)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flowrra", "cancel", "redis_app:app", *args],
+            cwd=APPS,
+            env=workers.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    done = cli(later, "no-such-task", "--reason", "not needed")
+    assert done.returncode == 1, done.stderr  # one id was unknown
+    assert done.stdout.splitlines() == [f"{later}  removed", "no-such-task  unknown"]
+    record = await producer.wait_for_result(later, timeout=10)
+    assert (record.status, record.error) == (TaskStatus.CANCELLED, "TaskCancelled: not needed")
+    again = cli(later)
+    assert again.returncode == 0 and again.stdout.strip() == f"{later}  already_complete"

@@ -94,6 +94,7 @@ async def test_a_public_mount_refuses_writes(app: Flowrra) -> None:
         ("PUT", "/api/schedules/x/enable"),
         ("DELETE", "/api/schedules/x"),
         ("POST", "/api/executions/x/retry"),
+        ("POST", "/api/executions/x/cancel"),
     ]:
         status, body = await call(ui, method, path, {"task_name": "add", "cron": "0 9 * * *"})
         assert status == 403 and "read-only" in body["error"], path
@@ -168,8 +169,26 @@ async def test_retry_submits_a_failed_task_again(app: Flowrra) -> None:
     again = await app.wait_for_result(body["task_id"], timeout=10)
     assert again.task_name == "boom" and list(again.args) == ["again"] and again.priority == 4
     status, body = await call(ui, "POST", f"/api/executions/{ok}/retry")
-    assert status == 400 and "only failed tasks" in body["error"]
+    assert status == 400 and "only failed or cancelled tasks" in body["error"]
     assert (await call(ui, "POST", "/api/executions/unknown/retry"))[0] == 404
+
+
+async def test_cancel_a_waiting_task_then_submit_it_again(app: Flowrra) -> None:
+    ui = UIService(app, guarded=True)
+    later = await app.submit("add", 1, 2, delay=60)
+    status, body = await call(ui, "POST", f"/api/executions/{later}/cancel")
+    assert status == 200 and body == {"task_id": later, "outcome": "removed", "cancelled": True}
+    record = await app.wait_for_result(later, timeout=5)
+    assert record.status is TaskStatus.CANCELLED
+    assert "cancelled from the web UI" in (record.error or "")
+    status, body = await call(ui, "POST", f"/api/executions/{later}/cancel")
+    assert status == 200 and body["outcome"] == "already_complete" and not body["cancelled"]
+    assert (await call(ui, "POST", "/api/executions/unknown/cancel"))[0] == 404
+    status, body = await call(ui, "POST", f"/api/executions/{later}/retry")
+    assert status == 200
+    assert (await app.wait_for_result(body["task_id"], timeout=10)).result == 3
+    status, meta = await call(ui, "GET", "/api/meta")
+    assert meta["cancel"] is True
 
 
 async def test_store_down_is_503(tmp_path: Path) -> None:

@@ -321,6 +321,31 @@ def _format_dead_letter(entry: dict[str, Any]) -> str:
     return f"{when}  {entry.get('id')}  {entry.get('name')}{flags}\n    {entry.get('reason')}"
 
 
+async def _cancel(app: Flowrra, ids: Sequence[str], reason: str) -> list[tuple[str, str]]:
+    await app.broker.connect()
+    await app.backend.connect()
+    try:
+        return [(task_id, (await app.cancel(task_id, reason)).value) for task_id in ids]
+    finally:
+        await app.close()
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from flowrra.protocols import Cancellation
+
+    app = load_app(args.app)
+    if not isinstance(app.broker, Cancellation):
+        raise CommandError(f"{type(app.broker).__name__} cannot cancel tasks")
+    try:
+        outcomes = asyncio.run(_cancel(app, args.ids, args.reason))
+    except Exception as exc:
+        print(f"flowrra: error: cannot cancel: {exc}", file=sys.stderr)
+        return 1
+    for task_id, outcome in outcomes:
+        print(f"{task_id}  {outcome}")
+    return 1 if any(outcome == "unknown" for _, outcome in outcomes) else 0
+
+
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
     import json
 
@@ -483,6 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("app", help="the app, as module:attribute (e.g. tasks:app)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_cmd_status)
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel tasks: queued ones never run, running ones are interrupted"
+    )
+    cancel.add_argument("app", help="the app, as module:attribute (e.g. tasks:app)")
+    cancel.add_argument("ids", nargs="+", metavar="TASK_ID", help="the tasks to cancel")
+    cancel.add_argument(
+        "--reason",
+        default="cancelled from the command line",
+        help="recorded in each task's error (TaskCancelled: REASON)",
+    )
+    cancel.set_defaults(func=_cmd_cancel)
 
     dead = commands.add_parser(
         "dead-letters", help="list, requeue or purge the dead letters of an app's broker"

@@ -613,6 +613,31 @@ class UIBrowserContract:
         await expect(other).not_to_have_url(re.compile("task="))  # closed: no longer linked
         assert self.page_errors == []
 
+    async def test_cancel_a_waiting_task_from_its_detail(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        later = await producer.submit("add", 2, 2, delay=120)
+        page = await self._page(browser, served)
+        await page.goto(served.url + "#executions")
+        await page.click(f'#executions-table tr[data-id="{later}"]')
+        detail = page.locator("#detail")
+        await expect(detail.locator("dl.kv")).to_contain_text(later)
+        await detail.locator("#cancel").click()
+        # The detail shows the outcome (and is redrawn with the CANCELLED record when its
+        # live event comes, which ends the button and the message).
+        await expect(detail.locator("pre.error")).to_have_text(
+            "TaskCancelled: cancelled from the web UI", timeout=15_000
+        )
+        await expect(detail.locator("#cancel")).to_have_count(0)
+        record = await producer.wait_for_result(later, timeout=15)
+        assert record.status is TaskStatus.CANCELLED
+        await page.select_option('#filters select[name="status"]', "cancelled")
+        rows = page.locator("#executions-table tbody tr[data-id]")
+        await expect(rows).to_have_attribute("data-id", later)
+        assert self.page_errors == []
+
     async def test_executions_page_by_cursor_next_and_back(
         self, browser: Any, served: ServedUI, producer: Flowrra
     ) -> None:

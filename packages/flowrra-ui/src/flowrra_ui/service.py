@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from flowrra import dead_letters
+from flowrra.cancellation import CancelOutcome
 from flowrra.cursors import MAX_CURSOR
 from flowrra.events import TaskEvent
 from flowrra.exceptions import (
@@ -50,7 +51,7 @@ from flowrra.exceptions import (
     TaskNotRegisteredError,
 )
 from flowrra.monitor import CHUNK, Monitor
-from flowrra.protocols import DeadLetters
+from flowrra.protocols import Cancellation, DeadLetters
 from flowrra.task import TaskStatus
 from flowrra_ui.live import READY, stream_events
 from flowrra_ui.redaction import Redact, redact_secrets
@@ -240,6 +241,7 @@ class UIService:
             "hint": None if self.writable else WRITES_DISABLED,
             "scheduler": self.app.scheduler is not None,
             "dead_letters": isinstance(self.app.broker, DeadLetters),
+            "cancel": isinstance(self.app.broker, Cancellation),
             "live": self.live,
             "version": __version__,
         }
@@ -343,13 +345,15 @@ class UIService:
         return scheduler
 
     async def retry(self, task_id: str) -> dict[str, Any]:
-        """Submit a failed task again, with the same arguments and priority."""
+        """Submit a failed or cancelled task again, with the same arguments and priority."""
         self._check_writable()
         record = await self.app.backend.get(task_id)
         if record is None:
             raise ApiError(404, f"no task with id {task_id!r}")
-        if record.status is not TaskStatus.FAILED:
-            raise ApiError(400, f"only failed tasks can be retried; this one is {record.status}")
+        if record.status is not TaskStatus.FAILED and record.status is not TaskStatus.CANCELLED:
+            raise ApiError(
+                400, f"only failed or cancelled tasks can be retried; this one is {record.status}"
+            )
         try:
             handle = self.app.registry.get_or_raise(record.task_name or "")
         except TaskNotRegisteredError as exc:
@@ -358,6 +362,17 @@ class UIService:
             *record.args, **record.kwargs
         )
         return {"task_id": new_id, "retry_of": task_id}
+
+    async def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a task (see ``app.cancel``): ``{"task_id", "outcome", "cancelled"}``, where
+        ``outcome`` is ``removed``, ``signalled``, ``already_complete`` or ``unknown`` (404)."""
+        self._check_writable()
+        if not isinstance(self.app.broker, Cancellation):
+            raise ApiError(501, f"{type(self.app.broker).__name__} cannot cancel tasks")
+        outcome = await self.app.cancel(task_id, "cancelled from the web UI")
+        if outcome is CancelOutcome.UNKNOWN:
+            raise ApiError(404, f"no task with id {task_id!r}")
+        return {"task_id": task_id, "outcome": outcome.value, "cancelled": outcome.done}
 
     async def create_schedule(self, kind: str, body: Any) -> dict[str, Any]:
         self._check_writable()
@@ -555,8 +570,12 @@ ROUTES: list[Route] = [
     Route("GET", "/api/executions/{task_id}", False,
           "One execution with its headers, progress and traceback",
           lambda s, p, q, b: s.execution(p["task_id"])),
-    Route("POST", "/api/executions/{task_id}/retry", True, "Submit a failed task again",
+    Route("POST", "/api/executions/{task_id}/retry", True,
+          "Submit a failed or cancelled task again",
           lambda s, p, q, b: s.retry(p["task_id"])),
+    Route("POST", "/api/executions/{task_id}/cancel", True,
+          "Cancel a queued, delayed or running task",
+          lambda s, p, q, b: s.cancel(p["task_id"])),
     Route("GET", "/api/schedules", False, "Every schedule with its next run",
           lambda s, p, q, b: s.schedules()),
     Route("POST", "/api/schedules/cron", True, "Create a cron schedule",

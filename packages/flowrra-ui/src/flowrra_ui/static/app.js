@@ -11,10 +11,11 @@
   const PAGE_SIZE = 25;
   const FEED_SIZE = 100;
   const VIEWS = ["dashboard", "executions", "tasks", "schedules", "dead-letters"];
-  const STATUSES = ["pending", "running", "retrying", "success", "failed"];
+  const STATUSES = ["pending", "running", "retrying", "success", "failed", "cancelled"];
 
   const state = {
-    meta: { writable: false, scheduler: false, dead_letters: false, hint: "", live: "websocket" },
+    meta: { writable: false, scheduler: false, dead_letters: false, cancel: false, hint: "",
+      live: "websocket" },
     tasks: [],
     // Executions paging: the cursor of the page shown (null: the first), the next page's
     // (null: none), how many records come before this page, and the pages back.
@@ -590,7 +591,10 @@
     if (record.status === "success") parts.push(el("h2", {}, "Result"), el("pre", { class: "result" }, json(record.result)));
     if (record.error) parts.push(el("h2", {}, "Error"), el("pre", { class: "error" }, record.error));
     if (record.traceback) parts.push(el("h2", {}, "Traceback"), el("pre", { class: "traceback" }, record.traceback));
-    if (record.status === "failed") parts.push(retryControl(record));
+    if (record.status === "failed" || record.status === "cancelled") parts.push(retryControl(record));
+    if (state.meta.cancel && ["pending", "running", "retrying"].includes(record.status)) {
+      parts.push(cancelControl(record));
+    }
     body.replaceChildren(...parts.filter(Boolean));
   }
 
@@ -614,6 +618,33 @@
       }
     });
     return el("div", {}, button, state.meta.writable ? null : el("p", { class: "muted" }, state.meta.hint), message);
+  }
+
+  function cancelControl(record) {
+    const message = el("p", { class: "message", role: "status" });
+    const button = el("button", { type: "button", class: "danger", id: "cancel",
+      disabled: !state.meta.writable, title: state.meta.writable ? null : state.meta.hint });
+    button.textContent = "Cancel this task";
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const answer = await api("POST", `api/executions/${encodeURIComponent(record.task_id)}/cancel`);
+        // The record changed: show it as it is now (CANCELLED, or how it finished).
+        await openDetail(record.task_id);
+        const shown = $("#detail-body");
+        shown.append(el("p", { class: answer.cancelled ? "message ok" : "message", role: "status" },
+          {
+            removed: "Cancelled: it will not run.",
+            signalled: "Cancelled: its worker was told to stop it.",
+            already_complete: "It had already finished: nothing to cancel.",
+          }[answer.outcome] || answer.outcome));
+      } catch (error) {
+        message.className = "message error";
+        message.textContent = error.message;
+        button.disabled = false;
+      }
+    });
+    return el("div", {}, button, message);
   }
 
   // -- tasks -----------------------------------------------------------------------------
