@@ -176,7 +176,7 @@ def upgrade(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy --strict on every distribution's sources (with what their test helpers
     import: pytest and pytest-asyncio for flowrra.pytest_plugin, playwright for
-    flowrra_ui.browser_contract)."""
+    flowrra_ui.browser_contract, watchfiles for flowrra.supervisor's --reload)."""
     _install(
         session,
         "mypy",
@@ -184,6 +184,7 @@ def types(session: nox.Session) -> None:
         "pytest-asyncio",
         "playwright",
         "types-croniter",
+        "watchfiles",
         *_packages(editable=True),
     )
     session.run("mypy", "--strict", *[f"packages/{name}/src" for name in PACKAGES])
