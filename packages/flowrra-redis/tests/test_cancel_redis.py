@@ -163,9 +163,8 @@ async def test_flowrra_cancel_on_the_command_line(producer: Flowrra, workers: Wo
     import subprocess
     import sys
 
-    from conftest import APPS
-
     from apps import redis_app
+    from conftest import APPS
 
     later = await producer.submit(redis_app.record, 7, delay=300)
 

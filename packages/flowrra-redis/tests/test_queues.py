@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import APPS, Workers
@@ -144,3 +147,58 @@ async def test_every_process_of_a_supervised_worker_takes_its_queues(
     assert stats["reports"]["queued"] == 5, stats  # no child took the other queue
     waiting = [await producer.get_result(i) for i in reports]
     assert all(r is not None and r.status is TaskStatus.PENDING for r in waiting)
+
+
+async def test_two_processes_two_queues_and_a_reload_on_a_source_edit(
+    make_app: Callable[..., Flowrra], workers: Workers, tmp_path: Path
+) -> None:
+    """``flowrra worker --processes 2 -Q a,b --reload``: both processes take from a and b
+    (never c), and an edit of the app's source restarts them on the new code."""
+    pytest.importorskip("watchfiles")
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(APPS / "reload_app.py", source)
+    producer = make_app()
+    for name, queue in (("in_a", "a"), ("in_b", "b"), ("in_c", "c")):
+        producer.task(name=name, queue=queue)(_remote)
+    workers.procs.append(_start_reloading(source, workers.env))  # SIGTERM at the end
+
+    async def ran(version: int) -> set[int]:
+        """Submit to a and b until both processes answered with ``version``."""
+        pids: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, f"version {version} never ran in 2 processes"
+            ids = [await producer.submit(name) for name in ("in_a", "in_b") * 8]
+            for result in await _results(producer, ids):
+                got_version, pid = result  # type: ignore[misc]
+                if got_version == version:
+                    pids.add(pid)
+        return pids
+
+    async with producer.producer():
+        left = await producer.submit("in_c")
+        old = await ran(1)
+        app_file = source / "reload_app.py"
+        app_file.write_text(app_file.read_text().replace("VERSION = 1", "VERSION = 2"))
+        new = await ran(2)
+        assert not old & new, "the processes were restarted"
+        record = await producer.get_result(left)
+        assert record is not None and record.status is TaskStatus.PENDING, "c is not taken"
+        assert (await _stats(producer))["c"]["queued"] == 1
+
+
+def _start_reloading(source: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = ["worker", "reload_app:app", "--processes", "2", "-Q", "a,b", "--reload"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowrra", *command, "-c", "4"],
+        cwd=source,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _remote() -> list[int]:
+    """Stands for the worker's tasks in the producer (it never runs them)."""
+    raise AssertionError("the producer does not run tasks")
