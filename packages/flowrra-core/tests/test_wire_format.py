@@ -88,8 +88,18 @@ def test_a_format_1_record_is_read() -> None:
 
 
 def test_a_later_record_is_read_by_the_fields_this_release_knows() -> None:
-    later = [*json.loads(FORMAT_1_RECORD), {"v": 9, "queue": "mail", "st": "x"}, "more"]
+    later = [*json.loads(FORMAT_1_RECORD), {"v": 9, "shard": 3, "st": "x"}, "more"]
     assert TaskResult.from_wire(later) == SUCCEEDED
+
+
+def test_a_named_queue_travels_in_the_trailing_object_and_only_then() -> None:
+    record = TaskResult.from_wire(json.loads(FORMAT_1_RECORD))
+    assert record.queue == "default" and record.to_wire() == json.loads(FORMAT_1_RECORD)
+    record.queue = "mail"
+    wire = record.to_wire()
+    assert wire[13] == {"v": 2, "queue": "mail"} and TaskResult.from_wire(wire) == record
+    assert record.to_dict()["queue"] == "mail"
+    assert TaskResult.from_dict(record.to_dict()) == record
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,9 @@ def generic_message(message: TaskMessage) -> str:
 
 
 def generic_record(r: TaskResult) -> str:
-    """Format 1's 13 fields, in order (what every reader since 0.2.0 reads)."""
+    """Format 1's 13 fields, in order (what every reader since 0.2.0 reads), then the
+    trailing object of later fields when the record has one (a named queue, say)."""
+    extension = r.extension()
     return encode_json(
         [
             r.task_id,
@@ -65,6 +67,7 @@ def generic_record(r: TaskResult) -> str:
             r.traceback,
             r.priority,
         ]
+        + ([] if extension is None else [extension])
     )
 
 
@@ -105,6 +108,7 @@ def test_records_are_the_generic_encoding_and_decode_back() -> None:
             kwargs=rng.choice(KWARGS),
             traceback=rng.choice([None, "Traceback (most recent call last):\n  ..."]),
             priority=rng.choice([0, -1, 99]),
+            queue=rng.choice([None, "default", "emails"]),
         )
         text = encode_result(record)
         assert text == generic_record(record) == encode_json(record.to_wire())

@@ -59,6 +59,10 @@ async def test_each_worker_takes_only_its_queues(
     emails = workers.start("-Q", "emails", app="queues_app:app")
     assert set(await _results(producer, mails)) == {emails.pid}
     assert (await _stats(producer))["emails"]["queued"] == 0
+    record = await producer.get_result(mails[0])
+    assert record is not None and record.queue == "emails"  # the record names its queue
+    moved = await producer.get_result(sent_to_reports[0])
+    assert moved is not None and moved.queue == "reports"
 
 
 async def test_a_dead_workers_task_comes_back_to_its_queue(

@@ -16,8 +16,9 @@ The wire format and its versions (see the docs, "Wire format and rolling upgrade
   new fields by name, written only when the record carries one of them, so a reader that
   knows only the 13 (which fails on any other length) reads every record that fits in
   them. Readers ignore names in that object they do not know, and items after it.
-  Format 2's object holds ``"headers"`` (text to text) and ``"progress"`` (the list
-  ``[fraction, message]``; see :meth:`TaskResult.extension`). A message's ``"headers"`` is
+  Format 2's object holds ``"headers"`` (text to text), ``"progress"`` (the list
+  ``[fraction, message]``; see :meth:`TaskResult.extension`) and ``"queue"`` (the named
+  queue of a task not in the default one). A message's ``"headers"`` is
   an object of text to text, left out when empty.
 - A CANCELLED record is written with the status ``"failed"`` in the 13 fields (its error
   says ``TaskCancelled: ...``) and ``"status": "cancelled"`` in the trailing object: a
@@ -149,7 +150,7 @@ class TaskResult:
     running task last reported with ``current_task().set_progress(...)``: a
     :class:`Progress` (``fraction`` from 0 to 1, ``message``), ``None`` until it does.
     ``error`` is ``"ExceptionType: message"``; ``traceback`` holds the formatted traceback
-    of the last failed attempt.
+    of the last failed attempt. ``queue`` is the named queue of its message.
 
     ``submitted_at``, ``started_at`` and ``finished_at`` are timezone-aware UTC datetimes.
     They are kept as Unix seconds (``submitted_ts``, ``started_ts``, ``finished_ts``) and
@@ -172,6 +173,7 @@ class TaskResult:
         "kwargs",
         "priority",
         "progress",
+        "queue",
         "result",
         "retries",
         "started_ts",
@@ -200,6 +202,7 @@ class TaskResult:
         priority: int = 0,
         headers: Mapping[str, str] | None = None,
         progress: Progress | None = None,
+        queue: str | None = None,
     ) -> None:
         self.task_id = task_id
         self.status = status
@@ -228,6 +231,7 @@ class TaskResult:
         self.priority = priority
         self.headers = headers if headers else NO_HEADERS
         self.progress = progress
+        self.queue = queue or DEFAULT_QUEUE
 
     # -- named constructors: the record of a message in each status ------------------------
 
@@ -348,6 +352,7 @@ class TaskResult:
             "priority": self.priority,
             "headers": dict(self.headers),
             "progress": None if self.progress is None else self.progress._asdict(),
+            "queue": self.queue,
         }
 
     @classmethod
@@ -369,6 +374,7 @@ class TaskResult:
             priority=int(data.get("priority", 0)),
             headers=_headers(data.get("headers")),
             progress=_progress(data.get("progress")),
+            queue=data.get("queue") if isinstance(data.get("queue"), str) else None,
         )
 
     def to_wire(self) -> list[Any]:
@@ -398,8 +404,13 @@ class TaskResult:
     def extension(self) -> dict[str, Any] | None:
         """The fields after format 1's 13, as the trailing object of :meth:`to_wire`
         (``None`` when the record has none of them: the list stays format 1's)."""
-        headers, progress = self.headers, self.progress
-        if not headers and progress is None and self.status is not _CANCELLED:
+        headers, progress, queue = self.headers, self.progress, self.queue
+        if (
+            not headers
+            and progress is None
+            and self.status is not _CANCELLED
+            and queue == DEFAULT_QUEUE
+        ):
             return None
         extension: dict[str, Any] = {"v": WIRE_FORMAT}
         if self.status is _CANCELLED:
@@ -408,6 +419,8 @@ class TaskResult:
             extension["headers"] = dict(headers)
         if progress is not None:
             extension["progress"] = list(progress)
+        if queue != DEFAULT_QUEUE:
+            extension["queue"] = queue
         return extension
 
     @classmethod
@@ -457,9 +470,12 @@ class TaskResult:
             record.progress = _progress(extension.get("progress"))
             if extension.get("status") == "cancelled" and record.status is _FAILED:
                 record.status = _CANCELLED
+            queue = extension.get("queue")
+            record.queue = queue if queue.__class__ is str and queue else DEFAULT_QUEUE
         else:
             record.headers = NO_HEADERS
             record.progress = None
+            record.queue = DEFAULT_QUEUE
         return record
 
     def _key(self) -> tuple[Any, ...]:
@@ -509,6 +525,7 @@ def _record_of(
     record.priority = message.priority
     record.headers = message.headers
     record.progress = None
+    record.queue = message.queue
     return record
 
 

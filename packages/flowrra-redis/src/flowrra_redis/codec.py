@@ -98,7 +98,12 @@ def _headers_item(headers: Mapping[str, str]) -> str:
 
 def _extension(result: TaskResult) -> str:
     """The trailing object of format 2's fields, after a comma; empty when there is none."""
-    if not result.headers and result.progress is None and result.status is not _CANCELLED:
+    if (
+        not result.headers
+        and result.progress is None
+        and result.status is not _CANCELLED
+        and result.queue == DEFAULT_QUEUE
+    ):
         return ""
     return f",{encode_json(result.extension())}"
 
@@ -142,7 +147,12 @@ def encode_result(result: TaskResult) -> str:
     headers = result.headers or None  # (NO_HEADERS: the shared empty one, falsy)
     progress = result.progress
     status = result.status
-    plain = headers is None and progress is None and status is not _CANCELLED
+    plain = (
+        headers is None
+        and progress is None
+        and status is not _CANCELLED
+        and result.queue is DEFAULT_QUEUE  # the message's own constant (else: compared)
+    )
     try:
         return (
             f"[{_payload(result.task_id)},{_STATUS_JSON[status]},"

@@ -567,6 +567,7 @@
     const facts = [
       ["Id", el("span", { class: "mono" }, record.task_id)],
       ["Priority", String(record.priority)],
+      ["Queue", record.queue || "default"],
       ["Retries", String(record.retries)],
       ["Submitted", fmtTime(record.submitted_at)],
       ["Started", fmtTime(record.started_at)],
