@@ -511,7 +511,7 @@ class RedisEndpoint(Generic[S]):
         (call it once, not per command)."""
         if self._template is None:
             clean = _without_flowrra_params(self.url)
-            return server_of(clean, parse_url(located_url(clean)), self.keys.base)
+            return server_of(clean, dict(parse_url(located_url(clean))), self.keys.base)
         options = pool_options_of(self._template.connection_pool)
         locator = options.get("locator")
         if isinstance(locator, ClusterLocator | SentinelLocator):
