@@ -27,6 +27,9 @@ _NO_IO = {
     "ack",  # write-behind: sent with the next reserve (a lost ack means a redelivery)
     "check_encodable",  # BaseBroker's argument check
     "consume",  # sets what reserve takes (lists a named queue write-behind)
+    "enqueue_with_records",  # compares endpoints (test_submits_redis.py)
+    "server",  # resolves the endpoint's address (no Redis I/O)
+    "store_call",  # builds STORE's arguments; the broker's call sends them
     "expects",
     "from_config",
     "limit",  # sets the task limits reserve enforces (no I/O of its own)

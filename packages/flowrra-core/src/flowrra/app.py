@@ -51,6 +51,7 @@ from flowrra.protocols import (
     Executor,
     KnownTasks,
     NamedQueues,
+    RecordedEnqueue,
     ResultBackend,
     UniqueJobs,
     WorkerDirectory,
@@ -227,6 +228,13 @@ class Flowrra:
         # encodes and sends when called: it refuses before anything is sent, and if the
         # PENDING record then fails the task may be queued all the same.
         self._checks_arguments = inspect.iscoroutinefunction(type(self.broker).enqueue)
+        # A broker that stores the PENDING records with its enqueue, for this backend (one
+        # server: one round trip per submit), looked up once; None: store and enqueue apart.
+        self._recorded_enqueue = (
+            self.broker.enqueue_with_records(self.backend)
+            if isinstance(self.broker, RecordedEnqueue)
+            else None
+        )
         self._connected = False
         self._eager = eager
         self._stopping = False
@@ -582,6 +590,9 @@ class Flowrra:
         pending = _pending(message)
         if self._eager:
             return await self._submit_eagerly(message, pending)
+        if self._recorded_enqueue is not None:
+            await self._queue_recorded(self._recorded_enqueue, (message,), (pending,))
+            return task_id
         stored = self.backend.store(task_id, pending)
         await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         return task_id
@@ -620,8 +631,11 @@ class Flowrra:
             else:
                 if self._checks_arguments:
                     _check_arguments(message)
-                stored = self.backend.store(message.id, pending)
-                await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
+                if self._recorded_enqueue is not None:
+                    await self._queue_recorded(self._recorded_enqueue, (message,), (pending,))
+                else:
+                    stored = self.backend.store(message.id, pending)
+                    await self._record_and_queue(stored, self.broker.enqueue, message, (pending,))
         except BaseException as exc:
             await middleware.after_submit(message, exc)
             raise
@@ -726,6 +740,8 @@ class Flowrra:
                 await store_many(self.backend, later)
                 for message, record in zip(messages, pending, strict=True):
                     await self._run_eagerly(message, record)
+            elif self._recorded_enqueue is not None:
+                await self._queue_recorded(self._recorded_enqueue, messages, [*pending, *later])
             else:
                 stored = store_many(self.backend, [*pending, *later])
                 await self._record_and_queue(
@@ -785,6 +801,22 @@ class Flowrra:
         except BaseException as exc:
             await self._not_queued(pending, exc)
             raise
+
+    async def _queue_recorded(
+        self,
+        send: Callable[[Sequence[TaskMessage], Sequence[TaskResult]], Awaitable[None]],
+        messages: Sequence[TaskMessage],
+        pending: Sequence[TaskResult],
+    ) -> None:
+        """:meth:`_record_and_queue` for a broker that stores the records with the
+        messages (:class:`~flowrra.protocols.RecordedEnqueue`): one step, so a failure is
+        the broker's error, never ``MaybeQueuedError`` (no record can fail while its
+        message went out), and the records are not marked FAILED (a reply lost after the
+        step ran leaves them PENDING with their messages queued)."""
+        await send(messages, pending)
+        if self.events.active:
+            for record in pending:
+                self.worker.publish(record)
 
     async def _submit_eagerly(self, message: TaskMessage, pending: TaskResult) -> str:
         """:meth:`_enqueue` in eager mode: run the task here and now."""

@@ -49,6 +49,7 @@ __all__ = [
     "KnownTasks",
     "LimitedTasks",
     "NamedQueues",
+    "RecordedEnqueue",
     "Redeliveries",
     "ResultBackend",
     "ResultCounts",
@@ -399,6 +400,36 @@ class Cancellation(Protocol):
         cancelled task whose message ``reserve`` is about to return), until this call is
         itself cancelled. Returns once watching has started only by being cancelled: a
         worker runs it as a background task, started before it first reserves."""
+
+
+@runtime_checkable
+class RecordedEnqueue(Protocol):
+    """A broker that can store a backend's PENDING records with its enqueue, in one
+    atomic step (optional). When the broker and the backend live on one server, a submit
+    then makes one round trip instead of two in parallel.
+
+    Obligations:
+
+    - ``enqueue_with_records(backend)`` is called once, when the app is built; it
+      returns None for a backend it cannot write for (another kind, another server),
+      and the app then stores and enqueues separately.
+    - Otherwise it returns a callable ``send(messages, records)``: ``records`` are the
+      messages' PENDING records in order, then any more to store without a message (a
+      chain's later steps). Like ``enqueue``, it encodes everything first (raising
+      ``SerializationError`` with nothing sent) and sends when called; the awaitable it
+      returns raises ``BrokerError`` if it failed.
+    - Each record is stored as the backend's ``store`` would store it (never over a
+      record already there, with whatever the backend keeps beside it: indexes, counts,
+      events), and ``backend.expects`` knows the ids as after ``store``.
+    - A record and its message are written together or not at all (a batch may be cut
+      into several such steps); sent again after a lost reply, the step queues nothing
+      twice and counts nothing twice.
+    """
+
+    def enqueue_with_records(
+        self, backend: ResultBackend
+    ) -> Callable[[Sequence[TaskMessage], Sequence[TaskResult]], Awaitable[None]] | None:
+        """The one-step submit for ``backend``, or None if it cannot write for it."""
 
 
 @runtime_checkable

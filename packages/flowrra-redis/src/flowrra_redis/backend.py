@@ -348,6 +348,19 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         reply.add_done_callback(retrieved)  # a caller may give up on it (submit)
         return _Reply(reply, self._storing)
 
+    def store_call(self, results: Sequence[TaskResult]) -> tuple[list[str], list[Any]]:
+        """STORE's KEYS and ARGV for ``results`` (encoded now: SerializationError before
+        anything is sent), for a broker that stores them in its own script
+        (:mod:`flowrra_redis.submits`). A PENDING one's completion is expected, as
+        :meth:`store` expects it."""
+        state = self._here()
+        calls = [_record_call(result) for result in results]
+        if state.listening:
+            for call in calls:
+                if call[2] is TaskStatus.PENDING:
+                    state.expect(call[0])
+        return self._records(state).store_call(calls)
+
     def expects(self, task_id: str) -> bool:
         """Whether ``task_id`` was submitted in this event loop while it listened to
         ``done`` (its completion cannot be missed; see ``ResultBackend``), and not yet

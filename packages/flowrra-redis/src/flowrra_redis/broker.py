@@ -63,9 +63,10 @@ from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
 from flowrra.limits import TaskLimits
 from flowrra.queues import QueueSelection
-from flowrra.task import DEFAULT_QUEUE, TaskMessage
+from flowrra.task import DEFAULT_QUEUE, TaskMessage, TaskResult
 from flowrra.unique import UNIQUE_TTL, check_unique_ttl, hold_seconds
 from flowrra_redis import scripts
+from flowrra_redis.backend import RedisBackend
 from flowrra_redis.codec import encode_message, number_text
 from flowrra_redis.connection import (
     QueueKeys,
@@ -76,6 +77,7 @@ from flowrra_redis.connection import (
 )
 from flowrra_redis.loops import LoopState
 from flowrra_redis.pipeline import AutoPipeline, Script
+from flowrra_redis.submits import RecordedEnqueue
 
 __all__ = ["ACK_DELAY", "DEAD_LETTER_MAX_BYTES", "ENQUEUE_CHUNK", "RedisBroker", "priority_key"]
 
@@ -412,6 +414,21 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     async def _enqueued(self, reply: asyncio.Future[Any]) -> None:
         with self.translating("cannot enqueue"):
             self._depth = int(await reply)
+
+    def enqueue_with_records(
+        self, backend: object
+    ) -> Callable[[Sequence[TaskMessage], Sequence[TaskResult]], Awaitable[None]] | None:
+        """A :class:`~flowrra.protocols.RecordedEnqueue`: for a
+        :class:`~flowrra_redis.RedisBackend` on this broker's keyspace (the same server
+        and database, or the same slot of one cluster: resolved, see
+        :meth:`~flowrra_redis.connection.RedisEndpoint.server`), a call that stores its
+        PENDING records and queues their messages in one script, one round trip
+        (:mod:`flowrra_redis.submits`); None for any other backend."""
+        if not isinstance(backend, RedisBackend):
+            return None
+        if not self.server().same_keyspace(backend.server()):
+            return None
+        return RecordedEnqueue(self, backend)
 
     # -- unique jobs (flowrra.unique) -------------------------------------------------------
 

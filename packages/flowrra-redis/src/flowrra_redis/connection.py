@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -42,7 +43,15 @@ from flowrra.task import DEFAULT_QUEUE
 from flowrra_redis._redis_compat import pool_like, pool_options_of, use_connection_class
 from flowrra_redis.loops import LoopState, arm_guard, running_loop, track
 from flowrra_redis.pipeline import UNAVAILABLE, AutoPipeline
-from flowrra_redis.topology import located_class_for, located_url, locator_for
+from flowrra_redis.topology import (
+    ClusterLocator,
+    SentinelLocator,
+    Server,
+    located_class_for,
+    located_url,
+    locator_for,
+    server_of,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -495,6 +504,24 @@ class RedisEndpoint(Generic[S]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({describe_url(self.url)!r}, prefix={self.keys.prefix!r})"
+
+    def server(self) -> Server:
+        """Where this endpoint's commands land (see :class:`~flowrra_redis.topology.Server`):
+        read from the client passed in, if any, else from the URL. Resolves host names
+        (call it once, not per command)."""
+        if self._template is None:
+            clean = _without_flowrra_params(self.url)
+            return server_of(clean, dict(parse_url(located_url(clean))), self.keys.base)
+        options = pool_options_of(self._template.connection_pool)
+        locator = options.get("locator")
+        if isinstance(locator, ClusterLocator | SentinelLocator):
+            seeds = ",".join(f"{host}:{port}" for host, port in locator.seeds)
+            if isinstance(locator, ClusterLocator):
+                url = f"redis+cluster://{seeds}"
+            else:
+                url = f"redis+sentinel://{seeds}/{locator.service}"
+            return server_of(url, options, self.keys.base)
+        return server_of("redis://", options, self.keys.base)
 
     def new_client(self, *, max_connections: int, socket_timeout: float) -> aioredis.Redis:
         return connect_client(

@@ -37,6 +37,7 @@ __all__ = [
     "MINUTE_TTL",
     "PAGE",
     "STORE",
+    "STORE_FUNCTION",
     "RecordWriter",
 ]
 
@@ -217,6 +218,22 @@ return refused
 """)
 
 
+#: STORE as a Lua function, ``store(KEYS, ARGV)``, for a script that stores records with
+#: its own writes (:mod:`flowrra_redis.submits`): the same text, so one source.
+STORE_FUNCTION = "local function store(KEYS, ARGV)\n" + STORE.body + "\nend\n"
+
+
+def _mode(status: TaskStatus, body: str) -> str:
+    """What STORE does with a record of ``status`` (see the modes above)."""
+    if status is TaskStatus.PENDING:
+        return _PENDING
+    if status is TaskStatus.SUCCESS:
+        return _SUCCESS_INLINE if len(body) <= INLINE_LIMIT else _SUCCESS_BY_ID
+    if status is TaskStatus.FAILED or status is _CANCELLED:
+        return _FAILED_INLINE if len(body) <= INLINE_LIMIT else _FAILED_BY_ID
+    return _LIVE_MODES[status]
+
+
 class _Burst:
     """The records of one loop turn, as the script's KEYS and ARGV tail; the
     :class:`~flowrra_redis.pipeline.ReplySink` of its script call, which settles the
@@ -349,14 +366,7 @@ class RecordWriter:
         if burst is None:
             burst = self._burst = _Burst()
             self._pipe.before_flush(self._flush)  # out with this turn's write
-        if status is TaskStatus.PENDING:
-            mode = _PENDING
-        elif status is TaskStatus.SUCCESS:
-            mode = _SUCCESS_INLINE if len(body) <= INLINE_LIMIT else _SUCCESS_BY_ID
-        elif status is TaskStatus.FAILED or status is _CANCELLED:
-            mode = _FAILED_INLINE if len(body) <= INLINE_LIMIT else _FAILED_BY_ID
-        else:
-            mode = _LIVE_MODES[status]
+        mode = _mode(status, body)
         earlier = burst.positions.get(task_id)
         if earlier is not None and mode is not _PENDING:  # a PENDING (NX) replaces nothing
             burst.args[earlier] = _EVENT_ONLY
@@ -369,6 +379,22 @@ class RecordWriter:
             self._flush()
             self._pipe.flush_now()
         return burst
+
+    def store_call(
+        self, calls: Iterable[tuple[str, str, TaskStatus, str, str, str | None]]
+    ) -> tuple[list[str], list[Any]]:
+        """STORE's KEYS and ARGV for these records (each what :meth:`write` takes), for a
+        script that runs STORE with its own writes (:data:`STORE_FUNCTION`); nothing is
+        sent. Records of one task are not merged: this is for PENDING records."""
+        k = self._keys
+        keys = [*self._fixed_keys, k.minute(int(time.time()) // 60)]
+        args: list[Any] = [self._ttl_ms, INDEX_LIMIT, k.events, k.done, MINUTE_TTL]
+        result_key = self._result_key
+        task_key = self._task_key
+        for task_id, body, status, score, event, task_name in calls:
+            keys += (result_key + task_id, task_key(task_name))
+            args += (task_id, body, _mode(status, body), score, event)
+        return keys, args
 
     def _flush(self) -> None:
         burst, self._burst = self._burst, None

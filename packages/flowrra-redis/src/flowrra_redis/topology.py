@@ -23,6 +23,8 @@ the same master as on a single server, and follow it when it moves.
 from __future__ import annotations
 
 import logging
+import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -34,8 +36,10 @@ __all__ = [
     "ClusterLocator",
     "Locator",
     "SentinelLocator",
+    "Server",
     "located_url",
     "locator_for",
+    "server_of",
 ]
 
 logger = logging.getLogger("flowrra.redis")
@@ -306,3 +310,63 @@ def located_class_for(url: str) -> type[aioredis.Connection]:
     if url.partition("://")[0].lower().startswith("rediss+"):
         return LocatedSSLConnection
     return LocatedConnection
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where one endpoint's commands land, resolved enough to tell whether two endpoints
+    (a broker's and a backend's) write to the same keyspace: the addresses a host name
+    resolves to (not its text: ``localhost`` and ``127.0.0.1`` are one server), the port
+    or socket path, the database and the user; for a cluster, the slot its hash tag maps
+    to (one slot is one master); for Sentinel, the service name."""
+
+    kind: str  # "", "cluster" or "sentinel"
+    addresses: frozenset[tuple[str, int]]
+    db: int
+    user: str | None
+    service: str = ""
+    slot: int = -1
+
+    def same_keyspace(self, other: Server) -> bool:
+        """Whether a script may touch keys of both: same server (some address in
+        common), database, user and, on a cluster, slot."""
+        return (
+            self.kind == other.kind
+            and self.db == other.db
+            and self.user == other.user
+            and self.service == other.service
+            and self.slot == other.slot
+            and not self.addresses.isdisjoint(other.addresses)
+        )
+
+
+def _resolved(host: str, port: int) -> set[tuple[str, int]]:
+    """``host:port`` as the addresses it resolves to (its text, if it does not)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return {(host.lower(), port)}
+    return {(str(info[4][0]), port) for info in infos}
+
+
+def server_of(url: str, options: dict[str, Any], hash_key: str) -> Server:
+    """The :class:`Server` of an endpoint: its URL (Flowrra's own query parameters taken
+    out), the connection options redis-py parsed or its pool holds, and its hash tag."""
+    db = int(options.get("db") or 0)
+    user = options.get("username")
+    split = split_located(url)
+    if split is not None:
+        _, seeds, segments = split
+        addresses: set[tuple[str, int]] = set()
+        for host, port in seeds:
+            addresses |= _resolved(host, port)
+        if url.partition("://")[0].lower().endswith("+cluster"):
+            slot = key_slot(hash_key.encode())
+            return Server("cluster", frozenset(addresses), 0, user, slot=slot)
+        service = segments[0] if segments else ""
+        return Server("sentinel", frozenset(addresses), db, user, service=service)
+    path = options.get("path")
+    if path:
+        return Server("", frozenset({(str(path), 0)}), db, user)
+    host, port = str(options.get("host") or "localhost"), int(options.get("port") or 6379)
+    return Server("", frozenset(_resolved(host, port)), db, user)

@@ -1,0 +1,136 @@
+"""One round trip per submit when the broker and the backend share a Redis keyspace.
+
+A submit stores the task's PENDING record (the backend's STORE script: the record, its
+indexes, the counts, the event) and queues its message (the broker's ENQUEUE script). On
+two servers those are two scripts on two connections, sent together. When both endpoints
+reach the same server and database (resolved addresses, not URL text: see
+:class:`~flowrra_redis.topology.Server`; a different prefix on one server counts), or the
+same slot of one cluster, :data:`SUBMIT` runs STORE and ENQUEUE as Lua functions of one
+script, on the broker's connection: one EVALSHA, one reply, atomic.
+
+Faults: the call is one script, so the records and the messages it carries are written
+together or not at all. Sent again after a lost reply (the pipeline's retries), ENQUEUE's
+``sent`` set skips the messages already queued and STORE's ``SET NX`` of a PENDING record
+writes, indexes and counts nothing twice (it publishes its event again). A call that
+fails gives the caller the broker's BrokerError, never ``MaybeQueuedError``: there is no
+state where a record failed while its message went out. If the reply was lost past every
+retry the task may have been queued with its record, as with any enqueue whose reply is
+lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from flowrra.task import DEFAULT_QUEUE, TaskMessage, TaskResult
+from flowrra_redis.connection import retrieved
+from flowrra_redis.pipeline import Script
+from flowrra_redis.records import BURST_LIMIT, STORE_FUNCTION
+from flowrra_redis.scripts import _BULK, _ENQUEUE_FUNCTION
+
+if TYPE_CHECKING:
+    from flowrra_redis.backend import RedisBackend
+    from flowrra_redis.broker import RedisBroker
+
+__all__ = ["SUBMIT", "SUBMIT_CHUNK", "RecordedEnqueue"]
+
+#: Messages (with their records) per SUBMIT call: a large ``submit_many`` is several
+#: calls, each sent as soon as it is built, so Redis runs one while the next is encoded.
+SUBMIT_CHUNK = BURST_LIMIT
+
+# KEYS: ENQUEUE's six (queue, sequence, wake, delayed, leased, sent), then STORE's
+# ARGV: how many of the arguments are ENQUEUE's, ENQUEUE's ARGV, then STORE's ARGV
+# STORE runs first, then ENQUEUE, each unchanged (see their comments); returns ENQUEUE's
+# reply (messages waiting). An ENQUEUE with no message (a call carrying only the records
+# of a chain's later steps) queues nothing.
+SUBMIT = Script(
+    _BULK
+    + _ENQUEUE_FUNCTION
+    + STORE_FUNCTION
+    + """
+local split = tonumber(ARGV[1])
+local enqueue_argv, store_argv, store_keys = {}, {}, {}
+for i = 2, split + 1 do enqueue_argv[i - 1] = ARGV[i] end
+for i = split + 2, #ARGV do store_argv[i - split - 1] = ARGV[i] end
+for i = 7, #KEYS do store_keys[i - 6] = KEYS[i] end
+store(store_keys, store_argv)
+return enqueue({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, enqueue_argv)
+"""
+)
+
+
+class RecordedEnqueue:
+    """A broker's enqueue that stores a backend's PENDING records in the same script
+    (what :meth:`RedisBroker.enqueue_with_records` gives for a backend on its keyspace)."""
+
+    __slots__ = ("_backend", "_broker")
+
+    def __init__(self, broker: RedisBroker, backend: RedisBackend) -> None:
+        self._broker = broker
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"RecordedEnqueue({self._broker!r}, {self._backend!r})"
+
+    def __call__(
+        self, messages: Sequence[TaskMessage], records: Sequence[TaskResult]
+    ) -> Awaitable[None]:
+        """Send ``messages`` and ``records`` (the messages' PENDING records in order, then
+        any of tasks recorded but not queued) now, in calls of up to
+        :data:`SUBMIT_CHUNK` messages; an awaitable of the replies (BrokerError if a call
+        failed). Raises SerializationError, with nothing sent, if a message cannot be
+        encoded."""
+        broker = self._broker
+        if len(messages) == 1 and len(records) == 1:  # submit: the hot path
+            message = messages[0]
+            call = broker._enqueue_call(messages)
+            store_keys, store_args = self._backend.store_call(records)
+            return broker._enqueued(self._send(message.queue, call, store_keys, store_args))
+        parts: list[tuple[str, list[Any], Sequence[TaskResult]]] = []
+        by_queue: dict[str, list[int]] = {}
+        for place, message in enumerate(messages):
+            by_queue.setdefault(message.queue, []).append(place)
+        chunk = SUBMIT_CHUNK
+        for queue, places in by_queue.items():
+            for start in range(0, len(places), chunk):
+                some = places[start : start + chunk]
+                parts.append(
+                    (
+                        queue,
+                        broker._enqueue_call([messages[i] for i in some]),
+                        [records[i] for i in some],
+                    )
+                )
+        if len(records) > len(messages):  # a chain's later steps: with the first call
+            queue, call, first = parts[0] if parts else (DEFAULT_QUEUE, [], ())
+            waiting = records[len(messages) :]
+            if not parts:
+                call = broker._enqueue_call(())
+                parts.append((queue, call, waiting))
+            else:
+                parts[0] = (queue, call, [*first, *waiting])
+        replies = []
+        for queue, call, part in parts:
+            store_keys, store_args = self._backend.store_call(part)
+            replies.append(self._send(queue, call, store_keys, store_args))
+            broker.pipe.flush_now()  # Redis runs this one while the next is built
+        sizes = [(len(call) - 3) // 4 for _, call, _ in parts]
+        return broker._all_enqueued(replies, sizes)
+
+    def _send(
+        self, queue: str, call: list[Any], store_keys: list[str], store_args: list[Any]
+    ) -> asyncio.Future[Any]:
+        broker = self._broker
+        q = broker.queue_keys(queue)
+        k = broker.keys
+        if queue != DEFAULT_QUEUE:
+            broker._list_queue(queue)
+        reply = broker.pipe.request_script(
+            SUBMIT,
+            (q.queue, k.sequence, q.wake, q.delayed, q.leased, k.sent, *store_keys),
+            (len(call), *call, *store_args),
+        )
+        reply.add_done_callback(retrieved)  # a caller may give up on it
+        return reply
