@@ -268,21 +268,28 @@ class LocalSentinel(_Processes):
                 10,
                 "the replica catching up",
             )
-            sentinel = _client(self.sentinel_ports[0])
-            # NOGOODSLAVE until the sentinel has fresh INFO from the replica: ask again.
-            _wait(
-                lambda: sentinel.execute_command("SENTINEL", "FAILOVER", self.service),
-                30,
-                "an accepted SENTINEL FAILOVER",
-            )
-            _wait(lambda: self.master() != old, 30, "sentinel failover")
-            new = self.master()
-            _wait(lambda: _client(new).execute_command("ROLE")[0] == b"master", 30, "new master")
+            new = self.promote()
             # What the pause holds now gets READONLY (or is dropped with its connection).
             _client(old).execute_command("REPLICAOF", "127.0.0.1", new)
         finally:
             _client(old).execute_command("CLIENT", "UNPAUSE")
         return old, new
+
+    def promote(self) -> int:
+        """``SENTINEL FAILOVER`` alone: returns the new master's port once the sentinels
+        name it and it accepts writes (the old master is left to the sentinels)."""
+        old = self.master()
+        sentinel = _client(self.sentinel_ports[0])
+        # NOGOODSLAVE until the sentinel has fresh INFO from the replica: ask again.
+        _wait(
+            lambda: sentinel.execute_command("SENTINEL", "FAILOVER", self.service),
+            30,
+            "an accepted SENTINEL FAILOVER",
+        )
+        _wait(lambda: self.master() != old, 30, "sentinel failover")
+        new = self.master()
+        _wait(lambda: _client(new).execute_command("ROLE")[0] == b"master", 30, "new master")
+        return new
 
     def kill_master(self) -> tuple[int, int]:
         """An unplanned failover: SIGKILL the master; returns (old, new) once the
