@@ -5,6 +5,8 @@ load with worker processes, where no acknowledged task may be lost."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,11 +15,12 @@ import redis
 from apps import redis_app
 from conftest import Workers
 from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis.codec import decode_result
 from flowrra_redis.topology import ClusterLocator, SentinelLocator, split_located
 from local_servers import LocalCluster, LocalSentinel, sync_client
 from redis.crc import key_slot
 
-from flowrra import BrokerError, Flowrra
+from flowrra import BackendError, BrokerError, Flowrra
 from flowrra.plugins import describe_url
 
 # -- URLs -------------------------------------------------------------------------------
@@ -139,7 +142,67 @@ async def test_a_plain_url_to_a_cluster_node_says_to_use_redis_cluster(
     await broker.close()
 
 
+async def test_a_pipeline_leaves_the_old_master_once_its_locator_names_another(
+    redis_sentinel: LocalSentinel, prefix: str
+) -> None:
+    """The loss seen around a Sentinel failover, reduced: a write held on the master by
+    ``CLIENT PAUSE``, the replica promoted, and another connection of the same URL told
+    the new master. The pipeline leaves the old master at once and its write runs on the
+    new one. (Before, it stayed until its own timeout, or until the pause lapsed: then
+    the old master, not yet demoted, acknowledged the write and discarded it once a
+    replica, while the rest of the worker used the new master.)"""
+    broker = RedisBroker(redis_sentinel.url, prefix=prefix, socket_timeout=60.0)
+    key = f"{broker.keys.base}:held"
+    try:
+        assert await broker.pipe.execute("PING") == b"PONG"
+        old = redis.Redis(port=redis_sentinel.master())
+        old.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        try:
+            held = asyncio.ensure_future(broker.pipe.execute("INCR", key))
+            await asyncio.sleep(0.2)  # on the wire, held by the old master
+            assert not held.done()
+            new = await asyncio.to_thread(redis_sentinel.promote)
+            locator = broker.client.connection_pool.connection_kwargs["locator"]
+            assert await locator.address() == ("127.0.0.1", new)  # any new connection
+            assert await asyncio.wait_for(held, 10) == 1
+        finally:
+            old.execute_command("CLIENT", "UNPAUSE")
+        assert redis.Redis(port=new).get(key) == b"1"
+    finally:
+        await broker.close()
+
+
 # -- failover under load ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FailoverReport:
+    """What became of the tasks a producer had acknowledged around a failover."""
+
+    acknowledged: int
+    #: The number of the first task submitted once the failover was over.
+    first_after: int
+    #: Acknowledged before the failover was over (its outcome unknown until then).
+    acknowledged_during: int
+    #: Acknowledged tasks that never ran, and those of them acknowledged after it.
+    lost: list[int]
+    lost_after: list[int]
+    duplicates: int
+    refused_submits: int
+    #: Acknowledged tasks with no complete record, by the status stored (None: no record).
+    records_missing: dict[str | None, int]
+    #: The acknowledged tasks with no complete record.
+    unrecorded: list[int]
+    took: float
+
+    def __str__(self) -> str:
+        return (
+            f"failover in {self.took:.1f}s: {self.acknowledged} acknowledged "
+            f"({self.acknowledged_during} before it was over), {len(self.lost)} lost "
+            f"({len(self.lost_after)} of them acknowledged after it), {self.duplicates} "
+            f"duplicates, {self.refused_submits} submits refused, SUCCESS records missing: "
+            f"{sum(self.records_missing.values())} {dict(self.records_missing)}"
+        )
 
 
 async def _failover_under_load(
@@ -148,10 +211,11 @@ async def _failover_under_load(
     workers: Workers,
     fail_over: Callable[[], Awaitable[object]],
     record_property: Callable[[str, object], None],
-) -> None:
+) -> FailoverReport:
     """Two worker processes and a producer submitting one task at a time; ``fail_over``
-    once 150 are acknowledged; 150 more after it. Every acknowledged task must run and
-    have its SUCCESS record; duplicates (at least once) are counted and reported."""
+    once 150 are acknowledged and 50 have run; 150 more after it. Reports (as test properties and on
+    stdout) how many acknowledged tasks did not run or have no SUCCESS record, and how
+    many ran twice (at least once); the caller asserts what its failover promises."""
     app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
     for handle in redis_app.app.registry:
         app.registry.register(handle)
@@ -160,6 +224,7 @@ async def _failover_under_load(
     acknowledged: dict[int, str] = {}
     refused = 0
     failed_over = asyncio.Event()
+    during = 0
 
     async def produce() -> None:
         nonlocal refused
@@ -168,7 +233,7 @@ async def _failover_under_load(
         while after < 150:
             try:
                 acknowledged[n] = await app.submit(redis_app.record, n, 0.005)
-            except BrokerError:
+            except (BrokerError, BackendError):  # MaybeQueuedError is a BackendError
                 refused += 1  # not acknowledged: it may or may not run
                 await asyncio.sleep(0.05)
             if failed_over.is_set():
@@ -177,10 +242,13 @@ async def _failover_under_load(
 
     async with app.producer():
         producing = asyncio.create_task(produce())
-        while len(acknowledged) < 150:
+        # Under load: the workers are running tasks when it fails over.
+        watch = sync_client(url)
+        while len(acknowledged) < 150 or await asyncio.to_thread(watch.hlen, f"{prefix}:ran") < 50:
             await asyncio.sleep(0.01)
         started = time.monotonic()
         await fail_over()
+        during = max(acknowledged) + 1
         failed_over.set()
         took = time.monotonic() - started
         await producing
@@ -188,22 +256,34 @@ async def _failover_under_load(
             *(app.wait_for_result(i, timeout=30) for i in acknowledged.values()),
             return_exceptions=True,
         )
-    unrecorded = [n for n, r in zip(acknowledged, results, strict=True) if isinstance(r, Exception)]
-    ran = {int(k): int(v) for k, v in sync_client(url).hgetall(f"{prefix}:ran").items()}
+    client = sync_client(url)
+    missing: collections.Counter[str | None] = collections.Counter()
+    unrecorded = []
+    for n, result in zip(acknowledged, results, strict=True):
+        if isinstance(result, Exception):
+            unrecorded.append(n)
+            raw = client.get(app.backend.keys.result(acknowledged[n]))
+            missing[None if raw is None else decode_result(raw).status.value] += 1
+    ran = {int(k): int(v) for k, v in client.hgetall(f"{prefix}:ran").items()}
     lost = [n for n in acknowledged if n not in ran]
-    duplicates = sum(count - 1 for count in ran.values())
-    record_property("acknowledged", len(acknowledged))
-    record_property("lost", len(lost))
-    record_property("duplicates", duplicates)
-    record_property("refused_submits", refused)
-    record_property("records_missing", len(unrecorded))
-    print(
-        f"failover in {took:.1f}s: {len(acknowledged)} acknowledged, {len(lost)} lost, "
-        f"{duplicates} duplicates, {refused} submits refused during the failover, "
-        f"{len(unrecorded)} SUCCESS records missing"
+    report = FailoverReport(
+        acknowledged=len(acknowledged),
+        first_after=during,
+        acknowledged_during=sum(1 for n in acknowledged if n < during),
+        lost=lost,
+        lost_after=[n for n in lost if n >= during],
+        duplicates=sum(count - 1 for count in ran.values()),
+        refused_submits=refused,
+        records_missing=dict(missing),
+        unrecorded=unrecorded,
+        took=took,
     )
-    assert lost == []
-    assert unrecorded == []
+    for name in ("acknowledged", "duplicates", "refused_submits"):
+        record_property(name, getattr(report, name))
+    record_property("lost", len(report.lost))
+    record_property("records_missing", sum(missing.values()))
+    print(report)
+    return report
 
 
 async def test_cluster_failover_under_load_loses_no_acknowledged_task(
@@ -218,14 +298,13 @@ async def test_cluster_failover_under_load_loses_no_acknowledged_task(
         old, new = await asyncio.to_thread(redis_cluster.failover, key)
         assert redis_cluster.master_of(key) == new != old
 
-    await _failover_under_load(redis_cluster.url, prefix, workers, fail_over, record_property)
+    report = await _failover_under_load(
+        redis_cluster.url, prefix, workers, fail_over, record_property
+    )
+    assert report.lost == []
+    assert report.records_missing == {}
 
 
-@pytest.mark.xfail(
-    reason="open: every acknowledged task runs, but a few SUCCESS records written around "
-    "a Sentinel failover are missing on the new master (issue 16, see the report)",
-    strict=False,
-)
 async def test_sentinel_failover_under_load_loses_no_acknowledged_task(
     redis_sentinel: LocalSentinel,
     prefix: str,
@@ -236,4 +315,32 @@ async def test_sentinel_failover_under_load_loses_no_acknowledged_task(
         old, new = await asyncio.to_thread(redis_sentinel.failover)
         assert new != old
 
-    await _failover_under_load(redis_sentinel.url, prefix, workers, fail_over, record_property)
+    report = await _failover_under_load(
+        redis_sentinel.url, prefix, workers, fail_over, record_property
+    )
+    assert report.lost == []
+    assert report.records_missing == {}
+
+
+async def test_sentinel_master_killed_under_load_loses_only_what_was_not_replicated(
+    redis_sentinel: LocalSentinel,
+    prefix: str,
+    workers: Workers,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """An unplanned failover (SIGKILL of the master): Redis replicates asynchronously, so
+    what the master acknowledged and had not yet sent to its replica is gone with it
+    (docs/redis.md). The numbers are reported; what is asserted is what holds: producers
+    and workers follow the sentinels to the new master, and every task acknowledged
+    after the failover runs and has its SUCCESS record."""
+
+    async def fail_over() -> None:
+        old, new = await asyncio.to_thread(redis_sentinel.kill_master)
+        assert new != old
+
+    report = await _failover_under_load(
+        redis_sentinel.url, prefix, workers, fail_over, record_property
+    )
+    assert report.lost_after == []
+    assert [n for n in report.unrecorded if n >= report.first_after] == []
+    assert report.acknowledged > report.acknowledged_during  # it went on after

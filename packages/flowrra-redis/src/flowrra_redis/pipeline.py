@@ -12,10 +12,12 @@ flight, their commands share round trips: the more load, the bigger the batches.
 
 A command Redis answers with "not now" (``LOADING`` after a restart, a failover's
 ``READONLY`` or ``MASTERDOWN``: :data:`TRY_AGAIN`) is sent again after a backoff, for up to
-``busy_timeout`` seconds. Commands lost with a dropped connection (or one that stopped
-answering) are sent again, like redis-py's own retries, on one new connection opened
-after a backoff, ahead of what was queued meanwhile: commands on one pipeline reach
-Redis in the order they were queued, retries included. A script unknown to the server
+``busy_timeout`` seconds. On a located URL (Sentinel, Cluster) a pipeline leaves a master
+as soon as its locator names another (:meth:`AutoPipeline.follow`). Commands lost
+with a dropped connection (or one that stopped answering) are sent again, like
+redis-py's own retries, on one new connection opened after a backoff, ahead of what was
+queued meanwhile: commands on one pipeline reach Redis in the order they were queued,
+retries included. A script unknown to the server
 (after a restart) is sent again with its body. A reply settles its caller's future (or a
 batch writer's sink) in the call that parsed it.
 
@@ -262,6 +264,9 @@ class AutoPipeline:
         self._closed = False
         self._releasing: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = _get_running_loop()
+        locator = pool_options(client).get("locator")
+        if locator is not None:  # a redis+sentinel:// or redis+cluster:// URL
+            locator.watch(self.follow)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -384,6 +389,29 @@ class AutoPipeline:
                 self._lose, link, redis_errors.ConnectionError(f"reconnecting after {error}")
             )
         return True
+
+    def follow(self, old: tuple[str, int], new: tuple[str, int]) -> None:
+        """The locator of this pipeline's pool named a new master (another connection,
+        opened after a failover, asked it): if this pipeline's connection is to ``old``,
+        leave it now, and send what it has not had answered, then what waits, to ``new``.
+        Otherwise this connection could go on writing to a master being demoted, which
+        discards what it accepts once it is a replica. Closing the connection drops the
+        commands the old master holds for it (a ``CLIENT PAUSE``): they run once, on the
+        new master. Callable from any thread."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to leave
+            loop.call_soon_threadsafe(self._leave, old, new)
+
+    def _leave(self, old: tuple[str, int], new: tuple[str, int]) -> None:
+        link = self._link
+        if link is None or link.lost:
+            return
+        connection = link.connection
+        if (getattr(connection, "host", None), getattr(connection, "port", None)) != old:
+            return
+        self._lose(link, _Redirected(f"the master moved to {new[0]}:{new[1]}"))
 
     def _redirect(self, command: _Command, error: redis_errors.AskError) -> None:
         """Redis Cluster answered ``command`` with ``MOVED`` (the slot has a new master: a
@@ -615,7 +643,8 @@ _MAX_REDIRECTS = 5
 
 
 class _Redirected(redis_errors.ConnectionError):
-    """The pipeline's connection was closed to follow a ``MOVED`` reply."""
+    """The pipeline's connection was closed to follow a ``MOVED`` reply, or a master its
+    locator found elsewhere (:meth:`AutoPipeline.follow`)."""
 
 
 def _closed() -> Exception:

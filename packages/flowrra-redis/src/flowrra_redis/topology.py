@@ -18,12 +18,24 @@ the same master as on a single server, and follow it when it moves.
   master's address (``SENTINEL get-master-addr-by-name``), as redis-py's
   ``SentinelManagedConnection`` does. ``?sentinel_password=`` authenticates to the
   sentinels; the URL's password is the master's.
+
+A connection made before a failover stays on the old master until something breaks it, so
+one process could write to the old master through one connection while another has
+already found the new one (a worker reserving from the new master and storing its results
+on the old, which discards them when it is demoted). So a locator remembers the master it
+last named, and when it names another it tells the pipelines that :meth:`Locator.watch`
+it, which leave the old one at once (:meth:`AutoPipeline.follow
+<flowrra_redis.pipeline.AutoPipeline.follow>`). This costs nothing per command: only a
+connection being opened asks the locator.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -73,9 +85,44 @@ class Locator:
         self.seeds = seeds
         #: Connection options (TLS, timeouts, credentials) for the servers it asks.
         self.options = options
+        #: The master it named last (None before it has named one).
+        self.named: Address | None = None
+        self._watchers: list[weakref.WeakMethod[Callable[[Address, Address], None]]] = []
+        self._lock = threading.Lock()  # pools of several event loops (threads) share it
 
     async def address(self) -> Address:  # pragma: no cover  (abstract)
         raise NotImplementedError
+
+    def watch(self, callback: Callable[[Address, Address], None]) -> None:
+        """Call ``callback(old, new)`` when the master this locator names changes from
+        ``old`` to ``new``, in the thread that found out (held weakly: a bound method)."""
+        with self._lock:
+            self._watchers.append(weakref.WeakMethod(callback))
+
+    def _name(self, address: Address) -> Address:
+        """``address`` is the master now: returns it, after telling the watchers if it is
+        not the one named before."""
+        with self._lock:
+            old, self.named = self.named, address
+            if old is None or old == address:
+                return address
+            self._watchers = [ref for ref in self._watchers if ref() is not None]
+            watchers = [ref() for ref in self._watchers]
+        logger.warning(
+            "the %s master moved from %s:%s to %s:%s; leaving the old one",
+            self.kind,
+            old[0],
+            old[1],
+            address[0],
+            address[1],
+        )
+        for callback in watchers:
+            if callback is not None:
+                try:
+                    callback(old, address)
+                except Exception:  # pragma: no cover  (a watcher's bug)
+                    logger.exception("a watcher of the %s master failed", self.kind)
+        return address
 
     def moved(self, host: str, port: int) -> None:
         """A server answered ``MOVED``: the slot is now at ``host:port``."""
@@ -111,7 +158,7 @@ class ClusterLocator(Locator):
         master = self._master
         if master is None:
             master = self._master = await self._discover()
-        return master
+        return self._name(master)
 
     def moved(self, host: str, port: int) -> None:
         self._master = (host or self.seeds[0][0], int(port))
@@ -192,7 +239,7 @@ class SentinelLocator(Locator):
                 if index:  # answer from this one first next time, as redis-py does
                     self.seeds.insert(0, self.seeds.pop(index))
                 host, port = reply
-                return (host.decode() if isinstance(host, bytes) else host, int(port))
+                return self._name((host.decode() if isinstance(host, bytes) else host, int(port)))
             errors.append(f"{sentinel[0]}:{sentinel[1]}: no master named {self.service!r}")
         raise redis_errors.ConnectionError(
             f"no sentinel named a master for {self.service!r} ({'; '.join(errors)})"

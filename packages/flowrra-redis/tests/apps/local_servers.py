@@ -245,21 +245,40 @@ class LocalSentinel(_Processes):
         return int(port)
 
     def failover(self) -> tuple[int, int]:
-        """``SENTINEL FAILOVER``: the replica becomes master. Returns (old, new) once the
-        sentinels name the new one and it accepts writes."""
+        """A planned failover: ``SENTINEL FAILOVER`` with the master's writes paused from
+        before the replica's last copy until the old master is a replica. Returns (old,
+        new) once the sentinels name the new master and it accepts writes.
+
+        (``SENTINEL FAILOVER`` alone promotes the replica at once, and what the old master
+        acknowledges after the replica's last copy, and until the sentinels demote it, at
+        least 8 s later, is discarded by its resync: Redis's asynchronous replication,
+        which no client can repair.) The old master is demoted here, with ``REPLICAOF``,
+        while still paused: the sentinels cannot do it then, since their own commands to
+        it queue behind their ``PUBLISH`` of hello messages, which the pause holds. Left
+        to them, the demotion comes only when the pause lapses, and the writes it held
+        run first, on the old master, which acknowledges them and then discards them.
+        """
         old = self.master()
         replica = self.replica_port if old == self.master_port else self.master_port
-        # A planned failover: writes paused on the master until the replica has them all.
-        # (SENTINEL FAILOVER alone promotes the replica at once, and what the old master
-        # acknowledged after the replica's last copy is lost: Redis's asynchronous
-        # replication, which no client can repair.)
-        _client(old).execute_command("CLIENT", "PAUSE", 15000, "WRITE")
-        offset = _client(old).info("replication")["master_repl_offset"]
-        _wait(
-            lambda: _client(replica).info("replication")["slave_repl_offset"] >= offset,
-            10,
-            "the replica catching up",
-        )
+        _client(old).execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        try:
+            offset = _client(old).info("replication")["master_repl_offset"]
+            _wait(
+                lambda: _client(replica).info("replication")["slave_repl_offset"] >= offset,
+                10,
+                "the replica catching up",
+            )
+            new = self.promote()
+            # What the pause holds now gets READONLY (or is dropped with its connection).
+            _client(old).execute_command("REPLICAOF", "127.0.0.1", new)
+        finally:
+            _client(old).execute_command("CLIENT", "UNPAUSE")
+        return old, new
+
+    def promote(self) -> int:
+        """``SENTINEL FAILOVER`` alone: returns the new master's port once the sentinels
+        name it and it accepts writes (the old master is left to the sentinels)."""
+        old = self.master()
         sentinel = _client(self.sentinel_ports[0])
         # NOGOODSLAVE until the sentinel has fresh INFO from the replica: ask again.
         _wait(
@@ -270,10 +289,17 @@ class LocalSentinel(_Processes):
         _wait(lambda: self.master() != old, 30, "sentinel failover")
         new = self.master()
         _wait(lambda: _client(new).execute_command("ROLE")[0] == b"master", 30, "new master")
-        # Until the sentinels turn the old master into a replica it still takes writes
-        # from clients connected to it, which its demotion then discards: keep it paused.
-        _wait(lambda: _client(old).execute_command("ROLE")[0] == b"slave", 30, "old master demoted")
-        _client(old).execute_command("CLIENT", "UNPAUSE")
+        return new
+
+    def kill_master(self) -> tuple[int, int]:
+        """An unplanned failover: SIGKILL the master; returns (old, new) once the
+        sentinels have promoted the replica and it accepts writes. (What the old master
+        acknowledged and had not yet sent to the replica is gone.)"""
+        old = self.master()
+        self.kill(old)
+        _wait(lambda: self.master() != old, 60, "sentinel failover after SIGKILL")
+        new = self.master()
+        _wait(lambda: _client(new).execute_command("ROLE")[0] == b"master", 30, "new master")
         return old, new
 
 
