@@ -144,15 +144,19 @@ class MemoryBroker(BaseBroker):
     async def enqueue(self, message: TaskMessage) -> None:
         if message.args or message.kwargs:
             self.check_encodable(message)
-        if message.eta is not None or message.queue != DEFAULT_QUEUE:
+        if message.eta is not None:
             if self.max_queue_size:
                 await self._wait_for_space(self._heap(message.queue))
             self._push(message)
             return
-        if self.max_queue_size and len(self._ready) >= self.max_queue_size:
-            await self._wait_for_space(self._ready)
+        queue = message.queue
+        heap = self._ready if queue == DEFAULT_QUEUE else self._queues.get(queue)
+        if heap is None:
+            heap = self._heap(queue)
+        if self.max_queue_size and len(heap) >= self.max_queue_size:
+            await self._wait_for_space(heap)
         # _push's due-now branch, inlined: this is every plain submit.
-        heapq.heappush(self._ready, (message.priority, next(self._seq), message))
+        heapq.heappush(heap, (message.priority, next(self._seq), message))
         if self._consumers_waiting and self._available is not None:
             self._available.set()
 
@@ -231,6 +235,16 @@ class MemoryBroker(BaseBroker):
         consumed = self._consumed
         pop = heapq.heappop
         out: list[TaskMessage] = []
+        waiting = [heap for heap in consumed if heap]
+        if len(waiting) <= 1:
+            # Nothing or one queue has messages: the others pass their turns on, so the
+            # turns would take from it alone (and the cursor may stay where it is).
+            if waiting:
+                ready = waiting[0]
+                out.append(pop(ready)[2])
+                while ready and len(out) < max_messages:
+                    out.append(pop(ready)[2])
+            return out
 
         def take(index: int, most: int) -> int:
             heap = consumed[index]
