@@ -17,7 +17,7 @@ Markdown table:
 - CPU used by the web process and by the bench itself (its WebSocket clients, on the
   same cores), in % of one core over the phase.
 
-    python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20]
+    python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -173,6 +173,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "warning",
         "--ws-max-queue",
         "32",
+        "--ws-per-message-deflate",
+        str(args.deflate).lower(),
     ]
     # Started once, before anything is measured: blocking the loop here costs nothing.
     web = subprocess.Popen(web_command, cwd=APPS, env=env, preexec_fn=_raise_fd_limit)  # noqa: ASYNC220
@@ -300,6 +302,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--redis", default=os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    )
+    parser.add_argument(
+        "--no-deflate",
+        dest="deflate",
+        action="store_false",
+        help="serve WebSockets without per-message compression (uvicorn's"
+        " --ws-per-message-deflate false)",
     )
     args = parser.parse_args()
     rows = asyncio.run(run(args))

@@ -26,9 +26,12 @@ What a client receives, in order:
   until the next :data:`READY`.
 
 A slow client does not slow the others: the subscription only appends to each client's
-buffer. A client :data:`MAX_BUFFER` messages behind (counted in messages, those being
-sent included, not in frames) is dropped: it is sent
-``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent Events), or its
+buffer, and wakes the clients' senders :attr:`Fanout.wake_batch` at a time, one batch a
+turn of the loop, so a thousand pages sending an event never hold the loop from the
+process's other requests for more than one batch's sends. A client :data:`MAX_BUFFER`
+messages behind (counted in messages, those being sent included, not in frames) is
+dropped: it is sent ``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent
+Events), or its
 WebSocket is closed with code :data:`DROPPED_CODE` and the reason; the page reconnects,
 and reloads its view on the next :data:`READY`.
 """
@@ -103,8 +106,12 @@ class _Client:
         self.dropped: str | None = None
 
     def offer(self, message: Message) -> bool:
-        """Buffer ``message`` (called on the subscription's loop); False when full."""
+        """Buffer ``message`` (called on the subscription's loop); False when full.
+        The client's reader is not woken: :meth:`wake` does that."""
         raise NotImplementedError
+
+    def wake(self) -> None:
+        """Let the reader know messages wait (called on the subscription's loop)."""
 
     def drop(self, reason: str) -> None:
         """The subscription let go of this client (called on its loop)."""
@@ -126,8 +133,10 @@ class AsyncClient(_Client):
         if len(self._messages) + self._sending >= self.max_buffer:
             return False
         self._messages.append(message)
-        self._waiting.set()
         return True
+
+    def wake(self) -> None:
+        self._waiting.set()
 
     def drop(self, reason: str) -> None:
         self.dropped = reason
@@ -217,6 +226,10 @@ class Fanout:
     def __init__(self, app: Flowrra) -> None:
         self.monitor = Monitor(app)
         self._clients: set[_Client] = set()
+        #: Clients given messages and not woken yet (:meth:`_wake`), oldest first.
+        self._to_wake: collections.OrderedDict[_Client, None] = collections.OrderedDict()
+        #: Whether a turn of :meth:`_wake` is scheduled.
+        self._waking = False
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         #: Whether the subscription holds now.
@@ -248,24 +261,49 @@ class Fanout:
             self.leave(client)
             raise
         client.offer(READY if self.holding else RECONNECTING)
+        client.wake()
 
     def leave(self, client: _Client) -> None:
         """Stop feeding ``client``; the last one to leave ends the subscription."""
         self._clients.discard(client)
+        self._to_wake.pop(client, None)
         if not self._clients:
             self._stop()
 
+    #: Clients woken in one turn of the loop. A thousand clients sending an event hold
+    #: the loop for tens of milliseconds; woken in turns, they let the loop serve its
+    #: other work (the API, the host's own endpoints) in between.
+    wake_batch = 50
+
     def _send(self, message: Message) -> None:
+        to_wake = self._to_wake
         for client in list(self._clients):
-            if not client.offer(message):
-                reason = f"too slow: {client.max_buffer} live events behind"
-                logger.warning("a live UI client was dropped (%s)", reason)
-                self._clients.discard(client)
-                client.drop(reason)
+            if client.offer(message):
+                to_wake[client] = None
+                continue
+            reason = f"too slow: {client.max_buffer} live events behind"
+            logger.warning("a live UI client was dropped (%s)", reason)
+            self._clients.discard(client)
+            to_wake.pop(client, None)
+            client.drop(reason)
         if not self._clients and self._task is not None:
             self._stop()
+        elif not self._waking:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the next :attr:`wake_batch` clients given messages; the rest in the next
+        turn of the loop (one chain of turns at a time)."""
+        to_wake = self._to_wake
+        for _ in range(min(self.wake_batch, len(to_wake))):
+            client, _ = to_wake.popitem(last=False)
+            client.wake()
+        self._waking = bool(to_wake)
+        if self._waking:
+            asyncio.get_running_loop().call_soon(self._wake)
 
     def _stop(self) -> None:
+        self._to_wake.clear()
         if self._task is not None:
             self._task.cancel()
         self._task = self._started = None
