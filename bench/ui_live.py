@@ -12,9 +12,12 @@ Markdown table:
   arrival at a client, median and p99 over every client's every event;
 - the web process's loop lag (how late a 10 ms sleep wakes there), median / p99 / max;
 - ``/ping`` (the host's own endpoint) and ``/flowrra/api/executions`` answer times,
-  median / p99, from a probe every 0.2 s.
+  median / p99, from a probe every 0.2 s;
+- frames received (a frame carries one event, or several that waited for a client);
+- CPU used by the web process and by the bench itself (its WebSocket clients, on the
+  same cores), in % of one core over the phase.
 
-    python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20]
+    python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -79,6 +82,17 @@ def redis_connections(pid: int, redis_port: int) -> int:
     return count
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if process.poll() is not None:
@@ -97,16 +111,20 @@ class Phase:
         self.ping: list[float] = []
         self.listing: list[float] = []
         self.received = 0
+        self.frames = 0
 
 
 async def read(ws: Any, phase: list[Phase]) -> None:
     async for raw in ws:
         now = time.time()
         message = json.loads(raw)
-        at = message.get("at")
-        if at is not None:
-            phase[0].latencies.append(now - datetime.fromisoformat(at).timestamp())
-            phase[0].received += 1
+        phase[0].frames += 1
+        # One task event, or several in one frame ({"type": "events", "events": [...]}).
+        for event in message.get("events", [message]):
+            at = event.get("at")
+            if at is not None:
+                phase[0].latencies.append(now - datetime.fromisoformat(at).timestamp())
+                phase[0].received += 1
 
 
 async def probe(http: httpx.AsyncClient, phase: list[Phase], until: float) -> None:
@@ -155,6 +173,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "warning",
         "--ws-max-queue",
         "32",
+        "--ws-per-message-deflate",
+        str(args.deflate).lower(),
     ]
     # Started once, before anything is measured: blocking the loop here costs nothing.
     web = subprocess.Popen(web_command, cwd=APPS, env=env, preexec_fn=_raise_fd_limit)  # noqa: ASYNC220
@@ -195,11 +215,17 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     connections = redis_connections(web.pid, redis_port)
                     [(_, subscribers)] = await watcher.pubsub_numsub(producer.backend.keys.events)  # type: ignore[attr-defined]
                     await http.post("/lag/reset")
+                    cpu = (cpu_seconds(web.pid), own_cpu_seconds(), time.monotonic())
                     until = time.monotonic() + args.seconds
                     submitted, _ = await asyncio.gather(
                         submit(producer, args.rate, until), probe(http, phase, until)
                     )
                     await asyncio.sleep(2)  # the last events arrive
+                    wall = time.monotonic() - cpu[2]
+                    cpu_share = (
+                        (cpu_seconds(web.pid) - cpu[0]) / wall * 100,
+                        (own_cpu_seconds() - cpu[1]) / wall * 100,
+                    )
                     lag = (await http.get("/lag")).json()
                     connections = max(connections, redis_connections(web.pid, redis_port))
                     for reader in readers:
@@ -209,6 +235,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "sockets": sockets,
                         "tasks": submitted,
                         "events_received": phase[0].received,
+                        "frames": phase[0].frames,
+                        "cpu": cpu_share,
                         "redis_connections": connections,
                         "event_subscribers": subscribers,
                         "latency_ms": (
@@ -248,19 +276,21 @@ def _raise_fd_limit() -> None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| WebSockets | tasks | events received | Redis connections (web) | event subscribers "
+        "| WebSockets | tasks | events received | frames | Redis connections (web) "
+        "| event subscribers "
         "| event latency p50 / p99 (ms) | loop lag p50 / p99 / max (ms) "
-        "| /ping p50 / p99 (ms) | /api/executions p50 / p99 (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| /ping p50 / p99 (ms) | /api/executions p50 / p99 (ms) | CPU web / bench (%) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         latency = "—" if not r["events_received"] else "{:.1f} / {:.1f}".format(*r["latency_ms"])
         lines.append(
-            f"| {r['sockets']:,} | {r['tasks']:,} | {r['events_received']:,} "
+            f"| {r['sockets']:,} | {r['tasks']:,} | {r['events_received']:,} | {r['frames']:,} "
             f"| {r['redis_connections']} | {r['event_subscribers']} | {latency} "
             "| {:.1f} / {:.1f} / {:.1f} ".format(*r["lag_ms"])
             + "| {:.1f} / {:.1f} ".format(*r["ping_ms"])
-            + "| {:.1f} / {:.1f} |".format(*r["list_ms"])
+            + "| {:.1f} / {:.1f} ".format(*r["list_ms"])
+            + "| {:.0f} / {:.0f} |".format(*r["cpu"])
         )
     return "\n".join(lines)
 
@@ -272,6 +302,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--redis", default=os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    )
+    parser.add_argument(
+        "--no-deflate",
+        dest="deflate",
+        action="store_false",
+        help="serve WebSockets without per-message compression (uvicorn's"
+        " --ws-per-message-deflate false)",
     )
     args = parser.parse_args()
     rows = asyncio.run(run(args))

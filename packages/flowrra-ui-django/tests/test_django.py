@@ -26,6 +26,7 @@ from flowrra_ui.testing import (
     UIApiContract,
     WebSocketProbe,
     decoded_body,
+    frame_events,
     make_ui_app,
     redact_for_tests,
     redis_ui_app,
@@ -233,9 +234,9 @@ async def test_live_events_through_the_channels_consumer(ui_app: Flowrra, staff:
     task_id = await ui_app.submit("add", 5, 6)
     seen = []
     while "success" not in seen:
-        event = json.loads(await communicator.receive_from(timeout=10))
-        assert event["task_id"] == task_id
-        seen.append(event["status"])
+        for event in frame_events(json.loads(await communicator.receive_from(timeout=10))):
+            assert event["task_id"] == task_id
+            seen.append(event["status"])
     assert seen == ["pending", "running", "success"]
     await communicator.disconnect()
 

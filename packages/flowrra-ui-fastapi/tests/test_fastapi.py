@@ -28,6 +28,7 @@ from flowrra_ui.testing import (
     UIApiContract,
     WebSocketProbe,
     decoded_body,
+    frame_events,
     make_ui_app,
     redact_for_tests,
     redis_ui_app,
@@ -239,9 +240,9 @@ async def test_live_events_over_a_real_websocket(ui_app: Flowrra, api: FastAPI) 
             seen = []
             async with asyncio.timeout(10):
                 while "success" not in seen:
-                    event = json.loads(await ws.recv())
-                    assert event["task_id"] == task_id and event["task_name"] == "add"
-                    seen.append(event["status"])
+                    for event in frame_events(json.loads(await ws.recv())):
+                        assert event["task_id"] == task_id and event["task_name"] == "add"
+                        seen.append(event["status"])
         assert seen == ["pending", "running", "success"]
 
         with pytest.raises(websockets.exceptions.InvalidStatus):

@@ -5,6 +5,7 @@ Server-Sent Events (``/events``)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -77,5 +78,47 @@ class TestFlaskInChromium(UIBrowserContract):
         await page.clock.run_for(5_000)
         await expect(page.locator("#totals .card.success .value")).to_have_text("0")
         await page.clock.run_for(11_000)  # past the 15 s poll
+        await expect(page.locator("#totals .card.success .value")).to_have_text("1")
+        assert self.page_errors == []
+
+    async def test_a_burst_of_events_in_one_frame_reaches_the_page(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        """On WSGI the live stream is Server-Sent Events: the shared test, with the stream
+        answered by ``ready`` and one ``{"type": "events"}`` message of a real task's
+        events (a burst, as the server sends what waits for a client)."""
+        from playwright.async_api import Route, expect
+
+        task_id = await producer.submit("add", 20, 22)
+        record = await producer.wait_for_result(task_id, timeout=15)
+        assert record.result == 42 and record.finished_at is not None
+        at = record.finished_at.isoformat()
+        events = [
+            {"task_id": task_id, "task_name": "add", "status": status, "retries": 0, "at": at}
+            | {"error": None, "progress": None}
+            for status in ("pending", "running", "success")
+        ]
+        body = 'data: {"type": "ready"}\n\n'
+        body += f"data: {json.dumps({'type': 'events', 'events': events})}\n\n"
+        answered: list[str] = []
+
+        async def answer(route: Route) -> None:
+            if answered:  # the page reconnects once the stream ends: no more
+                await route.abort()
+                return
+            answered.append(body)
+            headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            await route.fulfill(status=200, headers=headers, body=body)
+
+        page = await self._page(browser, served)
+        await page.route(re.compile(r".*/events$"), answer)
+        await page.goto(served.url)
+        feed = page.locator(f'#feed li[data-id="{task_id}"]')
+        await expect(feed).to_have_count(3, timeout=15_000)
+        assert [await item.get_attribute("data-status") for item in await feed.all()] == [
+            "success",
+            "running",
+            "pending",
+        ]  # newest first: the message's events in their order
         await expect(page.locator("#totals .card.success .value")).to_have_text("1")
         assert self.page_errors == []

@@ -26,6 +26,7 @@ from flowrra_ui.testing import (
     UIApiContract,
     WebSocketProbe,
     decoded_body,
+    frame_events,
     make_ui_app,
     redact_for_tests,
     redis_ui_app,
@@ -219,9 +220,9 @@ async def test_live_events_as_server_sent_events(ui_app: Flowrra, live: LiveSock
         seen = []
         async with asyncio.timeout(10):
             while "success" not in seen:
-                event = await receive()
-                assert event["task_id"] == task_id
-                seen.append(event["status"])
+                for event in frame_events(await receive()):
+                    assert event["task_id"] == task_id
+                    seen.append(event["status"])
     assert seen == ["pending", "running", "success"]
 
 
@@ -241,8 +242,8 @@ async def test_one_event_subscription_for_every_stream_of_the_process(
         assert await asyncio.to_thread(next, two) == {"type": "ready"}
         assert fanout.clients == 2 and fanout.running
         task_id = await ui_app.submit("add", 1, 1)
-        assert (await asyncio.to_thread(next, one))["task_id"] == task_id
-        assert (await asyncio.to_thread(next, two))["task_id"] == task_id
+        assert frame_events(await asyncio.to_thread(next, one))[0]["task_id"] == task_id
+        assert frame_events(await asyncio.to_thread(next, two))[0]["task_id"] == task_id
         await asyncio.to_thread(one.close)
         await asyncio.to_thread(two.close)
     for _ in range(100):  # each stream leaves through the loop (call_soon_threadsafe)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+from flowrra_ui.testing import frame_events
 
 SERVED = Path(__file__).parent / "served"
 REDIS_URL = os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -166,7 +167,7 @@ def test_live_events_stream_through_gunicorn(server: str) -> None:
         while "success" not in seen:
             line = stream.readline()
             if line.startswith(b"data: "):
-                event = json.loads(line[len(b"data: ") :])
-                assert event["task_id"] == task_id
-                seen.append(event["status"])
+                for event in frame_events(json.loads(line[len(b"data: ") :])):
+                    assert event["task_id"] == task_id
+                    seen.append(event["status"])
     assert seen == ["pending", "running", "success"]

@@ -20,6 +20,7 @@ from flowrra_ui.testing import (
     UIApiContract,
     WebSocketProbe,
     decoded_body,
+    frame_events,
     make_ui_app,
     redact_for_tests,
     redis_ui_app,
@@ -174,9 +175,9 @@ async def test_live_events_over_the_websocket(ui_app: Flowrra, web: Quart) -> No
         seen = []
         async with asyncio.timeout(10):
             while "success" not in seen:
-                event = json.loads(await ws.receive())
-                assert event["task_id"] == task_id
-                seen.append(event["status"])
+                for event in frame_events(json.loads(await ws.receive())):
+                    assert event["task_id"] == task_id
+                    seen.append(event["status"])
     assert seen == ["pending", "running", "success"]
 
 

@@ -1,7 +1,8 @@
 """flowrra_ui.live on real Redis: every client of a process shares one subscription (on a
 pool far smaller than the clients), ``ready`` is sent only once it holds, a slow client is
-dropped without holding up the others, and a Redis that goes away and comes back is
-reported (``reconnecting``, then ``ready`` again), as is one a Flask thread reads."""
+dropped without holding up the others, the events that wait for a client go as one frame
+(a lone event at once, as itself), and a Redis that goes away and comes back is reported
+(``reconnecting``, then ``ready`` again), as is one a Flask thread reads."""
 
 from __future__ import annotations
 
@@ -10,16 +11,27 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from flowrra_ui import UIService
-from flowrra_ui.live import READY, RECONNECTING, fanout_here, join_from_thread, stream_text
-from flowrra_ui.testing import private_redis, redis_test_url
+from flowrra_ui.live import (
+    MAX_FRAME_EVENTS,
+    READY,
+    RECONNECTING,
+    fanout_here,
+    frames,
+    join_from_thread,
+    stream_text,
+)
+from flowrra_ui.testing import frame_events, private_redis, redis_test_url
 
 from flowrra import Flowrra
+from flowrra.events import TaskEvent
+from flowrra.task import TaskStatus
 
 
 def make_app(url: str, **options: Any) -> Flowrra:
@@ -56,13 +68,22 @@ class Page:
     """One stream_text client: what it was sent, until it is told to go away."""
 
     def __init__(self, service: UIService, max_buffer: int = 1000) -> None:
+        #: Every message, the events of a several-event frame one by one.
         self.sent: list[dict[str, Any]] = []
+        #: Every frame as sent.
+        self.frames: list[dict[str, Any]] = []
+        #: While cleared, send() waits (a socket that does not drain).
+        self.draining = asyncio.Event()
+        self.draining.set()
         self.changed = asyncio.Event()
         self.gone = asyncio.Event()
         self.task = asyncio.create_task(stream_text(service, self.send, self.receive, max_buffer))
 
     async def send(self, text: str) -> None:
-        self.sent.append(json.loads(text))
+        await self.draining.wait()
+        frame = json.loads(text)
+        self.frames.append(frame)
+        self.sent.extend(frame_events(frame) if frame.get("type") in (None, "events") else [frame])
         self.changed.set()
 
     async def receive(self) -> Any:
@@ -147,6 +168,52 @@ async def test_a_slow_page_is_dropped_and_the_others_get_every_event(
     await fast.until(lambda sent: len(task_events(sent)) == len(ids))
     assert [e["task_id"] for e in task_events(fast.sent)] == ids
     assert await fast.leave() is None
+
+
+async def test_the_events_waiting_for_a_page_go_as_one_frame(redis_app: Flowrra) -> None:
+    service = UIService(redis_app, public=True)
+    page, witness = Page(service), Page(service)
+    for each in (page, witness):
+        await each.until(lambda sent: sent[:1] == [READY])
+
+    lone = await redis_app.submit("add", 0, 0)
+    await page.until(lambda sent: len(task_events(sent)) == 1)
+    assert page.frames[-1]["task_id"] == lone  # a lone event: at once, as itself
+
+    page.draining.clear()  # its socket is full: what comes now waits in its buffer
+    ids = [await redis_app.submit("add", n, n) for n in range(1, 5)]
+    # The first one was taken at once (and waits in send); the witness has them all, so
+    # the page's buffer holds the other three.
+    await witness.until(lambda sent: len(task_events(sent)) == 5)
+    page.draining.set()
+    await page.until(lambda sent: len(task_events(sent)) == 5)
+    assert [e["task_id"] for e in task_events(page.sent)] == [lone, *ids]
+    ready, first, taken, burst = page.frames  # four frames for six messages
+    assert ready == READY and first["task_id"] == lone and taken["task_id"] == ids[0]
+    assert burst["type"] == "events" and [e["task_id"] for e in burst["events"]] == ids[1:]
+    # The witness, never behind, got a frame per event.
+    assert len(witness.frames) == 6 and all("type" not in f for f in witness.frames[1:])
+    for each in (page, witness):
+        assert await each.leave() is None
+
+
+def test_frames_keep_the_order_and_split_long_runs() -> None:
+    app = make_app("memory://")
+    service = UIService(app, public=True)
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def event(n: int) -> TaskEvent:
+        return TaskEvent(f"t{n}", "add", TaskStatus.PENDING, 0, at)
+
+    many = [event(n) for n in range(MAX_FRAME_EVENTS + 1)]
+    sent = [json.loads(text) for text in frames(service, [event(-1), READY, *many, RECONNECTING])]
+    assert [frame.get("type") for frame in sent] == [None, "ready", "events", None, "reconnecting"]
+    assert [e["task_id"] for e in sent[2]["events"]] == [f"t{n}" for n in range(MAX_FRAME_EVENTS)]
+    assert sent[3]["task_id"] == f"t{MAX_FRAME_EVENTS}"
+    assert [e["task_id"] for f in sent for e in frame_events(f)] == [
+        "t-1",
+        *(f"t{n}" for n in range(MAX_FRAME_EVENTS + 1)),
+    ]
 
 
 async def test_redis_going_away_is_reported_and_its_return_too(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from flowrra_ui import PRIVATE, REDACTED, ROUTES, UIService, dispatch, websocket_refusal
 from flowrra_ui.redaction import SECRET_KEYS, redact_keys, redact_secrets
 from flowrra_ui.service import READY, event_json, stream_events
-from flowrra_ui.testing import running_ui_app
+from flowrra_ui.testing import frame_events, running_ui_app
 
 from flowrra import Flowrra
 from flowrra.events import TaskEvent
@@ -373,7 +373,7 @@ async def test_every_read_and_the_live_stream_go_through_redact(app: Flowrra) ->
     await asyncio.sleep(0.1)
     gone.set()
     await asyncio.wait_for(streaming, 10)
-    events = [m for m in sent if m != READY]
+    events = [event for message in sent for event in frame_events(message)]
     assert [e["status"] for e in events] == ["pending", "running", "failed"]
     assert all(e["seen"] for e in events) and events[-1]["error"] == "[hidden]"
 

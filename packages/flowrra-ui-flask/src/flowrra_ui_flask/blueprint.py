@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 from flowrra_ui import INDEX, ROUTES, Route, UIService, dispatch, serve_asset
-from flowrra_ui.live import encode, join_from_thread
+from flowrra_ui.live import frames, join_from_thread
 from flowrra_ui.redaction import Redact, redact_secrets
 from flowrra_ui.service import websocket_refusal
 from werkzeug.wrappers import Response as BaseResponse
@@ -81,12 +81,14 @@ def event_stream(service: UIService, keepalive: float = KEEPALIVE) -> Response:
     def stream() -> Iterator[bytes]:
         try:
             while True:
-                message = client.get(timeout=keepalive)
-                if message is None:
+                messages = client.take(timeout=keepalive)
+                if not messages:
                     yield b": keep-alive\n\n"
                     continue
-                yield f"data: {encode(service, message)}\n\n".encode()
-                if isinstance(message, dict) and message["type"] == "dropped":
+                # What waits goes in one write: a burst of events as one message.
+                yield "".join(f"data: {text}\n\n" for text in frames(service, messages)).encode()
+                last = messages[-1]  # "dropped" is the last message a client gets
+                if isinstance(last, dict) and last["type"] == "dropped":
                     return  # too far behind: the page reconnects
         finally:  # the client went away (the write failed), or the server stops
             client.leave()

@@ -47,6 +47,7 @@ from flowrra_ui.redaction import REDACTED
 from flowrra_ui.testing import (
     PrivateRedis,
     dead_letter,
+    frame_events,
     make_ui_app,
     open_gate,
     private_redis,
@@ -370,6 +371,59 @@ class UIBrowserContract:
         again = (await detail.locator(".message.ok button").text_content() or "").strip()
         record = await producer.wait_for_result(again, timeout=15)
         assert record.status is TaskStatus.FAILED and list(record.args) == [XSS]
+        assert self.page_errors == []
+
+    async def test_a_burst_of_events_in_one_frame_reaches_the_page(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        """A frame of several events (``{"type": "events"}``, what the server sends when
+        events wait for a client) updates the page as the same events one by one would.
+        The page's WebSocket goes through Playwright to the real server; the task's real
+        events are held there and handed to the page as one frame, as a busy server
+        would send them (this server, busy with nothing else, often sends the last two
+        together already)."""
+        import json
+
+        from playwright.async_api import expect
+
+        page = await self._page(browser, served)
+        held: list[dict[str, Any]] = []
+        frames: list[str] = []
+
+        def relay(socket: Any) -> None:
+            server = socket.connect_to_server()
+
+            def from_server(message: str | bytes) -> None:
+                decoded = json.loads(message)
+                events = frame_events(decoded)
+                if not events:  # ready, reconnecting
+                    socket.send(message)
+                    return
+                held.extend(events)  # alone, or in a frame the server made already
+                if events[-1]["status"] == "success":
+                    frame = json.dumps({"type": "events", "events": [*held]})
+                    held.clear()
+                    frames.append(frame)
+                    socket.send(frame)
+
+            server.on_message(from_server)
+
+        await page.route_web_socket(re.compile(r".*/ws$"), relay)
+        await page.goto(served.url)
+        await expect(page.locator("#live")).to_have_text("Live", timeout=15_000)
+        await expect(page.locator("#totals .card.success .value")).to_have_text("0")
+
+        task_id = await producer.submit("add", 20, 22)
+        assert (await producer.wait_for_result(task_id, timeout=15)).result == 42
+        feed = page.locator(f'#feed li[data-id="{task_id}"]')
+        await expect(feed).to_have_count(3, timeout=15_000)
+        assert [await item.get_attribute("data-status") for item in await feed.all()] == [
+            "success",
+            "running",
+            "pending",
+        ]  # newest first: the frame's events in their order
+        assert len(frames) == 1 and len(json.loads(frames[0])["events"]) == 3
+        await expect(page.locator("#totals .card.success .value")).to_have_text("1")
         assert self.page_errors == []
 
     async def test_a_running_tasks_progress_live_and_its_headers_masked(

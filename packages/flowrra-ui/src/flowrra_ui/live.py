@@ -14,13 +14,24 @@ What a client receives, in order:
 - :data:`READY` once the subscription holds (never before: a page that reads it may say
   "Live" and load what it shows), and again after each reconnect, when the events
   published in between are lost: the page reloads its view then.
-- task events (:func:`flowrra_ui.service.event_json`, through the mount's ``redact``).
+- task events (:func:`flowrra_ui.service.event_json`, through the mount's ``redact``):
+  each alone as one frame, as it comes, or, when several wait for a client (a burst: a
+  task's pending, running and success, or a client a little behind), all of them in one
+  :data:`EVENTS` frame, ``{"type": "events", "events": [...]}``, in order
+  (:func:`frames`). No timer holds an event back: a client's sender takes what waits
+  for it each time it is free, so a lone event goes out at once and a client that falls
+  behind catches up in few frames (most of a frame's cost is per frame: compression and
+  the write to the socket).
 - :data:`RECONNECTING` when the subscription is lost (Redis down): the page says so
   until the next :data:`READY`.
 
 A slow client does not slow the others: the subscription only appends to each client's
-buffer. A client :data:`MAX_BUFFER` messages behind is dropped: it is sent
-``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent Events), or its
+buffer, and wakes the clients' senders :attr:`Fanout.wake_batch` at a time, one batch a
+turn of the loop, so a thousand pages sending an event never hold the loop from the
+process's other requests for more than one batch's sends. A client :data:`MAX_BUFFER`
+messages behind (counted in messages, those being sent included, not in frames) is
+dropped: it is sent ``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent
+Events), or its
 WebSocket is closed with code :data:`DROPPED_CODE` and the reason; the page reconnects,
 and reloads its view on the next :data:`READY`.
 """
@@ -35,7 +46,7 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flowrra.events import TaskEvent
@@ -47,7 +58,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DROPPED_CODE",
+    "EVENTS",
     "MAX_BUFFER",
+    "MAX_FRAME_EVENTS",
     "READY",
     "RECONNECTING",
     "AsyncClient",
@@ -55,6 +68,7 @@ __all__ = [
     "ThreadClient",
     "encode",
     "fanout_here",
+    "frames",
     "join_from_thread",
     "stream_events",
     "stream_text",
@@ -72,6 +86,10 @@ RECONNECTING: dict[str, Any] = {"type": "reconnecting"}
 MAX_BUFFER = 1_000
 #: The WebSocket close code of a dropped client ("try again later").
 DROPPED_CODE = 1013
+#: The ``type`` of a frame that carries several task events, in order, under ``events``.
+EVENTS = "events"
+#: Task events one :data:`EVENTS` frame carries at most (a client far behind gets several).
+MAX_FRAME_EVENTS = 100
 
 #: What a client's buffer holds: task events and the control messages above.
 Message = TaskEvent | dict[str, Any]
@@ -88,8 +106,12 @@ class _Client:
         self.dropped: str | None = None
 
     def offer(self, message: Message) -> bool:
-        """Buffer ``message`` (called on the subscription's loop); False when full."""
+        """Buffer ``message`` (called on the subscription's loop); False when full.
+        The client's reader is not woken: :meth:`wake` does that."""
         raise NotImplementedError
+
+    def wake(self) -> None:
+        """Let the reader know messages wait (called on the subscription's loop)."""
 
     def drop(self, reason: str) -> None:
         """The subscription let go of this client (called on its loop)."""
@@ -102,15 +124,19 @@ class AsyncClient(_Client):
     def __init__(self, max_buffer: int = MAX_BUFFER) -> None:
         super().__init__(max_buffer)
         self._messages: collections.deque[Message] = collections.deque()
+        #: Messages taken by the last :meth:`take`, being sent: they count as buffered.
+        self._sending = 0
         self._waiting = asyncio.Event()
         self._dropping = asyncio.Event()
 
     def offer(self, message: Message) -> bool:
-        if len(self._messages) >= self.max_buffer:
+        if len(self._messages) + self._sending >= self.max_buffer:
             return False
         self._messages.append(message)
-        self._waiting.set()
         return True
+
+    def wake(self) -> None:
+        self._waiting.set()
 
     def drop(self, reason: str) -> None:
         self.dropped = reason
@@ -120,12 +146,27 @@ class AsyncClient(_Client):
 
     async def get(self) -> Message | None:
         """The next message; ``None`` once dropped."""
+        self._sending = 0
         while not self._messages:
             if self.dropped is not None:
                 return None
             self._waiting.clear()
             await self._waiting.wait()
         return self._messages.popleft()
+
+    async def take(self) -> list[Message] | None:
+        """Every message waiting (at least one: it waits for one); ``None`` once dropped.
+        They count against ``max_buffer`` until the next call (while they are sent)."""
+        self._sending = 0
+        while not self._messages:
+            if self.dropped is not None:
+                return None
+            self._waiting.clear()
+            await self._waiting.wait()
+        taken = list(self._messages)
+        self._messages.clear()
+        self._sending = len(taken)
+        return taken
 
 
 class ThreadClient(_Client):
@@ -137,9 +178,11 @@ class ThreadClient(_Client):
         self._fanout, self._loop = fanout, loop
         # One spare slot for the message that says why it was dropped.
         self._messages: queue.Queue[Message] = queue.Queue(max_buffer + 1)
+        #: Messages taken by the last :meth:`take`, being sent: they count as buffered.
+        self._sending = 0
 
     def offer(self, message: Message) -> bool:
-        if self._messages.qsize() >= self.max_buffer:
+        if self._messages.qsize() + self._sending >= self.max_buffer:
             return False
         self._messages.put_nowait(message)
         return True
@@ -156,6 +199,20 @@ class ThreadClient(_Client):
         except queue.Empty:
             return None
 
+    def take(self, timeout: float) -> list[Message]:
+        """Every message waiting, waiting ``timeout`` seconds for the first; empty when
+        none came. They count against ``max_buffer`` until the next call."""
+        self._sending = 0
+        first = self.get(timeout)
+        if first is None:
+            return []
+        taken = [first]
+        with contextlib.suppress(queue.Empty):
+            while True:
+                taken.append(self._messages.get_nowait())
+        self._sending = len(taken)
+        return taken
+
     def leave(self) -> None:
         """Stop feeding this client (from any thread)."""
         with contextlib.suppress(RuntimeError):  # the loop is closed already
@@ -169,6 +226,10 @@ class Fanout:
     def __init__(self, app: Flowrra) -> None:
         self.monitor = Monitor(app)
         self._clients: set[_Client] = set()
+        #: Clients given messages and not woken yet (:meth:`_wake`), oldest first.
+        self._to_wake: collections.OrderedDict[_Client, None] = collections.OrderedDict()
+        #: Whether a turn of :meth:`_wake` is scheduled.
+        self._waking = False
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         #: Whether the subscription holds now.
@@ -200,24 +261,49 @@ class Fanout:
             self.leave(client)
             raise
         client.offer(READY if self.holding else RECONNECTING)
+        client.wake()
 
     def leave(self, client: _Client) -> None:
         """Stop feeding ``client``; the last one to leave ends the subscription."""
         self._clients.discard(client)
+        self._to_wake.pop(client, None)
         if not self._clients:
             self._stop()
 
+    #: Clients woken in one turn of the loop. A thousand clients sending an event hold
+    #: the loop for tens of milliseconds; woken in turns, they let the loop serve its
+    #: other work (the API, the host's own endpoints) in between.
+    wake_batch = 50
+
     def _send(self, message: Message) -> None:
+        to_wake = self._to_wake
         for client in list(self._clients):
-            if not client.offer(message):
-                reason = f"too slow: {client.max_buffer} live events behind"
-                logger.warning("a live UI client was dropped (%s)", reason)
-                self._clients.discard(client)
-                client.drop(reason)
+            if client.offer(message):
+                to_wake[client] = None
+                continue
+            reason = f"too slow: {client.max_buffer} live events behind"
+            logger.warning("a live UI client was dropped (%s)", reason)
+            self._clients.discard(client)
+            to_wake.pop(client, None)
+            client.drop(reason)
         if not self._clients and self._task is not None:
             self._stop()
+        elif not self._waking:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the next :attr:`wake_batch` clients given messages; the rest in the next
+        turn of the loop (one chain of turns at a time)."""
+        to_wake = self._to_wake
+        for _ in range(min(self.wake_batch, len(to_wake))):
+            client, _ = to_wake.popitem(last=False)
+            client.wake()
+        self._waking = bool(to_wake)
+        if self._waking:
+            asyncio.get_running_loop().call_soon(self._wake)
 
     def _stop(self) -> None:
+        self._to_wake.clear()
         if self._task is not None:
             self._task.cancel()
         self._task = self._started = None
@@ -332,6 +418,32 @@ def encode(service: UIService, message: Message) -> str:
     return text
 
 
+def frames(service: UIService, messages: list[Message]) -> Iterator[str]:
+    """The frames, as JSON text, that send ``messages`` (in order) to one of
+    ``service``'s clients: each run of task events as one frame (one event alone as
+    itself; several, up to :data:`MAX_FRAME_EVENTS`, as an :data:`EVENTS` frame), each
+    other message as a frame of its own."""
+    run: list[str] = []
+    for message in messages:
+        if isinstance(message, TaskEvent):
+            run.append(encode(service, message))
+            if len(run) < MAX_FRAME_EVENTS:
+                continue
+        if run:
+            yield _events_frame(run)
+            run = []
+        if not isinstance(message, TaskEvent):
+            yield encode(service, message)
+    if run:
+        yield _events_frame(run)
+
+
+def _events_frame(texts: list[str]) -> str:
+    if len(texts) == 1:
+        return texts[0]
+    return f'{{"type": "{EVENTS}", "events": [{", ".join(texts)}]}}'
+
+
 async def stream_text(
     service: UIService,
     send: Callable[[str], Awaitable[None]],
@@ -346,7 +458,9 @@ async def stream_text(
 
     Returns why the server ends the stream, for the adapter to close the WebSocket with
     (code :data:`DROPPED_CODE`): the subscription cannot be made (nothing was sent, not
-    even :data:`READY`), or the client fell :data:`MAX_BUFFER` messages behind. Returns
+    even :data:`READY`), or the client fell :data:`MAX_BUFFER` messages behind. The
+    events waiting for the client each time ``send`` is free go as one frame
+    (:func:`frames`). Returns
     ``None`` when the client went away."""
     fanout = fanout_here(service.app)
     client = AsyncClient(max_buffer)
@@ -357,8 +471,9 @@ async def stream_text(
         return f"live events unavailable: {exc}"[:120]
 
     async def pump() -> None:
-        while (message := await client.get()) is not None:
-            await send(encode(service, message))
+        while (messages := await client.take()) is not None:
+            for text in frames(service, messages):
+                await send(text)
 
     async def until_gone() -> None:
         while await receive() is not None:

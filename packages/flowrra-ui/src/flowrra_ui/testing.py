@@ -36,6 +36,8 @@ with ``Origin: origin`` (:data:`SAME_ORIGIN`: the origin of the server itself; `
 A :data:`LiveSocket` is ``async with live() as receive:``: it opens ``<mount>/ws`` of the
 ``client`` mount, with its credentials (and no ``Origin``); ``await receive()`` is the next
 message, decoded (the first is ``{"type": "ready"}``); the socket is closed at the end.
+A message may carry several task events (``{"type": "events", "events": [...]}``):
+:func:`frame_events` gives the task events of any message.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from flowrra import Flowrra, current_task
 from flowrra.protocols import AppScheduler
 from flowrra.task import TaskMessage, TaskStatus
 from flowrra_ui.assets import serve_asset
+from flowrra_ui.live import EVENTS
 from flowrra_ui.redaction import REDACTED, SECRET_KEYS, redact_keys
 
 __all__ = [
@@ -75,6 +78,7 @@ __all__ = [
     "WebSocketProbe",
     "dead_letter",
     "decoded_body",
+    "frame_events",
     "make_ui_app",
     "open_gate",
     "private_redis",
@@ -95,6 +99,20 @@ EVIL_ORIGIN = "https://evil.example"
 
 #: Secrets the masking tests pass to tasks; no answer may contain one of them.
 _SECRETS = ("hunter2", "sk_live_51Hx", "Bearer abc.def", "p4ss", "tok-9", "cookie-v")
+
+
+def frame_events(message: Any) -> list[dict[str, Any]]:
+    """The task events one decoded live message carries, in order: itself (a task event),
+    those of an ``{"type": "events"}`` frame, or none (``ready`` and the other messages
+    with a ``type``)."""
+    if not isinstance(message, dict):
+        raise TypeError(f"a live message is a JSON object, got {message!r}")
+    if "type" not in message:
+        return [message]
+    if message["type"] == EVENTS:
+        events: list[dict[str, Any]] = message["events"]
+        return events
+    return []
 
 
 def scheduler_of(app: Flowrra) -> AppScheduler:
@@ -625,10 +643,14 @@ class UIApiContract:
                 steps = [[0.5, "halfway"]]
                 task_id = await slow.with_options(headers=headers).submit(steps, str(gate))
                 async with asyncio.timeout(10):
-                    event = await receive()
-                    while event.get("progress") is None:
-                        assert event["task_id"] == task_id and event["status"] != "failed", event
-                        event = await receive()
+                    while True:
+                        events = frame_events(await receive())
+                        for event in events:
+                            assert event["task_id"] == task_id, event
+                            assert event["status"] != "failed", event
+                        if any(event["progress"] is not None for event in events):
+                            break
+                    event = next(event for event in events if event["progress"] is not None)
             assert event["task_id"] == task_id and event["status"] == "running"
             assert event["progress"] == {"fraction": 0.5, "message": "halfway"}
             _no_secret_in(event, "the live stream")

@@ -424,6 +424,11 @@
     } else if (event.type === "dropped") {
       state.liveSource?.close(); // too far behind: connect again, and reload on "ready"
       retryLive();
+    } else if (event.type === "events") {
+      // Several task events that waited for this page, in order, in one frame.
+      for (const one of Array.isArray(event.events) ? event.events : []) {
+        if (one && typeof one === "object" && !one.type) onEvent(one);
+      }
     } else if (!event.type) {
       onEvent(event);
     }
