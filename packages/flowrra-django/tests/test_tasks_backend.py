@@ -238,3 +238,14 @@ def test_results_map_every_flowrra_status() -> None:
 
     assert set(_STATUS) == set(TaskStatus)
     assert _STATUS[TaskStatus.RETRYING] == TaskResultStatus.READY
+    assert _STATUS[TaskStatus.CANCELLED] == TaskResultStatus.FAILED
+
+
+async def test_a_cancelled_task_is_failed_to_django_and_says_why(running: Flowrra) -> None:
+    later = await backend_tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).aenqueue(
+        1, 2
+    )
+    await running.cancel(later.id, "not needed any more")
+    result = await default_task_backend.aget_result(later.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert "TaskCancelled: not needed any more" in result.errors[0].traceback

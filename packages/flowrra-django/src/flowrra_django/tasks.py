@@ -27,6 +27,8 @@ enqueue on commit      ``transaction.on_commit(partial(task.enqueue, ...))``, as
                        documents (Django 6 has no ``enqueue_on_commit`` option)
 retries                none: a task that raises is ``FAILED`` (Django's tasks have no
                        retry policy)
+cancelled tasks        ``app.cancel(id)`` works; Django has no cancelled status, so the
+                       result is ``FAILED`` with the error ``TaskCancelled: <reason>``
 signals                ``task_enqueued`` (where the task is enqueued); not
                        ``task_started``/``task_finished``
 =====================  ================================================================
@@ -76,6 +78,9 @@ _STATUS = {
     TaskStatus.RUNNING: TaskResultStatus.RUNNING,
     TaskStatus.SUCCESS: TaskResultStatus.SUCCESSFUL,
     TaskStatus.FAILED: TaskResultStatus.FAILED,
+    # Django has no cancelled status: a cancelled task ended without a value, and its
+    # error (``TaskCancelled: <reason>``) says why.
+    TaskStatus.CANCELLED: TaskResultStatus.FAILED,
 }
 
 
