@@ -334,8 +334,10 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         return self._all_enqueued(replies, [len(call) // 4 for call in calls])
 
     def _send_enqueue(self, messages: Sequence[TaskMessage]) -> asyncio.Future[Any]:
-        queue = messages[0].queue
-        if queue != DEFAULT_QUEUE or any(m.queue != DEFAULT_QUEUE for m in messages):
+        # One message (every plain submit) is checked without a generator.
+        if messages[0].queue != DEFAULT_QUEUE or (
+            len(messages) > 1 and any(m.queue != DEFAULT_QUEUE for m in messages)
+        ):
             return self._send_to_queues(messages)
         return self._send_call(self._enqueue_call(messages))
 
