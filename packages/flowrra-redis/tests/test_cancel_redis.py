@@ -10,8 +10,8 @@ import asyncio
 import time
 
 import redis
-from conftest import Workers
-from flowrra_redis import RedisBroker
+from conftest import RedisServers, Workers
+from flowrra_redis import RedisBackend, RedisBroker
 
 from flowrra import CancelOutcome, Flowrra, TaskStatus
 
@@ -185,3 +185,41 @@ async def test_flowrra_cancel_on_the_command_line(producer: Flowrra, workers: Wo
     assert (record.status, record.error) == (TaskStatus.CANCELLED, "TaskCancelled: not needed")
     again = cli(later)
     assert again.returncode == 0 and again.stdout.strip() == f"{later}  already_complete"
+
+
+async def test_a_cancel_published_while_the_worker_was_not_subscribed_still_lands(
+    redis_server: RedisServers, workers: Workers, prefix: str
+) -> None:
+    """A publish reaches only the subscribers of that moment. The worker's cancel
+    subscription is cut (``CLIENT KILL TYPE pubsub``, on a server of the test's own) and
+    the cancel is sent before it resubscribes (``PUBSUB NUMSUB`` says no one heard it):
+    once back, the worker reads the ids cancelled meanwhile and interrupts the task."""
+    from apps import redis_app
+
+    url = redis_server.start()
+    server = redis.Redis.from_url(url)
+    app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    channel = app.broker.keys.cancels  # type: ignore[attr-defined]
+    workers.start("-c", "2", url=url)
+    async with app.producer():
+        missed = None
+        for attempt in range(5):
+            label = f"gap{attempt}"
+            task_id = await app.submit(redis_app.interruptible, label, 60.0)
+            await _until(lambda: server.hexists(f"{prefix}:started", label))  # noqa: B023
+            await _until(lambda: server.pubsub_numsub(channel)[0][1] == 1)
+            server.client_kill_filter(_type="pubsub")
+            assert await app.cancel(task_id) is CancelOutcome.SIGNALLED
+            if server.pubsub_numsub(channel)[0][1] == 0:
+                missed = (label, task_id)
+                break
+            # It resubscribed before the cancel was published (a slow machine): the
+            # publish was heard, which is not the case under test; once more.
+            await app.wait_for_result(task_id, 10)
+        assert missed is not None, "the cancel was never sent while the worker was away"
+        label, task_id = missed
+        await _until(lambda: server.hexists(f"{prefix}:interrupted", label), timeout=10.0)
+        assert (await app.wait_for_result(task_id, 5)).status is TaskStatus.CANCELLED
+    server.close()

@@ -104,6 +104,11 @@ _SCRIPTS = {
 }
 #: Seconds a cancelled id is kept in ``cancelled`` for RESERVE to find its messages.
 CANCEL_WINDOW = 86_400.0
+#: Seconds before the subscription was lost from which ``watch_cancels`` re-reads the
+#: cancelled ids when it is back (the cancelling process's clock may run behind).
+CANCEL_CLOCK_SLACK = 60.0
+#: Most ids ``watch_cancels`` re-reads then (a worker remembers 10,000).
+CANCELS_REREAD = 10_000
 #: Distinct priorities ``queue_stats`` counts per queue (the rest are left out).
 MAX_PRIORITIES_LISTED = 100
 
@@ -669,22 +674,42 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
     async def watch_cancels(self, cancelled: Callable[[str], None]) -> None:
         """Call ``cancelled(task_id)`` for every id published on ``cancels`` (and every
         message RESERVE marked), until cancelled; resubscribes after a lost connection.
-        Ids published while it was down are lost to it: what it reserves later is still
-        marked by RESERVE, and the record of a task it ran meanwhile is CANCELLED."""
+
+        A publish reaches only the subscribers of that moment, and redis-py reconnects a
+        pub/sub connection and subscribes again on its own, so a drop can pass unseen.
+        Each time Redis confirms the subscription (the first time too: a task may be
+        reserved before it holds), the ids ``cancelled`` gained since the confirmation
+        before (or since the watch began), less :data:`CANCEL_CLOCK_SLACK` for the
+        cancelling process's clock, are read from that ZSET and passed on as well: a task
+        running here that was cancelled while the subscription was down is interrupted
+        once it is back (the newest :data:`CANCELS_REREAD` ids)."""
         self._cancel_watchers.append(cancelled)
         failures = 0
+        heard_from = self.clock.time()
         try:
             while True:
                 pubsub = self._here().client.pubsub()
                 try:
                     await pubsub.subscribe(self.keys.cancels)
-                    failures = 0
                     while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=None
-                        )
-                        if message is not None and message["type"] == "message":
+                        message = await pubsub.get_message(timeout=None)
+                        if message is None:
+                            continue
+                        if message["type"] == "message":
                             cancelled(text(message["data"]))
+                        elif message["type"] == "subscribe":
+                            failures = 0
+                            since, heard_from = heard_from, self.clock.time()
+                            for task_id in await self.pipe.execute(
+                                "ZREVRANGEBYSCORE",
+                                self.keys.cancelled,
+                                "+inf",
+                                since - CANCEL_CLOCK_SLACK,
+                                "LIMIT",
+                                0,
+                                CANCELS_REREAD,
+                            ):
+                                cancelled(text(task_id))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
