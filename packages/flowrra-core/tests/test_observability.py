@@ -31,8 +31,9 @@ from flowrra import (
     current_task,
 )
 from flowrra import middleware as middleware_module
+from flowrra.context import MAX_PROGRESS_MESSAGE
 from flowrra.logs import JSONFormatter
-from flowrra.task import Progress, new_task_id
+from flowrra.task import MAX_HEADERS_SIZE, Progress, new_task_id
 
 WAIT = 30  # seconds: a hang guard, never a timing assertion
 
@@ -659,6 +660,49 @@ async def test_bad_progress_values_raise() -> None:
         "TypeError",
         "TypeError",
     ]
+
+
+async def test_a_long_progress_message_is_cut_and_stored_so() -> None:
+    app = Flowrra(eager=True)
+    seen: list[str | None] = []
+    app.events.add_listener(
+        lambda event: seen.append(event.progress.message) if event.progress else None
+    )
+
+    @app.task(name="obs.long_progress")
+    async def long_progress() -> None:
+        current_task().set_progress(0.5, "x" * 1_000_000)
+        await asyncio.sleep(0.05)  # reports close together are coalesced: the last one wins
+        current_task().set_progress(0.6, "y" * MAX_PROGRESS_MESSAGE)
+        await asyncio.sleep(0.05)
+
+    result = await app.wait_for_result(await long_progress.submit(), timeout=WAIT)
+    assert result.status is TaskStatus.SUCCESS, result.error
+    assert seen == ["x" * (MAX_PROGRESS_MESSAGE - 1) + "…", "y" * MAX_PROGRESS_MESSAGE]
+
+
+async def test_headers_are_bounded_and_named_and_nothing_is_stored_when_refused() -> None:
+    app = Flowrra(eager=True)
+
+    @app.task(name="obs.bounded_headers")
+    async def bounded() -> dict[str, str]:
+        return dict(current_task().headers)
+
+    at_limit = {"k": "v" * (MAX_HEADERS_SIZE - 1)}
+    record = await app.wait_for_result(
+        await bounded.with_options(headers=at_limit).submit(), timeout=WAIT
+    )
+    assert record.result == at_limit
+    for refused, match in (
+        ({"k": "v" * MAX_HEADERS_SIZE}, "8,193 characters, more than the 8,192 allowed"),
+        ({"a" * 5000: "b" * 5000}, "10,000 characters"),
+        ({"": "v"}, "name must not be empty"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            await app.submit(bounded, headers=refused)
+        with pytest.raises(ValueError, match=match):
+            bounded.with_options(headers=refused)
+    assert len(await app.backend.list()) == 1  # only the accepted one
 
 
 # -- logging ------------------------------------------------------------------------------

@@ -41,9 +41,19 @@ if TYPE_CHECKING:
     from flowrra.protocols import ResultBackend
     from flowrra.registry import TaskHandle
 
-__all__ = ["ProgressWriter", "TaskContext", "current_task", "run_with_context"]
+__all__ = [
+    "MAX_PROGRESS_MESSAGE",
+    "ProgressWriter",
+    "TaskContext",
+    "current_task",
+    "run_with_context",
+]
 
 logger = logging.getLogger("flowrra.task")
+
+#: Characters of a progress message kept (a longer one is cut, ending in "…"): it is
+#: stored in the task's record and sent to every monitor at each report.
+MAX_PROGRESS_MESSAGE = 1000
 
 #: The attempt running in this context. Its value is one of:
 #:
@@ -210,14 +220,18 @@ class TaskContext:
 
     def set_progress(self, progress: float, message: str | None = None) -> None:
         """Report progress: ``progress`` a fraction from 0 to 1, ``message`` an optional
-        text. Stored (``get_result`` shows it while the task runs) and published as an
-        event; callable from the task's coroutine or its thread. Does not wait."""
+        text (cut to :data:`MAX_PROGRESS_MESSAGE` characters). Stored (``get_result``
+        shows it while the task runs) and published as an event; callable from the task's
+        coroutine or its thread. Does not wait."""
         if progress.__class__ is bool or not isinstance(progress, int | float):
             raise TypeError(f"progress is a number from 0 to 1, got {progress!r}")
         if not (0.0 <= progress <= 1.0) or math.isnan(progress):
             raise ValueError(f"progress is a number from 0 to 1, got {progress!r}")
-        if message is not None and not isinstance(message, str):
-            raise TypeError(f"a progress message is a str, got {type(message).__name__}")
+        if message is not None:
+            if not isinstance(message, str):
+                raise TypeError(f"a progress message is a str, got {type(message).__name__}")
+            if len(message) > MAX_PROGRESS_MESSAGE:
+                message = message[: MAX_PROGRESS_MESSAGE - 1] + "…"
         runner = self._runner
         loop = None if runner is None else runner.loop
         if runner is None or loop is None:

@@ -39,6 +39,7 @@ from flowrra.times import as_aware
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "MAX_HEADERS_SIZE",
     "WIRE_FORMAT",
     "Progress",
     "Task",
@@ -549,16 +550,32 @@ def _progress(value: Any) -> Progress | None:
     return Progress(float(fraction), message if message.__class__ is str else None)
 
 
+#: Characters a message's headers may hold in all, names and values (HTTP servers stop
+#: at about 8 KiB of headers too): they travel with every attempt of a task and are
+#: stored in each of its records, so they are for context, not for data.
+MAX_HEADERS_SIZE = 8192
+
+
 def check_headers(headers: Any) -> dict[str, str]:
     """``headers`` as a message carries them: a new dict of ``str`` to ``str``; raises
-    ``TypeError`` for anything else (a header is text, as in HTTP)."""
+    ``TypeError`` for anything else (a header is text, as in HTTP), and ``ValueError``
+    for an empty name or more than :data:`MAX_HEADERS_SIZE` characters in all."""
     if headers is None:
         return {}
     if headers.__class__ is not dict and not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a dict of str to str, got {type(headers).__name__}")
+    size = 0
     for key, value in headers.items():
         if key.__class__ is not str or value.__class__ is not str:
             raise TypeError(f"headers must be a dict of str to str, got {key!r}: {value!r}")
+        if not key:
+            raise ValueError("a header's name must not be empty")
+        size += len(key) + len(value)
+    if size > MAX_HEADERS_SIZE:
+        raise ValueError(
+            f"headers hold {size:,} characters, more than the {MAX_HEADERS_SIZE:,} allowed "
+            "(pass data as the task's arguments)"
+        )
     return dict(headers)
 
 
