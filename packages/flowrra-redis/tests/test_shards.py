@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import redis
-from flowrra_redis import RedisBroker, ShardedRedisBackend, ShardedRedisBroker
+from conftest import Workers
+from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, ShardedRedisBroker
 from flowrra_redis.shards import SHARD_KEY, shard_of, shard_prefixes
 from local_servers import LocalCluster
 
@@ -195,3 +196,99 @@ async def test_messages_and_records_spread_over_every_shard(redis_url: str, pref
     assert counts["totals"]["success"] == 300
     each = [(await s.counts(1))["totals"]["success"] for s in backend.shards]
     assert min(each) > 60, each
+
+
+def _producer(url: str, prefix: str, shards: int, backend_shards: int = 1) -> Flowrra:
+    """An app that submits ``redis_app``'s tasks on S broker shards (1: RedisBroker)."""
+    from apps import redis_app
+
+    broker: Any = (
+        ShardedRedisBroker(url, shards=shards, prefix=prefix)
+        if shards > 1
+        else RedisBroker(url, prefix=prefix)
+    )
+    backend: Any = (
+        ShardedRedisBackend(url, shards=backend_shards, prefix=prefix)
+        if backend_shards > 1
+        else RedisBackend(url, prefix=prefix)
+    )
+    app = Flowrra(broker=broker, backend=backend)
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    return app
+
+
+def _ran(client: Any, prefix: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:ran").items()}
+
+
+async def test_one_shard_to_three_loses_no_queued_or_delayed_task(
+    redis_url: str, prefix: str, workers: Workers, sync_redis: redis.Redis
+) -> None:
+    """A running one-shard deployment moves to three (workers first, then producers):
+    the tasks queued and delayed before, and those the old producers submit meanwhile,
+    wait in shard 0, which the new workers drain; none is lost, none runs twice."""
+    from apps import redis_app
+
+    old = _producer(redis_url, prefix, 1)
+    async with old.producer():
+        queued = await old.submit_many(redis_app.record, [(n,) for n in range(200)])
+        delayed = [await old.submit(redis_app.record, 1000 + n, delay=1.5) for n in range(20)]
+        depths = await old.broker.queue_depths()  # type: ignore[attr-defined]
+        assert (depths["queued"], depths["delayed"]) == (200, 20)
+        # the new workers start; the old producers go on submitting meanwhile
+        workers.env["FLOWRRA_TEST_SHARDS"] = "3"
+        workers.start("-c", "8", app="shards_app:app")
+        workers.start("-c", "8", app="shards_app:app")
+        during = await old.submit_many(redis_app.record, [(2000 + n,) for n in range(100)])
+        old_ids = [*queued, *delayed, *during]
+        old_results = await asyncio.gather(*(old.wait_for_result(i, timeout=60) for i in old_ids))
+    new = _producer(redis_url, prefix, 3)  # then the producers move to three shards
+    async with new.producer():
+        after = await new.submit_many(redis_app.record, [(3000 + n,) for n in range(300)])
+        new_results = await asyncio.gather(*(new.wait_for_result(i, timeout=60) for i in after))
+    expected = [*range(200), *range(1000, 1020), *range(2000, 2100), *range(3000, 3300)]
+    assert [r.result for r in [*old_results, *new_results]] == expected
+    ran = _ran(sync_redis, prefix)
+    duplicates = {k: v for k, v in ran.items() if v != 1}
+    assert sorted(int(k) for k in ran) == sorted(expected) and not duplicates, duplicates
+    depths = await new.broker.queue_depths()  # type: ignore[attr-defined]
+    assert (depths["queued"], depths["delayed"], depths["leased"]) == (0, 0, 0), depths
+    await new.broker.close()
+
+
+async def test_two_worker_processes_on_three_cluster_shards_run_each_task_once(
+    redis_cluster: LocalCluster, prefix: str, workers: Workers
+) -> None:
+    """End to end on the local cluster: a producer and two worker processes, S = 3 for
+    the queues and the results; every task completes, each exactly once, and each shard
+    (each on its own master) carried a part of them."""
+    from apps import redis_app
+
+    url = redis_cluster.url
+    workers.env["FLOWRRA_TEST_SHARDS"] = "3"
+    workers.env["FLOWRRA_TEST_BACKEND_SHARDS"] = "3"
+    first = workers.start("-c", "8", url=url, app="shards_app:app")
+    second = workers.start("-c", "8", url=url, app="shards_app:app")
+    app = _producer(url, prefix, 3, backend_shards=3)
+    count = 1500
+    async with app.producer():
+        ids = await app.submit_many(redis_app.record, [(n,) for n in range(count)])
+        results = await asyncio.gather(*(app.wait_for_result(i, timeout=120) for i in ids))
+        counts = [
+            (await s.counts(5))["totals"]["success"]
+            for s in app.backend.shards  # type: ignore[attr-defined]
+        ]
+    assert [r.result for r in results] == list(range(count))
+    client = redis_cluster_client(redis_cluster)
+    ran = _ran(client, prefix)
+    duplicates = {k: v for k, v in ran.items() if v != 1}
+    assert len(ran) == count and not duplicates, f"{len(duplicates)} ran more than once"
+    assert sum(counts) == count and min(counts) > count // 6, counts
+    workers.stop_all()
+    done = [
+        int(workers.output(p).rsplit("worker stopped after ", 1)[1].split()[0])
+        for p in (first, second)
+    ]
+    assert sum(done) == count and min(done) > 0, done
+    client.close()
