@@ -178,7 +178,7 @@ def prefix(sync_redis: redis.Redis) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     yield name
-    for pattern in (f"{{{name}}}*", f"{name}:*"):
+    for pattern in (f"{{{name}}}*", f"{name}:*", f"{{{name}:s*"):  # shards: {name:s1}
         keys = list(sync_redis.scan_iter(match=pattern, count=1000))
         if keys:
             sync_redis.delete(*keys)

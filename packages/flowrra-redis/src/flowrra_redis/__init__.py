@@ -15,12 +15,15 @@ check_redis_py()  # before the modules that take over redis-py's connections
 from flowrra_redis._version import __version__  # noqa: E402
 from flowrra_redis.backend import RedisBackend  # noqa: E402
 from flowrra_redis.broker import RedisBroker, priority_key  # noqa: E402
-from flowrra_redis.connection import Keys  # noqa: E402
+from flowrra_redis.connection import Keys, shards_from_url  # noqa: E402
+from flowrra_redis.shards import ShardedRedisBackend, ShardedRedisBroker  # noqa: E402
 
 __all__ = [
     "Keys",
     "RedisBackend",
     "RedisBroker",
+    "ShardedRedisBackend",
+    "ShardedRedisBroker",
     "__version__",
     "make_backend",
     "make_broker",
@@ -28,11 +31,19 @@ __all__ = [
 ]
 
 
-def make_broker(config: BrokerConfig) -> RedisBroker:
-    """Entry point of the ``flowrra.brokers`` group."""
+def make_broker(config: BrokerConfig) -> RedisBroker | ShardedRedisBroker:
+    """Entry point of the ``flowrra.brokers`` group: a :class:`ShardedRedisBroker` when
+    the URL says ``?shards=`` 2 or more, else a :class:`RedisBroker`."""
+    shards = shards_from_url(config.url)
+    if shards > 1:
+        return ShardedRedisBroker.from_config(config, shards)
     return RedisBroker.from_config(config)
 
 
-def make_backend(config: BackendConfig) -> RedisBackend:
-    """Entry point of the ``flowrra.result_backends`` group."""
+def make_backend(config: BackendConfig) -> RedisBackend | ShardedRedisBackend:
+    """Entry point of the ``flowrra.result_backends`` group: a
+    :class:`ShardedRedisBackend` when the URL says ``?shards=`` 2 or more."""
+    shards = shards_from_url(config.url)
+    if shards > 1:
+        return ShardedRedisBackend.from_config(config, shards)
     return RedisBackend.from_config(config)

@@ -36,6 +36,7 @@ from flowrra_redis._redis_compat import on_reconnect
 from flowrra_redis.codec import decode_result, encode_result, number_text
 from flowrra_redis.connection import (
     UNAVAILABLE,
+    Keys,
     RedisEndpoint,
     Translating,
     boundary,
@@ -69,6 +70,22 @@ MAX_MINUTES = 240
 #: one in chunks of DECODE_CHUNK records (about 0.1 ms each), yielding to the loop.
 DECODE_IN_THREAD = 64 * 1024
 DECODE_CHUNK = 20
+
+
+def page_index(keys: Keys, status: TaskStatus | None, task_name: str | None) -> tuple[str, str]:
+    """The index ``list_page`` reads for these filters, and the status it keeps as a
+    record's head says it (``''``: any)."""
+    # the status as a record's head says it (a CANCELLED record's says "failed")
+    head = TaskStatus.FAILED if status is TaskStatus.CANCELLED else status
+    wanted = "" if head is None else head.value + '"'
+    if task_name is not None:
+        return keys.name_index(task_name), wanted
+    if status is TaskStatus.FAILED or status is TaskStatus.CANCELLED:
+        # both are written "failed" (a CANCELLED record says so in its trailing object)
+        # and kept in the failed index: told apart once decoded
+        return keys.failed_index, ""
+    # most records are SUCCESS; live ones are the newest, near the top
+    return keys.results_index, wanted
 
 
 def _decode_all(bodies: Sequence[bytes]) -> list[TaskResult]:
@@ -619,17 +636,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         if cursor is not None:
             after_score, _, after_id = decode_keyset(cursor)
         k = self.keys
-        # the status as a record's head says it (a CANCELLED record's says "failed")
-        head = TaskStatus.FAILED if status is TaskStatus.CANCELLED else status
-        wanted = "" if head is None else head.value + '"'
-        if task_name is not None:
-            index = k.name_index(task_name)
-        elif status is TaskStatus.FAILED or status is TaskStatus.CANCELLED:
-            # both are written "failed" (a CANCELLED record says so in its trailing
-            # object) and kept in the failed index: told apart once decoded, below
-            index, wanted = k.failed_index, ""
-        else:  # most records are SUCCESS; live ones are the newest, near the top
-            index = k.results_index
+        index, wanted = page_index(k, status, task_name)
         with self.translating("cannot list results"):
             bodies, last_score, last_id, more = await self.pipe.run_script(
                 PAGE,

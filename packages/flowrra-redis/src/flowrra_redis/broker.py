@@ -373,10 +373,15 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             keys = self._queue_keys[queue] = self.keys.queue_keys(queue)
         return keys
 
-    def _enqueue_call(self, messages: Sequence[TaskMessage]) -> list[Any]:
-        """ENQUEUE's arguments for ``messages`` (raises SerializationError)."""
+    def _enqueue_call(
+        self, messages: Sequence[TaskMessage], places: Sequence[int] | None = None
+    ) -> list[Any]:
+        """ENQUEUE's arguments for ``messages`` (raises SerializationError). ``places``:
+        each message's place in the caller's batch, when not its place in ``messages``
+        (a sharded broker spreads one batch over several calls: :mod:`flowrra_redis.shards`)."""
         args: list[Any] = [self.clock.time(), "", self._dedupe_window()]
-        for place, message in enumerate(messages):
+        pairs = enumerate(messages) if places is None else zip(places, messages, strict=True)
+        for place, message in pairs:
             eta = message.eta
             args += [
                 f"{message.id}:{message.attempt}",
@@ -492,12 +497,9 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             reply = await self._run(script, keys, args)
         while True:
             if reply is not None:
-                members = self._reserved(reply)
-                if members:
-                    return [
-                        self._decode(member) if member[0] != _CANCELLED else self._cancelled(member)
-                        for member in members
-                    ]
+                taken = self._taken(reply)
+                if taken:
+                    return taken
             wait = deadline - time.monotonic()
             if wait <= 0:
                 return []
@@ -567,6 +569,13 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         for _, acks in taken:
             args += acks
         return "RESERVE_QUEUES", keys, args, taken
+
+    def _taken(self, reply: Any) -> list[TaskMessage]:
+        """The messages of a reserve script's ``reply`` (the state it reports noted)."""
+        return [
+            self._decode(member) if member[0] != _CANCELLED else self._cancelled(member)
+            for member in self._reserved(reply)
+        ]
 
     def _reserved(self, reply: Any) -> list[bytes]:
         if len(reply) > 4:  # RESERVE_QUEUES: where the weighted turns stand

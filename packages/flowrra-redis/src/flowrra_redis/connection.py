@@ -79,6 +79,18 @@ def prefix_from_url(url: str) -> str | None:
     return values[-1] if values else None
 
 
+def shards_from_url(url: str) -> int:
+    """The ``?shards=`` query parameter of ``url`` (1 when it has none; see
+    :mod:`flowrra_redis.shards`); ValueError for anything but a whole number >= 1."""
+    values = parse_qs(urlsplit(url).query).get("shards")
+    if not values:
+        return 1
+    text = values[-1].strip()
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise ValueError(f"?shards= takes a whole number from 1 to 1024, got {values[-1]!r}")
+    return int(text)
+
+
 def eviction_warning_from_url(url: str) -> bool | None:
     """The ``?eviction_warning=`` query parameter of ``url`` (``off``, ``false``, ``no``,
     ``0`` turn the warning off), or None when it has none."""
@@ -324,7 +336,7 @@ _NOT_REFUSED: dict[str, Any] = (
 )
 
 #: Query parameters Flowrra reads itself; redis-py would take them for connection options.
-_FLOWRRA_PARAMS = frozenset({"prefix", "eviction_warning"})
+_FLOWRRA_PARAMS = frozenset({"prefix", "eviction_warning", "shards"})
 
 
 def _without_flowrra_params(url: str) -> str:
