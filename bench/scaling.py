@@ -202,6 +202,14 @@ class Run:
         """Redis CPU per task, enqueue and processing, every master, net of idle."""
         return sum(self.redis_net().values()) / self.n * 1e6
 
+    def redis_enqueue_us(self) -> float | None:
+        """The drain's submit_many alone, net of idle (None: concurrent, where enqueue and
+        processing overlap)."""
+        if self.first is None:
+            return None
+        net = sum(self.enqueue_redis.values()) - sum(self.idle.values()) * self.enqueue_s
+        return max(0.0, net) / self.n * 1e6
+
     def redis_raw_us(self) -> float:
         """The same with the idle CPU left in."""
         total = sum(self.redis_process().values()) + sum(self.enqueue_redis.values())
@@ -354,14 +362,15 @@ def _fmt(value: float | None, decimals: int = 0) -> str:
 def main_table(rows: list[Row]) -> Iterator[str]:
     yield (
         "| Redis | mode | processes | tasks/s steady | tasks/s start-to-last | "
-        "worker CPU µs/task | Redis CPU µs/task (raw) | busiest Redis core | worker cores | "
+        "worker CPU µs/task | Redis CPU µs/task (raw) | of which enqueue | "
+        "busiest Redis core | worker cores | "
         "submit_many tasks/s | load avg |"
     )
-    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for row in rows:
         head = f"| {row.topology} | {row.mode} | {row.processes} |"
         if row.note is not None:
-            yield f"{head} {row.note} |||||||{row.load} |"
+            yield f"{head} {row.note} ||||||||{row.load} |"
             continue
         enqueue = statistics.median(r.n / r.enqueue_s for r in row.runs)
         busy, cores = row.median("redis_busy"), row.median("worker_cores")
@@ -369,6 +378,7 @@ def main_table(rows: list[Row]) -> Iterator[str]:
             f"{head} {_fmt(row.median('steady_rate'))} | {_fmt(row.median('rate'))} | "
             f"{_fmt(row.median('worker_us'), 1)} | {_fmt(row.median('redis_us'), 1)} "
             f"({_fmt(row.median('redis_raw_us'), 1)}) | "
+            f"{_fmt(row.median('redis_enqueue_us'), 1)} | "
             f"{_fmt(None if busy is None else busy * 100)}% | {_fmt(cores, 2)} | "
             f"{_fmt(enqueue)} | {row.load} |"
         )
