@@ -284,6 +284,10 @@ class FlowrraAdapter(Adapter):
             "worker": "flowrra worker flowrra_app:app (1 process)",
             "concurrency": getattr(executor, "concurrency", "?"),
             "producer": "app.producer()" if hasattr(self.app, "producer") else "plain submit",
+            # One script per submit when broker and backend share a database (issue 16).
+            "submit": "one script (broker and backend on one database)"
+            if getattr(self.app, "_recorded_enqueue", None) is not None
+            else "two writes (broker and backend on databases 12 and 13)",
             "result wait": "app.wait_for_result",
         }
 

@@ -6,6 +6,7 @@ Run with the project's interpreter::
     python bench/run_redis.py --quick         # N=2,000 x 1 run, 100 round trips
     python bench/run_redis.py --only arq,saq  # a subset (names: see --help)
     python bench/run_redis.py --latency       # round trips only: -c 1, 4, 100 x asyncio, uvloop
+    python bench/run_redis.py --flowrra-one-db  # flowrra's broker and backend on database 12
 
 Every system has a virtualenv of its own under ``bench/.venvs/<name>``, created here when
 missing and reused after (``--upgrade`` reinstalls the latest releases); this repository's
@@ -16,6 +17,9 @@ install does) so that worker starts do not compile them. Each system runs
 ``redis_workload.py`` under its own interpreter, which starts the system's own worker
 command as a subprocess. Redis databases 12 (queue) and
 13 (results) are flushed before and after each system; no other database is touched. The
+``--flowrra-one-db`` puts this repository's flowrra's broker and
+backend both on database 12 (``BENCH_FLOWRRA_URL``), so that a submit is one script; the
+peers stay as they are (their single enqueue writes to database 12 only). The
 Markdown table goes to stdout and, with the machine facts, to ``bench/results/redis.md``
 (``redis-quick.md`` for ``--quick``, ``redis-latency.md`` for ``--latency``). Missed
 targets are reported, not failed: the exit status is 0 unless a workload could not be run
@@ -417,8 +421,12 @@ def prepare(system: System, upgrade: bool, env: dict[str, str]) -> bool:
     return True
 
 
-def measure(system: System, mode: Mode, upgrade: bool, redis_url: str) -> None:
+def measure(
+    system: System, mode: Mode, upgrade: bool, redis_url: str, one_db: bool = False
+) -> None:
     env = _clean_env(redis_url)
+    if one_db and system.name == OURS:
+        env["BENCH_FLOWRRA_URL"] = f"{redis_url}/{DBS[0]}"
     if not prepare(system, upgrade, env):
         return
     try:
@@ -890,6 +898,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--redis", default=DEFAULT_REDIS, help=f"Redis server (default {DEFAULT_REDIS})"
     )
+    parser.add_argument(
+        "--flowrra-one-db",
+        action="store_true",
+        help=f"this repository's flowrra with its broker and backend both on database "
+        f"{DBS[0]} (one script per submit); the peers unchanged",
+    )
     args = parser.parse_args(argv)
     if args.only:
         wanted = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -932,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
         return main_latency(systems, mode, args.upgrade, redis_url, facts, redis_text)
     for system in systems:
         try:
-            measure(system, mode, args.upgrade, redis_url)
+            measure(system, mode, args.upgrade, redis_url, args.flowrra_one_db)
         finally:
             flush_dbs(redis_url)
 
