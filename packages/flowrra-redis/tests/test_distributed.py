@@ -51,6 +51,7 @@ async def test_two_workers_share_2000_tasks_each_result_delivered_once(
     assert len(counts) == 2000 and set(counts.values()) == {1}  # nothing lost, nothing twice
     workers.stop_all()
     logs = [workers.output(first), workers.output(second)]
+    assert all("worker stopped after " in log for log in logs), [log[-3000:] for log in logs]
     done = [int(log.rsplit("worker stopped after ", 1)[1].split()[0]) for log in logs]
     assert sum(done) == 2000 and min(done) > 0, done  # both took part
 

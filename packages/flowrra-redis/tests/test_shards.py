@@ -286,6 +286,8 @@ async def test_two_worker_processes_on_three_cluster_shards_run_each_task_once(
     assert len(ran) == count and not duplicates, f"{len(duplicates)} ran more than once"
     assert sum(counts) == count and min(counts) > count // 6, counts
     workers.stop_all()
+    logs = [workers.output(p) for p in (first, second)]
+    assert all("worker stopped after " in log for log in logs), [log[-3000:] for log in logs]
     done = [
         int(workers.output(p).rsplit("worker stopped after ", 1)[1].split()[0])
         for p in (first, second)

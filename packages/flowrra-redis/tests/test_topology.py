@@ -20,7 +20,7 @@ from flowrra_redis.topology import ClusterLocator, SentinelLocator, split_locate
 from local_servers import LocalCluster, LocalSentinel, sync_client
 from redis.crc import key_slot
 
-from flowrra import BackendError, BrokerError, Flowrra
+from flowrra import BackendError, BrokerError, CancelOutcome, Flowrra, TaskStatus
 from flowrra.plugins import describe_url
 
 # -- URLs -------------------------------------------------------------------------------
@@ -89,6 +89,48 @@ async def test_broker_and_backend_reach_the_slots_master(
     master = redis.Redis(port=redis_cluster.master_of(app.broker.keys.queue))
     assert master.zcard(app.broker.keys.queue) == 1
     assert master.exists(app.broker.keys.result(task_id))
+
+
+def _publishes_received(port: int) -> int:
+    """Messages of classic pub/sub a cluster node received from the others over the bus."""
+    info = redis.Redis(port=port).cluster("info")
+    return int(info.get("cluster_stats_messages_publish_received", 0))
+
+
+async def test_on_a_cluster_events_completions_and_cancels_stay_on_the_slots_nodes(
+    redis_cluster: LocalCluster, prefix: str, workers: Workers
+) -> None:
+    """Flowrra's channels are shard channels on a cluster (SPUBLISH, SSUBSCRIBE): a
+    classic PUBLISH is copied to every node over the bus, which cost each master that
+    holds none of the keys about 12% of the work (bench/README.md, Scaling). Task events,
+    completions (``wait_for_result``) and a cancel all arrive, and the other masters
+    receive none of them."""
+    url = redis_cluster.url
+    app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
+    for handle in redis_app.app.registry:
+        app.registry.register(handle)
+    owner = redis_cluster.master_of("{" + prefix + "}")
+    others = [port for port in redis_cluster.masters() if port != owner]
+    before = {port: _publishes_received(port) for port in others}
+    workers.start("-c", "4", url=url)
+    async with app.producer(), app.backend.subscribe_events() as events:  # type: ignore[attr-defined]
+        ids = [await app.submit(redis_app.record, n) for n in range(20)]
+        for task_id in ids:
+            assert (await app.wait_for_result(task_id, 30)).status is TaskStatus.SUCCESS
+        seen: set[str] = set()
+        async with asyncio.timeout(30):
+            async for event in events:
+                if event.status is TaskStatus.SUCCESS:
+                    seen.add(event.task_id)
+                if seen >= set(ids):
+                    break
+        running = await app.submit(redis_app.interruptible, "on-cluster", 60.0)
+        watch = sync_client(url)
+        while not await asyncio.to_thread(watch.hexists, f"{prefix}:started", "on-cluster"):
+            await asyncio.sleep(0.02)
+        assert await app.cancel(running) is CancelOutcome.SIGNALLED
+        assert (await app.wait_for_result(running, 10)).status is TaskStatus.CANCELLED
+    assert {port: _publishes_received(port) for port in others} == before
 
 
 async def test_pipeline_follows_ask_then_moved_while_a_slot_migrates(

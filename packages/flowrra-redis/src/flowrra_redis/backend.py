@@ -40,7 +40,9 @@ from flowrra_redis.connection import (
     RedisEndpoint,
     Translating,
     boundary,
+    message_kind,
     retrieved,
+    subscribe,
     text,
 )
 from flowrra_redis.loops import LoopState, running_loop
@@ -477,7 +479,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
             # Subscribe confirmations are kept: they say when messages start to arrive.
             pubsub: PubSub = state.client.pubsub()
             try:
-                await pubsub.subscribe(self.keys.done)
+                await subscribe(pubsub, self.keys.done)
                 # redis-py reconnects a pub/sub connection by itself and subscribes again;
                 # what was published in between is lost, so it must be known here.
                 on_reconnect(pubsub, state.listener_reconnected)
@@ -488,9 +490,10 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
                         continue
-                    if message["type"] == "message":
+                    kind = message_kind(message)
+                    if kind == "message":
                         state.deliver(message["data"])
-                    elif message["type"] == "subscribe":
+                    elif kind == "subscribe":
                         state.listening = True
                         subscribed.set()
             except asyncio.CancelledError:
@@ -537,18 +540,19 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                 try:
                     # SUBSCRIBE only sends; the subscription holds once Redis confirms it,
                     # and only then may the caller count on seeing what is published next.
-                    await pubsub.subscribe(self.keys.events)
+                    await subscribe(pubsub, self.keys.events)
                     while True:
                         message = await pubsub.get_message(timeout=None)
                         if message is None:
                             continue
-                        if message["type"] == "subscribe":
+                        kind = message_kind(message)
+                        if kind == "subscribe":
                             failures = 0
                             subscribed.set()
                             if on_connection is not None:
                                 on_connection(True)
                             continue
-                        if message["type"] != "message":
+                        if kind != "message":
                             continue
                         try:
                             hub.publish(decode_event(message["data"]))

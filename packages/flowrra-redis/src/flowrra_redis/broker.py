@@ -72,7 +72,9 @@ from flowrra_redis.connection import (
     QueueKeys,
     RedisEndpoint,
     boundary,
+    message_kind,
     retrieved,
+    subscribe,
     text,
 )
 from flowrra_redis.loops import LoopState
@@ -699,14 +701,15 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
             while True:
                 pubsub = self._here().client.pubsub()
                 try:
-                    await pubsub.subscribe(self.keys.cancels)
+                    await subscribe(pubsub, self.keys.cancels)
                     while True:
                         message = await pubsub.get_message(timeout=None)
                         if message is None:
                             continue
-                        if message["type"] == "message":
+                        kind = message_kind(message)
+                        if kind == "message":
                             cancelled(text(message["data"]))
-                        elif message["type"] == "subscribe":
+                        elif kind == "subscribe":
                             failures = 0
                             since, heard_from = heard_from, self.clock.time()
                             for task_id in await self.pipe.execute(

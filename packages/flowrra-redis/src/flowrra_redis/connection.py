@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -64,6 +65,8 @@ __all__ = [
     "connect_client",
     "describe_url",
     "failure",
+    "message_kind",
+    "subscribe",
 ]
 
 logger = logging.getLogger("flowrra.redis")
@@ -71,6 +74,35 @@ logger = logging.getLogger("flowrra.redis")
 S = TypeVar("S", bound=LoopState)
 
 DEFAULT_PREFIX = "flowrra"
+
+
+#: The message types of a shard channel, as a classic channel's are named.
+_SHARD_KINDS = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"}
+
+
+async def subscribe(pubsub: PubSub, channel: str) -> None:
+    """Subscribe ``pubsub`` to ``channel``: as a shard channel (``SSUBSCRIBE``) on a Redis
+    Cluster, where the scripts publish with ``SPUBLISH`` (see
+    :attr:`flowrra_redis.pipeline.Script.sharded`), else as a classic one. Read what it
+    receives with :func:`message_kind`."""
+    locator = pool_options_of(pubsub.connection_pool).get("locator")
+    if getattr(locator, "sharded_pubsub", False):
+        await pubsub.ssubscribe(channel)
+    else:
+        await pubsub.subscribe(channel)
+
+
+def message_kind(message: dict[str, Any]) -> str:
+    """The type of a pub/sub ``message`` from a channel :func:`subscribe` made, a shard
+    channel's named as a classic one's (``message``, ``subscribe``). Raises
+    ``ConnectionError`` for an unsubscription it did not ask for: Redis unsubscribes a
+    shard channel's subscribers when its slot leaves their node (a failover, a
+    resharding), and the subscriber must connect again, to wherever the slot went."""
+    kind: str = message["type"]
+    kind = _SHARD_KINDS.get(kind, kind)
+    if kind == "unsubscribe":
+        raise redis_errors.ConnectionError(f"unsubscribed from {message.get('channel')!r}")
+    return kind
 
 
 def prefix_from_url(url: str) -> str | None:

@@ -81,11 +81,19 @@ _RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
 
 
 class Script:
-    """A Lua script, sent as EVALSHA (and once as EVAL if the server does not know it)."""
+    """A Lua script, sent as EVALSHA (and once as EVAL if the server does not know it).
 
-    def __init__(self, body: str) -> None:
+    ``sharded``: the same script publishing with ``SPUBLISH`` instead of ``PUBLISH``
+    (itself when it publishes nothing), which a pipeline to a Redis Cluster sends: a
+    classic ``PUBLISH`` is copied to every node of a cluster over its bus, a shard
+    channel's message only to the nodes serving its slot (Redis 7)."""
+
+    def __init__(self, body: str, *, sharded: bool = False) -> None:
         self.body = body
         self.sha = hashlib.sha1(body.encode()).hexdigest()
+        self.sharded: Script = self
+        if not sharded and "'PUBLISH'" in body:
+            self.sharded = Script(body.replace("'PUBLISH'", "'SPUBLISH'"), sharded=True)
 
 
 class ReplySink(Protocol):
@@ -265,6 +273,8 @@ class AutoPipeline:
         self._releasing: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = _get_running_loop()
         locator = pool_options(client).get("locator")
+        #: Scripts publish with ``SPUBLISH`` (:attr:`Script.sharded`): a Redis Cluster.
+        self.sharded_pubsub: bool = getattr(locator, "sharded_pubsub", False)
         if locator is not None:  # a redis+sentinel:// or redis+cluster:// URL
             locator.watch(self.follow)
 
@@ -301,6 +311,8 @@ class AutoPipeline:
         self, script: Script, keys: Sequence[Any], args: Sequence[Any]
     ) -> asyncio.Future[Any]:
         """:meth:`request` for an EVALSHA of ``script`` (sent as EVAL if Redis lacks it)."""
+        if self.sharded_pubsub:
+            script = script.sharded
         return self.request(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
     def request_script_into(
@@ -308,6 +320,8 @@ class AutoPipeline:
     ) -> _Sink:
         """:meth:`request_script` with the reply (or the error, after any retries) handed
         to ``sink`` as it is parsed; returns ``sink``."""
+        if self.sharded_pubsub:
+            script = script.sharded
         args = ("EVALSHA", script.sha, len(keys), *keys, *args)
         if self._loop is None or self._loop is not _get_running_loop():
             self._bind(_get_running_loop())

@@ -76,6 +76,9 @@ class Locator:
 
     #: A short name for messages (``cluster``, ``sentinel``).
     kind = ""
+    #: Whether Flowrra's channels are shard channels (``SPUBLISH``, ``SSUBSCRIBE``): on a
+    #: Redis Cluster, where a classic publish reaches every node.
+    sharded_pubsub = False
 
     def __init__(self, seeds: list[Address], options: dict[str, Any]) -> None:
         #: The connection class of the servers it asks (TLS or not).
@@ -147,6 +150,7 @@ class ClusterLocator(Locator):
     """The master of the slot ``hash_key`` hashes to, on a Redis Cluster."""
 
     kind = "cluster"
+    sharded_pubsub = True
 
     def __init__(self, seeds: list[Address], options: dict[str, Any], hash_key: str) -> None:
         super().__init__(seeds, options)
