@@ -22,6 +22,9 @@ The broker:
   messages with one key share a shard, so they keep FIFO order among equal priorities;
   a unique job goes to the shard of its unique key, so ENQUEUE_UNIQUE stays one atomic
   script; ``enqueue_many`` makes one call per shard (per queue), all sent at once;
+* with a backend whose shards pair with these (:meth:`ShardedRedisBroker.enqueue_with_records`),
+  a submit stores its PENDING record and queues its message in one script on its shard
+  (:class:`ShardedSubmit`), as one broker does with a backend on its server;
 * ``reserve`` starts at the next shard each call (rotating) and takes from the following
   ones while the batch is not full; a batch taken from several shards is merged by
   priority, then submit time, each shard's own order kept. With nothing due anywhere it
