@@ -4,10 +4,13 @@ run, on a redis-server of its own (a free port: the shared server is not touched
 
     python bench/submit_trip.py            # 5 rounds of 5,000 submits per path, medians
     python bench/submit_trip.py --quick    # 3 rounds of 1,000
+    python bench/submit_trip.py --shards 1,3   # each path on S = 1 and on S = 3 shards
 
 Per round and path: awaited submits/s (one at a time, no worker), Redis CPU µs per submit
 (``INFO cpu`` of the private server, so nobody else's), then ``submit_many`` of 100,000
-tasks/s. Rounds alternate the two paths so drift hits both alike.
+tasks/s. Rounds alternate the paths so drift hits all alike. With ``--shards``, each
+path runs on each shard count (S > 1: ShardedRedisBroker and ShardedRedisBackend, S
+each, on the one server: a submit is one SUBMIT on its task's shard).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from typing import Any
 
 import redis
-from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, ShardedRedisBroker
 
 from flowrra import Flowrra
 
@@ -57,10 +60,19 @@ def _cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-async def _round(url: str, one_trip: bool, n: int, batch: int, tag: str) -> dict[str, float]:
-    app = Flowrra(
-        broker=RedisBroker(url, prefix=f"{tag}q"),
-        backend=RedisBackend(url, prefix=f"{tag}r"),
+async def _round(
+    url: str, one_trip: bool, n: int, batch: int, tag: str, shards: int
+) -> dict[str, float]:
+    app = (
+        Flowrra(
+            broker=RedisBroker(url, prefix=f"{tag}q"),
+            backend=RedisBackend(url, prefix=f"{tag}r"),
+        )
+        if shards == 1
+        else Flowrra(
+            broker=ShardedRedisBroker(url, shards=shards, prefix=f"{tag}q"),
+            backend=ShardedRedisBackend(url, shards=shards, prefix=f"{tag}r"),
+        )
     )
     assert app._recorded_enqueue is not None
     if not one_trip:
@@ -94,16 +106,22 @@ async def _round(url: str, one_trip: bool, n: int, batch: int, tag: str) -> dict
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shards", default="1", help="shard counts, comma-separated")
     options = parser.parse_args()
+    counts = [int(c) for c in options.shards.split(",")]
     rounds, n = (3, 1000) if options.quick else (5, 5000)
     batch = 100_000
     with tempfile.TemporaryDirectory() as directory:
         proc, url = _start_server(directory)
         try:
-            runs: dict[str, list[dict[str, float]]] = {"two writes": [], "one script": []}
+            runs: dict[str, list[dict[str, float]]] = {}
             for r in range(rounds):
-                for label, one in (("two writes", False), ("one script", True)):
-                    runs[label].append(await _round(url, one, n, batch, f"b{r}{int(one)}"))
+                for shards in counts:
+                    for path, one in (("two writes", False), ("one script", True)):
+                        label = path if counts == [1] else f"S={shards}, {path}"
+                        tag = f"b{r}{int(one)}s{shards}"
+                        result = await _round(url, one, n, batch, tag, shards)
+                        runs.setdefault(label, []).append(result)
         finally:
             proc.kill()
             proc.wait()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 from conftest import RedisServers, Workers
-from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, ShardedRedisBroker
+from flowrra_redis.shards import SHARD_KEY, shard_of
 
 from flowrra import CancelOutcome, Flowrra, TaskStatus
 
@@ -187,27 +189,41 @@ async def test_flowrra_cancel_on_the_command_line(producer: Flowrra, workers: Wo
     assert again.returncode == 0 and again.stdout.strip() == f"{later}  already_complete"
 
 
+@pytest.mark.parametrize("shards", [1, 3])
 async def test_a_cancel_published_while_the_worker_was_not_subscribed_still_lands(
-    redis_server: RedisServers, workers: Workers, prefix: str
+    redis_server: RedisServers, workers: Workers, prefix: str, shards: int
 ) -> None:
     """A publish reaches only the subscribers of that moment. The worker's cancel
     subscription is cut (``CLIENT KILL TYPE pubsub``, on a server of the test's own) and
     the cancel is sent before it resubscribes (``PUBSUB NUMSUB`` says no one heard it):
-    once back, the worker reads the ids cancelled meanwhile and interrupts the task."""
+    once back, the worker reads the ids cancelled meanwhile and interrupts the task. On
+    S = 3 shards the worker watches shard 0's channel and re-reads shard 0's set, which
+    every cancel marks, whichever shard the task's message was on."""
     from apps import redis_app
 
     url = redis_server.start()
     server = redis.Redis.from_url(url)
-    app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
+    if shards == 1:
+        broker: RedisBroker | ShardedRedisBroker = RedisBroker(url, prefix=prefix)
+        backend: RedisBackend | ShardedRedisBackend = RedisBackend(url, prefix=prefix)
+        worker_app = "redis_app:app"
+    else:
+        broker = ShardedRedisBroker(url, shards=shards, prefix=prefix)
+        backend = ShardedRedisBackend(url, shards=shards, prefix=prefix)
+        workers.env["FLOWRRA_TEST_SHARDS"] = workers.env["FLOWRRA_TEST_BACKEND_SHARDS"] = "3"
+        worker_app = "shards_app:app"
+    app = Flowrra(broker=broker, backend=backend)
     for handle in redis_app.app.registry:
         app.registry.register(handle)
-    channel = app.broker.keys.cancels  # type: ignore[attr-defined]
-    workers.start("-c", "2", url=url)
+    channel = broker.keys.cancels
+    # on S = 3, the task's message on shard 2: not the shard whose channel is watched
+    off_zero = {SHARD_KEY: next(f"k{n}" for n in range(99) if shard_of(f"k{n}", 3) == 2)}
+    workers.start("-c", "2", url=url, app=worker_app)
     async with app.producer():
         missed = None
         for attempt in range(5):
             label = f"gap{attempt}"
-            task_id = await app.submit(redis_app.interruptible, label, 60.0)
+            task_id = await app.submit(redis_app.interruptible, label, 60.0, headers=off_zero)
             await _until(lambda: server.hexists(f"{prefix}:started", label))  # noqa: B023
             await _until(lambda: server.pubsub_numsub(channel)[0][1] == 1)
             server.client_kill_filter(_type="pubsub")

@@ -10,11 +10,12 @@ from typing import Any
 
 import redis
 from conftest import RedisServers
-from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, ShardedRedisBroker
+from flowrra_redis.shards import SHARD_KEY, ShardedSubmit, shard_of
 from flowrra_redis.submits import RecordedEnqueue
 from local_servers import LocalCluster
 
-from flowrra import Flowrra, TaskStatus
+from flowrra import Flowrra, TaskStatus, chain
 
 
 def _calls(client: redis.Redis) -> dict[str, int]:
@@ -157,3 +158,163 @@ async def test_one_round_trip_on_the_cluster(redis_cluster: LocalCluster) -> Non
     finally:
         await same.broker.close()
         await same.backend.close()
+
+
+# -- on shards ----------------------------------------------------------------------------
+
+
+def _sharded_app(
+    url: str, prefix: str, shards: int, backend_shards: int, results: str = "-results"
+) -> Flowrra:
+    """S queue shards under ``prefix``, ``backend_shards`` record shards under ``prefix``
+    + ``results``."""
+    backend: RedisBackend | ShardedRedisBackend = (
+        ShardedRedisBackend(url, shards=backend_shards, prefix=prefix + results)
+        if backend_shards > 1
+        else RedisBackend(url, prefix=prefix + results)
+    )
+    app = Flowrra(broker=ShardedRedisBroker(url, shards=shards, prefix=prefix), backend=backend)
+
+    @app.task(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    return app
+
+
+def _keyed(key: str) -> dict[str, str]:
+    return {SHARD_KEY: key}
+
+
+async def test_a_sharded_submit_is_one_script_call_on_its_shard(
+    redis_server: RedisServers,
+) -> None:
+    """S = 3 queues and results on one server: a submit is one SUBMIT on the shard of
+    its id, which holds both its message and its record; ``submit_many`` makes one call
+    per shard. On one server every queue shard shares the keyspace of every record
+    shard, so a message a shard key places elsewhere is one call too, and so is a
+    backend of another shard count."""
+    url = redis_server.start()
+    client = redis.Redis.from_url(url)
+    app = _sharded_app(url, "sh", 3, 3)
+    other_count = _sharded_app(url, "sh2", 3, 2)
+    assert isinstance(app._recorded_enqueue, ShardedSubmit)
+    assert isinstance(other_count._recorded_enqueue, ShardedSubmit)
+    broker, backend = app.broker, app.backend
+    assert isinstance(broker, ShardedRedisBroker) and isinstance(backend, ShardedRedisBackend)
+    try:
+        await app.submit("add", 0, 0)  # connected, scripts known
+        placed = []
+        for n in range(12):
+            before = _calls(client)
+            task_id = await app.submit("add", n, n)
+            assert _delta(before, _calls(client)) == {"cmdstat_evalsha": 1}
+            placed.append(task_id)
+        before, depths = _calls(client), [client.zcard(s.keys.queue) for s in broker.shards]
+        keyed = await app.submit("add", 5, 5, headers=_keyed("customer-7"))
+        assert _delta(before, _calls(client)) == {"cmdstat_evalsha": 1}
+        home = shard_of("customer-7", 3)
+        assert [
+            client.zcard(s.keys.queue) - d for s, d in zip(broker.shards, depths, strict=True)
+        ] == [int(n == home) for n in range(3)]
+        before = _calls(client)
+        ids = await app.submit_many("add", [(n, n) for n in range(300)])
+        assert _delta(before, _calls(client)) == {"cmdstat_evalsha": 3}, "one call per shard"
+        for task_id in [*placed, *ids]:
+            n = shard_of(task_id, 3)
+            assert client.exists(backend.shards[n].keys.result(task_id))
+            assert sum(client.exists(s.keys.result(task_id)) for s in backend.shards) == 1
+        assert client.exists(backend.shards[shard_of(keyed, 3)].keys.result(keyed))
+        queued = [client.zcard(s.keys.queue) for s in broker.shards]
+        assert sum(queued) == 314 and min(queued) > 60, queued
+        assert (await backend.counts(1))["totals"]["pending"] == 314
+        before = _calls(client)
+        await other_count.submit_many("add", [(n, n) for n in range(30)])
+        assert 1 <= _delta(before, _calls(client))["cmdstat_evalsha"] <= 6  # per pair
+        async with app:
+            results = await asyncio.gather(
+                *(app.wait_for_result(i, timeout=30) for i in [*placed, keyed, *ids])
+            )
+        assert [r.result for r in results] == [*(2 * n for n in range(12)), 10, *(
+            2 * n for n in range(300))]  # fmt: skip
+    finally:
+        client.close()
+        for each in (app, other_count):
+            await each.broker.close()
+            await each.backend.close()
+
+
+def _scripts(before: dict[str, int], after: dict[str, int]) -> int:
+    """The script calls made between (EVAL or EVALSHA: a master that has not seen a script
+    yet gets it by EVAL)."""
+    return sum(_delta(before, after).values())
+
+
+def _cluster_calls(cluster: LocalCluster) -> dict[str, int]:
+    """The calls that succeeded on every master, summed (an EVALSHA of a script that
+    master has not seen yet fails with NOSCRIPT and is sent again as EVAL: one call)."""
+    summed: dict[str, int] = {}
+    for port in cluster.masters():
+        with redis.Redis(port=port) as client:
+            stats: dict[str, Any] = client.info("commandstats")
+            for name, value in stats.items():
+                done = int(value["calls"]) - int(value.get("failed_calls", 0))
+                summed[name] = summed.get(name, 0) + done
+    return summed
+
+
+async def test_sharded_submits_on_the_cluster(redis_cluster: LocalCluster, prefix: str) -> None:
+    """S = 3 queues and results on the cluster's three masters, same prefix: a submit is
+    one SUBMIT on its shard's master. A message a shard key puts on another shard than
+    its record (another slot: no script can write both) is two calls, the record's STORE
+    and the message's ENQUEUE; every task runs and has its record all the same."""
+    app = _sharded_app(redis_cluster.url, prefix, 3, 3, results="")
+    apart = _sharded_app(redis_cluster.url, prefix + "-apart", 3, 1, results="")
+    assert isinstance(app._recorded_enqueue, ShardedSubmit)
+    assert apart._recorded_enqueue is None  # most ids' records would be on another slot
+    broker = app.broker
+    assert isinstance(broker, ShardedRedisBroker)
+    key = next(f"k{n}" for n in range(100) if shard_of(f"k{n}", 3) == 1)
+    try:
+        await app.submit("add", 0, 0)
+        await app.submit("add", 0, 0, headers=_keyed(key))  # every script known
+        plain = []
+        for n in range(6):
+            before = _cluster_calls(redis_cluster)
+            plain.append(await app.submit("add", n, 1))
+            assert _scripts(before, _cluster_calls(redis_cluster)) == 1
+        keyed, apart_ids = [], []
+        while len(apart_ids) < 3:
+            before = _cluster_calls(redis_cluster)
+            task_id = await app.submit("add", len(keyed), 2, headers=_keyed(key))
+            calls = _scripts(before, _cluster_calls(redis_cluster))
+            if shard_of(task_id, 3) == 1:
+                assert calls == 1
+            else:
+                assert calls == 2, "STORE and ENQUEUE"
+                apart_ids.append(task_id)
+            keyed.append(task_id)
+        many = await app.submit_many("add", [(n, 3) for n in range(100)])
+        # a chain: its later steps recorded PENDING, each on its own shard, with the first
+        add = app.registry.handle("add")
+        steps = await chain(add.s(1, 1), *(add.s(n) for n in range(2, 31))).submit()
+        for task_id in [*plain, *keyed, *many]:
+            record = await app.get_result(task_id)
+            assert record is not None and record.status is TaskStatus.PENDING
+        records = await steps.results()
+        assert [r.status if r else None for r in records] == [TaskStatus.PENDING] * 30
+        assert len({shard_of(r.task_id, 3) for r in records if r}) == 3
+        async with app:
+            assert (await steps.wait(timeout=30)).result == 1 + 1 + sum(range(2, 31))
+            results = await asyncio.gather(
+                *(app.wait_for_result(i, timeout=30) for i in [*plain, *keyed, *many])
+            )
+        assert [r.result for r in results] == [
+            *(n + 1 for n in range(6)),
+            *(n + 2 for n in range(len(keyed))),
+            *(n + 3 for n in range(100)),
+        ]
+    finally:
+        for each in (app, apart):
+            await each.broker.close()
+            await each.backend.close()

@@ -14,8 +14,10 @@ import pytest
 import redis
 from apps import redis_app
 from conftest import Workers
-from flowrra_redis import RedisBackend, RedisBroker
+from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, ShardedRedisBroker
 from flowrra_redis.codec import decode_result
+from flowrra_redis.connection import Keys
+from flowrra_redis.shards import shard_prefixes
 from flowrra_redis.topology import ClusterLocator, SentinelLocator, split_located
 from local_servers import LocalCluster, LocalSentinel, sync_client
 from redis.crc import key_slot
@@ -253,16 +255,31 @@ async def _failover_under_load(
     workers: Workers,
     fail_over: Callable[[], Awaitable[object]],
     record_property: Callable[[str, object], None],
+    shards: int = 1,
 ) -> FailoverReport:
     """Two worker processes and a producer submitting one task at a time; ``fail_over``
     once 150 are acknowledged and 50 have run; 150 more after it. Reports (as test properties and on
     stdout) how many acknowledged tasks did not run or have no SUCCESS record, and how
-    many ran twice (at least once); the caller asserts what its failover promises."""
-    app = Flowrra(broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix))
+    many ran twice (at least once); the caller asserts what its failover promises.
+    ``shards``: the queues and the results on that many shards (producer and workers)."""
+    if shards == 1:
+        app = Flowrra(
+            broker=RedisBroker(url, prefix=prefix), backend=RedisBackend(url, prefix=prefix)
+        )
+        worker_app = "redis_app:app"
+    else:
+        app = Flowrra(
+            broker=ShardedRedisBroker(url, shards=shards, prefix=prefix),
+            backend=ShardedRedisBackend(url, shards=shards, prefix=prefix),
+        )
+        workers.env["FLOWRRA_TEST_SHARDS"] = workers.env["FLOWRRA_TEST_BACKEND_SHARDS"] = str(
+            shards
+        )
+        worker_app = "shards_app:app"
     for handle in redis_app.app.registry:
         app.registry.register(handle)
     for _ in range(2):
-        workers.start("-c", "8", url=url, lease=5.0)
+        workers.start("-c", "8", url=url, lease=5.0, app=worker_app)
     acknowledged: dict[int, str] = {}
     refused = 0
     failed_over = asyncio.Event()
@@ -304,7 +321,11 @@ async def _failover_under_load(
     for n, result in zip(acknowledged, results, strict=True):
         if isinstance(result, Exception):
             unrecorded.append(n)
-            raw = client.get(app.backend.keys.result(acknowledged[n]))
+            backend = app.backend
+            if isinstance(backend, ShardedRedisBackend):
+                backend = backend.shard(acknowledged[n])
+            assert isinstance(backend, RedisBackend)
+            raw = client.get(backend.keys.result(acknowledged[n]))
             missing[None if raw is None else decode_result(raw).status.value] += 1
     ran = {int(k): int(v) for k, v in client.hgetall(f"{prefix}:ran").items()}
     lost = [n for n in acknowledged if n not in ran]
@@ -342,6 +363,31 @@ async def test_cluster_failover_under_load_loses_no_acknowledged_task(
 
     report = await _failover_under_load(
         redis_cluster.url, prefix, workers, fail_over, record_property
+    )
+    assert report.lost == []
+    assert report.records_missing == {}
+
+
+async def test_cluster_failover_of_one_shard_under_load_loses_no_acknowledged_task(
+    redis_cluster: LocalCluster,
+    prefix: str,
+    workers: Workers,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """S = 3 queues and results, one shard per master: the master of shard 1 fails over
+    while the producer submits (one SUBMIT per task, on its shard) and two worker
+    processes reserve from every shard. The other shards go on meanwhile; no
+    acknowledged task is lost and each has its SUCCESS record."""
+    key = Keys(shard_prefixes(prefix, 3)[1]).base
+    masters = {redis_cluster.master_of(Keys(p).base) for p in shard_prefixes(prefix, 3)}
+    assert len(masters) == 3, "one shard per master"
+
+    async def fail_over() -> None:
+        old, new = await asyncio.to_thread(redis_cluster.failover, key)
+        assert redis_cluster.master_of(key) == new != old
+
+    report = await _failover_under_load(
+        redis_cluster.url, prefix, workers, fail_over, record_property, shards=3
     )
     assert report.lost == []
     assert report.records_missing == {}

@@ -63,7 +63,7 @@ from flowrra.config import BrokerConfig
 from flowrra.exceptions import BrokerError
 from flowrra.limits import TaskLimits
 from flowrra.queues import QueueSelection
-from flowrra.task import DEFAULT_QUEUE, TaskMessage, TaskResult
+from flowrra.task import DEFAULT_QUEUE, TaskMessage
 from flowrra.unique import UNIQUE_TTL, check_unique_ttl, hold_seconds
 from flowrra_redis import scripts
 from flowrra_redis.backend import RedisBackend
@@ -429,9 +429,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
         with self.translating("cannot enqueue"):
             self._depth = int(await reply)
 
-    def enqueue_with_records(
-        self, backend: object
-    ) -> Callable[[Sequence[TaskMessage], Sequence[TaskResult]], Awaitable[None]] | None:
+    def enqueue_with_records(self, backend: object) -> RecordedEnqueue | None:
         """A :class:`~flowrra.protocols.RecordedEnqueue`: for a
         :class:`~flowrra_redis.RedisBackend` on this broker's keyspace (the same server
         and database, or the same slot of one cluster: resolved, see

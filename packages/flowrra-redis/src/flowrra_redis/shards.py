@@ -22,6 +22,9 @@ The broker:
   messages with one key share a shard, so they keep FIFO order among equal priorities;
   a unique job goes to the shard of its unique key, so ENQUEUE_UNIQUE stays one atomic
   script; ``enqueue_many`` makes one call per shard (per queue), all sent at once;
+* with a backend whose shards pair with these (:meth:`ShardedRedisBroker.enqueue_with_records`),
+  a submit stores its PENDING record and queues its message in one script on its shard
+  (:class:`ShardedSubmit`), as one broker does with a backend on its server;
 * ``reserve`` starts at the next shard each call (rotating) and takes from the following
   ones while the batch is not full; a batch taken from several shards is merged by
   priority, then submit time, each shard's own order kept. With nothing due anywhere it
@@ -45,6 +48,7 @@ import builtins
 import contextlib
 import heapq
 import logging
+import math
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -58,17 +62,20 @@ from flowrra.brokers.base import BaseBroker
 from flowrra.config import BackendConfig, BrokerConfig
 from flowrra.cursors import decode_keyset, encode_keyset
 from flowrra.events import EventHub, TaskEvent
+from flowrra.exceptions import MaybeQueuedError
 from flowrra.limits import TaskLimits
 from flowrra.queues import QueueSelection
 from flowrra.task import TaskMessage, TaskResult, TaskStatus
 from flowrra_redis.backend import MAX_PAGE, RedisBackend, page_index
 from flowrra_redis.broker import _MARK, CANCEL_WINDOW, RedisBroker, _last_of, priority_key
 from flowrra_redis.connection import DEFAULT_PREFIX, Keys, prefix_from_url, text
+from flowrra_redis.submits import RecordedEnqueue
 
 __all__ = [
     "SHARD_KEY",
     "ShardedRedisBackend",
     "ShardedRedisBroker",
+    "ShardedSubmit",
     "shard_of",
     "shard_prefixes",
 ]
@@ -143,8 +150,8 @@ class ShardedRedisBroker(BaseBroker):
     """A :class:`flowrra.protocols.Broker` over S :class:`~flowrra_redis.RedisBroker`
     shards (see the module docs), with the same optional capabilities: NamedQueues,
     UniqueJobs, Cancellation, LimitedTasks, WorkerDirectory, Redeliveries, DeadLetters.
-    (Not RecordedEnqueue: a submit stores its record and queues its message in two
-    calls, sent together, as with two servers.)
+    It is a RecordedEnqueue too, for a backend whose shards pair with these
+    (:meth:`enqueue_with_records`): a submit is then one script.
 
     ``shards``: how many (>= 2; ``?shards=`` in the URL when built from a config).
     ``prefix``: shard 0's prefix (default ``?prefix=`` or ``flowrra``). Every other
@@ -177,8 +184,8 @@ class ShardedRedisBroker(BaseBroker):
         self._start = 0
         #: Where the weighted turns of named queues stand (see :meth:`consume`).
         self._turn = (0, 0)
-        #: Limited tasks' home shards (see :meth:`limit`); empty without limits.
-        self._homes: dict[str, RedisBroker] = {}
+        #: Limited tasks' home shards' numbers (see :meth:`limit`); empty without limits.
+        self._homes: dict[str, int] = {}
 
     @classmethod
     def from_config(cls, config: BrokerConfig, shards: int) -> ShardedRedisBroker:
@@ -212,15 +219,16 @@ class ShardedRedisBroker(BaseBroker):
 
     # -- producing -----------------------------------------------------------------------
 
-    def _shard_for(self, message: TaskMessage) -> RedisBroker:
+    def _shard_number(self, message: TaskMessage) -> int:
+        """The shard ``message`` is queued on (see the module docs)."""
         home = self._homes.get(message.name) if self._homes else None
         if home is not None:
             return home
         key = message.headers.get(SHARD_KEY) if message.headers else None
-        return self.shards[shard_of(key or message.id, len(self.shards))]
+        return shard_of(key or message.id, len(self.shards))
 
     def enqueue(self, message: TaskMessage) -> Awaitable[None]:
-        return self._shard_for(message).enqueue(message)
+        return self.shards[self._shard_number(message)].enqueue(message)
 
     def enqueue_many(self, messages: Sequence[TaskMessage]) -> Awaitable[None]:
         """One ENQUEUE call per shard and named queue (in calls of up to the shard's
@@ -229,11 +237,17 @@ class ShardedRedisBroker(BaseBroker):
         message is encoded before anything is sent."""
         if not messages:
             return DONE
+        return self._send_calls(self._enqueue_calls(list(enumerate(messages))))
+
+    def _enqueue_calls(
+        self, placed: Sequence[tuple[int, TaskMessage]]
+    ) -> list[tuple[RedisBroker, str, list[Any], int]]:
+        """The ENQUEUE calls of ``placed`` (each message with its place in the caller's
+        batch), per shard and named queue, encoded (SerializationError), not sent."""
         groups: dict[tuple[int, str], tuple[list[TaskMessage], list[int]]] = {}
-        index = {id(shard): n for n, shard in enumerate(self.shards)}
-        for place, message in enumerate(messages):
-            number = index[id(self._shard_for(message))]
-            batch, places = groups.setdefault((number, message.queue), ([], []))
+        for place, message in placed:
+            where = (self._shard_number(message), message.queue)
+            batch, places = groups.setdefault(where, ([], []))
             batch.append(message)
             places.append(place)
         calls: list[tuple[RedisBroker, str, list[Any], int]] = []
@@ -244,8 +258,12 @@ class ShardedRedisBroker(BaseBroker):
                 part = batch[start : start + chunk]
                 call = shard._enqueue_call(part, places[start : start + chunk])
                 calls.append((shard, queue, call, len(part)))
+        return calls
+
+    def _send_calls(self, calls: list[tuple[RedisBroker, str, list[Any], int]]) -> Awaitable[None]:
+        """Send what :meth:`_enqueue_calls` built; an awaitable of the replies."""
         replies = []
-        for shard, queue, call, _ in calls:  # all encoded: now send
+        for shard, queue, call, _ in calls:
             shard._list_queue(queue)
             replies.append(shard._send_call(call, queue))
         return self._all_enqueued(calls, replies)
@@ -264,6 +282,29 @@ class ShardedRedisBroker(BaseBroker):
                 for shard, futures, sizes in by_shard.values()
             ]
         )
+
+    def enqueue_with_records(
+        self, backend: object
+    ) -> Callable[[Sequence[TaskMessage], Sequence[TaskResult]], Awaitable[None]] | None:
+        """A :class:`~flowrra.protocols.RecordedEnqueue` for a backend whose shards pair
+        with these (:class:`ShardedRedisBackend`, or a :class:`~flowrra_redis.RedisBackend`
+        as one shard): one where each task id's message shard (CRC-32 mod S) shares a
+        keyspace with its record's shard (:meth:`RedisBroker.enqueue_with_records`: on one
+        server always; on a cluster, the same slot, so the same prefixes and shard
+        counts). A submit is then one SUBMIT script on its shard (:class:`ShardedSubmit`);
+        None for any other backend."""
+        if isinstance(backend, ShardedRedisBackend):
+            record_shards = backend.shards
+        elif isinstance(backend, RedisBackend):
+            record_shards = [backend]
+        else:
+            return None
+        sends = [[shard.enqueue_with_records(b) for b in record_shards] for shard in self.shards]
+        count, records = len(self.shards), len(record_shards)
+        every = count * records // math.gcd(count, records)  # the placements repeat after
+        if any(sends[n % count][n % records] is None for n in range(every)):
+            return None
+        return ShardedSubmit(self, record_shards, sends)
 
     # -- unique jobs ----------------------------------------------------------------------
 
@@ -414,10 +455,11 @@ class ShardedRedisBroker(BaseBroker):
             return messages
         kept: list[TaskMessage] = []
         for message in messages:
-            home = self._homes.get(message.name)
-            if home is None or message.undeliverable is not None:
+            number = self._homes.get(message.name)
+            if number is None or message.undeliverable is not None:
                 kept.append(message)
                 continue
+            home = self.shards[number]
             origin = self._origin_of(message)
             if origin is home:
                 kept.append(message)
@@ -492,7 +534,7 @@ class ShardedRedisBroker(BaseBroker):
         homes = {name: shard_of(name, count) for name in limits}
         for n, shard in enumerate(self.shards):
             shard.limit({name: lim for name, lim in limits.items() if homes[name] == n})
-        self._homes = {name: self.shards[n] for name, n in homes.items()}
+        self._homes = homes
 
     # -- cancellation ---------------------------------------------------------------------
 
@@ -575,6 +617,141 @@ class ShardedRedisBroker(BaseBroker):
 
     async def workers(self) -> list[dict[str, Any]]:
         return await self.shards[0].workers()
+
+
+class ShardedSubmit:
+    """One round trip per submit on shards (what
+    :meth:`ShardedRedisBroker.enqueue_with_records` gives): each message goes, with its
+    PENDING record, in one SUBMIT script (:class:`~flowrra_redis.submits.RecordedEnqueue`)
+    of its queue shard paired with its record's shard. A batch is grouped by those pairs,
+    every message encoded before anything is sent, one call per pair (and named queue, in
+    chunks), all sent at once.
+
+    A message placed by its ``flowrra-shard-key`` header or as a limited task's (see the
+    module docs) may sit on a shard whose keyspace its record's shard does not share (on a
+    cluster: another slot). Those go in two calls, as with two servers, sent at once: the
+    records (STORE on their shards) and the messages (ENQUEUE); what they cannot promise
+    is the app's two-call promise: a record that fails after its message was sent raises
+    :class:`~flowrra.exceptions.MaybeQueuedError`, and a refused message marks its
+    record FAILED (best effort) before its BrokerError is raised.
+    """
+
+    __slots__ = ("_broker", "_records", "_sends")
+
+    def __init__(
+        self,
+        broker: ShardedRedisBroker,
+        record_shards: Sequence[RedisBackend],
+        sends: list[list[RecordedEnqueue | None]],
+    ) -> None:
+        self._broker = broker
+        self._records = record_shards
+        #: ``sends[m][r]``: the one-script submit of queue shard m with record shard r.
+        self._sends = sends
+
+    def __repr__(self) -> str:
+        return f"ShardedSubmit({self._broker!r}, {len(self._records)} record shards)"
+
+    def __call__(
+        self, messages: Sequence[TaskMessage], records: Sequence[TaskResult]
+    ) -> Awaitable[None]:
+        """Send ``messages`` and ``records`` (the messages' PENDING records in order, then
+        any of tasks recorded but not queued) now; an awaitable of the replies (see
+        :class:`~flowrra.protocols.RecordedEnqueue` and the class docs)."""
+        broker = self._broker
+        count = len(self._records)
+        sends = self._sends
+        if len(messages) == 1 and len(records) == 1:  # submit: the hot path
+            message = messages[0]
+            send = sends[broker._shard_number(message)][shard_of(message.id, count)]
+            if send is not None:
+                return send(messages, records)
+        groups: dict[tuple[int, int], tuple[list[TaskMessage], list[TaskResult], list[int]]] = {}
+        apart: list[tuple[int, TaskMessage]] = []
+        apart_records: list[TaskResult] = []
+        for place, message in enumerate(messages):
+            pair = (broker._shard_number(message), shard_of(message.id, count))
+            if sends[pair[0]][pair[1]] is None:
+                apart.append((place, message))
+                apart_records.append(records[place])
+                continue
+            batch, recorded, places = groups.setdefault(pair, ([], [], []))
+            batch.append(message)
+            recorded.append(records[place])
+            places.append(place)
+        for record in records[len(messages) :]:  # a chain's later steps: with a call there
+            r = shard_of(record.task_id, count)
+            pair = next(
+                (p for p in groups if p[1] == r),
+                (shard_of(record.task_id, len(broker.shards)), r),  # paired: see the offer
+            )
+            groups.setdefault(pair, ([], [], []))[1].append(record)
+        built = []
+        for (m, r), (batch, recorded, places) in groups.items():
+            send = sends[m][r]
+            assert send is not None
+            built.append((send, send.parts(batch, recorded, places)))
+        calls = broker._enqueue_calls(apart) if apart else []
+        # every message encoded: now send
+        replies = [send.send_parts(parts) for send, parts in built]
+        if apart:
+            replies.append(self._send_apart(calls, apart_records))
+        if len(replies) == 1:
+            return replies[0]
+        return _last_of([asyncio.ensure_future(_awaited(reply)) for reply in replies])
+
+    def _send_apart(
+        self, calls: list[tuple[RedisBroker, str, list[Any], int]], records: list[TaskResult]
+    ) -> Awaitable[None]:
+        """The records (their shards' STORE) and then the messages (ENQUEUE) of messages
+        whose shards do not pair, sent now; settled as the class docs say."""
+        by_shard: dict[int, list[TaskResult]] = {}
+        count = len(self._records)
+        for record in records:
+            by_shard.setdefault(shard_of(record.task_id, count), []).append(record)
+        stored = [self._records[r].store_many(some) for r, some in by_shard.items()]
+        enqueued = self._broker._send_calls(calls)
+        return self._settled_apart(stored, enqueued, records)
+
+    async def _settled_apart(
+        self, stored: list[Awaitable[None]], enqueued: Awaitable[None], records: list[TaskResult]
+    ) -> None:
+        store_failure: Exception | None = None
+        for reply in stored:
+            try:
+                await reply
+            except Exception as exc:
+                store_failure = store_failure or exc
+        try:
+            await enqueued
+        except Exception as exc:
+            if store_failure is None:
+                await self._not_queued(records, exc)
+                raise
+            queued: bool | None = None
+        else:
+            queued = True
+        if store_failure is not None:
+            ids = [record.task_id for record in records]
+            name = records[0].task_name or "?"
+            raise MaybeQueuedError(ids, name, queued, store_failure) from store_failure
+
+    async def _not_queued(self, records: list[TaskResult], exc: BaseException) -> None:
+        """Mark ``records`` FAILED, their messages refused (best effort, as the app marks
+        a refused submit's records)."""
+        finished = time.time()
+        by_shard: dict[int, list[TaskResult]] = {}
+        count = len(self._records)
+        for record in records:
+            record.status = TaskStatus.FAILED
+            record.error = f"NotQueued: {type(exc).__name__}: {exc}"
+            record.finished_ts = finished
+            by_shard.setdefault(shard_of(record.task_id, count), []).append(record)
+        try:
+            for r, some in by_shard.items():
+                await self._records[r].store_many(some)
+        except Exception:
+            logger.warning("could not record %d tasks as not queued", len(records), exc_info=True)
 
 
 #: A shard's place in a listing cursor once it has nothing more to list.

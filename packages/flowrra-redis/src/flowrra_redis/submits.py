@@ -75,31 +75,48 @@ class RecordedEnqueue:
         return f"RecordedEnqueue({self._broker!r}, {self._backend!r})"
 
     def __call__(
-        self, messages: Sequence[TaskMessage], records: Sequence[TaskResult]
+        self,
+        messages: Sequence[TaskMessage],
+        records: Sequence[TaskResult],
+        places: Sequence[int] | None = None,
     ) -> Awaitable[None]:
         """Send ``messages`` and ``records`` (the messages' PENDING records in order, then
         any of tasks recorded but not queued) now, in calls of up to
         :data:`SUBMIT_CHUNK` messages; an awaitable of the replies (BrokerError if a call
         failed). Raises SerializationError, with nothing sent, if a message cannot be
-        encoded."""
-        broker = self._broker
+        encoded. ``places``: each message's place in the caller's batch, when not its
+        place in ``messages`` (a sharded broker's share of one: :mod:`flowrra_redis.shards`)."""
         if len(messages) == 1 and len(records) == 1:  # submit: the hot path
-            message = messages[0]
-            call = broker._enqueue_call(messages)
+            broker = self._broker
+            call = broker._enqueue_call(messages, places)
             store_keys, store_args = self._backend.store_call(records)
-            return broker._enqueued(self._send(message.queue, call, store_keys, store_args))
+            return broker._enqueued(self._send(messages[0].queue, call, store_keys, store_args))
+        return self.send_parts(self.parts(messages, records, places))
+
+    def parts(
+        self,
+        messages: Sequence[TaskMessage],
+        records: Sequence[TaskResult],
+        places: Sequence[int] | None = None,
+    ) -> list[tuple[str, list[Any], Sequence[TaskResult]]]:
+        """The calls :meth:`__call__` sends, as (queue, ENQUEUE's arguments, records),
+        with every message encoded (SerializationError before anything is sent)."""
+        broker = self._broker
         parts: list[tuple[str, list[Any], Sequence[TaskResult]]] = []
         by_queue: dict[str, list[int]] = {}
         for place, message in enumerate(messages):
             by_queue.setdefault(message.queue, []).append(place)
         chunk = SUBMIT_CHUNK
-        for queue, places in by_queue.items():
-            for start in range(0, len(places), chunk):
-                some = places[start : start + chunk]
+        for queue, indexes in by_queue.items():
+            for start in range(0, len(indexes), chunk):
+                some = indexes[start : start + chunk]
                 parts.append(
                     (
                         queue,
-                        broker._enqueue_call([messages[i] for i in some]),
+                        broker._enqueue_call(
+                            [messages[i] for i in some],
+                            None if places is None else [places[i] for i in some],
+                        ),
                         [records[i] for i in some],
                     )
                 )
@@ -111,11 +128,19 @@ class RecordedEnqueue:
                 parts.append((queue, call, waiting))
             else:
                 parts[0] = (queue, call, [*first, *waiting])
+        return parts
+
+    def send_parts(
+        self, parts: Sequence[tuple[str, list[Any], Sequence[TaskResult]]]
+    ) -> Awaitable[None]:
+        """Send what :meth:`parts` built, each call flushed at once (Redis runs one while
+        the next is built); an awaitable of the replies."""
+        broker = self._broker
         replies = []
         for queue, call, part in parts:
             store_keys, store_args = self._backend.store_call(part)
             replies.append(self._send(queue, call, store_keys, store_args))
-            broker.pipe.flush_now()  # Redis runs this one while the next is built
+            broker.pipe.flush_now()
         sizes = [(len(call) - 3) // 4 for _, call, _ in parts]
         return broker._all_enqueued(replies, sizes)
 
