@@ -10,7 +10,9 @@ Markdown table:
   ``/proc``) and subscribers of the event channel (``PUBSUB NUMSUB``);
 - event latency: from the event's ``at`` (set where it happened, in the worker) to its
   arrival at a client, median and p99 over every client's every event;
-- the web process's loop lag (how late a 10 ms sleep wakes there), median / p99 / max;
+- the web process's loop lag (how late a 10 ms sleep wakes there), median / p99 / max,
+  and its full (generation 2) garbage collections: how many, the longest pause
+  (``--gc-freeze`` calls ``gc.freeze()`` there once started);
 - ``/ping`` (the host's own endpoint) and ``/flowrra/api/executions`` answer times,
   median / p99, from a probe every 0.2 s;
 - frames received (a frame carries one event, or several that waited for a client);
@@ -30,7 +32,7 @@ The clients (``--clients``):
   probes: the measuring side costs as much as the server (the figures before 2026-12-08).
 
     python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
-        [--clients processes|inline] [--client-processes 4] [--client-nice 10]
+        [--clients processes|inline] [--client-processes 4] [--client-nice 10] [--gc-freeze]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -394,6 +396,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     env = {
         **os.environ,
         "BENCH_UI_REDIS_URL": url,
+        "BENCH_UI_GC_FREEZE": "1" if args.gc_freeze else "",
         "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
     }
     flowrra_cli = str(Path(sys.executable).with_name("flowrra"))
@@ -474,6 +477,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             percentile(clients.latencies, 0.99) * 1000,
                         ),
                         "lag_ms": (lag["median_ms"], lag["p99_ms"], lag["max_ms"]),
+                        "full_gc": (lag["full_gc"], lag["full_gc_max_ms"]),
                         "ping_ms": (
                             percentile(phase.ping, 0.5) * 1000,
                             percentile(phase.ping, 0.99) * 1000,
@@ -509,8 +513,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| WebSockets | tasks | events received | frames | Redis connections (web) "
         "| event subscribers "
         "| event latency p50 / p99 (ms) | loop lag p50 / p99 / max (ms) "
+        "| full gc (web): count, longest (ms) "
         "| /ping p50 / p99 (ms) | /api/executions p50 / p99 (ms) | CPU web / clients (%) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         latency = "—" if not r["events_received"] else "{:.1f} / {:.1f}".format(*r["latency_ms"])
@@ -518,6 +523,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['sockets']:,} | {r['tasks']:,} | {r['events_received']:,} | {r['frames']:,} "
             f"| {r['redis_connections']} | {r['event_subscribers']} | {latency} "
             "| {:.1f} / {:.1f} / {:.1f} ".format(*r["lag_ms"])
+            + "| {}, {:.1f} ".format(*r["full_gc"])
             + "| {:.1f} / {:.1f} ".format(*r["ping_ms"])
             + "| {:.1f} / {:.1f} ".format(*r["list_ms"])
             + "| {:.0f} / {:.0f} |".format(*r["cpu"])
@@ -551,6 +557,9 @@ def main() -> None:
     parser.add_argument("--client-nice", type=int, default=10)
     parser.add_argument(
         "--probe-interval", type=float, default=0.2, help="seconds between two probes"
+    )
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() in the web process once started"
     )
     args = parser.parse_args()
     rows = asyncio.run(run(args))
