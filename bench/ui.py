@@ -4,6 +4,7 @@ the host's event loop (issue 15, "cost proportional to the page"). Not a test.
     python bench/ui.py                      # 100,000 records; about a minute
     python bench/ui.py --records 1000000    # the issue's target volume
     python bench/ui.py --write-cost         # the per-task cost of storing records
+    python bench/ui.py --gc-freeze          # gc.freeze() before the loop-lag phases
 
 It fills Redis (``--redis``, default the local server, database 0) under a fresh key
 prefix with ``--records`` complete records (1% FAILED, four task names; stored as workers
@@ -19,7 +20,11 @@ alone) and prints medians and p99 in milliseconds of:
 - ``loop lag``: while 8 clients request deep pages back to back (``--lag-seconds``, and
   each at least once), how late a 1 ms timer on the same loop fires (median, p99, max):
   what the host app's own endpoints wait; and ``idle lag``, the same timer with no
-  client (what the machine's load alone costs).
+  client (what the machine's load alone costs); with each, the full (generation 2)
+  garbage collections that ran meanwhile and the longest of them: a full collection
+  walks every object of the process, and its pause lands on whatever timer waits.
+  ``--gc-freeze`` calls :func:`gc.freeze` first (what a host app may do once started:
+  the objects it holds then are left out of later collections).
 
 The prefix's keys are deleted at the end. It runs against whatever ``flowrra``,
 ``flowrra_redis`` and ``flowrra_ui`` are importable, so ``PYTHONPATH`` pointing at another
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import time
 import uuid
@@ -140,11 +146,46 @@ async def deep_query(ui: UIService, depth: int) -> dict[str, str]:
     return {"limit": "50", "cursor": query.get("cursor", "")}
 
 
+class FullCollections:
+    """The full (generation 2) garbage collections while it is entered, and their pauses
+    in seconds."""
+
+    def __enter__(self) -> list[float]:
+        self.pauses: list[float] = []
+        self._began = 0.0
+        gc.callbacks.append(self._note)
+        return self.pauses
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._began)
+
+
+def _collections(pauses: list[float]) -> str:
+    longest = f", longest {max(pauses) * 1000:.1f} ms" if pauses else ""
+    return f"{len(pauses)} full gc{longest}"
+
+
 async def loop_lag(
     ui: UIService, query: dict[str, str], clients: int, seconds: float
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
     """How late a 1 ms timer fires while ``clients`` request ``query`` back to back, each
-    at least once and until ``seconds`` have passed."""
+    at least once and until ``seconds`` have passed; and the full garbage collections'
+    pauses meanwhile."""
+    with FullCollections() as pauses:
+        return await _loop_lag(ui, query, clients, seconds), pauses
+
+
+async def _loop_lag(
+    ui: UIService, query: dict[str, str], clients: int, seconds: float
+) -> list[float]:
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -197,15 +238,19 @@ async def read_bench(args: argparse.Namespace) -> None:
             await api(ui, path, **query)  # warm
             samples = await timed(lambda p=path, q=query: api(ui, p, **q), args.runs)
             print(f"{name:<12} {_ms(samples)}")
-        idle = await loop_lag(ui, deep, clients=0, seconds=args.lag_seconds)
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        idle, pauses = await loop_lag(ui, deep, clients=0, seconds=args.lag_seconds)
         print(
             f"{'idle lag':<12} {_ms(idle)}   max {max(idle) * 1000:.1f} ms "
-            f"(no clients: the machine's noise floor, {len(idle)} probes)"
+            f"(no clients: the machine's noise floor, {len(idle)} probes; "
+            f"{_collections(pauses)})"
         )
-        lags = await loop_lag(ui, deep, clients=8, seconds=args.lag_seconds)
+        lags, pauses = await loop_lag(ui, deep, clients=8, seconds=args.lag_seconds)
         print(
             f"{'loop lag':<12} {_ms(lags)}   max {max(lags) * 1000:.1f} ms "
-            f"(8 clients on deep pages, {len(lags)} probes)"
+            f"(8 clients on deep pages, {len(lags)} probes; {_collections(pauses)})"
         )
     finally:
         await delete_prefix(backend)
@@ -265,6 +310,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="calls per case")
     parser.add_argument("--lag-seconds", type=float, default=3.0, help="loop-lag phase, s")
     parser.add_argument("--write-cost", action="store_true")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() before the loop-lag phases"
+    )
     parser.add_argument("--n", type=int, default=20_000, help="tasks per write-cost run")
     args = parser.parse_args()
     print(f"# {Path(__file__).name} against {__import__('flowrra_ui').__file__}")

@@ -10,14 +10,29 @@ Markdown table:
   ``/proc``) and subscribers of the event channel (``PUBSUB NUMSUB``);
 - event latency: from the event's ``at`` (set where it happened, in the worker) to its
   arrival at a client, median and p99 over every client's every event;
-- the web process's loop lag (how late a 10 ms sleep wakes there), median / p99 / max;
+- the web process's loop lag (how late a 10 ms sleep wakes there), median / p99 / max,
+  and its full (generation 2) garbage collections: how many, the longest pause
+  (``--gc-freeze`` calls ``gc.freeze()`` there once started);
 - ``/ping`` (the host's own endpoint) and ``/flowrra/api/executions`` answer times,
   median / p99, from a probe every 0.2 s;
 - frames received (a frame carries one event, or several that waited for a client);
-- CPU used by the web process and by the bench itself (its WebSocket clients, on the
-  same cores), in % of one core over the phase.
+- CPU used by the web process and by the WebSocket clients (on the same cores), in % of
+  one core over the phase.
+
+The clients (``--clients``):
+
+- ``processes`` (the default): ``--client-processes`` processes (4) share the sockets,
+  at ``nice`` ``--client-nice`` (10), so the web process gets the cores it would where
+  the clients are browsers on other machines. Each client is a bare asyncio protocol
+  that only cuts frames and notes their arrival time (and answers pings); inflating
+  (per-message deflate, negotiated as browsers do) and JSON parsing wait until the
+  phase is over.
+- ``inline``: the ``websockets`` library in the bench process itself, parsing (and
+  inflating) every frame as it comes, on the same cores as the web process and the
+  probes: the measuring side costs as much as the server (the figures before 2026-12-08).
 
     python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
+        [--clients processes|inline] [--client-processes 4] [--client-nice 10] [--gc-freeze]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -26,8 +41,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
+import multiprocessing
 import os
 import resource
 import signal
@@ -36,7 +53,10 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
+from collections.abc import Iterator
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,39 +124,256 @@ async def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 class Phase:
-    """What one phase measured."""
+    """The answer times one phase's probe measured."""
 
     def __init__(self) -> None:
-        self.latencies: list[float] = []
         self.ping: list[float] = []
         self.listing: list[float] = []
-        self.received = 0
+
+
+class InlineClients:
+    """``--clients inline``: ``websockets`` clients in the bench process, each parsing (and
+    inflating) every frame as it arrives."""
+
+    def __init__(self, target: str, sockets: int) -> None:
+        self.target, self.sockets = target, sockets
+        self.latencies: list[float] = []
         self.frames = 0
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
+        opened = []
+        for start in range(0, self.sockets, 100):
+            connect = (
+                stack.enter_async_context(websockets.connect(self.target, max_queue=None))
+                for _ in range(start, min(self.sockets, start + 100))
+            )
+            opened.extend(await asyncio.gather(*connect))
+        for ws in opened:
+            assert json.loads(await ws.recv()) == {"type": "ready"}
+        self._opened = opened
+
+    def start(self) -> None:
+        self._cpu = own_cpu_seconds()
+        self._readers = [asyncio.create_task(self._read(ws)) for ws in self._opened]
+
+    def cpu_seconds(self) -> float:
+        return own_cpu_seconds() - self._cpu
+
+    async def stop(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+
+    async def _read(self, ws: Any) -> None:
+        async for raw in ws:
+            now = time.time()
+            self.frames += 1
+            self.latencies.extend(event_latencies(json.loads(raw), now))
 
 
-async def read(ws: Any, phase: list[Phase]) -> None:
-    async for raw in ws:
+def event_latencies(message: dict[str, Any], arrived: float) -> list[float]:
+    """Seconds from each task event's ``at`` to ``arrived``: one event, or several in one
+    frame (``{"type": "events", "events": [...]}``)."""
+    return [
+        arrived - datetime.fromisoformat(event["at"]).timestamp()
+        for event in message.get("events", [message])
+        if event.get("at") is not None
+    ]
+
+
+class RawClient(asyncio.Protocol):
+    """A WebSocket client that costs its process little per frame, as a browser on
+    another machine costs the server's machine nothing: it cuts the frames out of what
+    arrives, keeps each data frame with its arrival time and answers pings. Inflating
+    and parsing wait for :meth:`messages`, after the phase. It offers per-message
+    deflate as browsers do (the server decides)."""
+
+    def __init__(self, port: int, path: str) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ).encode()
+        #: Resolved by the first data frame (``ready``).
+        self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.deflate = self.no_context_takeover = False
+        #: ``(arrival time, first byte of the header, payload)`` of every data frame.
+        self.frames: list[tuple[float, int, bytes]] = []
+        self._buffer = bytearray()
+        self._upgraded = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.first.done():
+            self.first.set_exception(ConnectionError(f"closed before ready: {exc!r}"))
+
+    def data_received(self, data: bytes) -> None:
         now = time.time()
-        message = json.loads(raw)
-        phase[0].frames += 1
-        # One task event, or several in one frame ({"type": "events", "events": [...]}).
-        for event in message.get("events", [message]):
-            at = event.get("at")
-            if at is not None:
-                phase[0].latencies.append(now - datetime.fromisoformat(at).timestamp())
-                phase[0].received += 1
+        buffer = self._buffer
+        buffer += data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).decode("latin-1").lower()
+            del buffer[: end + 4]
+            if not head.startswith("http/1.1 101"):
+                self.first.set_exception(ConnectionError(head.splitlines()[0]))
+                return
+            self._upgraded = True
+            self.deflate = "permessage-deflate" in head
+            self.no_context_takeover = "server_no_context_takeover" in head
+        while len(buffer) >= 2:
+            length, start = buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, start = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < start + length:
+                return
+            head_byte, payload = buffer[0], bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            opcode = head_byte & 0x0F
+            if opcode <= 2:
+                self.frames.append((now, head_byte, payload))
+                if not self.first.done():
+                    self.first.set_result(None)
+            elif opcode == 9:  # ping: a masked pong with the same payload
+                mask = os.urandom(4)
+                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                assert self.transport is not None
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+
+    def messages(self) -> Iterator[tuple[float, dict[str, Any]]]:
+        """Every message received, as ``(arrival of its last frame, parsed JSON)``."""
+        inflater = zlib.decompressobj(-15)
+        parts: list[bytes] = []
+        compressed = False
+        for arrived, head_byte, payload in self.frames:
+            if not parts:
+                compressed = self.deflate and bool(head_byte & 0x40)
+            parts.append(payload)
+            if not head_byte & 0x80:  # not the last frame of its message
+                continue
+            data = b"".join(parts)
+            parts = []
+            if compressed:
+                if self.no_context_takeover:
+                    inflater = zlib.decompressobj(-15)
+                data = inflater.decompress(data + b"\x00\x00\xff\xff")
+            yield arrived, json.loads(data)
 
 
-async def probe(http: httpx.AsyncClient, phase: list[Phase], until: float) -> None:
+def client_process(conn: Connection, port: int, path: str, sockets: int, nice: int) -> None:
+    """One process of ``--clients processes``: ``sockets`` :class:`RawClient` s, which it
+    opens, then records from ``"start"`` to ``"stop"``; it sends back the latencies and
+    the frames received in between."""
+    os.nice(nice)
+    _raise_fd_limit()
+    asyncio.run(_client_process(conn, port, path, sockets))
+
+
+async def _client_process(conn: Connection, port: int, path: str, sockets: int) -> None:
+    loop = asyncio.get_running_loop()
+    clients: list[RawClient] = []
+    for start in range(0, sockets, 50):
+        batch = [RawClient(port, path) for _ in range(start, min(sockets, start + 50))]
+        await asyncio.gather(
+            *(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch)  # type: ignore[misc]
+        )
+        await asyncio.gather(*(client.first for client in batch))
+        clients.extend(batch)
+    conn.send("open")
+    command, started = await loop.run_in_executor(None, conn.recv)
+    assert command == "start"
+    assert await loop.run_in_executor(None, conn.recv) == "stop"
+    for client in clients:
+        assert client.transport is not None
+        client.transport.close()
+    latencies: list[float] = []
+    frames = 0
+    for client in clients:
+        parsed = client.messages()
+        assert next(parsed)[1] == {"type": "ready"}
+        for arrived, message in parsed:
+            if arrived >= started:
+                frames += 1
+                latencies.extend(event_latencies(message, arrived))
+    conn.send((latencies, frames))
+    conn.close()
+
+
+class ProcessClients:
+    """``--clients processes``: the sockets spread over ``processes`` processes of
+    :func:`client_process`, at ``nice``."""
+
+    def __init__(self, port: int, path: str, sockets: int, processes: int, nice: int) -> None:
+        self.latencies: list[float] = []
+        self.frames = 0
+        context = multiprocessing.get_context("spawn")
+        self._pipes: list[Connection] = []
+        self._processes: list[Any] = []
+        for index in range(processes):
+            share = sockets // processes + (index < sockets % processes)
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=client_process, args=(theirs, port, path, share, nice), daemon=True
+            )
+            self._pipes.append(ours)
+            self._processes.append(process)
+
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
+        stack.callback(self._end)
+        for process in self._processes:
+            process.start()
+        for pipe in self._pipes:
+            assert await asyncio.to_thread(pipe.recv) == "open"
+
+    def start(self) -> None:
+        self._cpu = sum(cpu_seconds(process.pid) for process in self._processes)
+        started = time.time()
+        for pipe in self._pipes:
+            pipe.send(("start", started))
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(process.pid) for process in self._processes) - self._cpu
+
+    async def stop(self) -> None:
+        for pipe in self._pipes:
+            pipe.send("stop")
+        for pipe in self._pipes:
+            latencies, frames = await asyncio.to_thread(pipe.recv)
+            self.latencies.extend(latencies)
+            self.frames += frames
+
+    def _end(self) -> None:
+        for process in self._processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+
+
+async def probe(http: httpx.AsyncClient, phase: Phase, until: float, interval: float) -> None:
     while time.monotonic() < until:
         started = time.perf_counter()
         assert (await http.get("/ping")).status_code == 200
-        phase[0].ping.append(time.perf_counter() - started)
+        phase.ping.append(time.perf_counter() - started)
         started = time.perf_counter()
         answer = await http.get("/flowrra/api/executions?limit=25")
         assert answer.status_code == 200, answer.text
-        phase[0].listing.append(time.perf_counter() - started)
-        await asyncio.sleep(0.2)
+        phase.listing.append(time.perf_counter() - started)
+        await asyncio.sleep(interval)
 
 
 async def submit(producer: Flowrra, rate: float, until: float) -> int:
@@ -159,6 +396,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     env = {
         **os.environ,
         "BENCH_UI_REDIS_URL": url,
+        "BENCH_UI_GC_FREEZE": "1" if args.gc_freeze else "",
         "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
     }
     flowrra_cli = str(Path(sys.executable).with_name("flowrra"))
@@ -195,62 +433,58 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
         ):
             for sockets in (0, args.sockets):
-                phase = [Phase()]
+                phase = Phase()
                 async with contextlib.AsyncExitStack() as stack:
-                    opened = []
-                    target = f"ws://127.0.0.1:{port}/flowrra/ws"
-                    for start in range(0, sockets, 100):
-                        batch = await asyncio.gather(
-                            *(
-                                stack.enter_async_context(
-                                    websockets.connect(target, max_queue=None)
-                                )
-                                for _ in range(start, min(sockets, start + 100))
-                            )
+                    clients: InlineClients | ProcessClients
+                    if args.clients == "inline":
+                        clients = InlineClients(f"ws://127.0.0.1:{port}/flowrra/ws", sockets)
+                    else:
+                        processes = min(args.client_processes, max(1, sockets))
+                        clients = ProcessClients(
+                            port, "/flowrra/ws", sockets, processes, args.client_nice
                         )
-                        opened.extend(batch)
-                    for ws in opened:
-                        assert json.loads(await ws.recv()) == {"type": "ready"}
-                    readers = [asyncio.create_task(read(ws, phase)) for ws in opened]
+                    await clients.open(stack)
                     connections = redis_connections(web.pid, redis_port)
                     [(_, subscribers)] = await watcher.pubsub_numsub(producer.backend.keys.events)  # type: ignore[attr-defined]
                     await http.post("/lag/reset")
-                    cpu = (cpu_seconds(web.pid), own_cpu_seconds(), time.monotonic())
+                    web_cpu, started = cpu_seconds(web.pid), time.monotonic()
+                    clients.start()
                     until = time.monotonic() + args.seconds
                     submitted, _ = await asyncio.gather(
-                        submit(producer, args.rate, until), probe(http, phase, until)
+                        submit(producer, args.rate, until),
+                        probe(http, phase, until, args.probe_interval),
                     )
                     await asyncio.sleep(2)  # the last events arrive
-                    wall = time.monotonic() - cpu[2]
+                    wall = time.monotonic() - started
                     cpu_share = (
-                        (cpu_seconds(web.pid) - cpu[0]) / wall * 100,
-                        (own_cpu_seconds() - cpu[1]) / wall * 100,
+                        (cpu_seconds(web.pid) - web_cpu) / wall * 100,
+                        clients.cpu_seconds() / wall * 100,
                     )
                     lag = (await http.get("/lag")).json()
                     connections = max(connections, redis_connections(web.pid, redis_port))
-                    for reader in readers:
-                        reader.cancel()
+                    await clients.stop()
                 rows.append(
                     {
                         "sockets": sockets,
                         "tasks": submitted,
-                        "events_received": phase[0].received,
-                        "frames": phase[0].frames,
+                        "events_received": len(clients.latencies),
+                        "frames": clients.frames,
                         "cpu": cpu_share,
                         "redis_connections": connections,
                         "event_subscribers": subscribers,
                         "latency_ms": (
-                            percentile(phase[0].latencies, 0.5) * 1000,
-                            percentile(phase[0].latencies, 0.99) * 1000,
+                            percentile(clients.latencies, 0.5) * 1000,
+                            percentile(clients.latencies, 0.99) * 1000,
                         ),
                         "lag_ms": (lag["median_ms"], lag["p99_ms"], lag["max_ms"]),
+                        "full_gc": (lag["full_gc"], lag["full_gc_max_ms"]),
                         "ping_ms": (
-                            percentile(phase[0].ping, 0.5) * 1000,
-                            percentile(phase[0].ping, 0.99) * 1000,
+                            percentile(phase.ping, 0.5) * 1000,
+                            percentile(phase.ping, 0.99) * 1000,
                         ),
                         "list_ms": (
-                            percentile(phase[0].listing, 0.5) * 1000,
-                            percentile(phase[0].listing, 0.99) * 1000,
+                            percentile(phase.listing, 0.5) * 1000,
+                            percentile(phase.listing, 0.99) * 1000,
                         ),
                     }
                 )
@@ -279,8 +513,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| WebSockets | tasks | events received | frames | Redis connections (web) "
         "| event subscribers "
         "| event latency p50 / p99 (ms) | loop lag p50 / p99 / max (ms) "
-        "| /ping p50 / p99 (ms) | /api/executions p50 / p99 (ms) | CPU web / bench (%) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| full gc (web): count, longest (ms) "
+        "| /ping p50 / p99 (ms) | /api/executions p50 / p99 (ms) | CPU web / clients (%) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         latency = "—" if not r["events_received"] else "{:.1f} / {:.1f}".format(*r["latency_ms"])
@@ -288,6 +523,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['sockets']:,} | {r['tasks']:,} | {r['events_received']:,} | {r['frames']:,} "
             f"| {r['redis_connections']} | {r['event_subscribers']} | {latency} "
             "| {:.1f} / {:.1f} / {:.1f} ".format(*r["lag_ms"])
+            + "| {}, {:.1f} ".format(*r["full_gc"])
             + "| {:.1f} / {:.1f} ".format(*r["ping_ms"])
             + "| {:.1f} / {:.1f} ".format(*r["list_ms"])
             + "| {:.0f} / {:.0f} |".format(*r["cpu"])
@@ -310,8 +546,29 @@ def main() -> None:
         help="serve WebSockets without per-message compression (uvicorn's"
         " --ws-per-message-deflate false)",
     )
+    parser.add_argument(
+        "--clients",
+        choices=("processes", "inline"),
+        default="processes",
+        help="bare clients in --client-processes processes at nice --client-nice (the"
+        " default), or websockets clients in the bench process, parsing as frames come",
+    )
+    parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--client-nice", type=int, default=10)
+    parser.add_argument(
+        "--probe-interval", type=float, default=0.2, help="seconds between two probes"
+    )
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() in the web process once started"
+    )
     args = parser.parse_args()
     rows = asyncio.run(run(args))
+    clients = (
+        "websockets clients in the bench process"
+        if args.clients == "inline"
+        else f"bare clients in {args.client_processes} processes at nice {args.client_nice}"
+    )
+    print(f"per-message deflate {'on' if args.deflate else 'off'}, {clients}\n")
     print(table(rows))
     print(
         f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()}, Python {sys.version.split()[0]}"

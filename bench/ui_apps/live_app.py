@@ -1,11 +1,14 @@
 """The web process of bench/ui_live.py: a FastAPI app with the Flowrra UI mounted (public,
 read-only) on Redis, a host endpoint (``/ping``) and its event loop's lag (``/lag``: how
-late a 10 ms sleep wakes, sampled all along), and the Flowrra app the bench's worker runs
-(``flowrra worker live_app:flowrra``). The Redis URL comes from ``$BENCH_UI_REDIS_URL``."""
+late a 10 ms sleep wakes, sampled all along, and the full garbage collections meanwhile),
+and the Flowrra app the bench's worker runs (``flowrra worker live_app:flowrra``). The
+Redis URL comes from ``$BENCH_UI_REDIS_URL``; ``$BENCH_UI_GC_FREEZE=1`` calls
+:func:`gc.freeze` once started."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +31,18 @@ async def work(n: int) -> int:
 
 
 lags: list[float] = []
+#: The pauses of the full (generation 2) garbage collections, in seconds.
+collections: list[float] = []
+_collecting = [0.0]
+
+
+def note_collection(phase: str, info: dict[str, int]) -> None:
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _collecting[0] = time.perf_counter()
+    else:
+        collections.append(time.perf_counter() - _collecting[0])
 
 
 async def sample_lag() -> None:
@@ -40,6 +55,10 @@ async def sample_lag() -> None:
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     sampler = asyncio.create_task(sample_lag())
+    gc.callbacks.append(note_collection)
+    if os.environ.get("BENCH_UI_GC_FREEZE") == "1":
+        gc.collect()
+        gc.freeze()
     yield
     sampler.cancel()
     await flowrra.close()
@@ -57,6 +76,7 @@ async def ping() -> dict[str, str]:
 @api.post("/lag/reset")
 async def reset_lag() -> dict[str, int]:
     lags.clear()
+    collections.clear()
     return {"reset": 1}
 
 
@@ -68,4 +88,6 @@ async def lag() -> dict[str, float]:
         "median_ms": ordered[len(ordered) // 2] * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         "max_ms": ordered[-1] * 1000,
+        "full_gc": len(collections),
+        "full_gc_max_ms": max(collections, default=0.0) * 1000,
     }
