@@ -386,7 +386,9 @@ class RecordWriter:
         """STORE's KEYS and ARGV for these records (each what :meth:`write` takes), for a
         script that runs STORE with its own writes (:data:`STORE_FUNCTION`); nothing is
         sent. Records of one task are not merged: this is for PENDING records."""
-        keys, args = self.store_head()
+        k = self._keys  # store_head()'s lists, inline: a submit's path (a call costs 0.5%)
+        keys = [*self._fixed_keys, k.minute(int(time.time()) // 60)]
+        args: list[Any] = [self._ttl_ms, INDEX_LIMIT, k.events, k.done, MINUTE_TTL]
         result_key = self._result_key
         task_key = self._task_key
         for task_id, body, status, score, event, task_name in calls:
