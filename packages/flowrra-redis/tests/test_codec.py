@@ -10,7 +10,13 @@ import time
 from typing import Any
 
 import pytest
-from flowrra_redis.codec import decode_result, encode_message, encode_result
+from flowrra_redis.codec import (
+    BatchFrame,
+    arguments_json,
+    decode_result,
+    encode_message,
+    encode_result,
+)
 
 from flowrra import TaskStatus
 from flowrra.exceptions import SerializationError
@@ -135,6 +141,58 @@ def test_a_timestamp_written_twice_is_the_same_text_and_a_new_one_is_its_own() -
     for submitted in (first, first, second, first, 1e-7, 1e22, -0.0):
         message = TaskMessage("id", "t", submitted_at=submitted)
         assert encode_message(message) == generic_message(message)
+
+
+def test_a_batch_frame_writes_each_message_and_record_as_the_encoders_do() -> None:
+    """submit_many's wire text (flowrra_redis.submits): one frame per batch, each task's
+    arguments encoded once, is exactly encode_message's and encode_result's, whatever the
+    shared fields hold (text in names and headers that looks like the JSON around the
+    id and arguments included)."""
+    rng = random.Random(16)
+    names = ["noop", "", "tâche", 'a"b', "x\ny", ",[],{},null,", '"args":[],"kwargs":{}']
+    headers = [{}, {"trace": "abc"}, {"k": '[],{},null,"x"', "é": "\x00"}]
+    for _ in range(300):
+        model = TaskMessage(
+            "",
+            rng.choice(names),
+            priority=rng.choice([0, -3, 10**12, 7]),
+            attempt=rng.choice([0, 4]),
+            eta=rng.choice([None, NOW + 5, 0.0]),
+            submitted_at=rng.choice([NOW, 0.0, time.time()]),
+        )
+        model.headers = rng.choice(headers)
+        model.queue = rng.choice(["default", "emails", 'q"u'])
+        frame = BatchFrame(model)
+        m0, m1, m2, m3 = frame.message
+        r0, r1, r2, r3 = frame.record
+        for _ in range(5):
+            message = TaskMessage(
+                rng.choice([new_task_id(), "custom id é", ""]),
+                model.name,
+                rng.choice([*ARGS, tuple(rng.choice(PAYLOADS) for _ in range(3))]),
+                rng.choice(KWARGS),
+                priority=model.priority,
+                attempt=model.attempt,
+                eta=model.eta,
+                submitted_at=model.submitted_at,
+            )
+            message.headers = model.headers
+            message.queue = model.queue
+            args, kwargs = arguments_json(message)
+            id_json = json.dumps(message.id)
+            assert f"{m0}{id_json}{m1}{args}{m2}{kwargs}{m3}" == encode_message(message)
+            record = f"{r0}{id_json}{r1}{args}{r2}{kwargs}{r3}"
+            assert record == encode_result(TaskResult.pending(message))
+
+
+def test_arguments_json_refuses_as_encode_message_does() -> None:
+    message = TaskMessage("id", "t", (object(),))
+    with pytest.raises(SerializationError) as refused:
+        arguments_json(message)
+    with pytest.raises(SerializationError) as expected:
+        encode_message(message)
+    assert str(refused.value) == str(expected.value)
+    assert "the arguments of task 't'" in str(refused.value)
 
 
 @pytest.mark.parametrize(

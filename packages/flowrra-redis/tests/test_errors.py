@@ -30,6 +30,7 @@ _NO_IO = {
     "enqueue_with_records",  # compares endpoints (test_submits_redis.py)
     "server",  # resolves the endpoint's address (no Redis I/O)
     "store_call",  # builds STORE's arguments; the broker's call sends them
+    "pending_writer",  # gives the record writer whose keys the broker's call sends
     "expects",
     "from_config",
     "limit",  # sets the task limits reserve enforces (no I/O of its own)

@@ -6,8 +6,10 @@ counts nothing twice, separate servers keep two writes, and the cluster takes it
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import pytest
 import redis
 from conftest import RedisServers
 from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, ShardedRedisBroker
@@ -318,3 +320,124 @@ async def test_sharded_submits_on_the_cluster(redis_cluster: LocalCluster, prefi
         for each in (app, apart):
             await each.broker.close()
             await each.backend.close()
+
+
+def _contents(client: redis.Redis, prefix: str) -> dict[str, Any]:
+    """Everything under ``prefix``'s hash tags, by key without the prefix."""
+    found: dict[str, Any] = {}
+    for key in client.scan_iter(match=f"{{{prefix}*"):
+        name = key.decode().split("}", 1)[1].lstrip(":")
+        kind = client.type(key).decode()
+        if kind == "string":
+            found[name] = client.get(key)
+        elif kind == "zset":
+            found[name] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "hash":
+            found[name] = client.hgetall(key)
+        elif kind == "list":
+            found[name] = client.lrange(key, 0, -1)
+    if "sent" in found:  # scored by the clock at each call: members only
+        found["sent"] = sorted(member for member, _ in found["sent"])
+    return found
+
+
+async def test_submit_many_writes_what_the_record_by_record_path_writes(
+    redis_server: RedisServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """submit_many encodes its messages and records from one frame per batch, each task's
+    arguments once, and builds no record (flowrra_redis.submits): Redis ends up holding
+    the same bytes (messages, records, indexes, counts) as when the same messages go with
+    records built one by one, in every call of a batch over SUBMIT_CHUNK."""
+    from flowrra.task import PendingRecords, TaskMessage, TaskResult, queued_message
+
+    url = redis_server.start()
+    framed, built = _app(url, url, "framed"), _app(url, url, "built")
+    client = redis.Redis.from_url(url)
+    now = time.time()
+    later = now + 60  # one object, as submit_many's (the frame compares by identity)
+    tail = {"k": [1, "é", None]}
+
+    def batch(queue: str) -> list[TaskMessage]:
+        return [
+            queued_message(f"id-{queue}-{n}", "add", (n, "x" * n), tail, -2, later, now, queue)
+            if n % 3
+            else queued_message(f"id-{queue}-{n}", "add", (), {}, -2, later, now, queue)
+            for n in range(2100)
+        ]
+
+    framed_calls: list[bool] = []
+    send_framed = RecordedEnqueue._send_framed
+
+    def spy(self: RecordedEnqueue, messages: Any) -> Any:
+        sent = send_framed(self, messages)
+        framed_calls.append(sent is not None)
+        return sent
+
+    monkeypatch.setattr(RecordedEnqueue, "_send_framed", spy)
+    try:
+        for queue in ("default", "emails"):
+            messages = batch(queue)
+            assert framed._recorded_enqueue is not None and built._recorded_enqueue is not None
+            await framed._recorded_enqueue(messages, PendingRecords(messages))
+            await built._recorded_enqueue(messages, [TaskResult.pending(m) for m in messages])
+        assert framed_calls == [True, True]  # (a list of records: not framed)
+        written = _contents(client, "framed")
+        assert written == _contents(client, "built")
+        assert len(written["results"]) == len(written["results:task:add"]) == 4200
+        assert written["results:totals"] == {b"pending": b"4200"}
+        assert len(written["delayed"]) == len(written["delayed:emails"]) == 2100  # eta: later
+    finally:
+        client.close()
+        for app in (framed, built):
+            await app.broker.close()
+            await app.backend.close()
+
+
+async def test_submit_many_refuses_arguments_json_cannot_hold_with_nothing_sent(
+    redis_server: RedisServers,
+) -> None:
+    """Every task's arguments are encoded before the first call of a batch goes out: one
+    that JSON cannot hold, late in a batch of several calls, raises SerializationError
+    and leaves nothing in Redis (as the check submit_many made before did)."""
+    from flowrra.exceptions import SerializationError
+
+    url = redis_server.start()
+    app = _app(url, url, "refused")
+    client = redis.Redis.from_url(url)
+    try:
+        await app.submit("add", 0, 0)
+        before = client.dbsize()
+        calls: list[tuple[Any, ...]] = [(n, n) for n in range(2500)]
+        calls[2400] = (object(), 1)
+        with pytest.raises(SerializationError, match="the arguments of task 'add'"):
+            await app.submit_many("add", calls)
+        assert client.dbsize() == before
+        assert client.zcard("{refused}:queue") == 1
+    finally:
+        client.close()
+        await app.broker.close()
+        await app.backend.close()
+
+
+async def test_submit_many_with_a_listening_backend_and_event_listeners(
+    redis_server: RedisServers,
+) -> None:
+    """With the backend listening for completions, every id of a framed batch is
+    expected (as after store: wait_for_result reads no record first), and the app
+    publishes the PENDING event of each task (it builds the records it publishes). A
+    batch of two tasks (a group) takes the record-by-record path: test_canvas_redis."""
+    url = redis_server.start()
+    app = _app(url, url, "listening")
+    seen: list[tuple[str, TaskStatus]] = []
+    try:
+        async with app:
+            await app.wait_for_result(await app.submit("add", 1, 1), timeout=30)  # listening
+            app.events.add_listener(lambda event: seen.append((event.task_id, event.status)))
+            ids = await app.submit_many("add", [(n, 3) for n in range(1500)])
+            assert all(app.backend.expects(i) for i in ids)  # type: ignore[attr-defined]
+            assert [i for i, status in seen if status is TaskStatus.PENDING][:1500] == ids
+            results = [await app.wait_for_result(i, timeout=30) for i in ids]
+            assert [r.result for r in results] == [n + 3 for n in range(1500)]
+    finally:
+        await app.broker.close()
+        await app.backend.close()

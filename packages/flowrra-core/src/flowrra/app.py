@@ -62,11 +62,13 @@ from flowrra.retry import RetryPolicy
 from flowrra.serialization import ensure_encodable
 from flowrra.task import (
     DEFAULT_QUEUE,
+    PendingRecords,
     TaskMessage,
     TaskResult,
     TaskStatus,
     check_headers,
     new_task_id,
+    queued_message,
 )
 from flowrra.unique import Unique, check_unique_for, check_unique_key
 from flowrra.worker import Worker
@@ -680,23 +682,29 @@ class Flowrra:
             await self._connect()
         now = time.time()
         messages: list[TaskMessage] = []
+        append = messages.append
+        arities = handle.arities  # positional counts that bind: no check needed
+        check = handle.binding.check
         for call in calls:
-            if isinstance(call, Mapping):
-                args: tuple[Any, ...] = ()
-                kwargs = dict(call)
-            elif isinstance(call, tuple | list):
-                args, kwargs = tuple(call), {}
+            # The usual call first (a tuple), by class: isinstance against an ABC costs
+            # a task as much as building its message.
+            if call.__class__ is tuple:
+                args: tuple[Any, ...] = call
+                kwargs: dict[str, Any] = {}
+                if len(args) not in arities:
+                    check(name, args, kwargs)
             else:
-                raise TypeError(
-                    "each call is a tuple of positional arguments or a dict of keyword "
-                    f"arguments, got {call!r}"
-                )
-            handle.binding.check(name, args, kwargs)
-            message = TaskMessage(
-                new_task_id(), name, args, kwargs, priority=priority, eta=due, submitted_at=now
-            )
-            message.queue = queue
-            messages.append(message)
+                if isinstance(call, Mapping):
+                    args, kwargs = (), dict(call)
+                elif isinstance(call, tuple | list):
+                    args, kwargs = tuple(call), {}
+                else:
+                    raise TypeError(
+                        "each call is a tuple of positional arguments or a dict of keyword "
+                        f"arguments, got {call!r}"
+                    )
+                check(name, args, kwargs)
+            append(queued_message(new_task_id(), name, args, kwargs, priority, due, now, queue))
         if not messages:
             return []
         if handle.unique:
@@ -731,28 +739,33 @@ class Flowrra:
         for message in (*messages, *waiting):
             if message.queue != DEFAULT_QUEUE:
                 self._check_named_queues(message.queue)
-        for message in messages:
-            _check_arguments(message)
         middleware = self.middleware
+        recorded = None if self._eager else self._recorded_enqueue
+        if recorded is None or middleware.submits:
+            # A recorded enqueue encodes every message before it sends one, and refuses
+            # arguments JSON cannot hold with the same SerializationError: checking here
+            # too would encode each task's arguments once more.
+            for message in messages:
+                _check_arguments(message)
         if middleware.submits:
             for message in messages:
                 message.headers = dict(message.headers)
                 await middleware.before_submit(message)
                 message.headers = _checked_headers(message)
-        pending = [_pending(message) for message in messages]
-        later = [_pending(message) for message in waiting]
         try:
-            if self._eager:
+            if recorded is not None:
+                # Built only if read: the broker may encode them from the messages.
+                records = PendingRecords(messages, waiting)
+                await self._queue_recorded(recorded, messages, records)
+            elif self._eager:
+                later = [_pending(message) for message in waiting]
                 await store_many(self.backend, later)
-                for message, record in zip(messages, pending, strict=True):
-                    await self._run_eagerly(message, record)
-            elif self._recorded_enqueue is not None:
-                await self._queue_recorded(self._recorded_enqueue, messages, [*pending, *later])
+                for message in messages:
+                    await self._run_eagerly(message, _pending(message))
             else:
-                stored = store_many(self.backend, [*pending, *later])
-                await self._record_and_queue(
-                    stored, self.broker.enqueue_many, messages, [*pending, *later]
-                )
+                pending = [_pending(message) for message in (*messages, *waiting)]
+                stored = store_many(self.backend, pending)
+                await self._record_and_queue(stored, self.broker.enqueue_many, messages, pending)
         except BaseException as exc:
             if middleware.submits:
                 for message in messages:

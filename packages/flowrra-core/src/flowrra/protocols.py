@@ -415,7 +415,9 @@ class RecordedEnqueue(Protocol):
       and the app then stores and enqueues separately.
     - Otherwise it returns a callable ``send(messages, records)``: ``records`` are the
       messages' PENDING records in order, then any more to store without a message (a
-      chain's later steps). Like ``enqueue``, it encodes everything first (raising
+      chain's later steps); the app may pass a :class:`~flowrra.task.PendingRecords`,
+      which builds each record when read, so a broker can encode them from the
+      messages instead. Like ``enqueue``, it encodes everything first (raising
       ``SerializationError`` with nothing sent) and sends when called; the awaitable it
       returns raises ``BrokerError`` if it failed.
     - Each record is stored as the backend's ``store`` would store it (never over a

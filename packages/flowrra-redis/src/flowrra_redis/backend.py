@@ -380,6 +380,15 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                     state.expect(call[0])
         return self._records(state).store_call(calls)
 
+    def pending_writer(self) -> tuple[RecordWriter, Callable[[str], None] | None]:
+        """For a broker that writes PENDING records in its own script call, encoded from
+        their messages (:mod:`flowrra_redis.submits`): this loop's record writer (the
+        script's STORE keys and arguments), and what to call with each task id before
+        its record is sent so that :meth:`expects` knows it as after :meth:`store` (None:
+        nothing, no listener)."""
+        state = self._here()
+        return self._records(state), state.expect if state.listening else None
+
     def expects(self, task_id: str) -> bool:
         """Whether ``task_id`` was submitted in this event loop while it listened to
         ``done`` (its completion cannot be missed; see ``ResultBackend``), and not yet

@@ -19,7 +19,7 @@ list and ``"status": "cancelled"`` in that object. A message carries the format 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
@@ -27,7 +27,14 @@ from flowrra.exceptions import SerializationError
 from flowrra.serialization import encode_json
 from flowrra.task import DEFAULT_QUEUE, WIRE_FORMAT, TaskMessage, TaskResult, TaskStatus
 
-__all__ = ["decode_result", "encode_message", "encode_result", "number_text"]
+__all__ = [
+    "BatchFrame",
+    "arguments_json",
+    "decode_result",
+    "encode_message",
+    "encode_result",
+    "number_text",
+]
 
 _STATUS_JSON = {status: _string(status.value) for status in TaskStatus}
 # Format 1's fields cannot name CANCELLED: it is written "failed", and the trailing object
@@ -173,6 +180,101 @@ def encode_result(result: TaskResult) -> str:
             "as JSON "
             f"({exc}){_ADVICE}"
         ) from exc
+
+
+def arguments_json(message: TaskMessage) -> tuple[str, str]:
+    """The JSON of ``message``'s arguments and keyword arguments, as
+    :func:`encode_message` and :func:`encode_result` write them (a list and an object);
+    raises the SerializationError ``encode_message`` would."""
+    args, kwargs = message.args, message.kwargs
+    try:
+        return (
+            "[]" if args == () else _payload(list(args)),
+            "{}" if kwargs == {} else _payload(kwargs),
+        )
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SerializationError(
+            f"{_culprit(message.name, args, kwargs, 'message')} cannot be encoded as JSON "
+            f"({exc}){_ADVICE}"
+        ) from exc
+
+
+def _frame(
+    encode: Callable[[str, tuple[Any, ...], dict[str, Any]], str],
+) -> tuple[str, str, str, str]:
+    """The four texts around the id, the arguments and the keyword arguments in what
+    ``encode(id, args, kwargs)`` writes, found by where it changes when each changes
+    (an id ``""`` becomes ``"0"``, ``[]`` becomes ``[0]``, ``{}`` becomes ``{"0":0}``):
+    nothing else in the text can be mistaken for them."""
+    empty = encode("", (), {})
+    at = [
+        _first_difference(empty, encode("0", (), {})) - 1,
+        _first_difference(empty, encode("", (0,), {})) - 1,
+        _first_difference(empty, encode("", (), {"0": 0})) - 1,
+    ]
+    assert at[0] < at[1] < at[2], "id, then args, then kwargs"
+    return (
+        empty[: at[0]],
+        empty[at[0] + 2 : at[1]],
+        empty[at[1] + 2 : at[2]],
+        empty[at[2] + 2 :],
+    )
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+
+
+class BatchFrame:
+    """What the messages of one batch (one task, one priority, one time: a
+    ``submit_many``) and their PENDING records share on the wire, taken from one of them:
+    each message's body is ``message[0] + id + message[1] + args + message[2] + kwargs +
+    message[3]`` (the id as :func:`json string <json.encoder.encode_basestring_ascii>`,
+    the arguments as :func:`arguments_json` gives them), the exact text of
+    :func:`encode_message`, and each record's the same with ``record``, the text of
+    :func:`encode_result` for ``TaskResult.pending(message)``. The arguments are encoded
+    once for both, and nothing else per task. A message fits the frame when its other
+    fields are the model's, the same objects (equal is not enough: ``1`` and ``1.0`` are
+    equal and written apart)."""
+
+    __slots__ = (
+        "attempt",
+        "eta",
+        "headers",
+        "message",
+        "name",
+        "priority",
+        "queue",
+        "record",
+        "submitted_at",
+    )
+
+    def __init__(self, model: TaskMessage) -> None:
+        self.name = model.name
+        self.priority = model.priority
+        self.attempt = model.attempt
+        self.eta = model.eta
+        self.submitted_at = model.submitted_at
+        self.headers = model.headers
+        self.queue = model.queue
+
+        def like(task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskMessage:
+            message = TaskMessage(
+                task_id,
+                model.name,
+                args,
+                kwargs,
+                priority=model.priority,
+                attempt=model.attempt,
+                eta=model.eta,
+                submitted_at=model.submitted_at,
+            )
+            message.headers = model.headers
+            message.queue = model.queue
+            return message
+
+        self.message = _frame(lambda *parts: encode_message(like(*parts)))
+        self.record = _frame(lambda *parts: encode_result(TaskResult.pending(like(*parts))))
 
 
 _ADVICE = (

@@ -21,13 +21,17 @@ lost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
-from flowrra.task import DEFAULT_QUEUE, TaskMessage, TaskResult
+from flowrra.task import DEFAULT_QUEUE, PendingRecords, TaskMessage, TaskResult, TaskStatus
+from flowrra_redis.backend import _record_call
+from flowrra_redis.codec import BatchFrame, arguments_json, number_text
 from flowrra_redis.connection import retrieved
 from flowrra_redis.pipeline import Script
-from flowrra_redis.records import BURST_LIMIT, STORE_FUNCTION
+from flowrra_redis.records import BURST_LIMIT, INLINE_LIMIT, STORE_FUNCTION, _mode
 from flowrra_redis.scripts import _BULK, _ENQUEUE_FUNCTION
 
 if TYPE_CHECKING:
@@ -39,6 +43,13 @@ __all__ = ["SUBMIT", "SUBMIT_CHUNK", "RecordedEnqueue"]
 #: Messages (with their records) per SUBMIT call: a large ``submit_many`` is several
 #: calls, each sent as soon as it is built, so Redis runs one while the next is encoded.
 SUBMIT_CHUNK = BURST_LIMIT
+
+# ENQUEUE's prefix of each message: its place in the call (see scripts.ENQUEUE).
+_PLACES = [f"{place:08x}|" for place in range(SUBMIT_CHUNK)]
+_NO_ARGUMENTS = ("[]", "{}")
+_PENDING_MODE = _mode(TaskStatus.PENDING, "")
+_pending = TaskResult.pending
+_json_string = encode_basestring_ascii
 
 # KEYS: ENQUEUE's six (queue, sequence, wake, delayed, leased, sent), then STORE's
 # ARGV: how many of the arguments are ENQUEUE's, ENQUEUE's ARGV, then STORE's ARGV
@@ -91,6 +102,15 @@ class RecordedEnqueue:
             call = broker._enqueue_call(messages, places)
             store_keys, store_args = self._backend.store_call(records)
             return broker._enqueued(self._send(messages[0].queue, call, store_keys, store_args))
+        if (
+            places is None
+            and records.__class__ is PendingRecords
+            and records.messages is messages
+            and not records.waiting
+        ):
+            framed = self._send_framed(messages)
+            if framed is not None:
+                return framed
         return self.send_parts(self.parts(messages, records, places))
 
     def parts(
@@ -142,6 +162,92 @@ class RecordedEnqueue:
             replies.append(self._send(queue, call, store_keys, store_args))
             broker.pipe.flush_now()
         sizes = [(len(call) - 3) // 4 for _, call, _ in parts]
+        return broker._all_enqueued(replies, sizes)
+
+    def _send_framed(self, messages: Sequence[TaskMessage]) -> Awaitable[None] | None:
+        """``self(messages, PendingRecords(messages))`` for messages that share all but
+        their ids and arguments (a ``submit_many``: see :class:`BatchFrame`), or None,
+        with nothing sent, for those that do not. Each task's arguments are encoded once,
+        for its message and its record (all of them before the first call is sent:
+        SerializationError with nothing sent), and no record is built; each call is sent
+        as soon as it is built, so Redis runs one while the next is made."""
+        from flowrra_redis.broker import priority_key  # (broker imports this module)
+
+        frame = BatchFrame(messages[0])
+        name, priority, attempt = frame.name, frame.priority, frame.attempt
+        eta, submitted, headers, queue = frame.eta, frame.submitted_at, frame.headers, frame.queue
+        arguments: list[tuple[str, str]] = []
+        add = arguments.append
+        for message in messages:
+            if (
+                message.name is not name
+                or message.priority is not priority
+                or message.attempt is not attempt
+                or message.eta is not eta
+                or message.submitted_at is not submitted
+                or message.headers is not headers
+                or message.queue is not queue
+            ):
+                return None
+            add(
+                _NO_ARGUMENTS
+                if message.args == () and message.kwargs == {}
+                else arguments_json(message)
+            )
+        broker = self._broker
+        writer, expect = self._backend.pending_writer()
+        pipe = broker.pipe
+        clock = broker.clock
+        m0, m1, m2, m3 = frame.message
+        r0, r1, r2, r3 = frame.record
+        dedupe = f":{attempt}"
+        order = priority_key(priority)
+        due = "" if eta is None else repr(eta)
+        score = number_text(submitted or time.time())
+        result_key = writer.result_key
+        task_key = writer.task_key(name)
+        window = broker._dedupe_window()
+        q = broker.queue_keys(queue)
+        k = broker.keys
+        if queue != DEFAULT_QUEUE:
+            broker._list_queue(queue)
+        enqueue_keys = (q.queue, k.sequence, q.wake, q.delayed, q.leased, k.sent)
+        places = _PLACES
+        replies, sizes = [], []
+        chunk = SUBMIT_CHUNK
+        for start in range(0, len(messages), chunk):
+            part = messages[start : start + chunk]
+            call: list[Any] = [clock.time(), "", window]
+            store_keys, store_args = writer.store_head()
+            for place, message, (args, kwargs) in zip(
+                places, part, arguments[start : start + chunk], strict=False
+            ):
+                task_id = message.id
+                id_json = _json_string(task_id)
+                record = f"{r0}{id_json}{r1}{args}{r2}{kwargs}{r3}"
+                call += (
+                    task_id + dedupe,
+                    order,
+                    due,
+                    f"{place}{m0}{id_json}{m1}{args}{m2}{kwargs}{m3}",
+                )
+                store_keys += (result_key + task_id, task_key)
+                store_args += (
+                    task_id,
+                    record,
+                    _PENDING_MODE,
+                    score,
+                    "" if len(record) <= INLINE_LIMIT else _record_call(_pending(message))[4],
+                )
+                if expect is not None:
+                    expect(task_id)
+            reply = pipe.request_script(
+                SUBMIT, (*enqueue_keys, *store_keys), (len(call), *call, *store_args)
+            )
+            reply.add_done_callback(retrieved)  # a caller may give up on it
+            pipe.flush_now()  # Redis runs this one while the next is built
+            replies.append(reply)
+            sizes.append(len(part))
         return broker._all_enqueued(replies, sizes)
 
     def _send(
