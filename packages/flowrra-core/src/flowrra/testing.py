@@ -920,6 +920,19 @@ class ResultBackendContract:
             i for i, k in kinds.items() if k == (TaskStatus.FAILED, "left")
         }
 
+    async def test_list_by_offset_is_a_slice_of_the_pages(self, backend: ResultBackend) -> None:
+        if not isinstance(backend, ResultPages):
+            pytest.skip("not a ResultPages")
+        name = f"offset-{new_task_id()[:8]}"
+        base = time.time() - 500.0
+        ids = [new_task_id() for _ in range(23)]
+        for n, task_id in enumerate(ids):
+            await backend.store(task_id, _record(task_id, TaskStatus.SUCCESS, base + n, name))
+        newest_first = ids[::-1]
+        for offset, limit in ((0, 5), (5, 5), (20, 10), (23, 5), (0, 100)):
+            listed = await backend.list(task_name=name, limit=limit, offset=offset)
+            assert [r.task_id for r in listed] == newest_first[offset : offset + limit]
+
     async def test_a_cursor_it_did_not_make_is_a_value_error(self, backend: ResultBackend) -> None:
         if not isinstance(backend, ResultPages):
             pytest.skip("not a ResultPages")

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from flowrra.awaitables import DONE
-from flowrra.backends.base import BaseResultBackend
+from flowrra.backends.base import BaseResultBackend, list_by_pages
 from flowrra.config import BackendConfig
 from flowrra.cursors import decode_keyset, encode_keyset
 from flowrra.events import EventHub, TaskEvent
@@ -609,20 +609,9 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
         """Records newest first, by offset (flowrra 0.1.8's call): pages of
         :meth:`list_page` up to ``offset + limit``, so it costs what lies before the page;
         prefer ``list_page``."""
-        wanted = offset + limit
-        found: list[TaskResult] = []
-        cursor: str | None = None
-        while len(found) < wanted:
-            page, cursor = await self.list_page(
-                status=status,
-                task_name=task_name,
-                limit=min(wanted - len(found), 500),
-                cursor=cursor,
-            )
-            found += page
-            if cursor is None:
-                break
-        return found[offset:wanted]
+        return await list_by_pages(
+            self, status=status, task_name=task_name, limit=limit, offset=offset
+        )
 
     async def list_page(
         self,

@@ -57,7 +57,7 @@ from typing import Any
 from redis.crc import key_slot
 
 from flowrra.awaitables import DONE
-from flowrra.backends.base import BaseResultBackend
+from flowrra.backends.base import BaseResultBackend, list_by_pages
 from flowrra.brokers.base import BaseBroker
 from flowrra.config import BackendConfig, BrokerConfig
 from flowrra.cursors import decode_keyset, encode_keyset
@@ -882,20 +882,9 @@ class ShardedRedisBackend(BaseResultBackend):
     ) -> list[TaskResult]:
         """Records newest first, by offset: pages of :meth:`list_page` up to ``offset +
         limit`` (prefer ``list_page``)."""
-        wanted = offset + limit
-        found: list[TaskResult] = []
-        cursor: str | None = None
-        while len(found) < wanted:
-            page, cursor = await self.list_page(
-                status=status,
-                task_name=task_name,
-                limit=min(wanted - len(found), 500),
-                cursor=cursor,
-            )
-            found += page
-            if cursor is None:
-                break
-        return found[offset:wanted]
+        return await list_by_pages(
+            self, status=status, task_name=task_name, limit=limit, offset=offset
+        )
 
     async def list_page(
         self,

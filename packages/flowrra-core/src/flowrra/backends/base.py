@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from flowrra.exceptions import BackendError
-from flowrra.protocols import BatchStore
+from flowrra.protocols import BatchStore, ResultPages
 from flowrra.task import TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from flowrra.protocols import ResultBackend
 
-__all__ = ["BaseResultBackend", "store_many"]
+__all__ = ["BaseResultBackend", "list_by_pages", "store_many"]
 
 
 class BaseResultBackend(ABC):
@@ -68,6 +68,30 @@ class BaseResultBackend(ABC):
     ) -> builtins.list[TaskResult]:
         """flowrra 0.1.8's listing call, kept: ``list(status=...)``."""
         return await self.list(status=status, limit=limit or 1_000_000, offset=offset)
+
+
+async def list_by_pages(
+    backend: ResultPages,
+    *,
+    status: TaskStatus | None,
+    task_name: str | None,
+    limit: int,
+    offset: int,
+) -> builtins.list[TaskResult]:
+    """``list(offset=...)`` (flowrra 0.1.8's call) for a backend that pages by cursor:
+    pages of its ``list_page`` up to ``offset + limit``, so it costs what lies before the
+    page (prefer ``list_page``)."""
+    wanted = offset + limit
+    found: builtins.list[TaskResult] = []
+    cursor: str | None = None
+    while len(found) < wanted:
+        page, cursor = await backend.list_page(
+            status=status, task_name=task_name, limit=min(wanted - len(found), 500), cursor=cursor
+        )
+        found += page
+        if cursor is None:
+            break
+    return found[offset:wanted]
 
 
 def store_many(backend: ResultBackend, results: Sequence[TaskResult]) -> Awaitable[None]:
