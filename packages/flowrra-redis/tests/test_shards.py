@@ -17,7 +17,7 @@ from flowrra_redis import RedisBackend, RedisBroker, ShardedRedisBackend, Sharde
 from flowrra_redis.shards import SHARD_KEY, shard_of, shard_prefixes
 from local_servers import LocalCluster
 
-from flowrra import Flowrra
+from flowrra import Flowrra, TaskResult, TaskStatus
 from flowrra.clock import ManualClock
 from flowrra.protocols import Broker
 from flowrra.task import TaskMessage
@@ -174,6 +174,40 @@ async def test_a_shard_key_keeps_fifo_order_for_its_messages(redis_url: str, pre
     assert [m.args[0] for m in got if m.name == "ordered"] == list(range(40))
     assert len(got) == 60
     await broker.close()
+
+
+async def test_a_shard_key_keeps_fifo_order_through_the_one_script_submit(
+    redis_url: str, prefix: str
+) -> None:
+    """The one-round-trip submit on shards (what the app's ``submit_many`` calls, where a
+    message and its record share a shard): messages of one key share a queue shard while
+    their records spread over the record shards by id, and the batch's order holds (it
+    was broken when each record shard's SUBMIT call took its own sequence)."""
+    broker = ShardedRedisBroker(redis_url, shards=SHARDS, prefix=prefix)
+    backend = ShardedRedisBackend(redis_url, shards=SHARDS, prefix=prefix)
+    await broker.connect()
+    await backend.connect()
+    send = broker.enqueue_with_records(backend)
+    assert send is not None
+    keyed: list[TaskMessage] = []
+    for n in range(30):
+        m = message("ordered", n)
+        m.headers = {SHARD_KEY: "cust"}
+        keyed.append(m)
+    assert len({shard_of(m.id, SHARDS) for m in keyed}) == SHARDS  # records spread
+    await send(keyed, [TaskResult.pending(m) for m in keyed])
+    got: list[TaskMessage] = []
+    deadline = time.monotonic() + 10
+    while len(got) < 30 and time.monotonic() < deadline:
+        got += await broker.reserve(4, 0.5)
+    assert [m.args[0] for m in got] == list(range(30))
+    for m in got:
+        await broker.ack(m)
+    for m in keyed:
+        record = await backend.get(m.id)
+        assert record is not None and record.status is TaskStatus.PENDING
+    await broker.close()
+    await backend.close()
 
 
 async def test_messages_and_records_spread_over_every_shard(redis_url: str, prefix: str) -> None:

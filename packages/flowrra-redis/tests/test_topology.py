@@ -22,8 +22,9 @@ from flowrra_redis.topology import ClusterLocator, SentinelLocator, split_locate
 from local_servers import LocalCluster, LocalSentinel, sync_client
 from redis.crc import key_slot
 
-from flowrra import BackendError, BrokerError, CancelOutcome, Flowrra, TaskStatus
+from flowrra import BackendError, BrokerError, CancelOutcome, Flowrra, TaskResult, TaskStatus
 from flowrra.plugins import describe_url
+from flowrra.task import new_task_id
 
 # -- URLs -------------------------------------------------------------------------------
 
@@ -173,6 +174,43 @@ async def test_pipeline_follows_ask_then_moved_while_a_slot_migrates(
         assert target.get(f"{key}:new") == b"2"
     finally:
         await broker.close()
+
+
+async def test_an_event_subscription_follows_its_slot_to_another_master(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    """A shard channel's slot moves: Redis unsubscribes the listener, which subscribes
+    again before anything in the process has met a MOVED, so on the old master, which
+    answers MOVED; the listener tells the locator and follows (it died there, and its
+    subscribers heard nothing more)."""
+    backend = RedisBackend(redis_cluster.url, prefix=prefix)
+    await backend.connect()
+    key = backend.keys.base
+    slot = key_slot(key.encode())
+    source_port = redis_cluster.master_of(key)
+    target_port = next(p for p in redis_cluster.masters() if p != source_port)
+    target_id = redis.Redis(port=target_port).execute_command("CLUSTER", "MYID").decode()
+    writer: RedisBackend | None = None
+    try:
+        async with backend.subscribe_events() as events:
+            for port in redis_cluster.masters():  # the slot holds no key yet: moved at once
+                redis.Redis(port=port).execute_command(
+                    "CLUSTER", "SETSLOT", slot, "NODE", target_id
+                )
+            await asyncio.sleep(1.0)  # the listener is told, and subscribes again
+            writer = RedisBackend(redis_cluster.url, prefix=prefix)
+            task_id = new_task_id()
+            record = TaskResult(task_id, TaskStatus.PENDING, task_name="moved")
+            await writer.store(task_id, record)
+            async with asyncio.timeout(10):
+                async for event in events:
+                    if event.task_id == task_id:
+                        break
+        assert redis_cluster.master_of(key) == target_port
+    finally:
+        await backend.close()
+        if writer is not None:
+            await writer.close()
 
 
 async def test_a_plain_url_to_a_cluster_node_says_to_use_redis_cluster(

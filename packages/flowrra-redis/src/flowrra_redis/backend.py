@@ -41,6 +41,7 @@ from flowrra_redis.connection import (
     Translating,
     boundary,
     message_kind,
+    next_message,
     retrieved,
     subscribe,
     text,
@@ -496,7 +497,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                     state.wake_all()  # completions may have been missed while down
                 failures = 0
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await next_message(pubsub)
                     if message is None:
                         continue
                     kind = message_kind(message)
@@ -551,7 +552,7 @@ class RedisBackend(RedisEndpoint[_BackendLoop], BaseResultBackend):
                     # and only then may the caller count on seeing what is published next.
                     await subscribe(pubsub, self.keys.events)
                     while True:
-                        message = await pubsub.get_message(timeout=None)
+                        message = await next_message(pubsub)
                         if message is None:
                             continue
                         kind = message_kind(message)

@@ -73,6 +73,7 @@ from flowrra_redis.connection import (
     RedisEndpoint,
     boundary,
     message_kind,
+    next_message,
     retrieved,
     subscribe,
     text,
@@ -701,7 +702,7 @@ class RedisBroker(RedisEndpoint[_BrokerLoop], BaseBroker):
                 try:
                     await subscribe(pubsub, self.keys.cancels)
                     while True:
-                        message = await pubsub.get_message(timeout=None)
+                        message = await next_message(pubsub)
                         if message is None:
                             continue
                         kind = message_kind(message)

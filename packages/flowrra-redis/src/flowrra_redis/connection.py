@@ -66,6 +66,7 @@ __all__ = [
     "describe_url",
     "failure",
     "message_kind",
+    "next_message",
     "subscribe",
 ]
 
@@ -90,6 +91,23 @@ async def subscribe(pubsub: PubSub, channel: str) -> None:
         await pubsub.ssubscribe(channel)
     else:
         await pubsub.subscribe(channel)
+
+
+async def next_message(pubsub: PubSub) -> dict[str, Any] | None:
+    """``pubsub.get_message(timeout=None)``, where an error reply (a shard channel's
+    ``MOVED`` after its slot moved, ``CLUSTERDOWN`` during a failover) is raised as
+    ``ConnectionError``, so the caller subscribes again as after a lost connection, and a
+    ``MOVED`` first tells the URL's locator where the slot went (the listener would
+    otherwise ask the old node again, and a listener that stops leaves its waiters
+    waiting)."""
+    try:
+        return await pubsub.get_message(timeout=None)  # type: ignore[no-any-return]
+    except redis_errors.ResponseError as exc:
+        if isinstance(exc, redis_errors.MovedError):
+            locator = pool_options_of(pubsub.connection_pool).get("locator")
+            if isinstance(locator, ClusterLocator):
+                locator.moved(exc.host, exc.port)
+        raise redis_errors.ConnectionError(f"subscription refused: {exc}") from exc
 
 
 def message_kind(message: dict[str, Any]) -> str:

@@ -367,12 +367,14 @@ class ShardedRedisBroker(BaseBroker):
             shard = shards[(start + step) % count]
             if shard._drained and not force:
                 continue
+            shard._turn = self._turn
+            script, keys, args, acks = shard._reserve_call(want - got)
             try:
-                shard._turn = self._turn
-                script, keys, args, _ = shard._reserve_call(want - got)
                 batch = shard._taken(await shard._run(script, keys, args))
                 self._turn = shard._turn
             except Exception as exc:
+                for queue, receipts in acks:  # sent again with the next call, not lost
+                    shard._defer_acks(receipts, queue)
                 failures.append(exc)
                 logger.warning("cannot reserve from shard %s: %s", shard.keys.base, exc)
                 continue
@@ -394,6 +396,18 @@ class ShardedRedisBroker(BaseBroker):
         waits = [asyncio.ensure_future(shard._wait_for_work(wait, want)) for shard in self.shards]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # stopping: what finished waits leased goes back
+            for future in waits:
+                future.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            for shard, future in zip(self.shards, waits, strict=True):
+                if future.cancelled() or future.exception() is not None:
+                    continue
+                reply = future.result()
+                if reply is not None and reply[0]:
+                    with contextlib.suppress(Exception):
+                        await shard.release(shard._taken(reply))
+            raise
         finally:
             for future in waits:
                 if not future.done():
@@ -418,10 +432,14 @@ class ShardedRedisBroker(BaseBroker):
                     self._note(shard, batch)
                     taken.append(batch)
         extra = sum(len(batch) for batch in taken) - want
-        if extra > 0:  # two shards woke at once: hand back what does not fit
+        while extra > 0:  # several shards woke at once: hand back what does not fit
             last = taken[-1]
-            await self.release(last[len(last) - extra :])
-            del last[len(last) - extra :]
+            cut = min(extra, len(last))
+            await self.release(last[len(last) - cut :])
+            del last[len(last) - cut :]
+            if not last:
+                taken.pop()
+            extra -= cut
         return taken
 
     def _note(self, shard: RedisBroker, batch: list[TaskMessage]) -> None:
@@ -454,31 +472,46 @@ class ShardedRedisBroker(BaseBroker):
         if not self._homes:
             return messages
         kept: list[TaskMessage] = []
+        away: list[tuple[RedisBroker, TaskMessage]] = []
         for message in messages:
             number = self._homes.get(message.name)
-            if number is None or message.undeliverable is not None:
+            home = None if number is None else self.shards[number]
+            if (
+                home is None
+                or message.undeliverable is not None
+                or self._origin_of(message) is home
+            ):
                 kept.append(message)
-                continue
-            home = self.shards[number]
-            origin = self._origin_of(message)
-            if origin is home:
-                kept.append(message)
-                continue
-            moved = TaskMessage(
-                message.id,
-                message.name,
-                message.args,
-                message.kwargs,
-                priority=message.priority,
-                attempt=message.attempt,
-                eta=message.eta,
-                submitted_at=message.submitted_at,
-            )
-            moved.headers = message.headers
-            moved.queue = message.queue
-            await home.enqueue(moved)
-            await self._settled_by(message).ack(message)
+            else:
+                away.append((home, message))
+        for done, (home, message) in enumerate(away):
+            try:
+                await self._move_home(home, message)
+            except BaseException:
+                # Reserved here and not handed out: back to their queues at once, rather
+                # than when their leases expire.
+                unmoved = [*kept, *(m for _, m in away[done:])]
+                with contextlib.suppress(Exception):
+                    await self.release(unmoved)
+                raise
         return kept
+
+    async def _move_home(self, home: RedisBroker, message: TaskMessage) -> None:
+        """Queue ``message`` on its limited task's ``home`` shard, then ack it here."""
+        moved = TaskMessage(
+            message.id,
+            message.name,
+            message.args,
+            message.kwargs,
+            priority=message.priority,
+            attempt=message.attempt,
+            eta=message.eta,
+            submitted_at=message.submitted_at,
+        )
+        moved.headers = message.headers
+        moved.queue = message.queue
+        await home.enqueue(moved)
+        await self._settled_by(message).ack(message)
 
     # -- settling -------------------------------------------------------------------------
 
@@ -628,8 +661,9 @@ class ShardedSubmit:
     chunks), all sent at once.
 
     A message placed by its ``flowrra-shard-key`` header or as a limited task's (see the
-    module docs) may sit on a shard whose keyspace its record's shard does not share (on a
-    cluster: another slot). Those go in two calls, as with two servers, sent at once: the
+    module docs) sits on its key's shard while its record sits on its id's. In a batch,
+    such messages go in two calls, as with two servers, sent at once (one ENQUEUE per
+    queue shard keeps their order; one SUBMIT per record shard would not): the
     records (STORE on their shards) and the messages (ENQUEUE); what they cannot promise
     is the app's two-call promise: a record that fails after its message was sent raises
     :class:`~flowrra.exceptions.MaybeQueuedError`, and a refused message marks its
@@ -669,9 +703,18 @@ class ShardedSubmit:
         groups: dict[tuple[int, int], tuple[list[TaskMessage], list[TaskResult], list[int]]] = {}
         apart: list[tuple[int, TaskMessage]] = []
         apart_records: list[TaskResult] = []
+        homes = broker._homes
         for place, message in enumerate(messages):
             pair = (broker._shard_number(message), shard_of(message.id, count))
-            if sends[pair[0]][pair[1]] is None:
+            if (
+                sends[pair[0]][pair[1]] is None
+                or (message.headers and SHARD_KEY in message.headers)
+                or (homes and message.name in homes)
+            ):
+                # Placed by a key (or a limited task's home): its record's shard is its
+                # id's, so messages of one key would spread over several SUBMIT calls to
+                # one queue, each with its own sequence, and lose their batch order. One
+                # ENQUEUE per queue shard keeps it.
                 apart.append((place, message))
                 apart_records.append(records[place])
                 continue
@@ -690,10 +733,10 @@ class ShardedSubmit:
         for (m, r), (batch, recorded, places) in groups.items():
             send = sends[m][r]
             assert send is not None
-            built.append((send, send.parts(batch, recorded, places)))
+            built.append((send, send.encoded(send.parts(batch, recorded, places))))
         calls = broker._enqueue_calls(apart) if apart else []
         # every message encoded: now send
-        replies = [send.send_parts(parts) for send, parts in built]
+        replies = [send.send_encoded(encoded) for send, encoded in built]
         if apart:
             replies.append(self._send_apart(calls, apart_records))
         if len(replies) == 1:
@@ -711,10 +754,14 @@ class ShardedSubmit:
             by_shard.setdefault(shard_of(record.task_id, count), []).append(record)
         stored = [self._records[r].store_many(some) for r, some in by_shard.items()]
         enqueued = self._broker._send_calls(calls)
-        return self._settled_apart(stored, enqueued, records)
+        return self._settled_apart(stored, enqueued, records, len(calls))
 
     async def _settled_apart(
-        self, stored: list[Awaitable[None]], enqueued: Awaitable[None], records: list[TaskResult]
+        self,
+        stored: list[Awaitable[None]],
+        enqueued: Awaitable[None],
+        records: list[TaskResult],
+        calls: int,
     ) -> None:
         store_failure: Exception | None = None
         for reply in stored:
@@ -725,9 +772,12 @@ class ShardedSubmit:
         try:
             await enqueued
         except Exception as exc:
-            if store_failure is None:
+            if store_failure is None and calls == 1:
                 await self._not_queued(records, exc)
                 raise
+            # Several ENQUEUE calls (shards, queues): others may have queued theirs, so
+            # no record is marked FAILED (a queued task's would be refused when it runs).
+            store_failure = store_failure or exc
             queued: bool | None = None
         else:
             queued = True

@@ -153,15 +153,28 @@ class RecordedEnqueue:
     def send_parts(
         self, parts: Sequence[tuple[str, list[Any], Sequence[TaskResult]]]
     ) -> Awaitable[None]:
-        """Send what :meth:`parts` built, each call flushed at once (Redis runs one while
-        the next is built); an awaitable of the replies."""
+        """Send what :meth:`parts` built (:meth:`encoded`, then :meth:`send_encoded`)."""
+        return self.send_encoded(self.encoded(parts))
+
+    def encoded(
+        self, parts: Sequence[tuple[str, list[Any], Sequence[TaskResult]]]
+    ) -> list[tuple[str, list[Any], list[str], list[Any]]]:
+        """``parts`` with their records encoded (SerializationError, nothing sent), as
+        (queue, ENQUEUE's arguments, STORE's keys, STORE's arguments)."""
+        store_call = self._backend.store_call
+        return [(queue, call, *store_call(part)) for queue, call, part in parts]
+
+    def send_encoded(
+        self, encoded: Sequence[tuple[str, list[Any], list[str], list[Any]]]
+    ) -> Awaitable[None]:
+        """Send what :meth:`encoded` made, each call flushed at once (Redis runs one while
+        the next is sent); an awaitable of the replies."""
         broker = self._broker
         replies = []
-        for queue, call, part in parts:
-            store_keys, store_args = self._backend.store_call(part)
+        for queue, call, store_keys, store_args in encoded:
             replies.append(self._send(queue, call, store_keys, store_args))
             broker.pipe.flush_now()
-        sizes = [(len(call) - 3) // 4 for _, call, _ in parts]
+        sizes = [(len(call) - 3) // 4 for _, call, _, _ in encoded]
         return broker._all_enqueued(replies, sizes)
 
     def _send_framed(self, messages: Sequence[TaskMessage]) -> Awaitable[None] | None:
