@@ -117,3 +117,19 @@ def test_a_named_queue_travels_in_the_trailing_object_and_only_then() -> None:
 def test_a_malformed_record_is_refused(fields: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         TaskResult.from_wire(fields)
+
+
+def test_unreserved_keeps_what_was_queued_and_drops_what_a_reserve_added() -> None:
+    from flowrra.task import TaskMessage
+
+    queued = TaskMessage("a" * 32, "job", (1,), {"k": "v"}, priority=3, attempt=2, eta=5.0)
+    queued.headers = {"tenant": "acme"}
+    queued.queue = "emails"
+    queued.receipt = b"member"
+    queued.undeliverable = "reason"
+    again = queued.unreserved()
+    assert (again.id, again.name, again.args, again.kwargs) == ("a" * 32, "job", (1,), {"k": "v"})
+    assert (again.priority, again.attempt, again.eta) == (3, 2, 5.0)
+    assert (again.headers, again.queue) == ({"tenant": "acme"}, "emails")
+    assert again.receipt is None and again.undeliverable is None
+    assert queued.next_attempt(9.0).attempt == 3

@@ -644,15 +644,22 @@ class TaskMessage:
         self.receipt: Any = None
         self.undeliverable: str | None = None
 
-    def next_attempt(self, eta: float) -> TaskMessage:
-        """The message for the next retry, due at ``eta`` (with the same headers)."""
+    def unreserved(self) -> TaskMessage:
+        """The same message as it was queued: its fields, headers and queue, without what a
+        broker's reserve put on it (``receipt``, ``undeliverable``), to queue it again
+        elsewhere (a sharded broker moving a limited task's message to its home shard)."""
+        return self.next_attempt(self.eta, self.attempt)
+
+    def next_attempt(self, eta: float | None, attempt: int | None = None) -> TaskMessage:
+        """The message for the next retry, due at ``eta`` (with the same headers), as
+        attempt ``attempt`` (default: the next)."""
         message = TaskMessage(
             self.id,
             self.name,
             self.args,
             self.kwargs,
             priority=self.priority,
-            attempt=self.attempt + 1,
+            attempt=self.attempt + 1 if attempt is None else attempt,
             eta=eta,
             submitted_at=self.submitted_at,
         )

@@ -498,18 +498,7 @@ class ShardedRedisBroker(BaseBroker):
 
     async def _move_home(self, home: RedisBroker, message: TaskMessage) -> None:
         """Queue ``message`` on its limited task's ``home`` shard, then ack it here."""
-        moved = TaskMessage(
-            message.id,
-            message.name,
-            message.args,
-            message.kwargs,
-            priority=message.priority,
-            attempt=message.attempt,
-            eta=message.eta,
-            submitted_at=message.submitted_at,
-        )
-        moved.headers = message.headers
-        moved.queue = message.queue
+        moved = message.unreserved()
         await home.enqueue(moved)
         await self._settled_by(message).ack(message)
 
