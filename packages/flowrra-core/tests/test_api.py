@@ -351,7 +351,20 @@ def test_task_ids_are_unique_in_forked_children() -> None:
     os.close(read_end)
     parent_id = new_task_id()
     assert len(child_id) == len(parent_id) == 32
-    assert child_id != parent_id
+    # a child draws its own random bits (after the 12 digits of time): else, in the same
+    # millisecond, it would make its parent's next id
+    assert child_id[12:22] != parent_id[12:22]
+
+
+def test_task_ids_sort_in_the_order_they_are_made() -> None:
+    before = time.time()
+    ids = [new_task_id() for _ in range(10_000)]
+    after = time.time()
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    made_ms = {int(i[:12], 16) for i in ids}  # the first 48 bits: Unix milliseconds
+    assert int(before * 1000) <= min(made_ms) <= max(made_ms) <= int(after * 1000) + 1
+    assert {i[12:22] for i in ids} == {ids[0][12:22]}  # one process: one random part
 
 
 async def test_async_task_executor_alias_and_custom_backend_base_class() -> None:

@@ -81,7 +81,7 @@ def _printer(started: float) -> object:
         elif event.status is TaskStatus.RUNNING and event.retries:
             detail = f"  (attempt {event.retries + 1})"
         print(
-            f"{time.monotonic() - started:7.3f}s  {event.task_name:<14} {event.task_id[:8]}  "
+            f"{time.monotonic() - started:7.3f}s  {event.task_name:<14} {event.task_id[-8:]}  "
             f"{_STATUS_WORDS[event.status]}{detail}",
             flush=True,
         )

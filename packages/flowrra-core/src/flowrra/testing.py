@@ -923,7 +923,7 @@ class ResultBackendContract:
     async def test_list_by_offset_is_a_slice_of_the_pages(self, backend: ResultBackend) -> None:
         if not isinstance(backend, ResultPages):
             pytest.skip("not a ResultPages")
-        name = f"offset-{new_task_id()[:8]}"
+        name = f"offset-{new_task_id()[-8:]}"
         base = time.time() - 500.0
         ids = [new_task_id() for _ in range(23)]
         for n, task_id in enumerate(ids):

@@ -73,7 +73,8 @@
     return ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : `${(ms / 1000).toFixed(2)} s`;
   }
 
-  const shortId = (id) => (id.length > 12 ? `${id.slice(0, 12)}…` : id);
+  // The tail: a task id starts with its time, which its neighbours share.
+  const shortId = (id) => (id.length > 12 ? `…${id.slice(-12)}` : id);
   const percent = (progress) => `${Math.round(Number(progress.fraction) * 100)}%`;
   const json = (value) => JSON.stringify(value, null, 2);
 
