@@ -59,6 +59,7 @@ async def test_a_submit_is_one_script_call_when_both_share_a_server(
     client = redis.Redis.from_url(url)
     try:
         await app.submit("add", 0, 0)  # connected, scripts known
+        await app.submit_many("add", [(0, 0), (0, 0)])
         before = _calls(client)
         task_id = await app.submit("add", 1, 2)
         assert _delta(before, _calls(client)) == {"cmdstat_evalsha": 1}
@@ -67,9 +68,9 @@ async def test_a_submit_is_one_script_call_when_both_share_a_server(
         assert _delta(before, _calls(client)) == {"cmdstat_evalsha": 3}, "3 chunks"
         record = await app.get_result(task_id)
         assert record is not None and record.status is TaskStatus.PENDING
-        assert (await app.backend.counts(1))["totals"]["pending"] == 2502
-        assert client.zcard("{one}:queue") == 2502
-        assert client.zcard("{one-results}:results") == 2502
+        assert (await app.backend.counts(1))["totals"]["pending"] == 2504
+        assert client.zcard("{one}:queue") == 2504
+        assert client.zcard("{one-results}:results") == 2504
         assert await app.backend.get(ids[-1]) is not None
         async with app:
             result = await app.wait_for_result(ids[-1], timeout=30)
@@ -363,6 +364,8 @@ async def test_submit_many_writes_what_the_record_by_record_path_writes(
             if n % 3
             else queued_message(f"id-{queue}-{n}", "add", (), {}, -2, later, now, queue)
             for n in range(2100)
+        ] + [  # a record over INLINE_LIMIT: its call is SUBMIT's, with its small event
+            queued_message(f"id-{queue}-big", "add", (0, "y" * 70_000), {}, -2, later, now, queue)
         ]
 
     framed_calls: list[bool] = []
@@ -383,9 +386,11 @@ async def test_submit_many_writes_what_the_record_by_record_path_writes(
         assert framed_calls == [True, True]  # (a list of records: not framed)
         written = _contents(client, "framed")
         assert written == _contents(client, "built")
-        assert len(written["results"]) == len(written["results:task:add"]) == 4200
-        assert written["results:totals"] == {b"pending": b"4200"}
-        assert len(written["delayed"]) == len(written["delayed:emails"]) == 2100  # eta: later
+        assert len(written["results"]) == len(written["results:task:add"]) == 4202
+        assert written["results:totals"] == {b"pending": b"4202"}
+        assert len(written["delayed"]) == len(written["delayed:emails"]) == 2101  # eta: later
+        # one resend guard per call of more than one message (SUBMIT_CHUNK each)
+        assert len(written["sent"]) == 6
     finally:
         client.close()
         for app in (framed, built):
@@ -439,5 +444,130 @@ async def test_submit_many_with_a_listening_backend_and_event_listeners(
             results = [await app.wait_for_result(i, timeout=30) for i in ids]
             assert [r.result for r in results] == [n + 3 for n in range(1500)]
     finally:
+        await app.broker.close()
+        await app.backend.close()
+
+
+async def test_a_framed_call_that_failed_part_way_is_queued_when_sent_again(
+    redis_server: RedisServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``submit_many`` call is guarded against a resend as a whole, by a key written last:
+    one that stopped part way (here the task's index holds a string: WRONGTYPE after the
+    records were written) has no guard, so the same call sent again (as the pipeline
+    would) queues its messages, and once it has, a further resend queues nothing."""
+    from flowrra_redis.pipeline import AutoPipeline
+    from flowrra_redis.submits import SUBMIT_FRAMED
+
+    url = redis_server.start()
+    app = _app(url, url, "partway")
+    client = redis.Redis.from_url(url)
+    sent: list[tuple[Any, ...]] = []
+    request_script = AutoPipeline.request_script
+
+    def spy(self: AutoPipeline, script: Any, keys: Any, args: Any) -> Any:
+        if script is SUBMIT_FRAMED:
+            sent.append((tuple(keys), tuple(args)))
+        return request_script(self, script, keys, args)
+
+    monkeypatch.setattr(AutoPipeline, "request_script", spy)
+    try:
+        await app.submit("add", 0, 0)  # connected; its index exists
+        index = "{partway-results}:results:task:add"
+        assert client.type(index) == b"zset"
+        client.delete(index)
+        client.set(index, "not a sorted set")
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await app.submit_many("add", [(n, n) for n in range(3)])
+        assert client.zcard("{partway}:queue") == 1  # the first submit's only
+        client.delete(index)
+        ((keys, args),) = sent
+        for _ in range(2):  # sent again: queued; and again: nothing more
+            client.evalsha(SUBMIT_FRAMED.sha, len(keys), *keys, *args)
+            assert client.zcard("{partway}:queue") == 4
+    finally:
+        client.close()
+        await app.broker.close()
+        await app.backend.close()
+
+
+async def test_a_channel_nobody_listens_to_costs_no_publish(redis_server: RedisServers) -> None:
+    """Records are published on ``events`` (and complete ones on ``done``) only while a
+    client subscribes to the channel: with none, a submit publishes nothing; with one, it
+    hears every record."""
+    from flowrra.task import TaskResult
+
+    url = redis_server.start()
+    app = _app(url, url, "quiet")
+    client = redis.Redis.from_url(url)
+
+    def publishes() -> int:
+        return _calls(client).get("cmdstat_publish", 0)
+
+    listener = client.pubsub()
+    try:
+        await app.submit("add", 0, 0)
+        before = publishes()
+        await app.submit_many("add", [(n, n) for n in range(10)])
+        task_id = await app.submit("add", 1, 1)
+        await app.backend.store(task_id, TaskResult(task_id, TaskStatus.SUCCESS, result=2))
+        assert publishes() == before, "nobody listens"
+
+        keys = app.backend.keys  # type: ignore[attr-defined]
+        listener.subscribe(keys.events, keys.done)
+        for _ in range(2):
+            assert listener.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+        before = publishes()
+        ids = await app.submit_many("add", [(n, n) for n in range(10)])
+        done_id = await app.submit("add", 2, 2)
+        await app.backend.store(done_id, TaskResult(done_id, TaskStatus.SUCCESS, result=4))
+        assert publishes() == before + 10 + 1 + 2  # the events, and the completion on done
+        heard = []
+        while (message := listener.get_message(timeout=1)) is not None:
+            heard.append((message["channel"].decode(), message["data"].decode()))
+        on_events = [data for channel, data in heard if channel == keys.events]
+        assert len(on_events) == 12 and all(i in "".join(on_events) for i in ids)
+        on_done = [data for channel, data in heard if channel == keys.done]
+        assert len(on_done) == 1 and on_done[0].startswith(done_id)
+    finally:
+        listener.close()
+        client.close()
+        await app.broker.close()
+        await app.backend.close()
+
+
+async def test_a_large_submit_many_is_written_as_it_is_built_and_paced_to_redis(
+    redis_server: RedisServers,
+) -> None:
+    """A ``submit_many`` builds its calls without a turn of the loop in between: before,
+    all of them waited in the connection's buffer until the last was built (Redis idle
+    meanwhile) and, with Redis behind, the whole batch sat in memory. Now the calls the
+    socket cannot take at once are sent a turn of the loop apart, and no more than
+    WRITE_AHEAD bytes (and the call being built) wait: here Redis is stopped (SIGSTOP)
+    while 40 MB of calls are made, and the rest waits to be built."""
+    from flowrra_redis.pipeline import WRITE_AHEAD
+
+    url = redis_server.start()
+    app = _app(url, url, "paced", socket_timeout=60)
+    client = redis.Redis.from_url(url)
+    try:
+        await app.submit_many("add", [(0, 0), (0, 0)])  # connected, scripts known
+        pipe = app.broker.pipe  # type: ignore[attr-defined]
+        text = "x" * 1000  # ~2 KB a task: its message and its record
+        redis_server.pause(url)
+        try:
+            sending = asyncio.ensure_future(
+                app.submit_many("add", [(n, text) for n in range(20_000)])
+            )
+            await asyncio.sleep(1.0)
+            assert not sending.done()
+            assert 0 < pipe.backlog() <= WRITE_AHEAD + 3_000_000  # and one call of ~2 MB
+        finally:
+            redis_server.resume(url)
+        async with asyncio.timeout(60):
+            ids = await sending
+        assert len(ids) == 20_000 and client.zcard("{paced}:queue") == 20_002
+        assert (await app.backend.counts(1))["totals"]["pending"] == 20_002
+    finally:
+        client.close()
         await app.broker.close()
         await app.backend.close()

@@ -80,11 +80,18 @@ _REFUSED = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 _RECONNECT = (redis_errors.ReadOnlyError, redis_errors.MasterDownError)
 
 
+#: Bytes written to a connection that its socket has not taken yet, over which a writer
+#: that asks (:meth:`AutoPipeline.written`) waits: about eight ``submit_many`` calls of
+#: small tasks, so Redis never waits for the next while it is built.
+WRITE_AHEAD = 4 * 1024 * 1024
+
+
 class Script:
     """A Lua script, sent as EVALSHA (and once as EVAL if the server does not know it).
 
     ``sharded``: the same script publishing with ``SPUBLISH`` instead of ``PUBLISH``
-    (itself when it publishes nothing), which a pipeline to a Redis Cluster sends: a
+    (and counting a channel's subscribers with ``PUBSUB SHARDNUMSUB``, not ``NUMSUB``;
+    itself when it publishes nothing), which a pipeline to a Redis Cluster sends: a
     classic ``PUBLISH`` is copied to every node of a cluster over its bus, a shard
     channel's message only to the nodes serving its slot (Redis 7)."""
 
@@ -93,7 +100,9 @@ class Script:
         self.sha = hashlib.sha1(body.encode()).hexdigest()
         self.sharded: Script = self
         if not sharded and "'PUBLISH'" in body:
-            self.sharded = Script(body.replace("'PUBLISH'", "'SPUBLISH'"), sharded=True)
+            shard_channels = body.replace("'PUBLISH'", "'SPUBLISH'")
+            shard_channels = shard_channels.replace("'NUMSUB'", "'SHARDNUMSUB'")
+            self.sharded = Script(shard_channels, sharded=True)
 
 
 class ReplySink(Protocol):
@@ -187,6 +196,17 @@ class _Link(asyncio.Protocol):
         self._timeout = timeout
         self._replies = 0
         self._watchdog: asyncio.TimerHandle | None = None
+        #: Set while the transport holds over WRITE_AHEAD bytes its socket has not taken.
+        self.paused: asyncio.Future[None] | None = None
+
+    def pause_writing(self) -> None:
+        if self.paused is None:
+            self.paused = self.pipeline.loop.create_future()
+
+    def resume_writing(self) -> None:
+        paused, self.paused = self.paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
 
     def write(self, data: bytes, commands: list[_Command]) -> None:
         self.sent.extend(commands)
@@ -233,6 +253,7 @@ class _Link(asyncio.Protocol):
 
     def close(self) -> None:
         self.lost = True
+        self.resume_writing()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -511,6 +532,24 @@ class AutoPipeline:
         writer's slice, so Redis works on it while the caller builds the next)."""
         self._flush()
 
+    def backlog(self) -> int:
+        """Bytes written to this pipeline's connection that its socket has not taken
+        yet (they leave when the loop runs); 0 with no connection open."""
+        link = self._link
+        return 0 if link is None or link.lost else link.transport.get_write_buffer_size()
+
+    async def written(self) -> None:
+        """One turn of the loop (which writes what the socket takes), and, if over
+        :data:`WRITE_AHEAD` bytes are left (see :meth:`backlog`), until under a quarter of
+        that are. For a writer of many large calls: built one after the other without a
+        turn of the loop, they would all be buffered while Redis waits for bytes the loop
+        has not written, and without a bound, all buffered while Redis is behind."""
+        await asyncio.sleep(0)
+        link = self._link
+        paused = None if link is None else link.paused
+        if paused is not None:
+            await asyncio.shield(paused)  # others may wait on it too
+
     def _flush(self) -> None:
         if self._before_flush:
             callbacks, self._before_flush = self._before_flush, []
@@ -558,6 +597,7 @@ class AutoPipeline:
         try:
             link = _Link(self, connection, self._timeout)
             link.transport = take_transport(connection, link)  # replies reach the link now
+            link.transport.set_write_buffer_limits(high=WRITE_AHEAD)
         except Exception as exc:
             await self._release(connection)
             waiting, self._waiting = self._waiting, []

@@ -91,7 +91,15 @@ MINUTE_TTL = 245 * 60
 # changes per call), completions by outcome (in the totals and in this minute's), and
 # retries (a record becoming RETRYING). A call sent
 # again counts nothing twice: a complete record is never rewritten, and a RETRYING one
-# over a RETRYING one is no new retry. Returns how many records were refused.
+# over a RETRYING one is no new retry.
+#
+# A channel is published to only while a client subscribes to it (``PUBSUB NUMSUB``, once
+# per channel and call; ``SHARDNUMSUB`` with the shard channels of a cluster, see
+# ``Script.sharded``): the same as publishing to nobody, since no subscription can begin
+# during a script, without the call per record. (Pattern subscriptions, PSUBSCRIBE, are
+# not counted: a tool of one's own listens with SUBSCRIBE.) With no page of the UI open
+# and nobody waiting, a submitted or finished task costs no publish.
+# Returns how many records were refused.
 STORE = Script("""
 local function stored(key)  -- the status of the record under key ('' unreadable), or false
   local head = redis.call('GETRANGE', key, 0, 1023)
@@ -118,12 +126,38 @@ local every, failures = {}, {}  -- score, id...
 local names = {}  -- task index key -> score, id...
 -- net changes of the counts: pending, running, retrying, success, failed, retries
 local dp, dr, dt, ds, df, retried, refused = 0, 0, 0, 0, 0, 0, 0
+local listened = {}  -- channel -> whether a client subscribes to it now
+local function heard(channel)
+  local now = listened[channel]
+  if now == nil then
+    now = redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+    listened[channel] = now
+  end
+  return now
+end
+-- Two records or more (up to 2,000: Lua's unpack has a stack limit), all PENDING and
+-- none stored (a submit's, the usual case): one MSETNX writes them all, with no call per
+-- record. If any is stored, it writes none, and each is SET NX as it comes.
+local fresh = #KEYS > 6 and #KEYS <= 4004
+if fresh then
+  local written = {}  -- key, record...
+  for i = 5, #KEYS, 2 do
+    local a = 6 + (i - 5) / 2 * 5
+    if ARGV[a + 2] ~= 'p' then
+      fresh = false
+      break
+    end
+    written[#written + 1] = KEYS[i]
+    written[#written + 1] = ARGV[a + 1]
+  end
+  fresh = fresh and redis.call('MSETNX', unpack(written)) == 1
+end
 for i = 5, #KEYS, 2 do
   local a = 6 + (i - 5) / 2 * 5
   local id, body, mode = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local written, indexed, was = true, mode ~= 'e', false
   if mode == 'p' then
-    indexed = redis.call('SET', KEYS[i], body, 'NX') ~= false
+    indexed = fresh or redis.call('SET', KEYS[i], body, 'NX') ~= false
   elseif indexed then
     was = stored(KEYS[i])
     if was == 'success' or was == 'failed' then
@@ -173,14 +207,16 @@ for i = 5, #KEYS, 2 do
         failures[#failures + 1] = id
       end
     end
-    if ARGV[a + 4] == '' then
+    if not heard(ARGV[3]) then
+    elseif ARGV[a + 4] == '' then
       redis.call('PUBLISH', ARGV[3], body)
     else
       redis.call('PUBLISH', ARGV[3], ARGV[a + 4])
     end
-    if mode == 's' or mode == 'f' then
+    if mode == 'p' or mode == 'r' or mode == 't' or mode == 'e' or not heard(ARGV[4]) then
+    elseif mode == 's' or mode == 'f' then
       redis.call('PUBLISH', ARGV[4], id .. '|' .. body)
-    elseif mode == 'S' or mode == 'F' then
+    else
       redis.call('PUBLISH', ARGV[4], id)
     end
   end

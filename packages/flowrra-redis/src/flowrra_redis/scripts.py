@@ -74,7 +74,8 @@ return redis.call('PUBLISH', ARGV[4], ARGV[3])
 # then per message (its dedupe key '<id>:<attempt>', priority key, eta or '',
 # '<8 hex digits: its place in this call>|<body>').
 # Idempotent: a message whose dedupe key ``sent`` holds (a ZSET scored by the time each
-# was queued, pruned past the window) is skipped, so this call sent again after a timeout
+# was queued, pruned past the window; a key '' is not looked up: SUBMIT guards a call of
+# many messages by one key) is skipped, so this call sent again after a timeout
 # or a lost connection (when Redis had run it, but its reply was lost) queues nothing
 # twice. One sequence number per call, formatted once: a message's order key is its
 # priority key, that number and its place in the call (no number is formatted per message:
@@ -89,7 +90,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[3]))
 local seq = string.format('%016.0f', redis.call('INCR', KEYS[2]))
 local due, later, nd, nl = {}, {}, 0, 0
 for i = 4, #ARGV, 4 do
-  if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[i]) == 1 then
+  if ARGV[i] == '' or redis.call('ZADD', KEYS[6], 'NX', now, ARGV[i]) == 1 then
     local eta = ARGV[i + 2]
     if eta ~= '' and tonumber(eta) > now then
       nl = nl + 2

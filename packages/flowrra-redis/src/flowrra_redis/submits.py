@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from flowrra.task import DEFAULT_QUEUE, PendingRecords, TaskMessage, TaskResult,
 from flowrra_redis.backend import _record_call
 from flowrra_redis.codec import BatchFrame, arguments_json, number_text
 from flowrra_redis.connection import retrieved
-from flowrra_redis.pipeline import Script
+from flowrra_redis.pipeline import AutoPipeline, Script
 from flowrra_redis.records import BURST_LIMIT, INLINE_LIMIT, STORE_FUNCTION, _mode
 from flowrra_redis.scripts import _BULK, _ENQUEUE_FUNCTION
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from flowrra_redis.backend import RedisBackend
     from flowrra_redis.broker import RedisBroker
 
-__all__ = ["SUBMIT", "SUBMIT_CHUNK", "RecordedEnqueue"]
+__all__ = ["SUBMIT", "SUBMIT_CHUNK", "SUBMIT_FRAMED", "RecordedEnqueue"]
 
 #: Messages (with their records) per SUBMIT call: a large ``submit_many`` is several
 #: calls, each sent as soon as it is built, so Redis runs one while the next is encoded.
@@ -56,6 +56,15 @@ _json_string = encode_basestring_ascii
 # STORE runs first, then ENQUEUE, each unchanged (see their comments); returns ENQUEUE's
 # reply (messages waiting). An ENQUEUE with no message (a call carrying only the records
 # of a chain's later steps) queues nothing.
+#
+# The resend guard: a call of one message is ENQUEUE's (its dedupe key in ``sent``). A
+# call of more is guarded as a whole, by its first message's key, written to ``sent``
+# once everything else is: a call sent again (the pipeline resends a command unchanged)
+# finds it and does nothing, and one that failed part way (a script error) has not
+# written it, so sending it again queues what it had not (and again what it had: at
+# least once). Its other messages' keys are not written, one sorted-set insert per
+# message less (a quarter of Redis's CPU per task in a ``submit_many``: bench/README.md).
+# A message's key guards only a resend of its own call; none is ever sent in another.
 SUBMIT = Script(
     _BULK
     + _ENQUEUE_FUNCTION
@@ -64,10 +73,66 @@ SUBMIT = Script(
 local split = tonumber(ARGV[1])
 local enqueue_argv, store_argv, store_keys = {}, {}, {}
 for i = 2, split + 1 do enqueue_argv[i - 1] = ARGV[i] end
+local call = #enqueue_argv > 7 and enqueue_argv[4]  -- two messages or more: one guard
+if call then
+  if redis.call('ZSCORE', KEYS[6], call) then  -- this call, sent again: it ran
+    return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
+  end
+  for i = 4, #enqueue_argv, 4 do enqueue_argv[i] = '' end
+end
 for i = split + 2, #ARGV do store_argv[i - split - 1] = ARGV[i] end
 for i = 7, #KEYS do store_keys[i - 6] = KEYS[i] end
 store(store_keys, store_argv)
-return enqueue({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, enqueue_argv)
+local waiting = enqueue({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, enqueue_argv)
+if call then redis.call('ZADD', KEYS[6], enqueue_argv[1], call) end
+return waiting
+"""
+)
+
+
+# SUBMIT for a framed batch (``submit_many``: every message of the call shares its task,
+# priority, eta, time and queue; see ``RecordedEnqueue._send_framed``), its arguments
+# said once per call instead of once per message: per message its id, its ENQUEUE body
+# ('<place>|<JSON>') and its PENDING record's JSON, three arguments where SUBMIT takes
+# eleven (a tenth of Redis's CPU per task). It rebuilds SUBMIT's tables from them and
+# runs the same functions, so the stored and queued bytes are SUBMIT's.
+# KEYS: ENQUEUE's six, STORE's four, the task's index
+# ARGV: ENQUEUE's three (now, '', window), the dedupe key's suffix, priority key, eta or
+# '', STORE's five, the record key prefix, index score, then per message (id, body, record)
+SUBMIT_FRAMED = Script(
+    _BULK
+    + _ENQUEUE_FUNCTION
+    + STORE_FUNCTION
+    + """
+local enqueue_argv = {ARGV[1], ARGV[2], ARGV[3]}
+local store_keys = {KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
+local store_argv = {ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]}
+local suffix, order, due = ARGV[4], ARGV[5], ARGV[6]
+local prefix, score, task = ARGV[12], ARGV[13], KEYS[11]
+local call = #ARGV > 16 and ARGV[14] .. suffix  -- two messages or more: one guard (SUBMIT's)
+if call and redis.call('ZSCORE', KEYS[6], call) then  -- this call, sent again: it ran
+  return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
+end
+local e, k, a = 3, 4, 5
+for i = 14, #ARGV, 3 do
+  local id = ARGV[i]
+  enqueue_argv[e + 1] = call and '' or id .. suffix
+  enqueue_argv[e + 2] = order
+  enqueue_argv[e + 3] = due
+  enqueue_argv[e + 4] = ARGV[i + 1]
+  store_keys[k + 1] = prefix .. id
+  store_keys[k + 2] = task
+  store_argv[a + 1] = id
+  store_argv[a + 2] = ARGV[i + 2]
+  store_argv[a + 3] = 'p'
+  store_argv[a + 4] = score
+  store_argv[a + 5] = ''
+  e, k, a = e + 4, k + 2, a + 5
+end
+store(store_keys, store_argv)
+local waiting = enqueue({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, enqueue_argv)
+if call then redis.call('ZADD', KEYS[6], ARGV[1], call) end
+return waiting
 """
 )
 
@@ -226,41 +291,62 @@ class RecordedEnqueue:
             broker._list_queue(queue)
         enqueue_keys = (q.queue, k.sequence, q.wake, q.delayed, q.leased, k.sent)
         places = _PLACES
-        replies, sizes = [], []
+        replies: list[asyncio.Future[Any]] = []
+        sizes: list[int] = []
         chunk = SUBMIT_CHUNK
-        for start in range(0, len(messages), chunk):
-            part = messages[start : start + chunk]
-            call: list[Any] = [clock.time(), "", window]
+
+        def calls() -> Iterator[None]:  # builds and sends one call per step
+            for start in range(0, len(messages), chunk):
+                send(messages[start : start + chunk], arguments[start : start + chunk])
+                yield None
+
+        def send(part: Sequence[TaskMessage], arguments: list[tuple[str, str]]) -> None:
             store_keys, store_args = writer.store_head()
-            for place, message, (args, kwargs) in zip(
-                places, part, arguments[start : start + chunk], strict=False
-            ):
+            # SUBMIT_FRAMED's arguments: once per call, then three per message
+            framed: list[Any] = [clock.time(), "", window, dedupe, order, due, *store_args]
+            framed += (result_key, score)
+            large = False
+            for place, message, (args, kwargs) in zip(places, part, arguments, strict=False):
                 task_id = message.id
                 id_json = _json_string(task_id)
                 record = f"{r0}{id_json}{r1}{args}{r2}{kwargs}{r3}"
-                call += (
-                    task_id + dedupe,
-                    order,
-                    due,
-                    f"{place}{m0}{id_json}{m1}{args}{m2}{kwargs}{m3}",
-                )
-                store_keys += (result_key + task_id, task_key)
-                store_args += (
-                    task_id,
-                    record,
-                    _PENDING_MODE,
-                    score,
-                    "" if len(record) <= INLINE_LIMIT else _record_call(_pending(message))[4],
-                )
+                framed += (task_id, f"{place}{m0}{id_json}{m1}{args}{m2}{kwargs}{m3}", record)
+                if len(record) > INLINE_LIMIT:
+                    large = True
                 if expect is not None:
                     expect(task_id)
-            reply = pipe.request_script(
-                SUBMIT, (*enqueue_keys, *store_keys), (len(call), *call, *store_args)
-            )
+            if large:  # SUBMIT itself: a large record's event is a small encoding of its own
+                reply = pipe.request_script(SUBMIT, *_unframed(framed, part, store_keys))
+            else:
+                reply = pipe.request_script(
+                    SUBMIT_FRAMED, (*enqueue_keys, *store_keys, task_key), framed
+                )
             reply.add_done_callback(retrieved)  # a caller may give up on it
             pipe.flush_now()  # Redis runs this one while the next is built
             replies.append(reply)
             sizes.append(len(part))
+
+        def _unframed(
+            framed: list[Any], part: Sequence[TaskMessage], store_keys: list[str]
+        ) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+            """SUBMIT's keys and arguments for the same call."""
+            call: list[Any] = [*framed[:3]]
+            store_args: list[Any] = [*framed[6:11]]
+            keys = [*store_keys]
+            for n, message in enumerate(part):
+                task_id, body, record = framed[13 + 3 * n : 16 + 3 * n]
+                call += (task_id + dedupe, order, due, body)
+                keys += (result_key + task_id, task_key)
+                event = "" if len(record) <= INLINE_LIMIT else _record_call(_pending(message))[4]
+                store_args += (task_id, record, _PENDING_MODE, score, event)
+            return (*enqueue_keys, *keys), (len(call), *call, *store_args)
+
+        sending = calls()
+        for _ in sending:
+            if pipe.backlog():  # the socket took less than was written: Redis is busy
+                rest = asyncio.ensure_future(_send_rest(sending, pipe))
+                rest.add_done_callback(retrieved)  # a caller may give up on it
+                return _replies_after(rest, broker._all_enqueued(replies, sizes))
         return broker._all_enqueued(replies, sizes)
 
     def _send(
@@ -278,3 +364,24 @@ class RecordedEnqueue:
         )
         reply.add_done_callback(retrieved)  # a caller may give up on it
         return reply
+
+
+async def _send_rest(sending: Iterator[None], pipe: AutoPipeline) -> None:
+    """The calls of a ``submit_many`` from the first its connection could not take at
+    once: a turn of the loop between calls, so the socket takes each while the next is
+    built (not all at the end), and no more than ``WRITE_AHEAD`` bytes ahead of Redis
+    (see ``AutoPipeline.written``)."""
+    for _ in sending:
+        await pipe.written()
+
+
+async def _replies_after(rest: asyncio.Future[None], replies: Awaitable[None]) -> None:
+    """``replies`` once ``rest`` has sent the last calls; a caller's cancellation does not
+    stop the sending (every call is sent, as when all leave at once)."""
+    try:
+        await asyncio.shield(rest)
+    except BaseException:
+        if isinstance(replies, Coroutine):
+            replies.close()
+        raise
+    await replies
