@@ -70,7 +70,6 @@ from flowrra.task import (
     check_headers,
     new_task_id,
     queued_message,
-    task_ids,
 )
 from flowrra.unique import Unique, check_unique_for, check_unique_key
 from flowrra.worker import Worker
@@ -704,7 +703,6 @@ class Flowrra:
         append = messages.append
         arities = handle.arities  # positional counts that bind: no check needed
         check = handle.binding.check
-        next_id = task_ids().__next__
         with _collector_paused():  # see _collector_paused
             for call in calls:
                 # The usual call first (a tuple), by class: isinstance against an ABC costs
@@ -725,7 +723,7 @@ class Flowrra:
                             f"arguments, got {call!r}"
                         )
                     check(name, args, kwargs)
-                append(queued_message(next_id(), name, args, kwargs, priority, due, now, queue))
+                append(queued_message(new_task_id(), name, args, kwargs, priority, due, now, queue))
         if not messages:
             return []
         if handle.unique:

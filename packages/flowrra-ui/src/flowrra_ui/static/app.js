@@ -73,7 +73,7 @@
     return ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : `${(ms / 1000).toFixed(2)} s`;
   }
 
-  // The tail: a task id starts with its time, which its neighbours share.
+  // The tail: the ids one process makes share their first half.
   const shortId = (id) => (id.length > 12 ? `…${id.slice(-12)}` : id);
   const percent = (progress) => `${Math.round(Number(progress.fraction) * 100)}%`;
   const json = (value) => JSON.stringify(value, null, 2);
