@@ -33,6 +33,7 @@ The clients (``--clients``):
 
     python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
         [--clients processes|inline] [--client-processes 4] [--client-nice 10] [--gc-freeze]
+        [--ws auto|websockets|websockets-sansio|wsproto]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -413,6 +414,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "32",
         "--ws-per-message-deflate",
         str(args.deflate).lower(),
+        "--ws",
+        args.ws,
     ]
     # Started once, before anything is measured: blocking the loop here costs nothing.
     web = subprocess.Popen(web_command, cwd=APPS, env=env, preexec_fn=_raise_fd_limit)  # noqa: ASYNC220
@@ -538,6 +541,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--redis", default=os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    )
+    parser.add_argument(
+        "--ws",
+        default="auto",
+        choices=["auto", "websockets", "websockets-sansio", "wsproto"],
+        help="uvicorn's WebSocket implementation (its --ws; auto: websockets)",
     )
     parser.add_argument(
         "--no-deflate",

@@ -48,6 +48,30 @@ async def test_a_superseded_record_is_not_written_but_its_event_is(
     await backend.close()
 
 
+async def test_a_pending_record_twice_in_one_call_is_written_and_counted_once(
+    redis_url: str, prefix: str
+) -> None:
+    """PENDING records of one call go in one MSETNX when none is stored; a task's PENDING
+    twice in the call (two stores in one loop turn) takes the SET NX path: the first is
+    kept and counted once, as when they come in two calls (MSETNX would keep the last,
+    and count both)."""
+    backend = RedisBackend(redis_url, prefix=prefix)
+    await backend.connect()
+    try:
+        twice, other = new_task_id(), new_task_id()
+        first = TaskResult(twice, TaskStatus.PENDING, task_name="x", submitted_at=time.time())
+        second = TaskResult(twice, TaskStatus.PENDING, task_name="y", submitted_at=time.time())
+        alone = TaskResult(other, TaskStatus.PENDING, task_name="x", submitted_at=time.time())
+        await asyncio.gather(
+            backend.store(twice, first), backend.store(other, alone), backend.store(twice, second)
+        )
+        stored = await backend.get(twice)
+        assert stored is not None and stored.task_name == "x"
+        assert (await backend.counts(1))["totals"]["pending"] == 2
+    finally:
+        await backend.close()
+
+
 async def test_a_subscription_holds_once_entered(redis_url: str, prefix: str) -> None:
     """``subscribe_events`` returns after Redis confirmed the SUBSCRIBE, not after sending
     it: what another process publishes right after entry is seen, every time."""

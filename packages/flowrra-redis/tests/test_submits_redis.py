@@ -163,6 +163,61 @@ async def test_one_round_trip_on_the_cluster(redis_cluster: LocalCluster) -> Non
         await same.backend.close()
 
 
+async def test_a_submit_many_waits_out_a_slot_migration_on_the_cluster(
+    redis_cluster: LocalCluster, prefix: str
+) -> None:
+    """While the app's slot migrates (MIGRATING on its master, IMPORTING on another), a
+    framed call declares keys that are there and keys that are not yet (its records'
+    among them: a key built inside the script would be refused as "a non local key" when
+    all the declared ones exist), so Redis answers TRYAGAIN, which the pipeline retries
+    until the slot has moved (MOVED: it follows); every task is queued and runs."""
+    from redis.crc import key_slot
+
+    tag = "{" + prefix + "}"
+    app = Flowrra(
+        broker=RedisBroker(redis_cluster.url, prefix=tag + "q"),
+        backend=RedisBackend(redis_cluster.url, prefix=tag + "r"),
+    )
+
+    @app.task(name="mul")
+    async def mul(a: int, b: int) -> int:
+        return a * b
+
+    slot = key_slot(tag.encode())
+    source_port = redis_cluster.master_of(tag)
+    target_port = next(p for p in redis_cluster.masters() if p != source_port)
+    source, target = redis.Redis(port=source_port), redis.Redis(port=target_port)
+    source_id = source.execute_command("CLUSTER", "MYID").decode()
+    target_id = target.execute_command("CLUSTER", "MYID").decode()
+    try:
+        await app.submit_many(mul, [(1, 1), (2, 2)])  # its keys on the source
+        target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        try:
+            sending = asyncio.ensure_future(app.submit_many(mul, [(n, 2) for n in range(5)]))
+            await asyncio.sleep(0.5)
+            assert not sending.done()  # TRYAGAIN, again and again
+        finally:
+            while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000):
+                source.execute_command(
+                    "MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys
+                )
+            for port in redis_cluster.masters():
+                redis.Redis(port=port).execute_command(
+                    "CLUSTER", "SETSLOT", slot, "NODE", target_id
+                )
+        async with asyncio.timeout(30):
+            ids = await sending
+        assert redis_cluster.master_of(tag) == target_port
+        async with app:
+            assert (await app.wait_for_result(ids[-1], timeout=30)).result == 8
+    finally:
+        source.close()
+        target.close()
+        await app.broker.close()
+        await app.backend.close()
+
+
 # -- on shards ----------------------------------------------------------------------------
 
 

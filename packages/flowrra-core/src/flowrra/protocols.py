@@ -418,8 +418,10 @@ class RecordedEnqueue(Protocol):
       chain's later steps); the app may pass a :class:`~flowrra.task.PendingRecords`,
       which builds each record when read, so a broker can encode them from the
       messages instead. Like ``enqueue``, it encodes everything first (raising
-      ``SerializationError`` with nothing sent) and sends when called; the awaitable it
-      returns raises ``BrokerError`` if it failed.
+      ``SerializationError`` with nothing sent) and sends when called (a batch larger
+      than its connection takes at once may go on over later turns of the loop, to the
+      end, whatever becomes of the awaitable); the awaitable it returns raises
+      ``BrokerError`` if it failed.
     - Each record is stored as the backend's ``store`` would store it (never over a
       record already there, with whatever the backend keeps beside it: indexes, counts,
       events), and ``backend.expects`` knows the ids as after ``store``.

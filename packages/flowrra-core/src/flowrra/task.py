@@ -28,11 +28,11 @@ The wire format and its versions (see the docs, "Wire format and rolling upgrade
 
 from __future__ import annotations
 
+import os as _os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from itertools import count as _count
-from os import register_at_fork as _register_at_fork
 from random import getrandbits as _getrandbits
 from types import MappingProxyType
 from typing import Any, NamedTuple, overload
@@ -107,6 +107,7 @@ _new = object.__new__
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
+_register_at_fork = getattr(_os, "register_at_fork", None)
 _process_bits = 0
 _next_in_process = _count().__next__
 
@@ -120,7 +121,8 @@ def _new_process() -> None:
 
 
 _new_process()
-_register_at_fork(after_in_child=_new_process)
+if _register_at_fork is not None:  # POSIX
+    _register_at_fork(after_in_child=_new_process)
 
 
 def new_task_id() -> str:

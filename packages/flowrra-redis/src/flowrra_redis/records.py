@@ -135,18 +135,20 @@ local function heard(channel)
   end
   return now
 end
--- Two records or more (up to 2,000: Lua's unpack has a stack limit), all PENDING and
--- none stored (a submit's, the usual case): one MSETNX writes them all, with no call per
--- record. If any is stored, it writes none, and each is SET NX as it comes.
+-- Two records or more (up to 2,000: Lua's unpack has a stack limit), all PENDING, of as
+-- many tasks, and none stored (a submit's, the usual case): one MSETNX writes them all,
+-- with no call per record. If any is stored, it writes none, and each is SET NX as it
+-- comes (so also when a task's PENDING comes twice in one call: the first is kept).
 local fresh = #KEYS > 6 and #KEYS <= 4004
 if fresh then
-  local written = {}  -- key, record...
+  local written, seen = {}, {}  -- key, record...; key -> true
   for i = 5, #KEYS, 2 do
     local a = 6 + (i - 5) / 2 * 5
-    if ARGV[a + 2] ~= 'p' then
+    if ARGV[a + 2] ~= 'p' or seen[KEYS[i]] then
       fresh = false
       break
     end
+    seen[KEYS[i]] = true
     written[#written + 1] = KEYS[i]
     written[#written + 1] = ARGV[a + 1]
   end

@@ -9,9 +9,10 @@ same slot of one cluster, :data:`SUBMIT` runs STORE and ENQUEUE as Lua functions
 script, on the broker's connection: one EVALSHA, one reply, atomic.
 
 Faults: the call is one script, so the records and the messages it carries are written
-together or not at all. Sent again after a lost reply (the pipeline's retries), ENQUEUE's
-``sent`` set skips the messages already queued and STORE's ``SET NX`` of a PENDING record
-writes, indexes and counts nothing twice (it publishes its event again). A call that
+together or not at all. Sent again after a lost reply (the pipeline's retries), a call of
+one message is ENQUEUE's (its ``sent`` key skips the message) and STORE's (the ``SET NX``
+of a PENDING record writes, indexes and counts nothing twice; it publishes its event
+again); a call of more finds its guard (see SUBMIT) and does nothing. A call that
 fails gives the caller the broker's BrokerError, never ``MaybeQueuedError``: there is no
 state where a record failed while its message went out. If the reply was lost past every
 retry the task may have been queued with its record, as with any enqueue whose reply is
@@ -62,7 +63,7 @@ _json_string = encode_basestring_ascii
 # once everything else is: a call sent again (the pipeline resends a command unchanged)
 # finds it and does nothing, and one that failed part way (a script error) has not
 # written it, so sending it again queues what it had not (and again what it had: at
-# least once). Its other messages' keys are not written, one sorted-set insert per
+# least once; records it had written are kept, and not indexed or counted again). Its other messages' keys are not written, one sorted-set insert per
 # message less (a quarter of Redis's CPU per task in a ``submit_many``: bench/README.md).
 # A message's key guards only a resend of its own call; none is ever sent in another.
 SUBMIT = Script(
@@ -93,12 +94,14 @@ return waiting
 # SUBMIT for a framed batch (``submit_many``: every message of the call shares its task,
 # priority, eta, time and queue; see ``RecordedEnqueue._send_framed``), its arguments
 # said once per call instead of once per message: per message its id, its ENQUEUE body
-# ('<place>|<JSON>') and its PENDING record's JSON, three arguments where SUBMIT takes
-# eleven (a tenth of Redis's CPU per task). It rebuilds SUBMIT's tables from them and
-# runs the same functions, so the stored and queued bytes are SUBMIT's.
-# KEYS: ENQUEUE's six, STORE's four, the task's index
+# ('<place>|<JSON>') and its PENDING record's JSON, and its record's key (declared, as
+# every key a script touches must be on a cluster: a slot being migrated answers
+# TRYAGAIN, which the pipeline retries), four values where SUBMIT takes eleven. It
+# rebuilds SUBMIT's tables from them and runs the same functions, so the stored and queued
+# bytes are SUBMIT's.
+# KEYS: ENQUEUE's six, STORE's four, the task's index, then each message's record key
 # ARGV: ENQUEUE's three (now, '', window), the dedupe key's suffix, priority key, eta or
-# '', STORE's five, the record key prefix, index score, then per message (id, body, record)
+# '', STORE's five, index score, then per message (id, body, record)
 SUBMIT_FRAMED = Script(
     _BULK
     + _ENQUEUE_FUNCTION
@@ -108,26 +111,26 @@ local enqueue_argv = {ARGV[1], ARGV[2], ARGV[3]}
 local store_keys = {KEYS[7], KEYS[8], KEYS[9], KEYS[10]}
 local store_argv = {ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]}
 local suffix, order, due = ARGV[4], ARGV[5], ARGV[6]
-local prefix, score, task = ARGV[12], ARGV[13], KEYS[11]
-local call = #ARGV > 16 and ARGV[14] .. suffix  -- two messages or more: one guard (SUBMIT's)
+local score, task = ARGV[12], KEYS[11]
+local call = #ARGV > 15 and ARGV[13] .. suffix  -- two messages or more: one guard (SUBMIT's)
 if call and redis.call('ZSCORE', KEYS[6], call) then  -- this call, sent again: it ran
   return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[4])
 end
-local e, k, a = 3, 4, 5
-for i = 14, #ARGV, 3 do
+local e, k, a, r = 3, 4, 5, 12
+for i = 13, #ARGV, 3 do
   local id = ARGV[i]
   enqueue_argv[e + 1] = call and '' or id .. suffix
   enqueue_argv[e + 2] = order
   enqueue_argv[e + 3] = due
   enqueue_argv[e + 4] = ARGV[i + 1]
-  store_keys[k + 1] = prefix .. id
+  store_keys[k + 1] = KEYS[r]
   store_keys[k + 2] = task
   store_argv[a + 1] = id
   store_argv[a + 2] = ARGV[i + 2]
   store_argv[a + 3] = 'p'
   store_argv[a + 4] = score
   store_argv[a + 5] = ''
-  e, k, a = e + 4, k + 2, a + 5
+  e, k, a, r = e + 4, k + 2, a + 5, r + 1
 end
 store(store_keys, store_argv)
 local waiting = enqueue({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, enqueue_argv)
@@ -273,7 +276,8 @@ class RecordedEnqueue:
                 else arguments_json(message)
             )
         broker = self._broker
-        writer, expect = self._backend.pending_writer()
+        backend = self._backend
+        writer, _ = backend.pending_writer()
         pipe = broker.pipe
         clock = broker.clock
         m0, m1, m2, m3 = frame.message
@@ -302,15 +306,20 @@ class RecordedEnqueue:
 
         def send(part: Sequence[TaskMessage], arguments: list[tuple[str, str]]) -> None:
             store_keys, store_args = writer.store_head()
+            # Asked per call: the rest of a large batch goes on later turns of the loop,
+            # when the backend may have stopped listening (it forgets what it expected).
+            _, expect = backend.pending_writer()
             # SUBMIT_FRAMED's arguments: once per call, then three per message
             framed: list[Any] = [clock.time(), "", window, dedupe, order, due, *store_args]
-            framed += (result_key, score)
+            framed.append(score)
+            record_keys = [*enqueue_keys, *store_keys, task_key]
             large = False
             for place, message, (args, kwargs) in zip(places, part, arguments, strict=False):
                 task_id = message.id
                 id_json = _json_string(task_id)
                 record = f"{r0}{id_json}{r1}{args}{r2}{kwargs}{r3}"
                 framed += (task_id, f"{place}{m0}{id_json}{m1}{args}{m2}{kwargs}{m3}", record)
+                record_keys.append(result_key + task_id)
                 if len(record) > INLINE_LIMIT:
                     large = True
                 if expect is not None:
@@ -318,9 +327,7 @@ class RecordedEnqueue:
             if large:  # SUBMIT itself: a large record's event is a small encoding of its own
                 reply = pipe.request_script(SUBMIT, *_unframed(framed, part, store_keys))
             else:
-                reply = pipe.request_script(
-                    SUBMIT_FRAMED, (*enqueue_keys, *store_keys, task_key), framed
-                )
+                reply = pipe.request_script(SUBMIT_FRAMED, record_keys, framed)
             reply.add_done_callback(retrieved)  # a caller may give up on it
             pipe.flush_now()  # Redis runs this one while the next is built
             replies.append(reply)
@@ -334,7 +341,7 @@ class RecordedEnqueue:
             store_args: list[Any] = [*framed[6:11]]
             keys = [*store_keys]
             for n, message in enumerate(part):
-                task_id, body, record = framed[13 + 3 * n : 16 + 3 * n]
+                task_id, body, record = framed[12 + 3 * n : 15 + 3 * n]
                 call += (task_id + dedupe, order, due, body)
                 keys += (result_key + task_id, task_key)
                 event = "" if len(record) <= INLINE_LIMIT else _record_call(_pending(message))[4]
