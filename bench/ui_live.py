@@ -33,7 +33,7 @@ The clients (``--clients``):
 
     python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
         [--clients processes|inline] [--client-processes 4] [--client-nice 10] [--gc-freeze]
-        [--ws auto|websockets|websockets-sansio|wsproto]
+        [--ws auto|websockets|websockets-sansio|wsproto] [--wake-batch N]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -398,6 +398,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         **os.environ,
         "BENCH_UI_REDIS_URL": url,
         "BENCH_UI_GC_FREEZE": "1" if args.gc_freeze else "",
+        "BENCH_UI_WAKE_BATCH": str(args.wake_batch or ""),
         "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
     }
     flowrra_cli = str(Path(sys.executable).with_name("flowrra"))
@@ -541,6 +542,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--redis", default=os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    )
+    parser.add_argument(
+        "--wake-batch",
+        type=int,
+        default=0,
+        help="the web process's Fanout.wake_batch (clients woken a turn; 0: the default)",
     )
     parser.add_argument(
         "--ws",

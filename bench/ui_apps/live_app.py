@@ -3,7 +3,8 @@ read-only) on Redis, a host endpoint (``/ping``) and its event loop's lag (``/la
 late a 10 ms sleep wakes, sampled all along, and the full garbage collections meanwhile),
 and the Flowrra app the bench's worker runs (``flowrra worker live_app:flowrra``). The
 Redis URL comes from ``$BENCH_UI_REDIS_URL``; ``$BENCH_UI_GC_FREEZE=1`` calls
-:func:`gc.freeze` once started."""
+:func:`gc.freeze` once started; ``$BENCH_UI_WAKE_BATCH`` sets the live fan-out's
+``Fanout.wake_batch`` (clients woken a turn of the loop)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from fastapi import FastAPI
 from flowrra_ui_fastapi import create_router
 
 from flowrra import Flowrra
+
+if os.environ.get("BENCH_UI_WAKE_BATCH"):
+    from flowrra_ui.live import Fanout
+
+    Fanout.wake_batch = int(os.environ["BENCH_UI_WAKE_BATCH"])
 
 flowrra = Flowrra.from_urls(
     broker=os.environ["BENCH_UI_REDIS_URL"], backend=os.environ["BENCH_UI_REDIS_URL"]
