@@ -63,9 +63,10 @@ _json_string = encode_basestring_ascii
 # once everything else is: a call sent again (the pipeline resends a command unchanged)
 # finds it and does nothing, and one that failed part way (a script error) has not
 # written it, so sending it again queues what it had not (and again what it had: at
-# least once; records it had written are kept, and not indexed or counted again). Its other messages' keys are not written, one sorted-set insert per
-# message less (a quarter of Redis's CPU per task in a ``submit_many``: bench/README.md).
-# A message's key guards only a resend of its own call; none is ever sent in another.
+# least once; records it had written are kept, and not indexed or counted again). Its
+# other messages' keys are not written, one sorted-set insert per message less (a
+# quarter of Redis's CPU per task in a ``submit_many``: bench/README.md). A message's key
+# guards only a resend of its own call; none is ever sent in another.
 SUBMIT = Script(
     _BULK
     + _ENQUEUE_FUNCTION
