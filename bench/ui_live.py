@@ -33,7 +33,7 @@ The clients (``--clients``):
 
     python bench/ui_live.py [--sockets 1000] [--rate 10] [--seconds 20] [--no-deflate]
         [--clients processes|inline] [--client-processes 4] [--client-nice 10] [--gc-freeze]
-        [--ws auto|websockets|websockets-sansio|wsproto] [--wake-batch N]
+        [--ws auto|websockets|websockets-sansio|wsproto] [--wake-batch N] [--live ws|sse]
 
 Not a test: a shared 2-core machine moves every figure; compare the two rows of one run.
 """
@@ -289,7 +289,8 @@ async def _client_process(conn: Connection, port: int, path: str, sockets: int) 
     loop = asyncio.get_running_loop()
     clients: list[RawClient] = []
     for start in range(0, sockets, 50):
-        batch = [RawClient(port, path) for _ in range(start, min(sockets, start + 50))]
+        kind = SSEClient if path.endswith("/sse") else RawClient
+        batch = [kind(port, path) for _ in range(start, min(sockets, start + 50))]
         await asyncio.gather(
             *(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch)  # type: ignore[misc]
         )
@@ -313,6 +314,47 @@ async def _client_process(conn: Connection, port: int, path: str, sockets: int) 
                 latencies.extend(event_latencies(message, arrived))
     conn.send((latencies, frames))
     conn.close()
+
+
+class SSEClient(RawClient):
+    """:class:`RawClient` over Server-Sent Events (``--live sse``): a GET of the stream,
+    whose chunked body it cuts into ``data:`` events, each kept as a text frame."""
+
+    def __init__(self, port: int, path: str) -> None:
+        super().__init__(port, path)
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        self._events = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self._buffer
+        buffer += data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).decode("latin-1").lower()
+            del buffer[: end + 4]
+            if not head.startswith("http/1.1 200"):
+                self.first.set_exception(ConnectionError(head.splitlines()[0]))
+                return
+            self._upgraded = True
+        events = self._events
+        while (line := buffer.find(b"\r\n")) >= 0:  # a chunk: size, CRLF, data, CRLF
+            size = int(bytes(buffer[:line]), 16)
+            if len(buffer) < line + 4 + size:
+                return
+            events += buffer[line + 2 : line + 2 + size]
+            del buffer[: line + 4 + size]
+            while (cut := events.find(b"\n\n")) >= 0:
+                event = bytes(events[:cut])
+                del events[: cut + 2]
+                if event.startswith(b"data: "):
+                    self.frames.append((now, 0x81, event[6:]))
+                    if not self.first.done():
+                        self.first.set_result(None)
 
 
 class ProcessClients:
@@ -444,8 +486,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         clients = InlineClients(f"ws://127.0.0.1:{port}/flowrra/ws", sockets)
                     else:
                         processes = min(args.client_processes, max(1, sockets))
+                        live_path = "/sse" if args.live == "sse" else "/flowrra/ws"
                         clients = ProcessClients(
-                            port, "/flowrra/ws", sockets, processes, args.client_nice
+                            port, live_path, sockets, processes, args.client_nice
                         )
                     await clients.open(stack)
                     connections = redis_connections(web.pid, redis_port)
@@ -542,6 +585,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--redis", default=os.environ.get("FLOWRRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    )
+    parser.add_argument(
+        "--live",
+        default="ws",
+        choices=["ws", "sse"],
+        help="the clients' stream: the UI's WebSocket, or the same stream as Server-Sent"
+        " Events (the bench app's /sse; --clients processes only)",
     )
     parser.add_argument(
         "--wake-batch",

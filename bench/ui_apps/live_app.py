@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from flowrra_ui.live import stream_text
+from flowrra_ui.service import UIService
 from flowrra_ui_fastapi import create_router
+from starlette.types import Receive, Scope, Send
 
 from flowrra import Flowrra
 
@@ -72,6 +75,32 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
 
 api = FastAPI(lifespan=lifespan)
 api.include_router(create_router(flowrra, public=True), prefix="/flowrra")
+
+
+class ServerSentEvents:
+    """``/sse``: the same live stream as ``/flowrra/ws``, as Server-Sent Events, a raw ASGI
+    app (each frame one ``data:`` event in one chunk of the response), for
+    ``ui_live.py --live sse`` to weigh against the WebSocket path. Not an adapter's route."""
+
+    def __init__(self) -> None:
+        self.service = UIService(flowrra, public=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        async def send_text(text: str) -> None:
+            body = f"data: {text}\n\n".encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def received() -> object:
+            message = await receive()
+            return None if message["type"] == "http.disconnect" else message
+
+        await stream_text(self.service, send_text, received)
+
+
+api.add_route("/sse", ServerSentEvents())  # an ASGI app, not a request handler
 
 
 @api.get("/ping")
