@@ -215,20 +215,29 @@ class RawClient(asyncio.Protocol):
         if not self.first.done():
             self.first.set_exception(ConnectionError(f"closed before ready: {exc!r}"))
 
+    def _head(self, status: str) -> str | None:
+        """The response's head, lower-cased, once whole (taken out of the buffer); None
+        until then, or if it is not ``status`` (then ``first`` fails)."""
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = bytes(buffer[:end]).decode("latin-1").lower()
+        del buffer[: end + 4]
+        if not head.startswith(status):
+            self.first.set_exception(ConnectionError(head.splitlines()[0]))
+            return None
+        self._upgraded = True
+        return head
+
     def data_received(self, data: bytes) -> None:
         now = time.time()
         buffer = self._buffer
         buffer += data
         if not self._upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
+            head = self._head("http/1.1 101")
+            if head is None:
                 return
-            head = bytes(buffer[:end]).decode("latin-1").lower()
-            del buffer[: end + 4]
-            if not head.startswith("http/1.1 101"):
-                self.first.set_exception(ConnectionError(head.splitlines()[0]))
-                return
-            self._upgraded = True
             self.deflate = "permessage-deflate" in head
             self.no_context_takeover = "server_no_context_takeover" in head
         while len(buffer) >= 2:
@@ -331,16 +340,8 @@ class SSEClient(RawClient):
         now = time.time()
         buffer = self._buffer
         buffer += data
-        if not self._upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buffer[:end]).decode("latin-1").lower()
-            del buffer[: end + 4]
-            if not head.startswith("http/1.1 200"):
-                self.first.set_exception(ConnectionError(head.splitlines()[0]))
-                return
-            self._upgraded = True
+        if not self._upgraded and self._head("http/1.1 200") is None:
+            return
         events = self._events
         while (line := buffer.find(b"\r\n")) >= 0:  # a chunk: size, CRLF, data, CRLF
             size = int(bytes(buffer[:line]), 16)
