@@ -9,7 +9,10 @@ Markdown table:
 - Redis connections of the web process (TCP connections to the Redis port, from
   ``/proc``) and subscribers of the event channel (``PUBSUB NUMSUB``);
 - event latency: from the event's ``at`` (set where it happened, in the worker) to its
-  arrival at a client, median and p99 over every client's every event;
+  arrival at a client, median and p99 over every client's every event: at the client's
+  socket (the kernel's receive timestamp, what the server's delivery decides), and as
+  read by the client (later by the time the client processes, on the same cores, took to
+  get to it; with ``--clients inline`` only this one, in both columns);
 - the web process's loop lag (how late a 10 ms sleep wakes there), median / p99 / max,
   and its full (generation 2) garbage collections: how many, the longest pause
   (``--gc-freeze`` calls ``gc.freeze()`` there once started);
@@ -50,6 +53,7 @@ import os
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -138,7 +142,9 @@ class InlineClients:
 
     def __init__(self, target: str, sockets: int) -> None:
         self.target, self.sockets = target, sockets
+        #: Only as read (no kernel timestamps here).
         self.latencies: list[float] = []
+        self.read_latencies = self.latencies
         self.frames = 0
         self._readers: list[asyncio.Task[None]] = []
 
@@ -182,12 +188,22 @@ def event_latencies(message: dict[str, Any], arrived: float) -> list[float]:
     ]
 
 
-class RawClient(asyncio.Protocol):
+#: ``SO_TIMESTAMPNS`` (Linux; the module names it from Python 3.14 only): the kernel
+#: stamps each segment as it reaches the socket.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+class RawClient:
     """A WebSocket client that costs its process little per frame, as a browser on
     another machine costs the server's machine nothing: it cuts the frames out of what
-    arrives, keeps each data frame with its arrival time and answers pings. Inflating
+    arrives, keeps each data frame with its arrival times and answers pings. Inflating
     and parsing wait for :meth:`messages`, after the phase. It offers per-message
-    deflate as browsers do (the server decides)."""
+    deflate as browsers do (the server decides).
+
+    A frame has two arrival times: when its last byte reached the client's socket (the
+    kernel's receive timestamp, ``SO_TIMESTAMPNS``: what the server's delivery alone
+    decides), and when the client read it (later by however long the client processes,
+    which share the server's cores here, took to get to it)."""
 
     def __init__(self, port: int, path: str) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -197,21 +213,57 @@ class RawClient(asyncio.Protocol):
             "Sec-WebSocket-Version: 13\r\n"
             "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
         ).encode()
+        self._port = port
         #: Resolved by the first data frame (``ready``).
         self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.deflate = self.no_context_takeover = False
-        #: ``(arrival time, first byte of the header, payload)`` of every data frame.
-        self.frames: list[tuple[float, int, bytes]] = []
+        #: ``(at the socket, read, first byte of the header, payload)`` of every data frame.
+        self.frames: list[tuple[float, float, int, bytes]] = []
         self._buffer = bytearray()
         self._upgraded = False
-        self.transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self._request)
+    async def connect(self) -> None:
+        """Connect, send the request and read from then on (the loop's reader)."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        await loop.sock_connect(sock, ("127.0.0.1", self._port))
+        self._sock = sock
+        loop.add_reader(sock.fileno(), self._readable)
+        await loop.sock_sendall(sock, self._request)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        ancillary = socket.CMSG_SPACE(16)
+        while True:
+            try:
+                data, cmsgs, _, _ = self._sock.recvmsg(262_144, ancillary)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._lost(exc)
+                return
+            read = time.time()
+            if not data:
+                self._lost(None)
+                return
+            stamped = read
+            for level, kind, value in cmsgs:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    seconds, nanoseconds = struct.unpack("qq", value[:16])
+                    stamped = seconds + nanoseconds / 1e9
+            self.received(data, stamped, read)
+
+    def _lost(self, exc: Exception | None) -> None:
+        self.close()
         if not self.first.done():
             self.first.set_exception(ConnectionError(f"closed before ready: {exc!r}"))
 
@@ -230,8 +282,8 @@ class RawClient(asyncio.Protocol):
         self._upgraded = True
         return head
 
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
+    def received(self, data: bytes, stamped: float, read: float) -> None:
+        """``data`` reached the socket at ``stamped`` and was read at ``read``."""
         buffer = self._buffer
         buffer += data
         if not self._upgraded:
@@ -256,21 +308,22 @@ class RawClient(asyncio.Protocol):
             del buffer[: start + length]
             opcode = head_byte & 0x0F
             if opcode <= 2:
-                self.frames.append((now, head_byte, payload))
+                self.frames.append((stamped, read, head_byte, payload))
                 if not self.first.done():
                     self.first.set_result(None)
             elif opcode == 9:  # ping: a masked pong with the same payload
                 mask = os.urandom(4)
                 masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-                assert self.transport is not None
-                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+                assert self._sock is not None
+                self._sock.send(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
 
-    def messages(self) -> Iterator[tuple[float, dict[str, Any]]]:
-        """Every message received, as ``(arrival of its last frame, parsed JSON)``."""
+    def messages(self) -> Iterator[tuple[float, float, dict[str, Any]]]:
+        """Every message received, as ``(its last frame at the socket, read, parsed
+        JSON)``."""
         inflater = zlib.decompressobj(-15)
         parts: list[bytes] = []
         compressed = False
-        for arrived, head_byte, payload in self.frames:
+        for stamped, read, head_byte, payload in self.frames:
             if not parts:
                 compressed = self.deflate and bool(head_byte & 0x40)
             parts.append(payload)
@@ -282,13 +335,13 @@ class RawClient(asyncio.Protocol):
                 if self.no_context_takeover:
                     inflater = zlib.decompressobj(-15)
                 data = inflater.decompress(data + b"\x00\x00\xff\xff")
-            yield arrived, json.loads(data)
+            yield stamped, read, json.loads(data)
 
 
 def client_process(conn: Connection, port: int, path: str, sockets: int, nice: int) -> None:
     """One process of ``--clients processes``: ``sockets`` :class:`RawClient` s, which it
-    opens, then records from ``"start"`` to ``"stop"``; it sends back the latencies and
-    the frames received in between."""
+    opens, then records from ``"start"`` to ``"stop"``; it sends back the latencies (at
+    the socket, and as read) and the frames received in between."""
     os.nice(nice)
     _raise_fd_limit()
     asyncio.run(_client_process(conn, port, path, sockets))
@@ -300,9 +353,7 @@ async def _client_process(conn: Connection, port: int, path: str, sockets: int) 
     for start in range(0, sockets, 50):
         kind = SSEClient if path.endswith("/sse") else RawClient
         batch = [kind(port, path) for _ in range(start, min(sockets, start + 50))]
-        await asyncio.gather(
-            *(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch)  # type: ignore[misc]
-        )
+        await asyncio.gather(*(client.connect() for client in batch))
         await asyncio.gather(*(client.first for client in batch))
         clients.extend(batch)
     conn.send("open")
@@ -310,18 +361,19 @@ async def _client_process(conn: Connection, port: int, path: str, sockets: int) 
     assert command == "start"
     assert await loop.run_in_executor(None, conn.recv) == "stop"
     for client in clients:
-        assert client.transport is not None
-        client.transport.close()
-    latencies: list[float] = []
+        client.close()
+    at_socket: list[float] = []
+    as_read: list[float] = []
     frames = 0
     for client in clients:
         parsed = client.messages()
-        assert next(parsed)[1] == {"type": "ready"}
-        for arrived, message in parsed:
-            if arrived >= started:
+        assert next(parsed)[2] == {"type": "ready"}
+        for stamped, read, message in parsed:
+            if stamped >= started:
                 frames += 1
-                latencies.extend(event_latencies(message, arrived))
-    conn.send((latencies, frames))
+                at_socket.extend(event_latencies(message, stamped))
+                as_read.extend(event_latencies(message, read))
+    conn.send((at_socket, as_read, frames))
     conn.close()
 
 
@@ -336,8 +388,7 @@ class SSEClient(RawClient):
         ).encode()
         self._events = bytearray()
 
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
+    def received(self, data: bytes, stamped: float, read: float) -> None:
         buffer = self._buffer
         buffer += data
         if not self._upgraded and self._head("http/1.1 200") is None:
@@ -353,7 +404,7 @@ class SSEClient(RawClient):
                 event = bytes(events[:cut])
                 del events[: cut + 2]
                 if event.startswith(b"data: "):
-                    self.frames.append((now, 0x81, event[6:]))
+                    self.frames.append((stamped, read, 0x81, event[6:]))
                     if not self.first.done():
                         self.first.set_result(None)
 
@@ -363,7 +414,9 @@ class ProcessClients:
     :func:`client_process`, at ``nice``."""
 
     def __init__(self, port: int, path: str, sockets: int, processes: int, nice: int) -> None:
+        #: Seconds from each event's ``at`` to its frame at the client's socket, and as read.
         self.latencies: list[float] = []
+        self.read_latencies: list[float] = []
         self.frames = 0
         context = multiprocessing.get_context("spawn")
         self._pipes: list[Connection] = []
@@ -397,8 +450,9 @@ class ProcessClients:
         for pipe in self._pipes:
             pipe.send("stop")
         for pipe in self._pipes:
-            latencies, frames = await asyncio.to_thread(pipe.recv)
-            self.latencies.extend(latencies)
+            at_socket, as_read, frames = await asyncio.to_thread(pipe.recv)
+            self.latencies.extend(at_socket)
+            self.read_latencies.extend(as_read)
             self.frames += frames
 
     def _end(self) -> None:
@@ -460,6 +514,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         str(args.deflate).lower(),
         "--ws",
         args.ws,
+        "--loop",
+        args.loop,
     ]
     # Started once, before anything is measured: blocking the loop here costs nothing.
     web = subprocess.Popen(web_command, cwd=APPS, env=env, preexec_fn=_raise_fd_limit)  # noqa: ASYNC220
@@ -524,6 +580,10 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             percentile(clients.latencies, 0.5) * 1000,
                             percentile(clients.latencies, 0.99) * 1000,
                         ),
+                        "read_latency_ms": (
+                            percentile(clients.read_latencies, 0.5) * 1000,
+                            percentile(clients.read_latencies, 0.99) * 1000,
+                        ),
                         "lag_ms": (lag["median_ms"], lag["p99_ms"], lag["max_ms"]),
                         "full_gc": (lag["full_gc"], lag["full_gc_max_ms"]),
                         "ping_ms": (
@@ -560,16 +620,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| WebSockets | tasks | events received | frames | Redis connections (web) "
         "| event subscribers "
-        "| event latency p50 / p99 (ms) | loop lag p50 / p99 / max (ms) "
+        "| event latency p50 / p99 (ms) | as read p50 / p99 (ms) | loop lag p50 / p99 / max (ms) "
         "| full gc (web): count, longest (ms) "
         "| /ping p50 / p99 (ms) | /api/executions p50 / p99 (ms) | CPU web / clients (%) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         latency = "—" if not r["events_received"] else "{:.1f} / {:.1f}".format(*r["latency_ms"])
+        read = "—" if not r["events_received"] else "{:.1f} / {:.1f}".format(*r["read_latency_ms"])
         lines.append(
             f"| {r['sockets']:,} | {r['tasks']:,} | {r['events_received']:,} | {r['frames']:,} "
-            f"| {r['redis_connections']} | {r['event_subscribers']} | {latency} "
+            f"| {r['redis_connections']} | {r['event_subscribers']} | {latency} | {read} "
             "| {:.1f} / {:.1f} / {:.1f} ".format(*r["lag_ms"])
             + "| {}, {:.1f} ".format(*r["full_gc"])
             + "| {:.1f} / {:.1f} ".format(*r["ping_ms"])
@@ -599,6 +660,13 @@ def main() -> None:
         type=int,
         default=0,
         help="the web process's Fanout.wake_batch (clients woken a turn; 0: the default)",
+    )
+    parser.add_argument(
+        "--loop",
+        default="asyncio",
+        choices=["asyncio", "uvloop"],
+        help="the web process's event loop (uvicorn's --loop; uvloop comes with"
+        " uvicorn[standard], as FastAPI's fastapi[standard] installs it)",
     )
     parser.add_argument(
         "--ws",

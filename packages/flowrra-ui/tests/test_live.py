@@ -7,6 +7,7 @@ dropped without holding up the others, the events that wait for a client go as o
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
 import uuid
@@ -195,6 +196,120 @@ async def test_the_events_waiting_for_a_page_go_as_one_frame(redis_app: Flowrra)
     assert len(witness.frames) == 6 and all("type" not in f for f in witness.frames[1:])
     for each in (page, witness):
         assert await each.leave() is None
+
+
+HANDLER = contextvars.ContextVar("HANDLER", default="none")
+
+
+async def test_sends_run_in_the_handlers_context_whether_or_not_they_wait(
+    redis_app: Flowrra,
+) -> None:
+    """The subscription sends to a client itself, at once where the send does not wait
+    and from a task where it does; either way as the handler's own task would: with the
+    handler's context variables (a framework's request-local state)."""
+    service = UIService(redis_app, public=True)
+    #: (the context when the send starts, when it ends, the text), per send.
+    seen: list[tuple[str, str, str]] = []
+    draining = asyncio.Event()
+    draining.set()
+    gone = asyncio.Event()
+
+    async def send(text: str) -> None:
+        started = HANDLER.get()
+        await draining.wait()
+        seen.append((started, HANDLER.get(), text))
+
+    async def receive() -> Any:
+        await gone.wait()
+        return None
+
+    async def handler() -> str | None:
+        HANDLER.set("the handler's")
+        return await stream_text(service, send, receive)
+
+    first = Page(service)  # it starts the subscription, in a context of its own
+    await first.until(lambda sent: sent[:1] == [READY])
+    streaming = asyncio.create_task(handler())
+    async with asyncio.timeout(30):
+        while not seen:
+            await asyncio.sleep(0.01)
+    at_once = await redis_app.submit("add", 1, 1)  # sent from the subscription's turn
+    async with asyncio.timeout(30):
+        while len(seen) < 2:
+            await asyncio.sleep(0.01)
+    draining.clear()  # the next send waits, and goes on from a task of its own
+    waited = await redis_app.submit("add", 2, 2)
+    await asyncio.sleep(0.2)
+    assert len(seen) == 2
+    draining.set()
+    async with asyncio.timeout(30):
+        while len(seen) < 3:
+            await asyncio.sleep(0.01)
+    assert {context for started, ended, _ in seen for context in (started, ended)} == {
+        "the handler's"
+    }
+    assert [json.loads(text).get("task_id") for _, _, text in seen] == [None, at_once, waited]
+    gone.set()
+    assert await asyncio.wait_for(streaming, 10) is None
+    assert await first.leave() is None
+
+
+async def test_a_send_that_fails_after_waiting_ends_the_stream(redis_app: Flowrra) -> None:
+    service = UIService(redis_app, public=True)
+    release = asyncio.Event()
+
+    async def send(text: str) -> None:
+        if json.loads(text) != READY:
+            await release.wait()
+            raise ConnectionResetError("the client went away")
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()  # never says the client is gone: the send does
+
+    streaming = asyncio.create_task(stream_text(service, send, receive))
+    async with asyncio.timeout(30):
+        while not fanout_here(redis_app).clients:
+            await asyncio.sleep(0.01)
+    await redis_app.submit("add", 1, 1)
+    await asyncio.sleep(0.2)
+    assert not streaming.done()  # its send waits
+    release.set()
+    assert await asyncio.wait_for(streaming, 10) is None  # gone: nothing to tell it
+    assert fanout_here(redis_app).running is False
+
+
+async def test_a_handler_cancelled_while_its_send_waits_cancels_the_send(
+    redis_app: Flowrra,
+) -> None:
+    """Quart cancels a WebSocket's handler when the client goes away: a send waiting
+    then (its socket full) is cancelled with it, not left pending."""
+    service = UIService(redis_app, public=True)
+    waiting, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def send(text: str) -> None:
+        if json.loads(text) == READY:
+            return
+        waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()
+
+    streaming = asyncio.create_task(stream_text(service, send, receive))
+    async with asyncio.timeout(30):
+        while not fanout_here(redis_app).clients:
+            await asyncio.sleep(0.01)
+    await redis_app.submit("add", 1, 1)
+    await asyncio.wait_for(waiting.wait(), 10)
+    streaming.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await streaming
+    assert cancelled.is_set()
+    assert fanout_here(redis_app).clients == 0
 
 
 def test_frames_keep_the_order_and_split_long_runs() -> None:
