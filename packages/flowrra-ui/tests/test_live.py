@@ -254,6 +254,34 @@ async def test_sends_run_in_the_handlers_context_whether_or_not_they_wait(
     assert await first.leave() is None
 
 
+async def test_a_send_that_times_out_ends_its_client_only(redis_app: Flowrra) -> None:
+    """A send runs in a task of its own, as it would in its handler's: a timeout in it
+    (``asyncio.timeout``, bound to the current task) ends that client, and the others
+    and the subscription go on."""
+    service = UIService(redis_app, public=True)
+    page = Page(service)
+    await page.until(lambda sent: sent[:1] == [READY])
+
+    async def send(text: str) -> None:
+        async with asyncio.timeout(0.1):
+            if json.loads(text) != READY:
+                await asyncio.Event().wait()  # a socket that never drains
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()
+
+    timing_out = asyncio.create_task(stream_text(service, send, receive))
+    async with asyncio.timeout(30):
+        while fanout_here(redis_app).clients < 2:
+            await asyncio.sleep(0.01)
+    first = await redis_app.submit("add", 1, 1)
+    assert await asyncio.wait_for(timing_out, 10) is None  # its send failed: gone
+    second = await redis_app.submit("add", 2, 2)
+    await page.until(lambda sent: [e["task_id"] for e in task_events(sent)] == [first, second])
+    assert fanout_here(redis_app).running and fanout_here(redis_app).clients == 1
+    assert await page.leave() is None
+
+
 async def test_a_send_that_fails_after_waiting_ends_the_stream(redis_app: Flowrra) -> None:
     service = UIService(redis_app, public=True)
     release = asyncio.Event()
