@@ -29,12 +29,11 @@ A slow client does not slow the others: the subscription only appends to each cl
 buffer, and wakes the clients :attr:`Fanout.wake_batch` at a time, one batch a turn of
 the loop, so a thousand pages sending an event never hold the loop from the process's
 other requests for more than one batch's sends. Woken, a WebSocket's client
-(:class:`SendingClient`) sends at once, in that turn, with no task of its own in between;
-a send that has to wait (a full socket) goes on in a task while the others are served. A
-client :data:`MAX_BUFFER`
-messages behind (counted in messages, those being sent included, not in frames) is
-dropped: it is sent ``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent
-Events), or its
+(:class:`SendingClient`) sends from a task of its own, which on Python 3.12+ starts in
+that turn and is done in it unless a send has to wait (a full socket): that one goes on
+while the others are served. A client :data:`MAX_BUFFER` messages behind (counted in
+messages, those being sent included, not in frames) is dropped: it is sent
+``{"type": "dropped", "reason": ...}`` where it can be (Server-Sent Events), or its
 WebSocket is closed with code :data:`DROPPED_CODE` and the reason; the page reconnects,
 and reloads its view on the next :data:`READY`.
 """
@@ -615,6 +614,9 @@ async def stream_text(
         for waiting in waits:
             waiting.cancel()
         await asyncio.wait(waits)  # what they raise is theirs; a cancel of ours is not
+        for waiting in waits:
+            if not waiting.cancelled():
+                waiting.exception()  # retrieved: the client went away, nothing to report
         await client.close()
     return client.dropped
 
