@@ -306,11 +306,13 @@ async def test_a_send_that_fails_after_waiting_ends_the_stream(redis_app: Flowrr
     assert fanout_here(redis_app).running is False
 
 
+@pytest.mark.parametrize("cancels", [1, 2])
 async def test_a_handler_cancelled_while_its_send_waits_cancels_the_send(
-    redis_app: Flowrra,
+    redis_app: Flowrra, cancels: int
 ) -> None:
     """Quart cancels a WebSocket's handler when the client goes away: a send waiting
-    then (its socket full) is cancelled with it, not left pending."""
+    then (its socket full) is cancelled with it, not left pending; also when the handler
+    is cancelled again while it cleans up (a server shutting down)."""
     service = UIService(redis_app, public=True)
     waiting, cancelled = asyncio.Event(), asyncio.Event()
 
@@ -334,6 +336,9 @@ async def test_a_handler_cancelled_while_its_send_waits_cancels_the_send(
     await redis_app.submit("add", 1, 1)
     await asyncio.wait_for(waiting.wait(), 10)
     streaming.cancel()
+    for _ in range(1, cancels):
+        await asyncio.sleep(0)  # its cleanup starts, and waits
+        streaming.cancel()
     with pytest.raises(asyncio.CancelledError):
         await streaming
     assert cancelled.is_set()

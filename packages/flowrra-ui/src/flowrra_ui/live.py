@@ -612,12 +612,11 @@ async def stream_text(
     finally:
         fanout.leave(client)
         for waiting in waits:
-            waiting.cancel()
-        await asyncio.wait(waits)  # what they raise is theirs; a cancel of ours is not
-        for waiting in waits:
-            if not waiting.cancelled():
-                waiting.exception()  # retrieved: the client went away, nothing to report
-        await client.close()
+            waiting.cancel()  # (cancelling a finished one retrieves what it raised)
+        try:
+            await asyncio.wait(waits)
+        finally:  # cancelled again meanwhile (a server shutting down): the send too
+            await client.close()
     return client.dropped
 
 
