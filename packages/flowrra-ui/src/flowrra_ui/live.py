@@ -67,7 +67,6 @@ __all__ = [
     "MAX_FRAME_EVENTS",
     "READY",
     "RECONNECTING",
-    "AsyncClient",
     "Fanout",
     "SendingClient",
     "ThreadClient",
@@ -123,73 +122,12 @@ class _Client:
         raise NotImplementedError
 
 
-class AsyncClient(_Client):
-    """A client read by a coroutine on the subscription's own loop (a WebSocket)."""
-
-    def __init__(self, max_buffer: int = MAX_BUFFER) -> None:
-        super().__init__(max_buffer)
-        self._messages: collections.deque[Message] = collections.deque()
-        #: Messages taken by the last :meth:`take`, being sent: they count as buffered.
-        self._sending = 0
-        #: What the reader waits on while it has nothing to send (a bare future: a
-        #: thousand of them are woken per event, and an ``asyncio.Event`` costs more).
-        self._waiter: asyncio.Future[None] | None = None
-        self._dropping = asyncio.Event()
-
-    def offer(self, message: Message) -> bool:
-        if len(self._messages) + self._sending >= self.max_buffer:
-            return False
-        self._messages.append(message)
-        return True
-
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def drop(self, reason: str) -> None:
-        self.dropped = reason
-        self._messages.clear()
-        self.wake()
-        self._dropping.set()
-
-    async def _wait(self) -> bool:
-        """Wait for messages; False once dropped."""
-        while not self._messages:
-            if self.dropped is not None:
-                return False
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return True
-
-    async def get(self) -> Message | None:
-        """The next message; ``None`` once dropped."""
-        self._sending = 0
-        if not await self._wait():
-            return None
-        return self._messages.popleft()
-
-    async def take(self) -> list[Message] | None:
-        """Every message waiting (at least one: it waits for one); ``None`` once dropped.
-        They count against ``max_buffer`` until the next call (while they are sent)."""
-        self._sending = 0
-        if not self._messages and not await self._wait():
-            return None
-        taken = list(self._messages)
-        self._messages.clear()
-        self._sending = len(taken)
-        return taken
-
-
 #: A task started eagerly runs its first step at once, where it is made (Python 3.12+):
 #: a send that does not wait is done before the fan-out goes on to the next client.
 _EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
 
 
-class SendingClient(AsyncClient):
+class SendingClient(_Client):
     """A client the subscription sends to itself, on its loop (a WebSocket, an event
     stream): woken, it sends every message waiting with ``send_messages``, from a task
     of its own that keeps sending what comes meanwhile, and ends when nothing waits. On
@@ -208,6 +146,11 @@ class SendingClient(AsyncClient):
         max_buffer: int = MAX_BUFFER,
     ) -> None:
         super().__init__(max_buffer)
+        self._messages: collections.deque[Message] = collections.deque()
+        #: Messages taken by the sending task, being sent: they count as buffered.
+        self._sending = 0
+        #: Set once the client is dropped or sending to it failed.
+        self._dropping = asyncio.Event()
         self._send_messages = send_messages
         self._context = contextvars.copy_context()
         #: The task sending, while a send waits (None between sends).
@@ -251,6 +194,11 @@ class SendingClient(AsyncClient):
                 raise
         finally:
             self._sender = None
+
+    def drop(self, reason: str) -> None:
+        self.dropped = reason
+        self._messages.clear()
+        self._dropping.set()
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
