@@ -593,9 +593,14 @@ class UIBrowserContract:
         from playwright.async_api import expect
 
         page = await self._page(browser, served)
+        await page.clock.install()
         await page.goto(served.url)
         pill = page.locator("#live")
         await expect(pill).to_have_text("Live", timeout=15_000)
+        await expect(page.locator("#totals .card.success .value")).to_have_text("0")
+        # The page's clock stands still from here: its 15 s poll never fires, so only the
+        # reload on "ready" can fetch the dashboard's data again.
+        await page.clock.pause_at(await page.evaluate("Date.now()") + 1_000)
         stats: list[str] = []
         page.on("request", lambda r: stats.append(r.url) if "/api/stats" in r.url else None)
 
@@ -607,7 +612,7 @@ class UIBrowserContract:
         await expect(pill).to_have_text("Live", timeout=30_000)
         # Back: what was missed is reloaded (the dashboard's data fetched again), and
         # events flow once more.
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 5
         while not stats and time.monotonic() < deadline:
             await page.wait_for_timeout(100)
         assert stats, "the page did not reload its data when live updates came back"
@@ -665,6 +670,22 @@ class UIBrowserContract:
         await other.click("#detail-close")
         await expect(detail).to_be_hidden()
         await expect(other).not_to_have_url(re.compile("task="))  # closed: no longer linked
+        assert self.page_errors == []
+
+    async def test_queue_depths_by_queue_and_priority_on_the_dashboard(
+        self, browser: Any, served: ServedUI, producer: Flowrra
+    ) -> None:
+        from playwright.async_api import expect
+
+        # "reports" is no queue of the served app's tasks: its worker leaves them there.
+        for priority in (1, 1, -1):
+            await producer.submit("add", 1, 1, queue="reports", priority=priority)
+        await producer.submit("add", 2, 2, queue="reports", delay=120)
+        page = await self._page(browser, served)
+        await page.goto(served.url)
+        row = page.locator('#queue-list tr[data-named-queue="reports"] td')
+        await expect(row).to_have_text(["reports", "3", "1", "0", "-1: 1, 1: 2"])
+        await expect(page.locator('#queue-list tr[data-named-queue="default"]')).to_have_count(1)
         assert self.page_errors == []
 
     async def test_cancel_a_waiting_task_from_its_detail(
@@ -742,6 +763,9 @@ class UIBrowserContract:
             "add", "0 9 * * 1-5", args=[1, 2], description="weekday report"
         )
         await scheduler_of(producer).schedule_interval("echo", 300, kwargs={"token": "tok-9"})
+        await dead_letter(  # its execution stays pending: one more row under Executions
+            producer, "echo", "visible", reason="RuntimeError: the payment service answered 503"
+        )
         luminance = (
             "(() => { const [r, g, b] = getComputedStyle(document.documentElement)"
             ".backgroundColor"
@@ -764,7 +788,7 @@ class UIBrowserContract:
             await self._shot(page, f"dashboard-{scheme}", docs=f"dashboard{suffix}")
             await page.goto(served.url + "#executions")
             rows = page.locator("#executions-table tbody tr[data-id]")
-            await expect(rows).to_have_count(4 if scheme == "light" else 5)
+            await expect(rows).to_have_count(5 if scheme == "light" else 6)
             await self._shot(page, f"executions-{scheme}", docs=f"executions{suffix}")
             await page.click(f'#executions-table tr[data-id="{bad}"]')
             await expect(page.locator("#detail pre.traceback")).to_contain_text("RuntimeError")
@@ -777,6 +801,9 @@ class UIBrowserContract:
             await expect(page.locator("#schedules-table tbody tr[data-id]")).to_have_count(2)
             await expect(page.locator("#schedules-table")).not_to_contain_text("tok-9")
             await self._shot(page, f"schedules-{scheme}", docs=f"schedules{suffix}")
+            await page.goto(served.url + "#dead-letters")
+            await expect(page.locator("#dead-letters-table tbody tr[data-id]")).to_have_count(1)
+            await self._shot(page, f"dead-letters-{scheme}", docs=f"dead-letters{suffix}")
         assert self.page_errors == []
 
     async def test_schedules_on_a_phone(
@@ -837,7 +864,7 @@ class UIBrowserContract:
         await expect(shown.locator("pre.payload")).to_contain_text(REDACTED)
         await expect(shown.locator("pre.payload")).to_contain_text("visible")
         await expect(page.locator("#dead-letters-table")).not_to_contain_text("hunter2")
-        await self._shot(page, "dead-letters", docs="dead-letters")
+        await self._shot(page, "dead-letters")
         assert await page.evaluate("window.__xss") is None
         assert await page.locator('img[src="x"], b:text("bold")').count() == 0
 

@@ -393,6 +393,32 @@ class UIApiContract:
         status, body = await client("PUT", "/api/schedules/nope/enable", None, None)
         assert status == 404 and body["error"]
 
+    async def test_queue_depths_by_queue_and_priority(self, redis_ui: RedisMount) -> None:
+        """On Redis, through this adapter: each named queue's depths and its due messages
+        by priority, lowest (the first to run) first; nothing takes them (no worker)."""
+        app, client = redis_ui.app, redis_ui.client
+        for priority in (5, 5, 0, -1):
+            await app.submit("add", 1, 1, priority=priority)
+        await app.submit("add", 2, 2, queue="emails", priority=3)
+        await app.submit("add", 3, 3, queue="emails", delay=60)  # delayed: not by priority
+        status, queues = await _get(client, "/api/queues")
+        assert status == 200, queues
+        assert queues["default"] == {
+            "queued": 4,
+            "delayed": 0,
+            "leased": 0,
+            "priorities": {"-1": 1, "0": 1, "5": 2},
+        }, queues
+        assert list(queues["default"]["priorities"]) == ["-1", "0", "5"]
+        assert queues["emails"] == {
+            "queued": 1,
+            "delayed": 1,
+            "leased": 0,
+            "priorities": {"3": 1},
+        }, queues
+        status, stats = await _get(client, "/api/stats")
+        assert status == 200 and stats["queues"]["queued"] == 5, stats["queues"]
+
     async def test_cursor_pages_give_each_execution_once_while_tasks_arrive(
         self, ui_app: Flowrra, client: Client, redis_ui: RedisMount
     ) -> None:

@@ -304,7 +304,10 @@
     $("#queue-list").replaceChildren(names.length > 1 || names.some((n) => queues[n].priorities)
       ? table(["Queue", "Queued", "Delayed", "Running", "Queued by priority"], names.map((name) => {
         const entry = queues[name];
+        // Lowest (the first to run) first: an object's integer keys ("0", "5") would
+        // otherwise come before "-1", whatever order the server sent.
         const priorities = Object.entries(entry.priorities || {})
+          .sort(([a], [b]) => Number(a) - Number(b))
           .map(([priority, n]) => `${priority}: ${n}`).join(", ");
         return el("tr", { "data-named-queue": name }, el("td", {}, name),
           el("td", {}, count(entry, "queued")), el("td", {}, count(entry, "delayed")),
