@@ -593,14 +593,25 @@ class UIBrowserContract:
         from playwright.async_api import expect
 
         page = await self._page(browser, served)
+        in_flight: set[Any] = set()  # the page's API requests not answered yet
+        page.on("request", lambda r: in_flight.add(r) if "/api/" in r.url else None)
+        page.on("requestfinished", lambda r: in_flight.discard(r))
+        page.on("requestfailed", lambda r: in_flight.discard(r))
         await page.clock.install()
         await page.goto(served.url)
         pill = page.locator("#live")
         await expect(pill).to_have_text("Live", timeout=15_000)
         await expect(page.locator("#totals .card.success .value")).to_have_text("0")
         # The page's clock stands still from here: its 15 s poll never fires, so only the
-        # reload on "ready" can fetch the dashboard's data again.
-        await page.clock.pause_at(await page.evaluate("Date.now()") + 1_000)
+        # reload on "ready" can fetch the dashboard's data again. Pausing runs the timers
+        # due before the pause (a refresh queued while the first one loaded): let what
+        # they fetch be answered, while Redis is up, before counting.
+        await page.clock.pause_at(await page.evaluate("Date.now()") + 3_000)
+        deadline = time.monotonic() + 15
+        while in_flight and time.monotonic() < deadline:
+            await page.wait_for_timeout(50)  # (the driver's timer, not the paused page's)
+        assert not in_flight, [r.url for r in in_flight]
+        await page.wait_for_timeout(200)  # the page's answers handled: it is loading nothing
         stats: list[str] = []
         page.on("request", lambda r: stats.append(r.url) if "/api/stats" in r.url else None)
 
