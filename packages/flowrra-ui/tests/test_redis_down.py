@@ -42,10 +42,13 @@ def app() -> Flowrra:
     [
         ("GET", "/api/stats"),
         ("GET", "/api/workers"),
+        ("GET", "/api/queues"),
+        ("GET", "/api/dead-letters"),
         ("GET", "/api/health"),
         ("GET", "/api/executions"),
         ("GET", "/api/executions/some-id"),
         ("POST", "/api/executions/some-id/retry"),
+        ("POST", "/api/executions/some-id/cancel"),
     ],
 )
 async def test_every_endpoint_reading_redis_answers_503(

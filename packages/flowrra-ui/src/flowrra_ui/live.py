@@ -197,12 +197,15 @@ class SendingClient(_Client):
 
     def drop(self, reason: str) -> None:
         self.dropped = reason
-        self._messages.clear()
-        self._dropping.set()
+        self._let_go()
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
             self.failed = exc
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Hold nothing more for this client, and end :meth:`ended`'s wait."""
         self._messages.clear()
         self._sending = 0
         self._dropping.set()
